@@ -1,9 +1,19 @@
-//! `trunkgate-sip`: SIP messages, transports types and the proxy core.
+//! `trunkgate-sip`: SIP messages, transport value types and the proxy core.
 //!
 //! - [`message`]: zero-copy message view, lazy header parsing, splicing rewrites.
 //! - [`proxy`]: the sans-IO, dialog-stateful proxy (RFC 3261 §16–17): bytes and time in,
 //!   [`Transmit`]s and timer deadlines out. No sockets, no clock, no tokio here.
+//! - [`routing`]: the trait through which the core asks policy where a request goes.
 //!
 //! The async shell that owns sockets lives in the `trunkgate` binary crate.
 
 pub mod message;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod transport;
+
+pub use metrics::{Direction, ProxyMetrics};
+pub use proxy::{Proxy, ProxyConfig, Timers};
+pub use routing::{Party, Routing, Target};
+pub use transport::{ConnId, Flow, Transmit, Transport};
