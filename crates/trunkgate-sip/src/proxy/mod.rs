@@ -2,15 +2,34 @@
 //! dialog table. Input: `(now, flow, source, bytes)` and timer expiries. Output: transmits
 //! and the next deadline. Messages of one dialog leave in the order they arrived because one
 //! `Proxy` value handles them sequentially.
+//!
+//! Layout: `state.rs` (what is remembered), `request.rs` (requests in: admission,
+//! transaction matching, routing, forwarding), `response.rs` (responses in), `timer.rs`
+//! (deadlines and what happens when they pass). Tests: `tests.rs` drives PBX ↔ proxy ↔
+//! trunk over a simulated lossy network with a fake clock.
 
-use crate::message::Limits;
+mod request;
+mod response;
+mod state;
+mod timer;
+
+#[cfg(test)]
+mod simnet;
+#[cfg(test)]
+mod tests;
+
+use crate::message::{Limits, SipMessage};
 use crate::metrics::ProxyMetrics;
-use crate::routing::Routing;
-use crate::transport::{Flow, Transmit};
-use bytes::Bytes;
+use crate::routing::{Party, Routing};
+use crate::transport::{Flow, Transmit, Transport};
+use bytes::{Bytes, BytesMut};
+use state::{ClientTx, Dialog, ServerTx, Sub};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use timer::TimerHeap;
 
 /// RFC 3261 timer bases.
 #[derive(Debug, Clone, Copy)]
@@ -39,39 +58,108 @@ pub struct ProxyConfig {
     /// Host written in Via sent-by and Record-Route (an IP or a name).
     pub advertised: String,
     /// Listeners: each transport's local address (its port is advertised for that
-    /// transport). At most one per transport is used for sending.
+    /// transport). The first listener of a transport is used for sending.
     pub listeners: Vec<Flow>,
     pub timers: Timers,
     pub limits: Limits,
-    /// `User-Agent`/`Server` value on messages Trunkgate writes.
+    /// `Server` value on messages Trunkgate writes.
     pub server_name: String,
 }
+
+/// Prefix of every branch we write: the RFC 3261 magic cookie plus our mark.
+pub(crate) const BRANCH_PREFIX: &str = "z9hG4bK-tg-";
 
 pub struct Proxy {
     config: ProxyConfig,
     routing: Arc<dyn Routing>,
     metrics: Arc<ProxyMetrics>,
-    out: std::collections::VecDeque<Transmit>,
+    out: VecDeque<Transmit>,
+    timers: TimerHeap,
+    next_id: u64,
+    /// Random per process: makes our branches and tags unguessable and unique across restarts.
+    salt: u64,
+    servers: HashMap<u64, ServerTx>,
+    server_index: HashMap<Vec<u8>, u64>,
+    clients: HashMap<(u64, Sub), ClientTx>,
+    dialogs: HashMap<u64, Dialog>,
+    dialog_index: HashMap<Vec<u8>, u64>,
+    shutting_down: bool,
+    /// Rate limit for the "unknown source" warning.
+    last_unknown_warn: Option<Instant>,
+    unknown_since_warn: u64,
+    scratch: Vec<crate::routing::Target>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("servers", &self.servers.len())
+            .field("clients", &self.clients.len())
+            .field("dialogs", &self.dialogs.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Proxy {
-    pub fn new(config: ProxyConfig, routing: Arc<dyn Routing>, metrics: Arc<ProxyMetrics>) -> Proxy {
-        Proxy { config, routing, metrics, out: Default::default() }
+    pub fn new(
+        config: ProxyConfig,
+        routing: Arc<dyn Routing>,
+        metrics: Arc<ProxyMetrics>,
+    ) -> Proxy {
+        let salt = random_salt();
+        Proxy {
+            config,
+            routing,
+            metrics,
+            out: VecDeque::new(),
+            timers: TimerHeap::default(),
+            next_id: 1,
+            salt,
+            servers: HashMap::new(),
+            server_index: HashMap::new(),
+            clients: HashMap::new(),
+            dialogs: HashMap::new(),
+            dialog_index: HashMap::new(),
+            shutting_down: false,
+            last_unknown_warn: None,
+            unknown_since_warn: 0,
+            scratch: Vec::new(),
+        }
     }
 
     /// Feed one received datagram or stream frame.
     pub fn handle_input(&mut self, now: Instant, flow: Flow, source: SocketAddr, data: Bytes) {
-        let _ = (now, flow, source, data, &self.config, &self.routing, &self.metrics);
+        // Admission before work: an unknown source costs one table lookup.
+        let party = self.routing.classify(source.ip());
+        if party == Party::Unknown {
+            self.unknown_source(now, source);
+            return;
+        }
+        let msg = match SipMessage::parse(data, &self.config.limits) {
+            Ok(msg) => msg,
+            Err(error) => {
+                ProxyMetrics::inc(&self.metrics.parse_errors);
+                tracing::debug!(%source, %error, "unparseable SIP message dropped");
+                return;
+            }
+        };
+        if msg.is_request() {
+            self.handle_request(now, flow, source, party, msg);
+        } else {
+            self.handle_response(now, flow, source, party, msg);
+        }
     }
 
     /// Run every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
+        while let Some(timer) = self.timers.pop_due(now) {
+            self.fire(now, timer);
+        }
     }
 
     /// The earliest deadline at which [`Proxy::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        self.timers.next_deadline()
     }
 
     /// Next message to send, if any. Drain after every input or timeout.
@@ -79,9 +167,29 @@ impl Proxy {
         self.out.pop_front()
     }
 
-    /// A stream connection closed: forget it (dialogs fall back to connecting anew).
+    /// A stream connection closed: dialogs and transactions that used it fall back to
+    /// opening a new connection to the peer's address.
     pub fn connection_closed(&mut self, flow: Flow) {
-        let _ = flow;
+        if flow.conn.is_none() {
+            return;
+        }
+        for dialog in self.dialogs.values_mut() {
+            for leg in [&mut dialog.caller, &mut dialog.callee] {
+                if leg.flow == flow {
+                    leg.flow.conn = None;
+                }
+            }
+        }
+        for server in self.servers.values_mut() {
+            if server.flow == flow {
+                server.flow.conn = None;
+            }
+        }
+        for client in self.clients.values_mut() {
+            if client.flow == flow {
+                client.flow.conn = None;
+            }
+        }
     }
 
     /// Swap the routing policy (calls in progress keep their dialogs' targets).
@@ -90,15 +198,208 @@ impl Proxy {
     }
 
     /// Stop accepting new INVITEs (answered 503); everything in progress continues.
-    pub fn begin_shutdown(&mut self) {}
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+    }
 
     /// Dialogs in progress (early or confirmed).
     pub fn active_dialogs(&self) -> usize {
-        0
+        self.dialogs.len()
     }
 
-    /// Transactions in flight.
+    /// Transactions in flight (server and client).
     pub fn active_transactions(&self) -> usize {
-        0
+        self.servers.len() + self.clients.len()
     }
+
+    // ---- shared helpers ------------------------------------------------------------
+
+    fn unknown_source(&mut self, now: Instant, source: SocketAddr) {
+        ProxyMetrics::inc(&self.metrics.unknown_source);
+        self.unknown_since_warn += 1;
+        let due = self
+            .last_unknown_warn
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(10));
+        if due {
+            tracing::warn!(
+                %source,
+                dropped = self.unknown_since_warn,
+                "SIP from a source in no allow list dropped (one line per 10 s)"
+            );
+            self.last_unknown_warn = Some(now);
+            self.unknown_since_warn = 0;
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn send(&mut self, flow: Flow, destination: SocketAddr, data: Bytes) {
+        self.out.push_back(Transmit { flow, destination, data });
+    }
+
+    /// The listener flow used to send over `transport` toward `destination`.
+    fn listener_for(&self, transport: Transport, destination: SocketAddr) -> Option<Flow> {
+        let listeners = &self.config.listeners;
+        listeners
+            .iter()
+            .find(|l| l.transport == transport && l.local.is_ipv4() == destination.is_ipv4())
+            .or_else(|| listeners.iter().find(|l| l.transport == transport))
+            .map(|l| Flow { conn: None, ..*l })
+    }
+
+    /// `host:port` of our sent-by for a listener.
+    fn sent_by(&self, flow: &Flow) -> String {
+        host_port(&self.config.advertised, flow.local.port())
+    }
+
+    /// Is `host[:port]` one of our own addresses?
+    fn is_us(&self, host: &[u8], port: Option<u16>) -> bool {
+        let host_matches = host.eq_ignore_ascii_case(self.config.advertised.as_bytes())
+            || self.config.listeners.iter().any(|l| {
+                let ip = l.local.ip();
+                !ip.is_unspecified() && host.eq_ignore_ascii_case(ip.to_string().as_bytes())
+            });
+        if !host_matches {
+            return false;
+        }
+        let port = port.unwrap_or(5060);
+        self.config.listeners.iter().any(|l| l.local.port() == port)
+    }
+
+    /// A branch for a new client transaction: magic cookie, our mark, salt, id.
+    fn branch_for(&self, id: u64) -> String {
+        format!("{BRANCH_PREFIX}{:x}-{id:x}", self.salt & 0xffff_ffff)
+    }
+
+    /// The transaction id inside one of our branches, if it is one of ours.
+    fn id_from_branch(&self, branch: &[u8]) -> Option<u64> {
+        let rest = branch.strip_prefix(BRANCH_PREFIX.as_bytes())?;
+        let dash = rest.iter().position(|&b| b == b'-')?;
+        let (salt, id) = (&rest[..dash], &rest[dash + 1..]);
+        let salt = u64::from_str_radix(std::str::from_utf8(salt).ok()?, 16).ok()?;
+        if salt != self.salt & 0xffff_ffff {
+            return None;
+        }
+        u64::from_str_radix(std::str::from_utf8(id).ok()?, 16).ok()
+    }
+
+    /// A stable tag for responses Trunkgate writes itself (same request → same tag, so a
+    /// stateless answer to a retransmission is identical).
+    fn local_tag(&self, msg: &SipMessage) -> String {
+        let mut h = Fnv::new(self.salt);
+        h.write(msg.call_id());
+        h.write(msg.from_tag().unwrap_or_default());
+        h.write(msg.top_via().branch().unwrap_or_default());
+        format!("tg{:x}", h.finish())
+    }
+
+    /// Write a response to `req` and send it to `source` over `flow`. Returns the bytes.
+    fn respond_local(
+        &mut self,
+        req: &SipMessage,
+        flow: Flow,
+        source: SocketAddr,
+        code: u16,
+        reason: &str,
+        extra: &[&[u8]],
+    ) -> Bytes {
+        let tag = (code > 100).then(|| self.local_tag(req));
+        let server = format!("Server: {}", self.config.server_name);
+        let mut lines: Vec<&[u8]> = Vec::with_capacity(extra.len() + 1);
+        lines.extend_from_slice(extra);
+        lines.push(server.as_bytes());
+        let mut out = BytesMut::with_capacity(512);
+        crate::message::rewrite::response(
+            req,
+            code,
+            reason,
+            tag.as_deref().map(str::as_bytes),
+            &lines,
+            &mut out,
+        );
+        let data = out.freeze();
+        self.count_response(0, code);
+        self.send(flow, source, data.clone());
+        data
+    }
+
+    fn count_response(&self, peer: usize, code: u16) {
+        let class = (code / 100).clamp(1, 6) as usize - 1;
+        if let Some(p) = self.metrics.peer(peer) {
+            ProxyMetrics::inc(&p.responses[class]);
+        }
+    }
+
+    fn tx_created(&self) {
+        self.metrics.transactions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn tx_removed(&self) {
+        self.metrics.transactions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn remove_server(&mut self, id: u64) {
+        if let Some(tx) = self.servers.remove(&id) {
+            self.server_index.remove(&tx.key);
+            self.tx_removed();
+        }
+    }
+
+    fn remove_client(&mut self, id: u64, sub: Sub) {
+        if self.clients.remove(&(id, sub)).is_some() {
+            self.tx_removed();
+        }
+    }
+
+    fn remove_dialog(&mut self, id: u64, why: &str) {
+        if let Some(dialog) = self.dialogs.remove(&id) {
+            self.dialog_index.remove(&dialog.index_key);
+            self.metrics.dialogs_total.fetch_sub(1, Ordering::Relaxed);
+            if let Some(p) = self.metrics.peer(dialog.metric_peer) {
+                p.dialogs[dialog.direction.index()].fetch_sub(1, Ordering::Relaxed);
+            }
+            tracing::debug!(dialog = id, confirmed = dialog.confirmed, why, "dialog ended");
+        }
+    }
+}
+
+/// `host:port`, bracketing IPv6 literals.
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// FNV-1a, seeded; for tags and stateless branches (not for hash tables).
+pub(crate) struct Fnv(u64);
+
+impl Fnv {
+    pub fn new(seed: u64) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325 ^ seed)
+    }
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A per-process random value from the std hasher's random keys (no extra dependency).
+fn random_salt() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x7472_756e_6b67_6174);
+    h.finish()
 }

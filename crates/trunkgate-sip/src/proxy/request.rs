@@ -1,0 +1,619 @@
+//! Requests in: transaction matching, CANCEL, Max-Forwards and loop checks, routing (by
+//! policy for new requests, by the dialog table in dialog) and stateful forwarding.
+
+use super::state::{ClientState, ClientTx, Dialog, Leg, ServerState, ServerTx, Sub, dialog_key};
+use super::timer::Timer;
+use super::{BRANCH_PREFIX, Fnv, Proxy};
+use crate::message::rewrite::{self, Edits};
+use crate::message::{HeaderName, Method, NameAddr, SipMessage, SipUri, Via};
+use crate::metrics::{Direction, ProxyMetrics};
+use crate::routing::Party;
+use crate::transport::{Flow, Transport};
+use bytes::{Bytes, BytesMut};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Where and how a request is forwarded.
+pub(super) struct Forward {
+    pub party: Party,
+    pub address: SocketAddr,
+    pub flow: Flow,
+    pub request_uri: Option<Vec<u8>>,
+    pub record_route: bool,
+    pub dialog: Option<u64>,
+    pub initial: bool,
+}
+
+impl Proxy {
+    pub(super) fn handle_request(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        source: SocketAddr,
+        party: Party,
+        msg: SipMessage,
+    ) {
+        let Some(method) = msg.method() else { return };
+        ProxyMetrics::inc(&self.metrics.requests[method.index()]);
+
+        if method == Method::Ack {
+            // ACK for a non-2xx final we sent is absorbed by our server transaction;
+            // anything else is an ACK for a 2xx: end to end, routed by the dialog table.
+            if let Some(id) = self.match_server(&msg, b'I') {
+                if self.absorb_ack(now, id) {
+                    return;
+                }
+            }
+            if msg.max_forwards() == Some(0) {
+                return;
+            }
+            self.forward_ack(flow, source, msg);
+            return;
+        }
+
+        let class = method_class(method, &msg);
+        if let Some(id) = self.match_server(&msg, class) {
+            self.retransmitted_request(id);
+            return;
+        }
+        if method == Method::Cancel {
+            self.cancel(now, flow, source, msg);
+            return;
+        }
+
+        let to_us = self.addressed_to_us(&msg);
+        if method == Method::Options && to_us && msg.to_tag().is_none() {
+            // Keepalive probes from the PBX and providers (RFC 3261 §11).
+            self.respond_local(&msg, flow, source, 200, "OK", &[ALLOW, ACCEPT]);
+            return;
+        }
+        if msg.max_forwards() == Some(0) {
+            ProxyMetrics::inc(&self.metrics.too_many_hops);
+            self.respond_local(&msg, flow, source, 483, "Too Many Hops", &[]);
+            return;
+        }
+        if self.has_our_via(&msg) {
+            ProxyMetrics::inc(&self.metrics.loops);
+            tracing::warn!(call_id = %String::from_utf8_lossy(msg.call_id()), "loop detected");
+            self.respond_local(&msg, flow, source, 482, "Loop Detected", &[]);
+            return;
+        }
+
+        if msg.to_tag().is_some() {
+            self.in_dialog(now, flow, source, msg);
+        } else {
+            self.out_of_dialog(now, flow, source, party, msg);
+        }
+    }
+
+    /// Server transaction key (RFC 3261 §17.2.3): top Via branch and sent-by, plus the
+    /// method class (`I` for INVITE and its ACK, `C` for CANCEL, else the method token).
+    /// Requests without the RFC 3261 magic cookie fall back to Call-ID, CSeq and From tag.
+    fn server_key(msg: &SipMessage, class: u8) -> Vec<u8> {
+        let via = msg.top_via();
+        let mut key = Vec::with_capacity(96);
+        match via.branch() {
+            Some(branch) if branch.starts_with(b"z9hG4bK") => key.extend_from_slice(branch),
+            _ => {
+                key.extend_from_slice(msg.call_id());
+                key.extend_from_slice(&msg.cseq().0.to_be_bytes());
+                key.extend_from_slice(msg.from_tag().unwrap_or_default());
+            }
+        }
+        key.push(0);
+        key.extend_from_slice(via.host);
+        key.extend_from_slice(&via.port.unwrap_or(0).to_be_bytes());
+        key.push(0);
+        if class == b'O' {
+            key.extend_from_slice(msg.method_token().unwrap_or_default());
+        } else {
+            key.push(class);
+        }
+        key
+    }
+
+    fn match_server(&self, msg: &SipMessage, class: u8) -> Option<u64> {
+        self.server_index.get(&Self::server_key(msg, class)).copied()
+    }
+
+    /// Returns true when the ACK belonged to this transaction (absorbed).
+    fn absorb_ack(&mut self, now: Instant, id: u64) -> bool {
+        let t4 = self.config.timers.t4;
+        let Some(server) = self.servers.get_mut(&id) else { return false };
+        match server.state {
+            ServerState::Completed => {
+                server.state = ServerState::Confirmed;
+                let wait = if server.flow.transport == Transport::Udp { t4 } else { Default::default() };
+                self.timers.arm(now + wait, Timer::ServerExpire(id));
+                true
+            }
+            ServerState::Confirmed => true,
+            // RFC 2543 peers reuse the INVITE's branch key for the 2xx ACK: forward it.
+            ServerState::Accepted | ServerState::Proceeding => false,
+        }
+    }
+
+    fn retransmitted_request(&mut self, id: u64) {
+        let Some(server) = self.servers.get(&id) else { return };
+        let resend = match server.state {
+            ServerState::Proceeding | ServerState::Completed => server.last_response.clone(),
+            ServerState::Confirmed | ServerState::Accepted => None,
+        };
+        if let Some(data) = resend {
+            let (flow, source) = (server.flow, server.source);
+            self.send(flow, source, data);
+        }
+    }
+
+    fn cancel(&mut self, now: Instant, flow: Flow, source: SocketAddr, msg: SipMessage) {
+        let Some(invite_id) = self.match_server(&msg, b'I') else {
+            self.respond_local(&msg, flow, source, 481, "Call/Transaction Does Not Exist", &[]);
+            return;
+        };
+        // 200 for the CANCEL itself, remembered so a retransmitted CANCEL gets it again.
+        let ok = self.respond_local(&msg, flow, source, 200, "OK", &[]);
+        let key = Self::server_key(&msg, b'C');
+        let id = self.next_id();
+        self.insert_server(id, key, &msg, flow, source, ServerState::Completed);
+        if let Some(server) = self.servers.get_mut(&id) {
+            server.last_response = Some(ok);
+        }
+        let wait = self.wait_j(flow);
+        self.timers.arm(now + wait, Timer::ServerExpire(id));
+
+        let Some(invite) = self.servers.get_mut(&invite_id) else { return };
+        if invite.state != ServerState::Proceeding || invite.canceled {
+            return;
+        }
+        invite.canceled = true;
+        let Some(client_id) = invite.client else { return };
+        let provisional = match self.clients.get_mut(&(client_id, Sub::Main)) {
+            Some(client) if client.provisional => true,
+            Some(client) => {
+                client.cancel_pending = true;
+                false
+            }
+            None => false,
+        };
+        if provisional {
+            self.send_cancel(now, client_id);
+        }
+    }
+
+    /// Send CANCEL downstream for client transaction `id` (RFC 3261 §9.1, §16.10).
+    pub(super) fn send_cancel(&mut self, now: Instant, id: u64) {
+        if self.clients.contains_key(&(id, Sub::Cancel)) {
+            return;
+        }
+        let Some(client) = self.clients.get(&(id, Sub::Main)) else { return };
+        let (flow, destination, party) = (client.flow, client.destination, client.party);
+        let Ok(sent) = SipMessage::parse(client.request.clone(), &self.config.limits) else {
+            return;
+        };
+        let mut out = BytesMut::with_capacity(sent.as_bytes().len() / 2);
+        rewrite::ack_or_cancel(&sent, Method::Cancel, None, &mut out);
+        let data = out.freeze();
+        self.send(flow, destination, data.clone());
+        self.insert_client(now, id, Sub::Cancel, Method::Cancel, data, flow, destination, party, None);
+    }
+
+    fn in_dialog(&mut self, now: Instant, flow: Flow, source: SocketAddr, msg: SipMessage) {
+        let Some((dialog_id, from_caller)) = self.find_dialog(&msg) else {
+            self.respond_local(&msg, flow, source, 481, "Call/Transaction Does Not Exist", &[]);
+            return;
+        };
+        let method = msg.method();
+        let Some(dialog) = self.dialogs.get_mut(&dialog_id) else { return };
+        // Target refresh (RFC 3261 §12.2.2): the sender's new Contact.
+        if matches!(method, Some(Method::Invite | Method::Update)) {
+            if let Some(contact) = contact_uri(&msg) {
+                let leg = if from_caller { &mut dialog.caller } else { &mut dialog.callee };
+                leg.contact = Some(contact);
+            }
+        }
+        let leg = if from_caller { dialog.callee.clone() } else { dialog.caller.clone() };
+        let request_uri = self.in_dialog_request_uri(&msg, &leg);
+        let forward = Forward {
+            party: leg.party,
+            address: leg.address,
+            flow: leg.flow,
+            request_uri,
+            record_route: false,
+            dialog: Some(dialog_id),
+            initial: false,
+        };
+        self.forward_stateful(now, flow, source, &msg, forward);
+    }
+
+    /// When the Request-URI names Trunkgate (peers that ignore Record-Route, such as SIPp's
+    /// built-in scenarios), address the other side's Contact instead.
+    fn in_dialog_request_uri(&self, msg: &SipMessage, leg: &Leg) -> Option<Vec<u8>> {
+        let uri = SipUri::parse(msg.request_uri()?).ok()?;
+        if !self.is_us(uri.host, uri.port) {
+            return None;
+        }
+        leg.contact.as_ref().map(|c| c.to_vec())
+    }
+
+    /// Find the dialog of an in-dialog request or response, and whether it was sent by the
+    /// caller (From tag = the caller's tag).
+    pub(super) fn find_dialog(&self, msg: &SipMessage) -> Option<(u64, bool)> {
+        let call_id = msg.call_id();
+        if let Some(tag) = msg.from_tag() {
+            if let Some(&id) = self.dialog_index.get(&dialog_key(call_id, tag)) {
+                return Some((id, true));
+            }
+        }
+        let tag = msg.to_tag()?;
+        self.dialog_index.get(&dialog_key(call_id, tag)).map(|&id| (id, false))
+    }
+
+    /// ACK for a 2xx: forwarded statelessly along the dialog (RFC 3261 §16.11), with a
+    /// branch derived from the incoming one so retransmissions keep theirs.
+    fn forward_ack(&mut self, flow: Flow, source: SocketAddr, msg: SipMessage) {
+        let _ = (flow, source);
+        let Some((dialog_id, from_caller)) = self.find_dialog(&msg) else {
+            tracing::debug!(call_id = %String::from_utf8_lossy(msg.call_id()), "ACK outside any dialog dropped");
+            return;
+        };
+        let Some(dialog) = self.dialogs.get(&dialog_id) else { return };
+        let leg = if from_caller { dialog.callee.clone() } else { dialog.caller.clone() };
+        let mut h = Fnv::new(self.salt);
+        h.write(msg.top_via().branch().unwrap_or_default());
+        h.write(msg.call_id());
+        let branch = format!("{BRANCH_PREFIX}a{:x}", h.finish());
+        let request_uri = self.in_dialog_request_uri(&msg, &leg);
+        let data = self.build_request(&msg, &leg.flow, &branch, &[], request_uri.as_deref());
+        self.send(leg.flow, leg.address, data);
+    }
+
+    fn out_of_dialog(&mut self, now: Instant, flow: Flow, source: SocketAddr, party: Party, msg: SipMessage) {
+        let method = msg.method();
+        if method == Some(Method::Invite) && self.shutting_down {
+            ProxyMetrics::inc(&self.metrics.shutdown_rejects);
+            self.respond_local(&msg, flow, source, 503, "Service Unavailable", &[b"Retry-After: 30"]);
+            return;
+        }
+        let user = msg
+            .request_uri()
+            .and_then(|uri| SipUri::parse(uri).ok())
+            .and_then(|uri| uri.user)
+            .map(|user| user_part(user).to_vec());
+        let mut candidates = std::mem::take(&mut self.scratch);
+        candidates.clear();
+        self.routing.candidates(party, user.as_deref(), &mut candidates);
+        let target = candidates.first().cloned();
+        self.scratch = candidates;
+        let Some(target) = target else {
+            ProxyMetrics::inc(&self.metrics.no_route);
+            tracing::info!(
+                call_id = %String::from_utf8_lossy(msg.call_id()),
+                user = %String::from_utf8_lossy(user.as_deref().unwrap_or_default()),
+                "no route"
+            );
+            self.respond_local(&msg, flow, source, 404, "No Route", &[]);
+            return;
+        };
+        let transport = target.transport.unwrap_or(flow.transport);
+        let Some(out_flow) = self.listener_for(transport, target.address) else {
+            tracing::warn!(transport = transport.name(), "no listener to reach the target");
+            self.respond_local(&msg, flow, source, 503, "Service Unavailable", &[]);
+            return;
+        };
+        let request_uri = msg.request_uri().map(|uri| retarget_uri(uri, &target.uri_host));
+
+        let invite = method == Some(Method::Invite);
+        let dialog = if invite {
+            let Some(caller_tag) = msg.from_tag() else {
+                self.respond_local(&msg, flow, source, 400, "Missing From Tag", &[]);
+                return;
+            };
+            let contact = contact_uri(&msg);
+            let caller_address = match flow.transport {
+                Transport::Udp => source,
+                Transport::Tcp => contact
+                    .as_deref()
+                    .and_then(uri_socket_addr)
+                    .unwrap_or(source),
+            };
+            let (direction, trunk) = match party {
+                Party::Pbx => (Direction::Outbound, target.party),
+                _ => (Direction::Inbound, party),
+            };
+            let id = self.next_id();
+            let index_key = dialog_key(msg.call_id(), caller_tag);
+            if let Some(old) = self.dialog_index.get(&index_key).copied() {
+                // A new INVITE reusing a live dialog's Call-ID and tag: replace it.
+                self.remove_dialog(old, "replaced");
+            }
+            let dialog = Dialog {
+                index_key: index_key.clone(),
+                callee_tag: None,
+                confirmed: false,
+                direction,
+                metric_peer: trunk.metric_index(),
+                caller: Leg { party, address: caller_address, flow, contact },
+                callee: Leg { party: target.party, address: target.address, flow: out_flow, contact: None },
+            };
+            self.dialog_index.insert(index_key, id);
+            self.dialogs.insert(id, dialog);
+            self.metrics.dialogs_total.fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = self.metrics.peer(trunk.metric_index()) {
+                p.dialogs[direction.index()].fetch_add(1, Ordering::Relaxed);
+            }
+            Some(id)
+        } else {
+            None
+        };
+        let forward = Forward {
+            party: target.party,
+            address: target.address,
+            flow: out_flow,
+            request_uri,
+            record_route: invite,
+            dialog,
+            initial: invite,
+        };
+        self.forward_stateful(now, flow, source, &msg, forward);
+    }
+
+    /// Create the server transaction (and 100 Trying for INVITE), then the client
+    /// transaction, and send the request downstream.
+    fn forward_stateful(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        source: SocketAddr,
+        msg: &SipMessage,
+        fwd: Forward,
+    ) {
+        let Some(method) = msg.method() else { return };
+        let invite = method == Method::Invite;
+        let server_id = self.next_id();
+        let key = Self::server_key(msg, method_class(method, msg));
+        self.insert_server(server_id, key, msg, flow, source, ServerState::Proceeding);
+        if invite {
+            let trying = self.respond_local(msg, flow, source, 100, "Trying", &[]);
+            if let Some(server) = self.servers.get_mut(&server_id) {
+                server.last_response = Some(trying);
+            }
+        }
+
+        let client_id = self.next_id();
+        let branch = self.branch_for(client_id);
+        let mut record_route = Vec::new();
+        if fwd.record_route {
+            // Double Record-Route when the transport changes (RFC 5658).
+            record_route.push(self.record_route_line(&fwd.flow));
+            if fwd.flow.transport != flow.transport || fwd.flow.local != flow.local {
+                record_route.push(self.record_route_line(&flow));
+            }
+        }
+        let data = self.build_request(msg, &fwd.flow, &branch, &record_route, fwd.request_uri.as_deref());
+        if let Some(server) = self.servers.get_mut(&server_id) {
+            server.client = Some(client_id);
+            server.dialog = fwd.dialog;
+            server.initial = fwd.initial;
+        }
+        self.send(fwd.flow, fwd.address, data.clone());
+        let timer_c = invite.then(|| now + self.config.timers.timer_c);
+        self.insert_client(now, client_id, Sub::Main, method, data, fwd.flow, fwd.address, fwd.party, Some(server_id));
+        if let Some(deadline) = timer_c {
+            if let Some(client) = self.clients.get_mut(&(client_id, Sub::Main)) {
+                client.timer_c = Some(deadline);
+            }
+            self.timers.arm(deadline, Timer::TimerC(client_id));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_server(
+        &mut self,
+        id: u64,
+        key: Vec<u8>,
+        msg: &SipMessage,
+        flow: Flow,
+        source: SocketAddr,
+        state: ServerState,
+    ) {
+        let Some(method) = msg.method() else { return };
+        self.server_index.insert(key.clone(), id);
+        self.servers.insert(
+            id,
+            ServerTx {
+                key,
+                method,
+                state,
+                flow,
+                source,
+                request: Bytes::copy_from_slice(msg.as_bytes()),
+                last_response: None,
+                retransmit: self.config.timers.t1,
+                client: None,
+                dialog: None,
+                initial: false,
+                canceled: false,
+            },
+        );
+        self.tx_created();
+    }
+
+    /// Register a client transaction for a request just sent and arm its timers
+    /// (A+B for INVITE, E+F otherwise; retransmissions over UDP only).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert_client(
+        &mut self,
+        now: Instant,
+        id: u64,
+        sub: Sub,
+        method: Method,
+        request: Bytes,
+        flow: Flow,
+        destination: SocketAddr,
+        party: Party,
+        server: Option<u64>,
+    ) {
+        let t = self.config.timers;
+        self.clients.insert(
+            (id, sub),
+            ClientTx {
+                method,
+                state: ClientState::Calling,
+                request,
+                flow,
+                destination,
+                party,
+                retransmit: t.t1,
+                server,
+                provisional: false,
+                cancel_pending: false,
+                timer_c: None,
+            },
+        );
+        self.tx_created();
+        if flow.transport == Transport::Udp {
+            self.timers.arm(now + t.t1, Timer::ClientRetransmit(id, sub));
+        }
+        self.timers.arm(now + t.t1 * 64, Timer::ClientTimeout(id, sub));
+    }
+
+    /// The forwarded request: our Via on top, our Record-Route(s), our Route(s) popped,
+    /// Max-Forwards decremented, Request-URI replaced if asked.
+    fn build_request(
+        &self,
+        msg: &SipMessage,
+        out_flow: &Flow,
+        branch: &str,
+        record_route: &[String],
+        request_uri: Option<&[u8]>,
+    ) -> Bytes {
+        let via = format!(
+            "Via: SIP/2.0/{} {};branch={branch}",
+            out_flow.transport.via_token(),
+            self.sent_by(out_flow)
+        );
+        let mut prepend: Vec<&[u8]> = Vec::with_capacity(1 + record_route.len());
+        prepend.push(via.as_bytes());
+        prepend.extend(record_route.iter().map(|l| l.as_bytes()));
+        let routes = self.our_leading_routes(msg);
+        let pops = [HeaderName::Route; 4];
+        let max_forwards = msg.max_forwards().map_or(70, |mf| mf.saturating_sub(1));
+        let edits = Edits {
+            request_uri,
+            prepend: &prepend,
+            pop_first_value: &pops[..routes.min(pops.len())],
+            max_forwards: Some(max_forwards),
+            body: None,
+        };
+        let mut out = BytesMut::with_capacity(msg.as_bytes().len() + 160);
+        rewrite::rewrite(msg, &edits, &mut out);
+        out.freeze()
+    }
+
+    fn record_route_line(&self, flow: &Flow) -> String {
+        let transport = match flow.transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        format!("Record-Route: <sip:{}{transport};lr>", self.sent_by(flow))
+    }
+
+    /// How many Route values at the top name us (loose routing, RFC 3261 §16.4).
+    fn our_leading_routes(&self, msg: &SipMessage) -> usize {
+        msg.values(HeaderName::Route)
+            .take_while(|value| {
+                NameAddr::parse(value)
+                    .ok()
+                    .and_then(|na| SipUri::parse(na.uri).ok())
+                    .is_some_and(|uri| self.is_us(uri.host, uri.port))
+            })
+            .count()
+    }
+
+    fn addressed_to_us(&self, msg: &SipMessage) -> bool {
+        msg.request_uri()
+            .and_then(|uri| SipUri::parse(uri).ok())
+            .is_some_and(|uri| uri.user.is_none() && self.is_us(uri.host, uri.port))
+    }
+
+    /// A Via of ours in the request: it has been here before (spirals are not used by
+    /// Trunkgate's routing, so this is a loop).
+    fn has_our_via(&self, msg: &SipMessage) -> bool {
+        msg.values(HeaderName::Via).any(|value| {
+            Via::parse(value).is_ok_and(|via| {
+                via.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX.as_bytes()))
+                    && self.is_us(via.host, via.port)
+            })
+        })
+    }
+
+    fn wait_j(&self, flow: Flow) -> std::time::Duration {
+        match flow.transport {
+            Transport::Udp => self.config.timers.t1 * 64,
+            Transport::Tcp => std::time::Duration::ZERO,
+        }
+    }
+}
+
+const ALLOW: &[u8] =
+    b"Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY, MESSAGE";
+const ACCEPT: &[u8] = b"Accept: application/sdp";
+
+/// Server-transaction method class: INVITE and ACK share `I`, CANCEL is `C`, other methods
+/// are keyed by their token (`O`).
+fn method_class(method: Method, _msg: &SipMessage) -> u8 {
+    match method {
+        Method::Invite | Method::Ack => b'I',
+        Method::Cancel => b'C',
+        _ => b'O',
+    }
+}
+
+/// The user part without `;params` (`+15551234;npdi` → `+15551234`).
+fn user_part(user: &[u8]) -> &[u8] {
+    let end = user.iter().position(|&b| b == b';').unwrap_or(user.len());
+    &user[..end]
+}
+
+/// Request-URI with its host (and port) replaced by `uri_host`, keeping scheme, user,
+/// parameters and headers. A URI we cannot parse is sent to `sip:uri_host`.
+fn retarget_uri(uri: &[u8], uri_host: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(uri.len() + uri_host.len());
+    match SipUri::parse(uri) {
+        Ok(parsed) => {
+            let scheme: &[u8] = if parsed.scheme.eq_ignore_ascii_case(b"sips") { b"sips" } else { b"sip" };
+            out.extend_from_slice(scheme);
+            out.push(b':');
+            if let Some(user) = parsed.user {
+                out.extend_from_slice(user);
+                out.push(b'@');
+            }
+            out.extend_from_slice(uri_host.as_bytes());
+            out.extend_from_slice(parsed.params);
+            if !parsed.headers.is_empty() {
+                out.push(b'?');
+                out.extend_from_slice(parsed.headers);
+            }
+        }
+        Err(_) => {
+            out.extend_from_slice(b"sip:");
+            out.extend_from_slice(uri_host.as_bytes());
+        }
+    }
+    out
+}
+
+/// The first Contact's URI.
+pub(super) fn contact_uri(msg: &SipMessage) -> Option<Box<[u8]>> {
+    let value = msg.values(HeaderName::Contact).next()?;
+    let na = NameAddr::parse(value).ok()?;
+    Some(na.uri.into())
+}
+
+/// `IP:port` of a SIP URI whose host is an IP literal.
+pub(super) fn uri_socket_addr(uri: &[u8]) -> Option<SocketAddr> {
+    let uri = SipUri::parse(uri).ok()?;
+    let ip: IpAddr = std::str::from_utf8(uri.host).ok()?.parse().ok()?;
+    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
+}

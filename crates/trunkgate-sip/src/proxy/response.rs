@@ -1,0 +1,385 @@
+//! Responses in: matched to our client transactions by branch, relayed upstream through the
+//! server transaction (RFC 3261 §16.7, no forking: the only branch's response is the best),
+//! ACK generated for non-2xx finals, dialogs confirmed or ended; and what the timers do.
+
+use super::Proxy;
+use super::request::contact_uri;
+use super::state::{ClientState, ServerState, Sub};
+use super::timer::Timer;
+use crate::message::rewrite::{self, Edits};
+use crate::message::{HeaderName, Method, SipMessage};
+use crate::metrics::ProxyMetrics;
+use crate::routing::Party;
+use crate::transport::{Flow, Transport};
+use bytes::{Bytes, BytesMut};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+impl Proxy {
+    pub(super) fn handle_response(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        source: SocketAddr,
+        party: Party,
+        msg: SipMessage,
+    ) {
+        let _ = source;
+        let Some(code) = msg.status() else { return };
+        self.count_response(party.metric_index(), code);
+        let cseq_method = msg.cseq().1;
+        let sub = if cseq_method == Method::Cancel { Sub::Cancel } else { Sub::Main };
+        let Some(id) = msg.top_via().branch().and_then(|b| self.id_from_branch(b)) else {
+            tracing::debug!(code, "response not addressed to our Via dropped");
+            return;
+        };
+        let Some(client) = self.clients.get(&(id, sub)) else {
+            if cseq_method == Method::Invite && (200..300).contains(&code) {
+                self.forward_stray_2xx(&msg);
+            }
+            return;
+        };
+        if sub == Sub::Cancel {
+            if code >= 200 {
+                self.complete_client(now, id, sub);
+            }
+            return;
+        }
+        if client.method == Method::Invite {
+            match code {
+                100..=199 => self.invite_provisional(now, id, code, &msg),
+                200..=299 => self.invite_success(now, id, flow, &msg),
+                _ => self.invite_failure(now, id, &msg),
+            }
+        } else {
+            self.non_invite_response(now, id, code, &msg);
+        }
+    }
+
+    fn invite_provisional(&mut self, now: Instant, id: u64, code: u16, msg: &SipMessage) {
+        let timer_c = self.config.timers.timer_c;
+        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else { return };
+        if matches!(client.state, ClientState::Completed | ClientState::Accepted) {
+            return;
+        }
+        client.state = ClientState::Proceeding;
+        client.provisional = true;
+        let cancel = std::mem::take(&mut client.cancel_pending);
+        if code > 100 {
+            client.timer_c = Some(now + timer_c);
+        }
+        let server = client.server;
+        if cancel {
+            self.send_cancel(now, id);
+        }
+        if code > 100 {
+            if let Some(server_id) = server {
+                let proceeding = self
+                    .servers
+                    .get(&server_id)
+                    .is_some_and(|s| s.state == ServerState::Proceeding);
+                if proceeding {
+                    let data = self.relay_upstream(server_id, msg);
+                    if let (Some(data), Some(s)) = (data, self.servers.get_mut(&server_id)) {
+                        s.last_response = Some(data);
+                    }
+                }
+            }
+        }
+    }
+
+    fn invite_success(&mut self, now: Instant, id: u64, flow: Flow, msg: &SipMessage) {
+        let t1 = self.config.timers.t1;
+        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else { return };
+        let first = client.state != ClientState::Accepted;
+        client.state = ClientState::Accepted;
+        let server = client.server;
+        if first {
+            // Timer M (RFC 6026): keep matching 2xx retransmissions for 64*T1.
+            self.timers.arm(now + t1 * 64, Timer::ClientExpire(id, Sub::Main));
+        }
+        let Some(server_id) = server else { return };
+        // Every 2xx is relayed (RFC 3261 §16.7 step 10), retransmissions included.
+        let Some(data) = self.relay_upstream(server_id, msg) else {
+            self.forward_stray_2xx(msg);
+            return;
+        };
+        let Some(s) = self.servers.get(&server_id) else { return };
+        let dialog = s.dialog;
+        let initial = s.initial;
+        if s.state == ServerState::Proceeding {
+            self.finish_server(now, server_id, data, 200);
+        }
+        if let (Some(dialog_id), true) = (dialog, first) {
+            if let Some(dialog) = self.dialogs.get_mut(&dialog_id) {
+                if initial && !dialog.confirmed {
+                    dialog.confirmed = true;
+                    dialog.callee_tag = msg.to_tag().map(Into::into);
+                    if let Some(contact) = contact_uri(msg) {
+                        dialog.callee.contact = Some(contact);
+                    }
+                    if flow.transport == Transport::Tcp {
+                        dialog.callee.flow = flow;
+                    }
+                }
+            }
+        }
+    }
+
+    fn invite_failure(&mut self, now: Instant, id: u64, msg: &SipMessage) {
+        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else { return };
+        match client.state {
+            ClientState::Completed => {
+                // Retransmitted final: our ACK was lost; send it again.
+                self.send_ack(id, msg);
+                return;
+            }
+            ClientState::Accepted => return,
+            ClientState::Calling | ClientState::Proceeding => {}
+        }
+        client.state = ClientState::Completed;
+        let server = client.server;
+        self.send_ack(id, msg);
+        self.complete_client(now, id, Sub::Main);
+        let Some(server_id) = server else { return };
+        let proceeding = self
+            .servers
+            .get(&server_id)
+            .is_some_and(|s| s.state == ServerState::Proceeding);
+        if proceeding {
+            if let Some(data) = self.relay_upstream(server_id, msg) {
+                self.finish_server(now, server_id, data, msg.status().unwrap_or(500));
+            }
+        }
+    }
+
+    fn non_invite_response(&mut self, now: Instant, id: u64, code: u16, msg: &SipMessage) {
+        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else { return };
+        if client.state == ClientState::Completed {
+            return;
+        }
+        let server = client.server;
+        if code < 200 {
+            client.state = ClientState::Proceeding;
+        } else {
+            client.state = ClientState::Completed;
+            self.complete_client(now, id, Sub::Main);
+        }
+        let Some(server_id) = server else { return };
+        let proceeding = self
+            .servers
+            .get(&server_id)
+            .is_some_and(|s| s.state == ServerState::Proceeding);
+        if !proceeding || code == 100 {
+            return;
+        }
+        let Some(data) = self.relay_upstream(server_id, msg) else { return };
+        if code >= 200 {
+            self.finish_server(now, server_id, data, code);
+        } else if let Some(s) = self.servers.get_mut(&server_id) {
+            s.last_response = Some(data);
+        }
+    }
+
+    /// Client transaction got its final answer: arm Timer D (INVITE) or K (others).
+    fn complete_client(&mut self, now: Instant, id: u64, sub: Sub) {
+        let t = self.config.timers;
+        let Some(client) = self.clients.get_mut(&(id, sub)) else { return };
+        client.state = ClientState::Completed;
+        let wait = match (client.flow.transport, client.method) {
+            (Transport::Tcp, _) => Duration::ZERO,
+            (Transport::Udp, Method::Invite) => Duration::from_secs(32).max(t.t1 * 64),
+            (Transport::Udp, _) => t.t4,
+        };
+        self.timers.arm(now + wait, Timer::ClientExpire(id, sub));
+    }
+
+    /// ACK for a non-2xx final response to the INVITE of client transaction `id`.
+    fn send_ack(&mut self, id: u64, response: &SipMessage) {
+        let Some(client) = self.clients.get(&(id, Sub::Main)) else { return };
+        let (flow, destination) = (client.flow, client.destination);
+        let Ok(sent) = SipMessage::parse(client.request.clone(), &self.config.limits) else {
+            return;
+        };
+        let mut out = BytesMut::with_capacity(sent.as_bytes().len() / 2);
+        rewrite::ack_or_cancel(&sent, Method::Ack, Some(response), &mut out);
+        self.send(flow, destination, out.freeze());
+    }
+
+    /// Relay a response upstream through server transaction `server_id`: pop our Via and
+    /// send it where the request came from. Returns the bytes sent.
+    fn relay_upstream(&mut self, server_id: u64, msg: &SipMessage) -> Option<Bytes> {
+        let server = self.servers.get(&server_id)?;
+        let (flow, source) = (server.flow, server.source);
+        let data = pop_via(msg);
+        self.send(flow, source, data.clone());
+        Some(data)
+    }
+
+    /// A 2xx to INVITE with no client transaction left (retransmitted after Timer M, or
+    /// after our server transaction ended): relay it statelessly to the caller's leg of the
+    /// dialog.
+    fn forward_stray_2xx(&mut self, msg: &SipMessage) {
+        let Some((dialog_id, _)) = self.find_dialog(msg) else { return };
+        let Some(dialog) = self.dialogs.get(&dialog_id) else { return };
+        let (flow, address) = (dialog.caller.flow, dialog.caller.address);
+        self.send(flow, address, pop_via(msg));
+    }
+
+    /// The server transaction sent its final response `data` (`code`): move to
+    /// Completed/Accepted, arm Timers G/H/J/L, and end the dialog when this final ends it.
+    pub(super) fn finish_server(&mut self, now: Instant, id: u64, data: Bytes, code: u16) {
+        let t = self.config.timers;
+        let Some(s) = self.servers.get_mut(&id) else { return };
+        if s.state != ServerState::Proceeding {
+            return;
+        }
+        let udp = s.flow.transport == Transport::Udp;
+        let invite = s.method == Method::Invite;
+        s.last_response = Some(data);
+        let (dialog, initial, method) = (s.dialog, s.initial, s.method);
+        if invite && (200..300).contains(&code) {
+            s.state = ServerState::Accepted;
+            self.timers.arm(now + t.t1 * 64, Timer::ServerExpire(id));
+        } else if invite {
+            s.state = ServerState::Completed;
+            if udp {
+                s.retransmit = t.t1;
+                self.timers.arm(now + t.t1, Timer::ServerRetransmit(id));
+            }
+            self.timers.arm(now + t.t1 * 64, Timer::ServerTimeout(id));
+        } else {
+            s.state = ServerState::Completed;
+            let wait = if udp { t.t1 * 64 } else { Duration::ZERO };
+            self.timers.arm(now + wait, Timer::ServerExpire(id));
+        }
+        if let Some(dialog) = dialog {
+            if method == Method::Bye {
+                self.remove_dialog(dialog, "bye");
+            } else if invite && initial && code >= 300 {
+                self.remove_dialog(dialog, "rejected");
+            }
+        }
+    }
+
+    /// Answer the server transaction ourselves (timeouts): `code` upstream, then finish.
+    fn fail_upstream(&mut self, now: Instant, id: u64, code: u16, reason: &str) {
+        let Some(s) = self.servers.get(&id) else { return };
+        if s.state != ServerState::Proceeding {
+            return;
+        }
+        let (flow, source) = (s.flow, s.source);
+        let Ok(req) = SipMessage::parse(s.request.clone(), &self.config.limits) else { return };
+        let data = self.respond_local(&req, flow, source, code, reason, &[]);
+        self.finish_server(now, id, data, code);
+    }
+
+    pub(super) fn fire(&mut self, now: Instant, timer: Timer) {
+        let t = self.config.timers;
+        match timer {
+            Timer::ServerRetransmit(id) => {
+                let Some(s) = self.servers.get_mut(&id) else { return };
+                if s.state != ServerState::Completed {
+                    return;
+                }
+                let Some(data) = s.last_response.clone() else { return };
+                s.retransmit = (s.retransmit * 2).min(t.t2);
+                let (flow, source, next) = (s.flow, s.source, s.retransmit);
+                ProxyMetrics::inc(&self.metrics.retransmissions);
+                self.send(flow, source, data);
+                self.timers.arm(now + next, Timer::ServerRetransmit(id));
+            }
+            Timer::ServerTimeout(id) => {
+                if self.servers.get(&id).is_some_and(|s| s.state == ServerState::Completed) {
+                    tracing::debug!(id, "no ACK for our final response (Timer H)");
+                    self.remove_server(id);
+                }
+            }
+            Timer::ServerExpire(id) => self.remove_server(id),
+            Timer::ClientRetransmit(id, sub) => {
+                let Some(c) = self.clients.get_mut(&(id, sub)) else { return };
+                let invite = c.method == Method::Invite;
+                let active = match c.state {
+                    ClientState::Calling => true,
+                    ClientState::Proceeding => !invite,
+                    ClientState::Completed | ClientState::Accepted => false,
+                };
+                if !active {
+                    return;
+                }
+                c.retransmit = if invite {
+                    c.retransmit * 2
+                } else if c.state == ClientState::Proceeding {
+                    t.t2
+                } else {
+                    (c.retransmit * 2).min(t.t2)
+                };
+                let (flow, destination, data, next) =
+                    (c.flow, c.destination, c.request.clone(), c.retransmit);
+                ProxyMetrics::inc(&self.metrics.retransmissions);
+                self.send(flow, destination, data);
+                self.timers.arm(now + next, Timer::ClientRetransmit(id, sub));
+            }
+            Timer::ClientTimeout(id, sub) => {
+                let Some(c) = self.clients.get(&(id, sub)) else { return };
+                let timed_out = match c.state {
+                    ClientState::Calling => true,
+                    ClientState::Proceeding => c.method != Method::Invite,
+                    ClientState::Completed | ClientState::Accepted => false,
+                };
+                if !timed_out {
+                    return;
+                }
+                let server = c.server;
+                let method = c.method;
+                let destination = c.destination;
+                self.remove_client(id, sub);
+                ProxyMetrics::inc(&self.metrics.timeouts);
+                tracing::info!(method = method.as_str(), %destination, "no response downstream (Timer B/F)");
+                if let (Sub::Main, Some(server_id)) = (sub, server) {
+                    self.fail_upstream(now, server_id, 408, "Request Timeout");
+                }
+            }
+            Timer::ClientExpire(id, sub) => {
+                let done = self
+                    .clients
+                    .get(&(id, sub))
+                    .is_some_and(|c| matches!(c.state, ClientState::Completed | ClientState::Accepted));
+                if done {
+                    self.remove_client(id, sub);
+                }
+            }
+            Timer::TimerC(id) => {
+                let Some(c) = self.clients.get(&(id, Sub::Main)) else { return };
+                if !matches!(c.state, ClientState::Calling | ClientState::Proceeding) {
+                    return;
+                }
+                match c.timer_c {
+                    Some(deadline) if deadline > now => {
+                        self.timers.arm(deadline, Timer::TimerC(id));
+                        return;
+                    }
+                    _ => {}
+                }
+                let (provisional, server) = (c.provisional, c.server);
+                ProxyMetrics::inc(&self.metrics.timeouts);
+                tracing::info!(id, "INVITE got no final response in time (Timer C)");
+                if provisional {
+                    self.send_cancel(now, id);
+                }
+                if let Some(server_id) = server {
+                    self.fail_upstream(now, server_id, 408, "Request Timeout");
+                }
+            }
+        }
+    }
+}
+
+/// The response with our (top) Via removed.
+fn pop_via(msg: &SipMessage) -> Bytes {
+    let pops = [HeaderName::Via];
+    let edits = Edits { pop_first_value: &pops, ..Edits::default() };
+    let mut out = BytesMut::with_capacity(msg.as_bytes().len());
+    rewrite::rewrite(msg, &edits, &mut out);
+    out.freeze()
+}

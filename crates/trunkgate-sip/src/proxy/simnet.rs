@@ -1,0 +1,334 @@
+//! A simulated network for the core: PBX and trunk endpoints on loopback addresses, a fake
+//! clock, fixed latency and a scriptable loss rule. Tests play the user agents by hand so
+//! every retransmission and timer is visible, and nothing sleeps.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::{Proxy, ProxyConfig, Timers};
+use crate::message::{Limits, SipMessage};
+use crate::metrics::ProxyMetrics;
+use crate::routing::{Party, Routing, Target};
+use crate::transport::{Flow, Transport};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const PROXY: &str = "127.0.0.1:5060";
+pub const PBX: &str = "127.0.0.2:5060";
+pub const TRUNK: &str = "127.0.0.3:5060";
+pub const STRANGER: &str = "127.0.0.9:5060";
+
+pub fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// PBX at 127.0.0.2, one trunk at 127.0.0.3; PBX calls go to the trunk, trunk calls to
+/// the PBX.
+pub struct TestRouting;
+
+impl Routing for TestRouting {
+    fn classify(&self, source: IpAddr) -> Party {
+        match source.to_string().as_str() {
+            "127.0.0.2" => Party::Pbx,
+            "127.0.0.3" => Party::Trunk(0),
+            _ => Party::Unknown,
+        }
+    }
+    fn candidates(&self, from: Party, _user: Option<&[u8]>, out: &mut Vec<Target>) {
+        match from {
+            Party::Pbx => out.push(Target {
+                party: Party::Trunk(0),
+                address: addr(TRUNK),
+                transport: None,
+                uri_host: TRUNK.into(),
+            }),
+            Party::Trunk(_) => out.push(Target {
+                party: Party::Pbx,
+                address: addr(PBX),
+                transport: None,
+                uri_host: PBX.into(),
+            }),
+            Party::Unknown => {}
+        }
+    }
+}
+
+type DropRule = Box<dyn FnMut(SocketAddr, SocketAddr, &str) -> bool>;
+
+pub struct SimNet {
+    pub proxy: Proxy,
+    pub metrics: Arc<ProxyMetrics>,
+    pub now: Instant,
+    pub latency: Duration,
+    /// (deliver at, from, to, bytes); `to == PROXY` goes into the core.
+    in_flight: Vec<(Instant, SocketAddr, SocketAddr, Bytes)>,
+    inbox: HashMap<SocketAddr, Vec<SipMessage>>,
+    /// Return true to drop a packet (from, to, text).
+    pub drop_rule: Option<DropRule>,
+    pub dropped: usize,
+}
+
+impl SimNet {
+    pub fn new() -> SimNet {
+        let flow = Flow { transport: Transport::Udp, local: addr(PROXY), conn: None };
+        let config = ProxyConfig {
+            advertised: "127.0.0.1".into(),
+            listeners: vec![flow],
+            timers: Timers::default(),
+            limits: Limits::default(),
+            server_name: "Trunkgate/test".into(),
+        };
+        let metrics = Arc::new(ProxyMetrics::new(1));
+        let proxy = Proxy::new(config, Arc::new(TestRouting), metrics.clone());
+        SimNet {
+            proxy,
+            metrics,
+            now: Instant::now(),
+            latency: Duration::from_millis(5),
+            in_flight: Vec::new(),
+            inbox: HashMap::new(),
+            drop_rule: None,
+            dropped: 0,
+        }
+    }
+
+    /// An endpoint sends `text` (LF or CRLF line ends) to the proxy.
+    pub fn send(&mut self, from: &str, text: &str) {
+        let data = crlf(text);
+        self.put(addr(from), addr(PROXY), Bytes::from(data));
+    }
+
+    fn put(&mut self, from: SocketAddr, to: SocketAddr, data: Bytes) {
+        if let Some(rule) = self.drop_rule.as_mut() {
+            if rule(from, to, &String::from_utf8_lossy(&data)) {
+                self.dropped += 1;
+                return;
+            }
+        }
+        self.in_flight.push((self.now + self.latency, from, to, data));
+    }
+
+    /// Advance the clock by `d`, delivering packets and firing timers in time order.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            let next_packet = self.in_flight.iter().map(|p| p.0).min();
+            let next_timer = self.proxy.poll_timeout();
+            let next = [next_packet, next_timer].into_iter().flatten().min();
+            match next {
+                Some(at) if at <= end => {
+                    self.now = self.now.max(at);
+                    self.deliver_due();
+                    self.proxy.handle_timeout(self.now);
+                    self.drain_proxy();
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+    }
+
+    /// Deliver everything in flight (a little more than one latency).
+    pub fn settle(&mut self) {
+        self.run_for(self.latency * 3);
+    }
+
+    fn deliver_due(&mut self) {
+        let now = self.now;
+        let mut due: Vec<_> = Vec::new();
+        self.in_flight.retain(|p| {
+            if p.0 <= now {
+                due.push(p.clone());
+                false
+            } else {
+                true
+            }
+        });
+        due.sort_by_key(|p| p.0);
+        for (_, from, to, data) in due {
+            if to == addr(PROXY) {
+                let flow = Flow { transport: Transport::Udp, local: to, conn: None };
+                self.proxy.handle_input(now, flow, from, data);
+                self.drain_proxy();
+            } else {
+                let msg = SipMessage::parse(data, &Limits::default())
+                    .expect("the proxy sent an unparseable message");
+                self.inbox.entry(to).or_default().push(msg);
+            }
+        }
+    }
+
+    fn drain_proxy(&mut self) {
+        while let Some(t) = self.proxy.poll_transmit() {
+            self.put(t.flow.local, t.destination, t.data);
+        }
+    }
+
+    /// Everything `at` received since the last call.
+    pub fn take(&mut self, at: &str) -> Vec<SipMessage> {
+        self.inbox.remove(&addr(at)).unwrap_or_default()
+    }
+
+    /// The one message `at` received (panics otherwise, naming what arrived).
+    pub fn take_one(&mut self, at: &str) -> SipMessage {
+        let mut got = self.take(at);
+        assert_eq!(got.len(), 1, "{at} expected one message, got {}", describe(&got));
+        got.remove(0)
+    }
+}
+
+pub fn crlf(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    for line in text.trim_start_matches('\n').split('\n') {
+        out.push_str(line.trim_end_matches('\r'));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+pub fn describe(msgs: &[SipMessage]) -> String {
+    msgs.iter()
+        .map(|m| {
+            let text = String::from_utf8_lossy(m.as_bytes()).to_string();
+            text.lines().next().unwrap_or_default().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+
+/// A user agent's view of one call, enough to write its messages.
+pub struct Call {
+    pub call_id: String,
+    pub caller: &'static str,
+    pub callee: &'static str,
+    pub from_tag: String,
+    pub to_tag: Option<String>,
+    pub cseq: u32,
+    pub branch_seq: u32,
+}
+
+impl Call {
+    pub fn new(id: &str, caller: &'static str, callee: &'static str) -> Call {
+        Call {
+            call_id: format!("{id}@test"),
+            caller,
+            callee,
+            from_tag: format!("ft-{id}"),
+            to_tag: None,
+            cseq: 1,
+            branch_seq: 0,
+        }
+    }
+
+    pub fn next_branch(&mut self) -> String {
+        self.branch_seq += 1;
+        format!("z9hG4bK-{}-{}", self.call_id.len(), self.branch_seq)
+    }
+
+    /// Initial INVITE from `caller`, Request-URI at the proxy, no Route (as SIPp does).
+    pub fn invite(&mut self) -> (String, String) {
+        let branch = self.next_branch();
+        let msg = format!(
+            "INVITE sip:5551234@{PROXY} SIP/2.0
+Via: SIP/2.0/UDP {caller};branch={branch}
+Max-Forwards: 70
+From: <sip:alice@{caller}>;tag={ftag}
+To: <sip:5551234@{PROXY}>
+Call-ID: {cid}
+CSeq: {cseq} INVITE
+Contact: <sip:alice@{caller}>
+Content-Type: application/sdp
+Content-Length: 5
+
+v=0
+",
+            caller = self.caller,
+            ftag = self.from_tag,
+            cid = self.call_id,
+            cseq = self.cseq,
+        );
+        (msg, branch)
+    }
+
+    /// An in-dialog request from the caller (no Route, Request-URI at the proxy).
+    pub fn caller_request(&mut self, method: &str) -> String {
+        if method != "ACK" {
+            self.cseq += 1;
+        }
+        let branch = self.next_branch();
+        format!(
+            "{method} sip:5551234@{PROXY} SIP/2.0
+Via: SIP/2.0/UDP {caller};branch={branch}
+Max-Forwards: 70
+From: <sip:alice@{caller}>;tag={ftag}
+To: <sip:5551234@{PROXY}>;tag={ttag}
+Call-ID: {cid}
+CSeq: {cseq} {method}
+Contact: <sip:alice@{caller}>
+Content-Length: 0
+
+",
+            caller = self.caller,
+            ftag = self.from_tag,
+            ttag = self.to_tag.clone().unwrap_or_default(),
+            cid = self.call_id,
+            cseq = self.cseq,
+        )
+    }
+
+    /// An in-dialog request from the callee, with the Route set taken from Record-Route.
+    pub fn callee_request(&mut self, method: &str, route: &str, cseq: u32) -> String {
+        let branch = self.next_branch();
+        format!(
+            "{method} sip:alice@{caller} SIP/2.0
+Via: SIP/2.0/UDP {callee};branch={branch}
+Max-Forwards: 70
+Route: {route}
+From: <sip:5551234@{PROXY}>;tag={ttag}
+To: <sip:alice@{caller}>;tag={ftag}
+Call-ID: {cid}
+CSeq: {cseq} {method}
+Content-Length: 0
+
+",
+            caller = self.caller,
+            callee = self.callee,
+            ftag = self.from_tag,
+            ttag = self.to_tag.clone().unwrap_or_default(),
+            cid = self.call_id,
+        )
+    }
+}
+
+/// A UAS response to a received request: copies Via, From, To (adding `to_tag`), Call-ID,
+/// CSeq; adds Contact (for 2xx/1xx to INVITE) and Content-Length.
+pub fn reply(req: &SipMessage, code: u16, reason: &str, to_tag: &str, contact: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for entry in req.headers() {
+        use crate::message::HeaderName::*;
+        let value = String::from_utf8_lossy(req.value(entry));
+        match entry.name {
+            Via => out.push_str(&format!("Via: {value}\r\n")),
+            From | CallId | CSeq | RecordRoute => {
+                let name = entry.name.canonical();
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
+            To => {
+                if value.contains("tag=") || to_tag.is_empty() {
+                    out.push_str(&format!("To: {value}\r\n"));
+                } else {
+                    out.push_str(&format!("To: {value};tag={to_tag}\r\n"));
+                }
+            }
+            _ => {}
+        }
+    }
+    if !contact.is_empty() {
+        out.push_str(&format!("Contact: <sip:{contact}>\r\n"));
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}

@@ -1,0 +1,121 @@
+//! Plain data for transactions (RFC 3261 §17) and dialogs. Behaviour lives in
+//! `request.rs`, `response.rs` and `timer.rs`; this file only says what is remembered.
+
+use crate::message::Method;
+use crate::metrics::Direction;
+use crate::routing::Party;
+use crate::transport::Flow;
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Server transaction states (§17.2.1, §17.2.2, RFC 6026 `Accepted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerState {
+    /// Request received; no final response yet.
+    Proceeding,
+    /// Final non-2xx sent; INVITE: waiting for ACK (Timer G/H); non-INVITE: absorbing
+    /// retransmissions (Timer J).
+    Completed,
+    /// INVITE: ACK received, absorbing stray ACKs (Timer I).
+    Confirmed,
+    /// INVITE: 2xx sent; retransmitted INVITEs are absorbed (Timer L).
+    Accepted,
+}
+
+/// The upstream side of a forwarded request.
+#[derive(Debug)]
+pub(crate) struct ServerTx {
+    pub key: Vec<u8>,
+    pub method: Method,
+    pub state: ServerState,
+    pub flow: Flow,
+    pub source: SocketAddr,
+    /// Our own copy of the request (the receive buffer is not pinned).
+    pub request: Bytes,
+    /// Last response sent upstream, for retransmitted requests and Timer G.
+    pub last_response: Option<Bytes>,
+    pub retransmit: Duration,
+    /// The client transaction currently carrying this request downstream.
+    pub client: Option<u64>,
+    /// The dialog this request belongs to or creates.
+    pub dialog: Option<u64>,
+    /// A dialog-creating INVITE (its failure ends the dialog).
+    pub initial: bool,
+    /// CANCEL received from upstream.
+    pub canceled: bool,
+}
+
+/// Client transaction states (§17.1.1, §17.1.2, RFC 6026 `Accepted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientState {
+    /// INVITE `Calling` / non-INVITE `Trying`: retransmitting, no response yet.
+    Calling,
+    /// A provisional response arrived.
+    Proceeding,
+    /// A final non-2xx arrived (INVITE: ACK sent, Timer D; non-INVITE: Timer K).
+    Completed,
+    /// INVITE: a 2xx arrived; further 2xx are forwarded (Timer M).
+    Accepted,
+}
+
+/// Which client transaction of a branch: the forwarded request itself, or the CANCEL we
+/// sent for it (same branch, RFC 3261 §9.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Sub {
+    Main,
+    Cancel,
+}
+
+/// The downstream side of a forwarded (or locally generated) request.
+#[derive(Debug)]
+pub(crate) struct ClientTx {
+    pub method: Method,
+    pub state: ClientState,
+    /// Exactly what we sent (retransmitted verbatim; parsed again for ACK/CANCEL).
+    pub request: Bytes,
+    pub flow: Flow,
+    pub destination: SocketAddr,
+    pub party: Party,
+    pub retransmit: Duration,
+    /// The server transaction whose request this carries (`None` for our own CANCEL).
+    pub server: Option<u64>,
+    /// A provisional response arrived (a CANCEL may be sent).
+    pub provisional: bool,
+    /// Upstream cancelled before any provisional arrived: send CANCEL on the first one.
+    pub cancel_pending: bool,
+    /// INVITE: Timer C's current deadline (pushed back by each provisional response).
+    pub timer_c: Option<std::time::Instant>,
+}
+
+/// One side of a dialog.
+#[derive(Debug, Clone)]
+pub(crate) struct Leg {
+    pub party: Party,
+    /// Where requests to this side go.
+    pub address: SocketAddr,
+    pub flow: Flow,
+    /// This side's Contact URI (the remote target), when known.
+    pub contact: Option<Box<[u8]>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Dialog {
+    pub index_key: Vec<u8>,
+    pub callee_tag: Option<Box<[u8]>>,
+    pub confirmed: bool,
+    pub direction: Direction,
+    /// Metric slot of the trunk this dialog is counted against.
+    pub metric_peer: usize,
+    pub caller: Leg,
+    pub callee: Leg,
+}
+
+/// Build the dialog index key: Call-ID, NUL, caller's From tag.
+pub(crate) fn dialog_key(call_id: &[u8], caller_tag: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(call_id.len() + caller_tag.len() + 1);
+    key.extend_from_slice(call_id);
+    key.push(0);
+    key.extend_from_slice(caller_tag);
+    key
+}

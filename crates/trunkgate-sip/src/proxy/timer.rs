@@ -1,0 +1,53 @@
+//! Deadlines. One binary heap of `(when, seq, Timer)`; a timer is never cancelled, it is
+//! checked against the transaction's state when it fires (stale ones are no-ops), which keeps
+//! arming O(log n) and cancelling free.
+
+use super::state::Sub;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// Timer G: retransmit the final response upstream.
+    ServerRetransmit(u64),
+    /// Timer H: no ACK for our final response.
+    ServerTimeout(u64),
+    /// Timers I, J, L: forget the server transaction.
+    ServerExpire(u64),
+    /// Timers A, E: retransmit the request downstream.
+    ClientRetransmit(u64, Sub),
+    /// Timers B, F: no final response downstream.
+    ClientTimeout(u64, Sub),
+    /// Timers D, K, M: forget the client transaction.
+    ClientExpire(u64, Sub),
+    /// Timer C: a proxied INVITE got no final response in time.
+    TimerC(u64),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TimerHeap {
+    heap: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    seq: u64,
+}
+
+impl TimerHeap {
+    pub fn arm(&mut self, when: Instant, timer: Timer) {
+        self.seq = self.seq.wrapping_add(1);
+        self.heap.push(Reverse((when, self.seq, timer)));
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((when, _, _))| *when)
+    }
+
+    /// Pop one timer due at or before `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        match self.heap.peek() {
+            Some(Reverse((when, _, _))) if *when <= now => {
+                self.heap.pop().map(|Reverse((_, _, timer))| timer)
+            }
+            _ => None,
+        }
+    }
+}
