@@ -4,12 +4,30 @@
 //! What lives here: the data an operator writes and its checks. What does not: resolving
 //! host names, sockets, or runtime state (that is `trunkgate-control` and the binary).
 
+mod env;
+mod error;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+mod values;
+
+pub use env::ENV_PREFIX;
+pub use error::{PolicyError, PolicyErrors};
+pub use values::DEFAULT_SIP_PORT;
+
+use error::Report;
 use ipnet::IpNet;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 /// The embedded default policy (`config/trunkgate.toml`).
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../../config/trunkgate.toml");
+
+/// The origin named in errors about [`EMBEDDED_DEFAULT`].
+pub const EMBEDDED_ORIGIN: &str = "<embedded>";
 
 /// A validated policy. Immutable; the binary swaps whole snapshots on reload.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +89,27 @@ pub struct HostPort {
     pub port: u16,
 }
 
+impl HostPort {
+    /// The socket address, if the host is an IP literal (names are resolved elsewhere).
+    pub fn to_socket_addr(&self) -> Option<SocketAddr> {
+        match &self.host {
+            Host::Ip(ip) => Some(SocketAddr::new(*ip, self.port)),
+            Host::Name(_) => None,
+        }
+    }
+}
+
+/// `127.0.0.3:5060`, `[::1]:5060`, `sip.carrier.example:5060`.
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}:{}", self.port),
+            Host::Name(name) => write!(f, "{name}:{}", self.port),
+        }
+    }
+}
+
 /// How Trunkgate reaches a peer for requests it starts toward it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerTransport {
@@ -113,4 +152,99 @@ pub struct Route {
     /// Indices into `Policy::trunks`, in the order written.
     pub trunks: Vec<usize>,
     pub strategy: Strategy,
+}
+
+impl Policy {
+    /// Parse and validate `source`; `origin` names it in errors (`config/x.toml`).
+    /// No environment overrides are applied.
+    pub fn from_toml(source: &str, origin: &str) -> Result<Policy, PolicyErrors> {
+        Self::from_toml_with_env(source, origin, &[])
+    }
+
+    /// Like [`Policy::from_toml`], then applies the `TRUNKGATE_<SECTION>__<KEY>` overrides
+    /// found in `env` (name, value) before validation. Other names are ignored.
+    pub fn from_toml_with_env(
+        source: &str,
+        origin: &str,
+        env: &[(String, String)],
+    ) -> Result<Policy, PolicyErrors> {
+        let mut report = Report::new(source, origin);
+        let mut raw = match toml::from_str::<raw::RawPolicy>(source) {
+            Ok(raw) => raw,
+            Err(e) => {
+                syntax_error(&mut report, &e);
+                return Err(report.into_errors());
+            }
+        };
+        env::apply(&mut raw, env, &mut report);
+        let policy = validate::policy(raw, &mut report);
+        report.finish().map(|()| policy)
+    }
+
+    /// Read the policy file at `path` and apply the process's environment overrides.
+    pub fn load(path: &Path) -> Result<Policy, PolicyErrors> {
+        let origin = path.display().to_string();
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            PolicyErrors(vec![PolicyError {
+                origin: origin.clone(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read the policy file: {e}"),
+                hint: None,
+            }])
+        })?;
+        Self::from_toml_with_env(&source, &origin, &env::process_env())
+    }
+
+    /// The embedded default ([`EMBEDDED_DEFAULT`]) with the process's environment overrides.
+    pub fn embedded_default() -> Result<Policy, PolicyErrors> {
+        Self::from_toml_with_env(EMBEDDED_DEFAULT, EMBEDDED_ORIGIN, &env::process_env())
+    }
+}
+
+/// Report a TOML syntax or shape error; unknown keys get the valid keys and a suggestion.
+fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
+    let at = e.span().map_or(error::At::Nowhere, error::At::Span);
+    let message = e.message().trim_end();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let unknown = rest.split('`').next().unwrap_or_default();
+        let after = rest.get(unknown.len() + 1..).unwrap_or_default();
+        let expected: Vec<&str> = after.split('`').skip(1).step_by(2).collect();
+        let table = [
+            (raw::ROOT_KEYS, "at the top level"),
+            (raw::LISTEN_KEYS, "in [listen]"),
+            (raw::SIP_KEYS, "in [sip]"),
+            (raw::ADMIN_KEYS, "in [admin]"),
+            (raw::PBX_KEYS, "in [pbx]"),
+            (
+                &[
+                    "name",
+                    "address",
+                    "transport",
+                    "allow",
+                    "max_sessions",
+                    "max_cps",
+                ],
+                "in [[trunk]]",
+            ),
+            (&["name", "match", "trunks", "strategy"], "in [[route]]"),
+            (&["to_prefix"], "in route match"),
+        ]
+        .iter()
+        .find(|(keys, _)| *keys == expected.as_slice())
+        .map_or("here", |(_, t)| t);
+        let valid = expected.join(", ");
+        let hint = match raw::closest(unknown, &expected) {
+            Some(c) => format!("did you mean `{c}`? valid keys {table}: {valid}"),
+            None => format!("valid keys {table}: {valid}"),
+        };
+        report.error(&at, format!("unknown key `{unknown}` {table}"), Some(hint));
+        return;
+    }
+    let hint = if message.contains("expected a sequence") || message.contains("invalid type: map") {
+        Some("trunks and routes are arrays of tables: write [[trunk]] and [[route]]".to_owned())
+    } else {
+        None
+    };
+    report.error(&at, message, hint);
 }

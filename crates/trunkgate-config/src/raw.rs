@@ -1,0 +1,304 @@
+//! The policy as written: serde structs that refuse unknown keys and keep every value's
+//! location. Leaves are [`Field`]s (any TOML value plus where it came from) so that type
+//! checks happen in `validate` and every problem is reported, not only the first.
+
+use crate::error::At;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+use toml::Spanned;
+
+/// A leaf value and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Field {
+    pub value: Value,
+    pub at: At,
+}
+
+/// The TOML value shapes the schema uses. Tables and date-times are never valid leaves.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Array(Vec<Field>),
+    /// A table or a date-time: only named in "expected …" messages.
+    Other,
+}
+
+impl Value {
+    /// "a string", "an integer", … for "expected X, found Y" messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "a string",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Bool(_) => "a boolean",
+            Value::Array(_) => "an array",
+            Value::Other => "a table or date-time",
+        }
+    }
+}
+
+impl Field {
+    /// Re-home this value (and its elements) to `at`; used for environment overrides.
+    pub fn relocate(&mut self, at: &At) {
+        self.at = at.clone();
+        if let Value::Array(items) = &mut self.value {
+            for item in items {
+                item.relocate(at);
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<Value>::deserialize(d)?;
+        let at = At::Span(spanned.span());
+        Ok(Field {
+            value: spanned.into_inner(),
+            at,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a TOML value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Str(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Field>()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Value::Other)
+    }
+}
+
+/// A table header's location plus its contents.
+pub(crate) type Table<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub listen: Table<RawListen>,
+    pub sip: Table<RawSip>,
+    pub admin: Table<RawAdmin>,
+    pub pbx: Table<RawPbx>,
+    pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
+    pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    pub sip: Option<Field>,
+    pub advertised: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSip {
+    pub t1: Option<Field>,
+    pub t2: Option<Field>,
+    pub t4: Option<Field>,
+    pub timer_c: Option<Field>,
+    pub max_message_size: Option<Field>,
+    pub tcp_idle_timeout: Option<Field>,
+    pub shutdown_grace: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub listen: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPbx {
+    pub address: Option<Field>,
+    pub transport: Option<Field>,
+    pub allow: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrunk {
+    pub name: Option<Field>,
+    pub address: Option<Field>,
+    pub transport: Option<Field>,
+    pub allow: Option<Field>,
+    pub max_sessions: Option<Field>,
+    pub max_cps: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub name: Option<Field>,
+    #[serde(rename = "match")]
+    pub match_: Option<Spanned<RawMatch>>,
+    pub trunks: Option<Field>,
+    pub strategy: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    pub to_prefix: Option<Field>,
+}
+
+/// The keys of each table, for "unknown key" hints and environment overrides.
+pub(crate) const ROOT_KEYS: &[&str] = &["listen", "sip", "admin", "pbx", "trunk", "route"];
+pub(crate) const LISTEN_KEYS: &[&str] = &["sip", "advertised"];
+pub(crate) const SIP_KEYS: &[&str] = &[
+    "t1",
+    "t2",
+    "t4",
+    "timer_c",
+    "max_message_size",
+    "tcp_idle_timeout",
+    "shutdown_grace",
+];
+pub(crate) const ADMIN_KEYS: &[&str] = &["listen"];
+pub(crate) const PBX_KEYS: &[&str] = &["address", "transport", "allow"];
+
+impl RawPolicy {
+    /// Set `section.key` from an environment override.
+    pub fn set(&mut self, section: &str, key: &str, field: Field) -> Result<(), UnknownName> {
+        fn table<T: Default>(t: &mut Table<T>) -> &mut T {
+            t.get_or_insert_with(|| Spanned::new(0..0, T::default()))
+                .get_mut()
+        }
+        let slot = match section {
+            "listen" => {
+                let t = table(&mut self.listen);
+                match key {
+                    "sip" => &mut t.sip,
+                    "advertised" => &mut t.advertised,
+                    _ => return Err(UnknownName::Key(LISTEN_KEYS)),
+                }
+            }
+            "sip" => {
+                let t = table(&mut self.sip);
+                match key {
+                    "t1" => &mut t.t1,
+                    "t2" => &mut t.t2,
+                    "t4" => &mut t.t4,
+                    "timer_c" => &mut t.timer_c,
+                    "max_message_size" => &mut t.max_message_size,
+                    "tcp_idle_timeout" => &mut t.tcp_idle_timeout,
+                    "shutdown_grace" => &mut t.shutdown_grace,
+                    _ => return Err(UnknownName::Key(SIP_KEYS)),
+                }
+            }
+            "admin" => {
+                let t = table(&mut self.admin);
+                match key {
+                    "listen" => &mut t.listen,
+                    _ => return Err(UnknownName::Key(ADMIN_KEYS)),
+                }
+            }
+            "pbx" => {
+                let t = table(&mut self.pbx);
+                match key {
+                    "address" => &mut t.address,
+                    "transport" => &mut t.transport,
+                    "allow" => &mut t.allow,
+                    _ => return Err(UnknownName::Key(PBX_KEYS)),
+                }
+            }
+            _ => return Err(UnknownName::Section),
+        };
+        *slot = Some(field);
+        Ok(())
+    }
+}
+
+/// Why an environment override names nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnknownName {
+    /// Not one of the single-table sections.
+    Section,
+    /// Not a key of that section; the valid keys.
+    Key(&'static [&'static str]),
+}
+
+/// The sections that environment overrides reach.
+pub(crate) const ENV_SECTIONS: &[&str] = &["listen", "sip", "admin", "pbx"];
+
+/// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).
+pub(crate) fn closest<'k>(word: &str, candidates: &[&'k str]) -> Option<&'k str> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .iter()
+        .map(|c| (levenshtein(word, c), *c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_suggests_typos_only() {
+        assert_eq!(closest("max_sesions", SIP_KEYS), None);
+        assert_eq!(
+            closest("max_sesions", &["max_sessions", "max_cps"]),
+            Some("max_sessions")
+        );
+        assert_eq!(closest("adress", PBX_KEYS), Some("address"));
+        assert_eq!(closest("zzz", PBX_KEYS), None);
+    }
+}

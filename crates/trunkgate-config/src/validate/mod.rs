@@ -1,0 +1,311 @@
+//! From the policy as written ([`RawPolicy`]) to a [`Policy`]: types, ranges, defaults,
+//! cross-references and the rules that span tables (unique names, disjoint allow lists).
+//! Every problem goes to the [`Report`]; nothing stops at the first.
+
+use crate::error::{At, Report};
+use crate::raw::{Field, RawPolicy, Value};
+use crate::values::{self, Problem};
+use crate::{Admin, Listen, ListenTransport, Policy, SipSettings};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use toml::Spanned;
+
+mod peers;
+mod routes;
+
+/// The defaults of the optional keys (see docs/policy.md).
+pub(crate) mod defaults {
+    pub const LISTEN_SIP: &[&str] = &["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"];
+    pub const T1: &str = "500ms";
+    pub const T2: &str = "4s";
+    pub const T4: &str = "5s";
+    pub const TIMER_C: &str = "180s";
+    pub const MAX_MESSAGE_SIZE: i64 = 65535;
+    pub const TCP_IDLE_TIMEOUT: &str = "300s";
+    pub const SHUTDOWN_GRACE: &str = "30s";
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:9091";
+}
+
+/// Validate `raw`. The returned policy is meaningful only if `report` gained no errors.
+pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
+    let mut c = Check { report };
+    let listen = c.listen(&raw);
+    let sip = c.sip(&raw);
+    let admin = c.admin(&raw);
+    let pbx = c.pbx(raw.pbx.as_ref());
+    let (trunks, trunk_names) = c.trunks(raw.trunk);
+    let routes = c.routes(raw.route, &trunk_names);
+    let policy = Policy {
+        listen,
+        sip,
+        admin,
+        pbx: pbx.0,
+        trunks: trunks.iter().map(|t| t.0.clone()).collect(),
+        routes,
+    };
+    c.disjoint_sources(&policy, &pbx.1, &trunks);
+    policy
+}
+
+/// Locations of a peer's allow entries and address, for overlap errors.
+struct PeerSpots {
+    allow: Vec<At>,
+    address: At,
+}
+
+struct Check<'r, 'a> {
+    report: &'r mut Report<'a>,
+}
+
+fn span_of<T>(t: &Spanned<T>) -> At {
+    At::Span(t.span())
+}
+
+impl Check<'_, '_> {
+    fn problem(&mut self, at: &At, what: &str, p: Problem) {
+        self.report
+            .error(at, format!("{what}: {}", p.message), p.hint);
+    }
+
+    fn wrong_type(&mut self, f: &Field, what: &str, expected: &str, hint: Option<&str>) {
+        let msg = format!("{what} must be {expected}, found {}", f.value.kind());
+        self.report.error(&f.at, msg, hint.map(str::to_owned));
+    }
+
+    fn string<'f>(&mut self, f: &'f Field, what: &str) -> Option<&'f str> {
+        match &f.value {
+            Value::Str(s) => Some(s),
+            _ => {
+                self.wrong_type(f, what, "a string", None);
+                None
+            }
+        }
+    }
+
+    /// A string value run through `parse`.
+    fn parsed<T>(
+        &mut self,
+        f: &Field,
+        what: &str,
+        parse: impl Fn(&str) -> Result<T, Problem>,
+    ) -> Option<T> {
+        let s = self.string(f, what)?;
+        parse(s).map_err(|p| self.problem(&f.at, what, p)).ok()
+    }
+
+    /// An array of strings; reports each bad element and returns the good ones.
+    fn strings<'f>(&mut self, f: &'f Field, what: &str) -> Option<Vec<(&'f str, &'f At)>> {
+        let Value::Array(items) = &f.value else {
+            self.wrong_type(
+                f,
+                what,
+                "an array of strings",
+                Some("write e.g. [\"a\", \"b\"]"),
+            );
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(s) = self.string(item, &format!("each entry of {what}")) {
+                out.push((s, &item.at));
+            }
+        }
+        Some(out)
+    }
+
+    fn duration(&mut self, f: Option<&Field>, what: &str, default: &str) -> (Duration, Option<At>) {
+        let fallback = values::duration(default).unwrap_or_default();
+        let Some(f) = f else { return (fallback, None) };
+        if let Value::Int(n) = f.value {
+            let msg = format!("{what} must be a duration string, found the bare number {n}");
+            self.report
+                .error(&f.at, msg, Some("write a unit, e.g. \"10s\"".into()));
+            return (fallback, None);
+        }
+        match self.parsed(f, what, values::duration) {
+            Some(d) => (d, Some(f.at.clone())),
+            None => (fallback, None),
+        }
+    }
+
+    fn integer(
+        &mut self,
+        f: &Field,
+        what: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Option<i64> {
+        let Value::Int(n) = f.value else {
+            self.wrong_type(f, what, "an integer", None);
+            return None;
+        };
+        if !range.contains(&n) {
+            let msg = format!("{what} = {n} is out of range");
+            let hint = format!(
+                "{what} must be between {} and {}",
+                range.start(),
+                range.end()
+            );
+            self.report.error(&f.at, msg, Some(hint));
+            return None;
+        }
+        Some(n)
+    }
+
+    fn listen(&mut self, raw: &RawPolicy) -> Listen {
+        let table = raw.listen.as_ref().map(|t| (t.get_ref(), span_of(t)));
+        let sip_field = table.as_ref().and_then(|(t, _)| t.sip.as_ref());
+        let mut sip = Vec::new();
+        match sip_field {
+            None => sip.extend(
+                defaults::LISTEN_SIP
+                    .iter()
+                    .filter_map(|l| values::listener(l).ok()),
+            ),
+            Some(f) => {
+                let mut seen: HashMap<(ListenTransport, SocketAddr), &At> = HashMap::new();
+                for (text, at) in self.strings(f, "listen.sip").unwrap_or_default() {
+                    let Some(l) = values::listener(text)
+                        .map_err(|p| self.problem(at, "listen.sip", p))
+                        .ok()
+                    else {
+                        continue;
+                    };
+                    if let Some(first) = seen.get(&(l.transport, l.address)) {
+                        let hint = format!(
+                            "each listener may appear once; the first is at {}",
+                            self.report.describe(first)
+                        );
+                        self.report.error(
+                            at,
+                            format!("listener `{text}` is listed twice"),
+                            Some(hint),
+                        );
+                        continue;
+                    }
+                    seen.insert((l.transport, l.address), at);
+                    sip.push(l);
+                }
+                if matches!(&f.value, Value::Array(a) if a.is_empty()) {
+                    self.report.error(
+                        &f.at,
+                        "listen.sip is empty",
+                        Some("name at least one listener, e.g. \"udp:0.0.0.0:5060\"".into()),
+                    );
+                }
+            }
+        }
+        let advertised = match table.as_ref().and_then(|(t, _)| t.advertised.as_ref()) {
+            Some(f) => {
+                let parsed = self.parsed(f, "listen.advertised", |s| {
+                    let bare = s
+                        .strip_prefix('[')
+                        .and_then(|s| s.strip_suffix(']'))
+                        .unwrap_or(s);
+                    values::host(bare).map(|_| bare.to_owned())
+                });
+                parsed.unwrap_or_default()
+            }
+            None => match sip.first().map(|l| l.address.ip()) {
+                Some(ip) if ip.is_unspecified() => {
+                    let at = match (sip_field, &table) {
+                        (Some(f), _) => f.at.clone(),
+                        (None, Some((_, at))) => at.clone(),
+                        (None, None) => At::Nowhere,
+                    };
+                    let msg = format!(
+                        "listen.advertised is not set and the first listener's address {ip} is unspecified"
+                    );
+                    self.report.error(
+                        &at,
+                        msg,
+                        Some("set listen.advertised to the address peers reach".into()),
+                    );
+                    String::new()
+                }
+                Some(ip) => ip.to_string(),
+                None => String::new(),
+            },
+        };
+        Listen { sip, advertised }
+    }
+
+    fn sip(&mut self, raw: &RawPolicy) -> SipSettings {
+        let t = raw.sip.as_ref().map(|t| t.get_ref());
+        let field =
+            |pick: fn(&crate::raw::RawSip) -> &Option<Field>| t.and_then(|t| pick(t).as_ref());
+        let (t1, t1_at) = self.duration(field(|t| &t.t1), "sip.t1", defaults::T1);
+        let (t2, t2_at) = self.duration(field(|t| &t.t2), "sip.t2", defaults::T2);
+        let (t4, t4_at) = self.duration(field(|t| &t.t4), "sip.t4", defaults::T4);
+        let (timer_c, c_at) =
+            self.duration(field(|t| &t.timer_c), "sip.timer_c", defaults::TIMER_C);
+        let (tcp_idle_timeout, idle_at) = self.duration(
+            field(|t| &t.tcp_idle_timeout),
+            "sip.tcp_idle_timeout",
+            defaults::TCP_IDLE_TIMEOUT,
+        );
+        let (shutdown_grace, _) = self.duration(
+            field(|t| &t.shutdown_grace),
+            "sip.shutdown_grace",
+            defaults::SHUTDOWN_GRACE,
+        );
+        for (d, at, what) in [
+            (t1, &t1_at, "sip.t1"),
+            (t4, &t4_at, "sip.t4"),
+            (tcp_idle_timeout, &idle_at, "sip.tcp_idle_timeout"),
+        ] {
+            if let (true, Some(at)) = (d.is_zero(), at) {
+                self.report
+                    .error(at, format!("{what} must be greater than zero"), None);
+            }
+        }
+        if let (true, Some(at)) = (t2 < t1, t2_at.as_ref().or(t1_at.as_ref())) {
+            let hint = "RFC 3261: T2 caps the retransmission interval and is at least T1 (defaults 500ms and 4s)";
+            self.report.error(
+                at,
+                format!("sip.t2 ({t2:?}) is shorter than sip.t1 ({t1:?})"),
+                Some(hint.into()),
+            );
+        }
+        if let (true, Some(at)) = (timer_c < Duration::from_secs(180), c_at) {
+            let hint = "RFC 3261 §16.6 requires Timer C to be at least 3 minutes: \"180s\" or more";
+            self.report.error(
+                &at,
+                format!("sip.timer_c ({timer_c:?}) is shorter than 3 minutes"),
+                Some(hint.into()),
+            );
+        }
+        let max_message_size = field(|t| &t.max_message_size)
+            .and_then(|f| self.integer(f, "sip.max_message_size", 1024..=65535))
+            .unwrap_or(defaults::MAX_MESSAGE_SIZE);
+        SipSettings {
+            t1,
+            t2,
+            t4,
+            timer_c,
+            max_message_size: usize::try_from(max_message_size).unwrap_or(65535),
+            tcp_idle_timeout,
+            shutdown_grace,
+        }
+    }
+
+    fn admin(&mut self, raw: &RawPolicy) -> Admin {
+        let fallback = SocketAddr::from((Ipv4Addr::LOCALHOST, 9091));
+        let listen = raw
+            .admin
+            .as_ref()
+            .and_then(|t| t.get_ref().listen.as_ref())
+            .and_then(|f| {
+                self.parsed(f, "admin.listen", |s| {
+                    s.parse::<SocketAddr>().map_err(|_| {
+                        Problem::new(format!("`{s}` is not an IP:PORT")).hint(format!(
+                            "write e.g. \"{}\"; IPv6 as \"[::1]:9091\"",
+                            defaults::ADMIN_LISTEN
+                        ))
+                    })
+                })
+            })
+            .unwrap_or(fallback);
+        Admin { listen }
+    }
+}

@@ -1,0 +1,278 @@
+//! The PBX and the trunks: addresses, transports, allow lists, limits, unique names, and
+//! the rule that no source address belongs to two peers.
+
+use super::{Check, PeerSpots, span_of};
+use crate::error::At;
+use crate::raw::{Field, RawPbx, RawTrunk};
+use crate::values::{self, Problem};
+use crate::{Host, HostPort, Pbx, PeerTransport, Policy, Trunk};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use toml::Spanned;
+
+impl Check<'_, '_> {
+    fn transport(&mut self, f: Option<&Field>, what: &str) -> PeerTransport {
+        f.and_then(|f| {
+            self.parsed(f, what, |s| match s {
+                "auto" => Ok(PeerTransport::Auto),
+                "udp" => Ok(PeerTransport::Udp),
+                "tcp" => Ok(PeerTransport::Tcp),
+                _ => {
+                    Err(Problem::new(format!("unknown transport `{s}`"))
+                        .hint("one of: auto, udp, tcp"))
+                }
+            })
+        })
+        .unwrap_or(PeerTransport::Auto)
+    }
+
+    fn allow(&mut self, f: Option<&Field>, what: &str) -> (Vec<IpNet>, Vec<At>) {
+        let mut nets = Vec::new();
+        let mut spots = Vec::new();
+        let Some(f) = f else { return (nets, spots) };
+        for (text, at) in self.strings(f, what).unwrap_or_default() {
+            match values::cidr(text) {
+                Ok(net) => {
+                    nets.push(net);
+                    spots.push(at.clone());
+                }
+                Err(p) => self.problem(at, what, p),
+            }
+        }
+        (nets, spots)
+    }
+
+    fn address(
+        &mut self,
+        f: Option<&Field>,
+        what: &str,
+        missing_at: &At,
+        missing_msg: &str,
+    ) -> (HostPort, At) {
+        let placeholder = HostPort {
+            host: Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            port: 0,
+        };
+        let Some(f) = f else {
+            let hint = "add address = \"HOST:PORT\", e.g. \"10.0.0.5:5060\"";
+            self.report
+                .error(missing_at, missing_msg, Some(hint.into()));
+            return (placeholder, missing_at.clone());
+        };
+        (
+            self.parsed(f, what, values::host_port)
+                .unwrap_or(placeholder),
+            f.at.clone(),
+        )
+    }
+
+    pub(super) fn pbx(&mut self, raw: Option<&Spanned<RawPbx>>) -> (Pbx, PeerSpots) {
+        let (table, at) = match raw {
+            Some(t) => (Some(t.get_ref()), span_of(t)),
+            None => {
+                let hint = "add a [pbx] table with address = \"HOST:PORT\"";
+                self.report.error(
+                    &At::Nowhere,
+                    "the policy has no [pbx] table",
+                    Some(hint.into()),
+                );
+                (None, At::Nowhere)
+            }
+        };
+        let empty = RawPbx::default();
+        let t = table.unwrap_or(&empty);
+        let (address, address_at) = if table.is_some() {
+            self.address(
+                t.address.as_ref(),
+                "pbx.address",
+                &at,
+                "[pbx] has no address",
+            )
+        } else {
+            (
+                HostPort {
+                    host: Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+                    port: 0,
+                },
+                At::Nowhere,
+            )
+        };
+        let transport = self.transport(t.transport.as_ref(), "pbx.transport");
+        let (allow, allow_spots) = self.allow(t.allow.as_ref(), "pbx.allow");
+        (
+            Pbx {
+                address,
+                transport,
+                allow,
+            },
+            PeerSpots {
+                allow: allow_spots,
+                address: address_at,
+            },
+        )
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub(super) fn trunks(
+        &mut self,
+        raw: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
+    ) -> (Vec<(Trunk, PeerSpots)>, HashMap<String, usize>) {
+        let mut out = Vec::new();
+        let mut names: HashMap<String, (usize, At)> = HashMap::new();
+        let list = raw.map(|r| (span_of(&r), r.into_inner()));
+        match &list {
+            None => {
+                let hint = "add a [[trunk]] with name and address";
+                self.report.error(
+                    &At::Nowhere,
+                    "the policy has no [[trunk]]",
+                    Some(hint.into()),
+                );
+            }
+            Some((at, l)) if l.is_empty() => {
+                self.report.error(
+                    at,
+                    "the policy has no [[trunk]]",
+                    Some("add a [[trunk]] with name and address".into()),
+                );
+            }
+            Some(_) => {}
+        }
+        for (i, spanned) in list
+            .map(|(_, l)| l)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let at = span_of(&spanned);
+            let t = spanned.into_inner();
+            let name = match &t.name {
+                None => {
+                    self.report.error(
+                        &at,
+                        format!("[[trunk]] #{} has no name", i + 1),
+                        Some("add name = \"carrier-a\"".into()),
+                    );
+                    format!("#{}", i + 1)
+                }
+                Some(f) => {
+                    let name = self.string(f, "trunk name").map(str::to_owned);
+                    if let Some(n) = &name {
+                        if let Err(p) = values::name(n) {
+                            self.problem(&f.at, "trunk name", p);
+                        }
+                        if let Some((_, first)) = names.get(n) {
+                            let hint = format!(
+                                "trunk names must be unique; the first is at {}",
+                                self.report.describe(first)
+                            );
+                            self.report.error(
+                                &f.at,
+                                format!("trunk \"{n}\" is defined twice"),
+                                Some(hint),
+                            );
+                        } else {
+                            names.insert(n.clone(), (i, f.at.clone()));
+                        }
+                    }
+                    name.unwrap_or_else(|| format!("#{}", i + 1))
+                }
+            };
+            let what = |key: &str| format!("trunk \"{name}\" {key}");
+            let (address, address_at) = self.address(
+                t.address.as_ref(),
+                &what("address"),
+                &at,
+                &format!("trunk \"{name}\" has no address"),
+            );
+            let transport = self.transport(t.transport.as_ref(), &what("transport"));
+            let (allow, allow_spots) = self.allow(t.allow.as_ref(), &what("allow"));
+            let limit = |c: &mut Self, f: &Option<Field>, key: &str| {
+                f.as_ref()
+                    .and_then(|f| c.integer(f, &what(key), 1..=i64::from(u32::MAX)))
+                    .and_then(|n| u32::try_from(n).ok())
+            };
+            let max_sessions = limit(self, &t.max_sessions, "max_sessions");
+            let max_cps = limit(self, &t.max_cps, "max_cps");
+            let trunk = Trunk {
+                name,
+                address,
+                transport,
+                allow,
+                max_sessions,
+                max_cps,
+            };
+            out.push((
+                trunk,
+                PeerSpots {
+                    allow: allow_spots,
+                    address: address_at,
+                },
+            ));
+        }
+        (out, names.into_iter().map(|(k, (i, _))| (k, i)).collect())
+    }
+
+    /// Allow lists (and the peers' own IP literals) of different peers must not overlap, so
+    /// that every source address belongs to at most one peer.
+    pub(super) fn disjoint_sources(
+        &mut self,
+        policy: &Policy,
+        pbx: &PeerSpots,
+        trunks: &[(Trunk, PeerSpots)],
+    ) {
+        struct Claim<'p> {
+            owner: usize,
+            who: String,
+            net: IpNet,
+            at: &'p At,
+        }
+        let mut claims: Vec<Claim<'_>> = Vec::new();
+        let peers = std::iter::once((
+            "pbx".to_owned(),
+            &policy.pbx.address,
+            &policy.pbx.allow,
+            pbx,
+        ))
+        .chain(
+            trunks
+                .iter()
+                .map(|(t, s)| (format!("trunk \"{}\"", t.name), &t.address, &t.allow, s)),
+        );
+        for (owner, (who, address, allow, spots)) in peers.enumerate() {
+            for (net, at) in allow.iter().zip(&spots.allow) {
+                claims.push(Claim {
+                    owner,
+                    who: format!("{who} allow {net}"),
+                    net: *net,
+                    at,
+                });
+            }
+            if let (Host::Ip(ip), false) = (&address.host, address.port == 0) {
+                let net = IpNet::from(*ip);
+                claims.push(Claim {
+                    owner,
+                    who: format!("{who} address {ip}"),
+                    net,
+                    at: &spots.address,
+                });
+            }
+        }
+        for (j, b) in claims.iter().enumerate() {
+            let clash = claims[..j].iter().find(|a| {
+                a.owner != b.owner
+                    && (a.net.contains(&b.net.network()) || b.net.contains(&a.net.network()))
+            });
+            if let Some(a) = clash {
+                let hint = format!(
+                    "{} is at {}; every source address must belong to one peer only, so make the allow lists disjoint",
+                    a.who,
+                    self.report.describe(a.at)
+                );
+                self.report
+                    .error(b.at, format!("{} overlaps {}", b.who, a.who), Some(hint));
+            }
+        }
+    }
+}
