@@ -1,1 +1,99 @@
-fn main() {}
+//! `trunkgate`: the session border controller binary.
+//!
+//! This crate wires the libraries together and owns every socket: the SIP shell around the
+//! sans-IO proxy core ([`shell`]), the admin HTTP API ([`admin`]) with its Prometheus export
+//! ([`metrics`]), the adapter from the control crate's routing table to the core's
+//! [`trunkgate_sip::Routing`] trait ([`routing_adapter`]), and signal handling ([`shutdown`]).
+//! Protocol logic does not live here: the shell only pumps bytes and time through the core.
+//!
+//! Subcommands: `run` (serve) and `check` (validate a policy without binding anything).
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod admin;
+mod metrics;
+mod routing_adapter;
+mod shell;
+mod shutdown;
+mod startup;
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trunkgate",
+    version,
+    about = "Trunkgate SIP session border controller"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve SIP, the admin API and metrics with the given policy.
+    Run {
+        /// Policy file (TOML). Without it the embedded default policy is used.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a policy and print a one-line summary; binds no socket.
+    Check {
+        /// Policy file (TOML). Without it the embedded default policy is checked.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run { config } => startup::run(config.as_deref()),
+        Command::Check { config } => startup::check(config.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("trunkgate: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; the filter comes from `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::path::Path;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_and_check_take_an_optional_config() {
+        let cli = Cli::try_parse_from(["trunkgate", "check"]).unwrap();
+        assert!(matches!(cli.command, Command::Check { config: None }));
+        let cli = Cli::try_parse_from(["trunkgate", "run", "--config", "x.toml"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Run { config: Some(p) } if p == Path::new("x.toml"))
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! The SIP shell: sockets around the sans-IO [`Proxy`].
+//!
+//! One task (the core task, [`SipShell::run`]) owns the `Proxy` and every UDP socket. It waits
+//! on: any UDP socket readable (drained in place, up to [`UDP_BATCH`] datagrams per wakeup,
+//! into one reused buffer), TCP events from connection tasks (a bounded channel), the core's
+//! next timer deadline, and the shutdown signal. After every input or timeout it drains
+//! `poll_transmit()`: UDP goes out with `try_send_to` on the matching socket (a full socket
+//! buffer drops and counts, it never blocks the loop); TCP goes to the connection's FIFO
+//! writer queue, opening a connection when none exists. Since one task feeds the core
+//! sequentially, messages of one dialog leave in the order they arrived.
+
+pub mod connections;
+pub mod tcp;
+pub mod udp;
+
+use crate::metrics::{CoreStatus, ShellMetrics};
+use connections::{Connections, SendError};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tcp::{TcpEvent, TcpShared};
+use tokio::sync::{mpsc, oneshot};
+use trunkgate_sip::{Flow, Proxy, Transmit, Transport};
+use udp::UdpListener;
+
+/// Most datagrams read from one socket per wakeup before the loop looks at its other inputs.
+pub const UDP_BATCH: usize = 64;
+/// Most TCP events handled per wakeup.
+const EVENT_BATCH: usize = 64;
+/// Capacity of the channel from TCP connection tasks to the core task.
+pub const EVENT_QUEUE: usize = 4096;
+
+pub struct SipShell {
+    proxy: Proxy,
+    udp: Vec<UdpListener>,
+    /// Round-robin start for UDP readiness polling.
+    udp_next: usize,
+    receiver: udp::Receiver,
+    conns: Connections,
+    events: mpsc::Receiver<TcpEvent>,
+    tcp: Arc<TcpShared>,
+    metrics: Arc<ShellMetrics>,
+    status: Arc<CoreStatus>,
+    shutdown_grace: Duration,
+}
+
+/// How the core loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Every dialog finished during the drain.
+    Drained,
+    /// The grace period ran out with this many dialogs still up.
+    GraceExpired { dialogs: usize },
+}
+
+impl SipShell {
+    pub fn new(
+        proxy: Proxy,
+        udp: Vec<UdpListener>,
+        events: mpsc::Receiver<TcpEvent>,
+        tcp: Arc<TcpShared>,
+        status: Arc<CoreStatus>,
+        shutdown_grace: Duration,
+    ) -> SipShell {
+        let metrics = tcp.metrics.clone();
+        SipShell {
+            proxy,
+            udp,
+            udp_next: 0,
+            receiver: udp::Receiver::default(),
+            conns: Connections::default(),
+            events,
+            tcp,
+            metrics,
+            status,
+            shutdown_grace,
+        }
+    }
+
+    /// Run until a shutdown request has been drained (or its grace period is over).
+    pub async fn run(mut self, mut shutdown: oneshot::Receiver<()>) -> Ended {
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        let timer = tokio::time::sleep_until(far);
+        tokio::pin!(timer);
+        let grace = tokio::time::sleep_until(far);
+        tokio::pin!(grace);
+        let mut armed: Option<Instant> = None;
+        let mut listening_for_signal = true;
+        let mut draining = false;
+        loop {
+            let deadline = self.proxy.poll_timeout();
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    timer.as_mut().reset(at.into());
+                }
+                armed = deadline;
+            }
+            tokio::select! {
+                signal = &mut shutdown, if listening_for_signal => {
+                    listening_for_signal = false;
+                    if signal.is_ok() {
+                        draining = true;
+                        self.proxy.begin_shutdown();
+                        self.status.shutting_down.store(true, Ordering::Relaxed);
+                        self.flush();
+                        grace.as_mut().reset((Instant::now() + self.shutdown_grace).into());
+                        tracing::info!(
+                            dialogs = self.proxy.active_dialogs(),
+                            grace = ?self.shutdown_grace,
+                            "draining: new INVITEs are refused"
+                        );
+                    }
+                }
+                (index, ready) = udp::readable(&self.udp, self.udp_next) => {
+                    self.udp_next = index + 1;
+                    match ready {
+                        Ok(()) => self.drain_udp(index),
+                        Err(error) => tracing::warn!(%error, "UDP socket error"),
+                    }
+                }
+                event = self.events.recv() => {
+                    if let Some(event) = event {
+                        self.on_tcp_event(event);
+                        for _ in 1..EVENT_BATCH {
+                            match self.events.try_recv() {
+                                Ok(event) => self.on_tcp_event(event),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                () = &mut timer, if armed.is_some() => {
+                    // Re-arm on the next pass even if the core reports the same deadline.
+                    armed = None;
+                    self.proxy.handle_timeout(Instant::now());
+                    self.flush();
+                }
+                () = &mut grace, if draining => {
+                    let dialogs = self.proxy.active_dialogs();
+                    self.publish();
+                    return Ended::GraceExpired { dialogs };
+                }
+            }
+            self.publish();
+            if draining && self.proxy.active_dialogs() == 0 {
+                return Ended::Drained;
+            }
+        }
+    }
+
+    fn publish(&self) {
+        self.status.publish(
+            self.proxy.active_dialogs(),
+            self.proxy.active_transactions(),
+        );
+    }
+
+    /// Read up to [`UDP_BATCH`] datagrams from socket `index`, feeding each to the core.
+    fn drain_udp(&mut self, index: usize) {
+        let Some(listener) = self.udp.get(index) else {
+            return;
+        };
+        let flow = listener.flow;
+        for _ in 0..UDP_BATCH {
+            let Some(listener) = self.udp.get(index) else {
+                return;
+            };
+            match self.receiver.try_recv(&listener.socket) {
+                Ok((data, source)) => {
+                    self.proxy.handle_input(Instant::now(), flow, source, data);
+                    self.flush();
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) => {
+                    // ICMP errors surfacing on the socket, and the like: not fatal.
+                    tracing::debug!(local = %flow.local, %error, "UDP receive error");
+                }
+            }
+        }
+    }
+
+    fn on_tcp_event(&mut self, event: TcpEvent) {
+        match event {
+            TcpEvent::Opened { flow, peer, writer } => {
+                self.conns.insert(flow, peer, writer);
+                self.metrics
+                    .tcp_connections_active
+                    .fetch_add(1, Ordering::Relaxed);
+                ShellMetrics::inc(&self.metrics.tcp_connections_total);
+            }
+            TcpEvent::Frame { flow, peer, data } => {
+                self.proxy.handle_input(Instant::now(), flow, peer, data);
+                self.flush();
+            }
+            TcpEvent::Closed { id } => {
+                if let Some(flow) = self.conns.remove(id) {
+                    self.metrics
+                        .tcp_connections_active
+                        .fetch_sub(1, Ordering::Relaxed);
+                    self.proxy.connection_closed(flow);
+                    self.flush();
+                }
+            }
+        }
+    }
+
+    /// Send everything the core has queued.
+    fn flush(&mut self) {
+        while let Some(transmit) = self.proxy.poll_transmit() {
+            match transmit.flow.transport {
+                Transport::Udp => self.send_udp(&transmit),
+                Transport::Tcp => self.send_tcp(transmit),
+            }
+        }
+    }
+
+    fn send_udp(&self, t: &Transmit) {
+        let Some(socket) = udp::pick(&self.udp, t.flow.local, t.destination) else {
+            ShellMetrics::inc(&self.metrics.udp_send_drops);
+            tracing::debug!(destination = %t.destination, "no UDP socket for this destination");
+            return;
+        };
+        if let Err(error) = socket.try_send_to(&t.data, t.destination) {
+            ShellMetrics::inc(&self.metrics.udp_send_drops);
+            if error.kind() != io::ErrorKind::WouldBlock {
+                tracing::debug!(destination = %t.destination, %error, "UDP send failed");
+            }
+        }
+    }
+
+    fn send_tcp(&mut self, t: Transmit) {
+        let id = match t.flow.conn.or_else(|| self.conns.to_peer(t.destination)) {
+            Some(id) => id,
+            None => return self.open_tcp(t),
+        };
+        match self.conns.send(id, t.data) {
+            Ok(()) => {}
+            Err(SendError::Gone) => ShellMetrics::inc(&self.metrics.tcp_send_drops),
+            Err(SendError::Full) => {
+                ShellMetrics::inc(&self.metrics.tcp_send_drops);
+                tracing::warn!(peer = %t.destination, conn = id.0, "TCP peer not reading: closing");
+                self.conns.close(id);
+            }
+        }
+    }
+
+    /// Open a connection to `t.destination` with `t.data` as its first message.
+    fn open_tcp(&mut self, t: Transmit) {
+        let flow = Flow {
+            transport: Transport::Tcp,
+            local: t.flow.local,
+            conn: Some(self.tcp.next_id()),
+        };
+        let (tx, rx) = mpsc::channel(tcp::WRITE_QUEUE);
+        let weak = tx.downgrade();
+        // A fresh queue always has room.
+        let _ = tx.try_send(t.data);
+        self.conns.insert(flow, t.destination, tx);
+        self.metrics
+            .tcp_connections_active
+            .fetch_add(1, Ordering::Relaxed);
+        ShellMetrics::inc(&self.metrics.tcp_connections_total);
+        tokio::spawn(tcp::connect(
+            flow,
+            t.destination,
+            rx,
+            weak,
+            self.tcp.clone(),
+        ));
+    }
+}

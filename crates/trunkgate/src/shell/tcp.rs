@@ -1,0 +1,447 @@
+//! TCP: listeners, per-connection reader and writer tasks, and outgoing connects.
+//!
+//! Each connection has a reader task (frames the byte stream with the SIP crate's
+//! `frame_len`, answers RFC 5626 keepalive pings, enforces the idle timeout) and a writer
+//! task draining a bounded FIFO queue, so writes on one connection keep the order the core
+//! produced them in. Frames and open/close events reach the core task over one bounded
+//! channel ([`TcpEvent`]); the core owns the connection table (see [`super::connections`]).
+
+use crate::metrics::ShellMetrics;
+use bytes::{Buf, Bytes, BytesMut};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use trunkgate_sip::message::parse::{frame_len, skip_keepalive};
+use trunkgate_sip::message::{Limits, ParseError};
+use trunkgate_sip::{ConnId, Flow, Transport};
+
+/// Messages queued per connection before the core gives up on it.
+pub const WRITE_QUEUE: usize = 1024;
+/// Outgoing connection attempts give up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A single write that makes no progress for this long closes the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+const PONG: Bytes = Bytes::from_static(b"\r\n");
+
+/// What connection tasks tell the core task.
+#[derive(Debug)]
+pub enum TcpEvent {
+    /// An accepted connection: register its writer queue. Sent before any of its frames.
+    Opened {
+        flow: Flow,
+        peer: SocketAddr,
+        writer: mpsc::Sender<Bytes>,
+    },
+    /// One whole SIP message from `peer` on `flow` (`flow.conn` is set).
+    Frame {
+        flow: Flow,
+        peer: SocketAddr,
+        data: Bytes,
+    },
+    /// The connection is gone (closed by either side, failed to connect, idle, framing error).
+    Closed { id: ConnId },
+}
+
+/// Settings and handles every TCP task shares.
+#[derive(Debug)]
+pub struct TcpShared {
+    pub events: mpsc::Sender<TcpEvent>,
+    pub metrics: Arc<ShellMetrics>,
+    pub limits: Limits,
+    /// No bytes either way for this long closes a connection.
+    pub idle_timeout: Duration,
+    /// Concurrent connection cap; accepts over it are closed at once.
+    pub max_connections: usize,
+    pub tos: u8,
+    next_conn: AtomicU64,
+}
+
+impl TcpShared {
+    pub fn new(
+        events: mpsc::Sender<TcpEvent>,
+        metrics: Arc<ShellMetrics>,
+        limits: Limits,
+        idle_timeout: Duration,
+        max_connections: usize,
+        tos: u8,
+    ) -> TcpShared {
+        let idle_timeout = if idle_timeout.is_zero() {
+            Duration::from_secs(86_400 * 365)
+        } else {
+            idle_timeout
+        };
+        TcpShared {
+            events,
+            metrics,
+            limits,
+            idle_timeout,
+            max_connections,
+            tos,
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// A process-unique connection id (never reused).
+    pub fn next_id(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Bind a TCP listener (SO_REUSEADDR, TOS byte, non-blocking). Must run inside the runtime.
+pub fn bind(address: SocketAddr, tos: u8) -> io::Result<(Flow, TcpListener)> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    super::udp::set_tos(&socket, address, tos);
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    let listener = TcpListener::from_std(socket.into())?;
+    let local = listener.local_addr()?;
+    Ok((
+        Flow {
+            transport: Transport::Tcp,
+            local,
+            conn: None,
+        },
+        listener,
+    ))
+}
+
+/// Accept connections on `listener` until the process ends.
+pub async fn accept_loop(listener: TcpListener, flow: Flow, shared: Arc<TcpShared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(local = %flow.local, %error, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let active = shared
+            .metrics
+            .tcp_connections_active
+            .load(Ordering::Relaxed);
+        if usize::try_from(active).unwrap_or(0) >= shared.max_connections {
+            ShellMetrics::inc(&shared.metrics.tcp_connections_rejected);
+            tracing::warn!(%peer, active, "TCP connection cap reached: closing new connection");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let conn_flow = Flow {
+            conn: Some(shared.next_id()),
+            ..flow
+        };
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let weak = tx.downgrade();
+        let opened = TcpEvent::Opened {
+            flow: conn_flow,
+            peer,
+            writer: tx,
+        };
+        if shared.events.send(opened).await.is_err() {
+            return; // the core is gone: shutting down
+        }
+        tracing::debug!(%peer, conn = ?conn_flow.conn, "TCP connection accepted");
+        tokio::spawn(run_connection(
+            stream,
+            conn_flow,
+            peer,
+            rx,
+            weak,
+            shared.clone(),
+        ));
+    }
+}
+
+/// Open an outgoing connection for `flow` (its `conn` already assigned by the core, its
+/// queue already holding the first message), then serve it like an accepted one.
+pub async fn connect(
+    flow: Flow,
+    peer: SocketAddr,
+    rx: mpsc::Receiver<Bytes>,
+    weak: mpsc::WeakSender<Bytes>,
+    shared: Arc<TcpShared>,
+) {
+    match tokio::time::timeout(CONNECT_TIMEOUT, open(flow.local, peer, shared.tos)).await {
+        Ok(Ok(stream)) => {
+            tracing::debug!(%peer, conn = ?flow.conn, "TCP connection established");
+            run_connection(stream, flow, peer, rx, weak, shared).await;
+        }
+        failed => {
+            let reason = match failed {
+                Ok(Err(error)) => error.to_string(),
+                _ => "timed out".to_owned(),
+            };
+            tracing::warn!(%peer, %reason, "TCP connect failed");
+            ShellMetrics::inc(&shared.metrics.tcp_connect_failures);
+            let lost = u64::try_from(rx.len()).unwrap_or(0);
+            shared
+                .metrics
+                .tcp_send_drops
+                .fetch_add(lost, Ordering::Relaxed);
+            if let Some(id) = flow.conn {
+                let _ = shared.events.send(TcpEvent::Closed { id }).await;
+            }
+        }
+    }
+}
+
+/// Connect from the listener's IP (when it is a specific one) to `peer`.
+async fn open(local: SocketAddr, peer: SocketAddr, tos: u8) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(peer), Type::STREAM, Some(Protocol::TCP))?;
+    super::udp::set_tos(&socket, peer, tos);
+    socket.set_tcp_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    let socket = TcpSocket::from_std_stream(socket.into());
+    if !local.ip().is_unspecified() && local.is_ipv4() == peer.is_ipv4() {
+        socket.bind(SocketAddr::new(local.ip(), 0))?;
+    }
+    socket.connect(peer).await
+}
+
+/// Last time bytes moved either way, for the idle timeout.
+#[derive(Debug)]
+struct Activity {
+    base: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            base: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+    fn touch(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+    fn last(&self) -> Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Serve one established connection until it closes, then tell the core.
+async fn run_connection(
+    stream: TcpStream,
+    flow: Flow,
+    peer: SocketAddr,
+    rx: mpsc::Receiver<Bytes>,
+    weak: mpsc::WeakSender<Bytes>,
+    shared: Arc<TcpShared>,
+) {
+    let (reader, writer) = stream.into_split();
+    let activity = Arc::new(Activity::new());
+    activity.touch();
+    let mut writer = tokio::spawn(write_loop(writer, rx, activity.clone()));
+    let reason = read_loop(reader, flow, peer, &weak, &shared, &activity, &mut writer).await;
+    writer.abort();
+    tracing::debug!(%peer, conn = ?flow.conn, reason, "TCP connection closed");
+    if let Some(id) = flow.conn {
+        let _ = shared.events.send(TcpEvent::Closed { id }).await;
+    }
+}
+
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    activity: Arc<Activity>,
+) {
+    while let Some(data) = rx.recv().await {
+        match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&data)).await {
+            Ok(Ok(())) => activity.touch(),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "TCP write failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("TCP write stalled: closing the connection");
+                return;
+            }
+        }
+    }
+    // The core dropped the queue: close our side.
+    let _ = writer.shutdown().await;
+}
+
+async fn read_loop(
+    mut reader: OwnedReadHalf,
+    flow: Flow,
+    peer: SocketAddr,
+    weak: &mpsc::WeakSender<Bytes>,
+    shared: &TcpShared,
+    activity: &Activity,
+    writer: &mut JoinHandle<()>,
+) -> &'static str {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let idle = tokio::time::sleep_until(activity.last() + shared.idle_timeout);
+    tokio::pin!(idle);
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) => return "closed by peer",
+                Ok(_) => activity.touch(),
+                Err(_) => return "read error",
+            },
+            _ = &mut *writer => return "write side ended",
+            () = &mut idle => {
+                let deadline = activity.last() + shared.idle_timeout;
+                if deadline <= Instant::now() {
+                    return "idle timeout";
+                }
+                idle.as_mut().reset(deadline);
+                continue;
+            }
+        }
+        loop {
+            match next_frame(&mut buf, &shared.limits) {
+                Ok(FrameStep::Frame(data)) => {
+                    let event = TcpEvent::Frame { flow, peer, data };
+                    if shared.events.send(event).await.is_err() {
+                        return "shutting down";
+                    }
+                }
+                Ok(FrameStep::Ping) => {
+                    if let Some(tx) = weak.upgrade() {
+                        let _ = tx.try_send(PONG);
+                    }
+                }
+                Ok(FrameStep::NeedMore) => break,
+                Err(error) => {
+                    ShellMetrics::inc(&shared.metrics.tcp_framing_errors);
+                    tracing::info!(%peer, %error, "TCP framing error: closing the connection");
+                    return "framing error";
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameStep {
+    /// One whole message, cut off the front of the buffer.
+    Frame(Bytes),
+    /// A `\r\n\r\n` keepalive ping was consumed: answer `\r\n`.
+    Ping,
+    /// Nothing complete yet.
+    NeedMore,
+}
+
+/// Take the next step off a connection's receive buffer (RFC 3261 §18.3 framing, RFC 5626
+/// keepalives). An error means the stream cannot be framed and the connection must close.
+pub fn next_frame(buf: &mut BytesMut, limits: &Limits) -> Result<FrameStep, ParseError> {
+    loop {
+        if buf.is_empty() {
+            return Ok(FrameStep::NeedMore);
+        }
+        let crlf = skip_keepalive(buf);
+        if crlf >= 4 {
+            buf.advance(crlf);
+            return Ok(FrameStep::Ping);
+        }
+        if crlf > 0 {
+            if crlf == buf.len() {
+                return Ok(FrameStep::NeedMore); // perhaps the first half of a ping
+            }
+            buf.advance(crlf); // a pong, or stray line ends before a message
+            continue;
+        }
+        return match frame_len(buf, limits)? {
+            Some(n) if n > 0 && n <= buf.len() => Ok(FrameStep::Frame(buf.split_to(n).freeze())),
+            Some(_) => Err(ParseError::BadContentLength),
+            // A message still incomplete past the limit can only be too large.
+            None if buf.len() > limits.max_message_size => Err(ParseError::TooLarge(buf.len())),
+            None => Ok(FrameStep::NeedMore),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/TCP 127.0.0.2:5060;branch=z9hG4bK1\r\n\
+From: <sip:b@127.0.0.2>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\
+Max-Forwards: 70\r\nContent-Length: 4\r\n\r\nbody";
+
+    fn steps(input: &[u8]) -> Vec<FrameStep> {
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        loop {
+            let step = next_frame(&mut buf, &Limits::default()).unwrap();
+            if step == FrameStep::NeedMore {
+                return out;
+            }
+            out.push(step);
+        }
+    }
+
+    #[test]
+    fn cuts_back_to_back_messages_and_answers_pings() {
+        let mut input = b"\r\n\r\n".to_vec();
+        input.extend_from_slice(OPTIONS);
+        input.extend_from_slice(b"\r\n");
+        input.extend_from_slice(OPTIONS);
+        input.extend_from_slice(&OPTIONS[..20]);
+        let got = steps(&input);
+        assert_eq!(
+            got,
+            vec![
+                FrameStep::Ping,
+                FrameStep::Frame(Bytes::from_static(OPTIONS)),
+                FrameStep::Frame(Bytes::from_static(OPTIONS)),
+            ]
+        );
+    }
+
+    #[test]
+    fn waits_for_the_rest_of_a_split_ping() {
+        let mut buf = BytesMut::from(&b"\r\n\r"[..]);
+        assert_eq!(
+            next_frame(&mut buf, &Limits::default()).unwrap(),
+            FrameStep::NeedMore
+        );
+        buf.extend_from_slice(b"\n");
+        assert_eq!(
+            next_frame(&mut buf, &Limits::default()).unwrap(),
+            FrameStep::Ping
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn refuses_a_message_over_the_limit() {
+        let limits = Limits {
+            max_message_size: 64,
+            ..Limits::default()
+        };
+        let mut buf = BytesMut::from(OPTIONS);
+        assert!(next_frame(&mut buf, &limits).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! UDP listeners: binding with the socket options an SBC wants, receiving into one reused
+//! buffer without a per-datagram allocation, and choosing the socket a transmit leaves on.
+//! The core task reads these sockets itself (no channel hop between socket and core).
+
+use bytes::{Bytes, BytesMut};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::task::Poll;
+use tokio::net::UdpSocket;
+use trunkgate_sip::{Flow, Transport};
+
+/// Socket buffer size asked of the kernel (best effort: capped by `net.core.[rw]mem_max`).
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+/// Largest UDP payload (IPv4: 65,507; leave room for IPv6) — the receive buffer always has at
+/// least this much spare room, so no datagram is ever truncated.
+const MAX_DATAGRAM: usize = 65_536;
+/// Datagrams share one allocation of this size until it is used up (`split().freeze()`
+/// hands each datagram out as a zero-copy `Bytes`).
+const RECV_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug)]
+pub struct UdpListener {
+    /// `Flow { transport: Udp, local: bound address, conn: None }`.
+    pub flow: Flow,
+    pub socket: UdpSocket,
+}
+
+/// Bind a UDP listener: SO_REUSEADDR, large buffers, IP TOS / IPv6 traffic class `tos`,
+/// non-blocking. Must run inside the tokio runtime.
+pub fn bind(address: SocketAddr, tos: u8) -> io::Result<UdpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    set_tos(&socket, address, tos);
+    if let Err(error) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
+        tracing::debug!(%address, %error, "could not raise SO_RCVBUF");
+    }
+    if let Err(error) = socket.set_send_buffer_size(SOCKET_BUFFER) {
+        tracing::debug!(%address, %error, "could not raise SO_SNDBUF");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    let socket = UdpSocket::from_std(socket.into())?;
+    let local = socket.local_addr()?;
+    Ok(UdpListener {
+        flow: Flow {
+            transport: Transport::Udp,
+            local,
+            conn: None,
+        },
+        socket,
+    })
+}
+
+/// Set the DSCP/TOS byte (best effort: logged, not fatal).
+pub fn set_tos(socket: &Socket, address: SocketAddr, tos: u8) {
+    let result = if address.is_ipv6() {
+        socket.set_tclass_v6(u32::from(tos))
+    } else {
+        socket.set_tos_v4(u32::from(tos))
+    };
+    if let Err(error) = result {
+        tracing::warn!(%address, %error, tos, "could not set the IP TOS byte");
+    }
+}
+
+/// Resolves when any of `sockets` is readable, with its index; polls starting at `start` so
+/// one busy socket cannot starve the others. Never resolves for an empty list.
+pub fn readable(
+    sockets: &[UdpListener],
+    start: usize,
+) -> impl Future<Output = (usize, io::Result<()>)> + '_ {
+    std::future::poll_fn(move |cx| {
+        let n = sockets.len();
+        for k in 0..n {
+            let i = (start + k) % n;
+            if let Some(listener) = sockets.get(i) {
+                if let Poll::Ready(result) = listener.socket.poll_recv_ready(cx) {
+                    return Poll::Ready((i, result));
+                }
+            }
+        }
+        Poll::Pending
+    })
+}
+
+/// The reused receive buffer.
+#[derive(Debug)]
+pub struct Receiver {
+    buf: BytesMut,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Receiver {
+            buf: BytesMut::with_capacity(RECV_CHUNK),
+        }
+    }
+}
+
+impl Receiver {
+    /// Receive one datagram without blocking (`WouldBlock` when none is queued).
+    pub fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<(Bytes, SocketAddr)> {
+        if self.buf.capacity() - self.buf.len() < MAX_DATAGRAM {
+            // Reclaims the old chunk in place when every datagram cut from it is gone.
+            self.buf.reserve(RECV_CHUNK);
+        }
+        let (_, source) = socket.try_recv_buf_from(&mut self.buf)?;
+        Ok((self.buf.split().freeze(), source))
+    }
+}
+
+/// The socket a UDP transmit leaves on: the one bound to `flow.local`, else the first one of
+/// the destination's address family.
+pub fn pick(
+    sockets: &[UdpListener],
+    local: SocketAddr,
+    destination: SocketAddr,
+) -> Option<&UdpSocket> {
+    sockets
+        .iter()
+        .find(|l| l.flow.local == local)
+        .or_else(|| {
+            sockets
+                .iter()
+                .find(|l| l.flow.local.is_ipv4() == destination.is_ipv4())
+        })
+        .map(|l| &l.socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn receives_back_to_back_datagrams_as_separate_buffers() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 0x60).unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let big = vec![b'x'; 60_000];
+        peer.send_to(b"first", listener.flow.local).unwrap();
+        peer.send_to(&big, listener.flow.local).unwrap();
+        peer.send_to(b"third", listener.flow.local).unwrap();
+        let mut rx = Receiver::default();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            listener.socket.readable().await.unwrap();
+            match rx.try_recv(&listener.socket) {
+                Ok((data, from)) => {
+                    assert_eq!(from, peer.local_addr().unwrap());
+                    got.push(data);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(&got[0][..], b"first");
+        assert_eq!(got[1].len(), 60_000);
+        assert_eq!(&got[2][..], b"third");
+    }
+
+    #[tokio::test]
+    async fn sets_cs3_on_sip_sockets() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 0x60).unwrap();
+        let sock = socket2::SockRef::from(&listener.socket);
+        assert_eq!(sock.tos_v4().unwrap(), 0x60);
+    }
+
+    #[tokio::test]
+    async fn picks_the_socket_by_local_address_then_family() {
+        let a = bind("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        let b = bind("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        let (a_local, b_local) = (a.flow.local, b.flow.local);
+        let sockets = vec![a, b];
+        let dest: SocketAddr = "127.0.0.9:5060".parse().unwrap();
+        let chosen = pick(&sockets, b_local, dest).unwrap();
+        assert_eq!(chosen.local_addr().unwrap(), b_local);
+        let other: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let chosen = pick(&sockets, other, dest).unwrap();
+        assert_eq!(chosen.local_addr().unwrap(), a_local);
+        assert!(pick(&sockets, other, "[::1]:5060".parse().unwrap()).is_none());
+    }
+}

@@ -1,0 +1,292 @@
+//! `trunkgate check` and `trunkgate run`: load the policy, resolve peers, bind every socket,
+//! wire the core, the TCP tasks, the admin API and the signal handlers together, and wait for
+//! the drain to finish.
+
+use crate::admin::{self, AdminState};
+use crate::metrics::{CoreStatus, ShellMetrics, SipCollector};
+use crate::routing_adapter::PolicyRouting;
+use crate::shell::{self, Ended, SipShell, tcp, udp};
+use anyhow::Context as _;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use trunkgate_config::{HostPort, ListenTransport, Policy, PolicyErrors};
+use trunkgate_control::RoutingTable;
+use trunkgate_sip::message::Limits;
+use trunkgate_sip::{Flow, Proxy, ProxyConfig, ProxyMetrics, Routing, Timers};
+
+/// IP TOS byte on SIP sockets: DSCP CS3 (24 << 2), the usual class for call signaling.
+const SIP_TOS: u8 = 0x60;
+/// Concurrent TCP connection cap.
+const MAX_TCP_CONNECTIONS: usize = 4096;
+
+/// `--config FILE`, or the embedded default.
+fn load_policy(path: Option<&Path>) -> Result<Policy, PolicyErrors> {
+    match path {
+        Some(path) => Policy::load(path),
+        None => Policy::embedded_default(),
+    }
+}
+
+fn listener_list(policy: &Policy) -> String {
+    let names: Vec<String> = policy
+        .listen
+        .sip
+        .iter()
+        .map(|l| {
+            let t = match l.transport {
+                ListenTransport::Udp => "udp",
+                ListenTransport::Tcp => "tcp",
+            };
+            format!("{t}:{}", l.address)
+        })
+        .collect();
+    names.join(", ")
+}
+
+/// One line: what the policy holds. Host names are not resolved and nothing is bound.
+pub fn summary(policy: &Policy) -> String {
+    format!(
+        "policy OK: {} trunks, {} routes, listening on {}",
+        policy.trunks.len(),
+        policy.routes.len(),
+        listener_list(policy)
+    )
+}
+
+pub fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    match load_policy(path) {
+        Ok(policy) => {
+            println!("{}", summary(&policy));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Resolve a peer address: IP literals directly, names with the system resolver (first
+/// address returned).
+pub fn resolve(host: &HostPort) -> std::io::Result<SocketAddr> {
+    if let Some(address) = host.to_socket_addr() {
+        return Ok(address);
+    }
+    host.to_string().to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host}: no address"))
+    })
+}
+
+/// Raise the soft open-files limit to the hard limit (sockets are file descriptors).
+fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-files limit"),
+            Err(error) => {
+                tracing::warn!(soft, hard, %error, "could not raise the open-files limit")
+            }
+        },
+        Ok((soft, _)) => tracing::debug!(limit = soft, "open-files limit already at its maximum"),
+        Err(error) => tracing::warn!(%error, "could not read the open-files limit"),
+    }
+}
+
+fn timers(policy: &Policy) -> Timers {
+    Timers {
+        t1: policy.sip.t1,
+        t2: policy.sip.t2,
+        t4: policy.sip.t4,
+        timer_c: policy.sip.timer_c,
+    }
+}
+
+fn limits(policy: &Policy) -> Limits {
+    Limits {
+        max_message_size: policy.sip.max_message_size,
+        ..Limits::default()
+    }
+}
+
+/// The core's static configuration, with the listeners' actual bound addresses.
+fn proxy_config(policy: &Policy, listeners: Vec<Flow>) -> ProxyConfig {
+    let advertised = if policy.listen.advertised.is_empty() {
+        listeners
+            .first()
+            .map(|f| f.local.ip().to_string())
+            .unwrap_or_default()
+    } else {
+        policy.listen.advertised.clone()
+    };
+    ProxyConfig {
+        advertised,
+        listeners,
+        timers: timers(policy),
+        limits: limits(policy),
+        server_name: format!("Trunkgate/{}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// The routing the core consults, from a policy snapshot (also what a reload would build).
+pub fn build_routing(policy: &Policy) -> anyhow::Result<Arc<dyn Routing>> {
+    let table = RoutingTable::new(policy, resolve).context("resolving peer addresses")?;
+    Ok(Arc::new(PolicyRouting::new(table)))
+}
+
+pub fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let policy = match load_policy(path) {
+        Ok(policy) => policy,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("trunkgate: refusing to start with an invalid policy");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    raise_nofile_limit();
+    let routing = build_routing(&policy)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("trunkgate")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(policy, routing))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(policy: Policy, routing: Arc<dyn Routing>) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown::install().context("installing signal handlers")?;
+
+    // Sockets first: a port in use stops the start before anything runs.
+    let mut udp_listeners = Vec::new();
+    let mut tcp_listeners = Vec::new();
+    for listener in &policy.listen.sip {
+        let address = listener.address;
+        match listener.transport {
+            ListenTransport::Udp => udp_listeners.push(
+                udp::bind(address, SIP_TOS).with_context(|| format!("binding udp:{address}"))?,
+            ),
+            ListenTransport::Tcp => tcp_listeners.push(
+                tcp::bind(address, SIP_TOS).with_context(|| format!("binding tcp:{address}"))?,
+            ),
+        }
+    }
+    let admin_listener = tokio::net::TcpListener::bind(policy.admin.listen)
+        .await
+        .with_context(|| format!("binding the admin API on {}", policy.admin.listen))?;
+
+    let flows: Vec<Flow> = udp_listeners
+        .iter()
+        .map(|l| l.flow)
+        .chain(tcp_listeners.iter().map(|(flow, _)| *flow))
+        .collect();
+    let proxy_metrics = Arc::new(ProxyMetrics::new(policy.trunks.len()));
+    let shell_metrics = Arc::new(ShellMetrics::default());
+    let status = Arc::new(CoreStatus::default());
+    let trunk_names = policy.trunks.iter().map(|t| t.name.clone());
+    let registry = SipCollector::new(proxy_metrics.clone(), shell_metrics.clone(), trunk_names)
+        .into_registry();
+
+    let listening: Vec<String> = flows
+        .iter()
+        .map(|f| format!("{}:{}", f.transport.name(), f.local))
+        .collect();
+    let proxy = Proxy::new(proxy_config(&policy, flows), routing, proxy_metrics);
+
+    let (events_tx, events_rx) = mpsc::channel(shell::EVENT_QUEUE);
+    let tcp_shared = Arc::new(tcp::TcpShared::new(
+        events_tx,
+        shell_metrics,
+        limits(&policy),
+        policy.sip.tcp_idle_timeout,
+        MAX_TCP_CONNECTIONS,
+        SIP_TOS,
+    ));
+    for (flow, listener) in tcp_listeners {
+        tokio::spawn(tcp::accept_loop(listener, flow, tcp_shared.clone()));
+    }
+    let admin_address = admin_listener.local_addr()?;
+    let admin_state = AdminState {
+        status: status.clone(),
+        registry: Arc::new(registry),
+    };
+    tokio::spawn(admin::serve(admin_listener, admin_state));
+
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        sip = %listening.join(", "),
+        admin = %admin_address,
+        trunks = policy.trunks.len(),
+        "trunkgate running"
+    );
+    let core = SipShell::new(
+        proxy,
+        udp_listeners,
+        events_rx,
+        tcp_shared,
+        status,
+        policy.sip.shutdown_grace,
+    );
+    match core.run(shutdown).await {
+        Ended::Drained => tracing::info!("drained: every dialog finished; exiting"),
+        Ended::GraceExpired { dialogs } => {
+            tracing::warn!(
+                dialogs,
+                "shutdown grace period over: exiting with dialogs still up"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_summary() {
+        let policy = load_policy(None).unwrap();
+        assert_eq!(
+            summary(&policy),
+            "policy OK: 2 trunks, 1 routes, listening on udp:127.0.0.1:5060, tcp:127.0.0.1:5060"
+        );
+    }
+
+    #[test]
+    fn proxy_config_follows_the_policy() {
+        let policy = load_policy(None).unwrap();
+        let flow = Flow {
+            transport: trunkgate_sip::Transport::Udp,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            conn: None,
+        };
+        let config = proxy_config(&policy, vec![flow]);
+        assert_eq!(config.advertised, "127.0.0.1");
+        assert_eq!(config.listeners, vec![flow]);
+        assert_eq!(config.timers.t1, policy.sip.t1);
+        assert_eq!(config.timers.timer_c, policy.sip.timer_c);
+        assert_eq!(config.limits.max_message_size, policy.sip.max_message_size);
+        assert!(config.server_name.starts_with("Trunkgate/"));
+    }
+
+    #[test]
+    fn resolves_literals_and_names() {
+        let literal = HostPort {
+            host: trunkgate_config::Host::Ip([127, 0, 0, 3].into()),
+            port: 5060,
+        };
+        assert_eq!(
+            resolve(&literal).unwrap(),
+            "127.0.0.3:5060".parse().unwrap()
+        );
+        let name = HostPort {
+            host: trunkgate_config::Host::Name("localhost".into()),
+            port: 5070,
+        };
+        let address = resolve(&name).unwrap();
+        assert!(address.ip().is_loopback());
+        assert_eq!(address.port(), 5070);
+    }
+}
