@@ -238,7 +238,11 @@ impl Proxy {
     }
 
     fn send(&mut self, flow: Flow, destination: SocketAddr, data: Bytes) {
-        self.out.push_back(Transmit { flow, destination, data });
+        self.out.push_back(Transmit {
+            flow,
+            destination,
+            data,
+        });
     }
 
     /// The listener flow used to send over `transport` toward `destination`.
@@ -362,7 +366,12 @@ impl Proxy {
             if let Some(p) = self.metrics.peer(dialog.metric_peer) {
                 p.dialogs[dialog.direction.index()].fetch_sub(1, Ordering::Relaxed);
             }
-            tracing::debug!(dialog = id, confirmed = dialog.confirmed, why, "dialog ended");
+            tracing::debug!(
+                dialog = id,
+                confirmed = dialog.confirmed,
+                why,
+                "dialog ended"
+            );
         }
     }
 }

@@ -114,17 +114,25 @@ impl Proxy {
     }
 
     fn match_server(&self, msg: &SipMessage, class: u8) -> Option<u64> {
-        self.server_index.get(&Self::server_key(msg, class)).copied()
+        self.server_index
+            .get(&Self::server_key(msg, class))
+            .copied()
     }
 
     /// Returns true when the ACK belonged to this transaction (absorbed).
     fn absorb_ack(&mut self, now: Instant, id: u64) -> bool {
         let t4 = self.config.timers.t4;
-        let Some(server) = self.servers.get_mut(&id) else { return false };
+        let Some(server) = self.servers.get_mut(&id) else {
+            return false;
+        };
         match server.state {
             ServerState::Completed => {
                 server.state = ServerState::Confirmed;
-                let wait = if server.flow.transport == Transport::Udp { t4 } else { Default::default() };
+                let wait = if server.flow.transport == Transport::Udp {
+                    t4
+                } else {
+                    Default::default()
+                };
                 self.timers.arm(now + wait, Timer::ServerExpire(id));
                 true
             }
@@ -135,7 +143,9 @@ impl Proxy {
     }
 
     fn retransmitted_request(&mut self, id: u64) {
-        let Some(server) = self.servers.get(&id) else { return };
+        let Some(server) = self.servers.get(&id) else {
+            return;
+        };
         let resend = match server.state {
             ServerState::Proceeding | ServerState::Completed => server.last_response.clone(),
             ServerState::Confirmed | ServerState::Accepted => None,
@@ -148,7 +158,14 @@ impl Proxy {
 
     fn cancel(&mut self, now: Instant, flow: Flow, source: SocketAddr, msg: SipMessage) {
         let Some(invite_id) = self.match_server(&msg, b'I') else {
-            self.respond_local(&msg, flow, source, 481, "Call/Transaction Does Not Exist", &[]);
+            self.respond_local(
+                &msg,
+                flow,
+                source,
+                481,
+                "Call/Transaction Does Not Exist",
+                &[],
+            );
             return;
         };
         // 200 for the CANCEL itself, remembered so a retransmitted CANCEL gets it again.
@@ -162,12 +179,16 @@ impl Proxy {
         let wait = self.wait_j(flow);
         self.timers.arm(now + wait, Timer::ServerExpire(id));
 
-        let Some(invite) = self.servers.get_mut(&invite_id) else { return };
+        let Some(invite) = self.servers.get_mut(&invite_id) else {
+            return;
+        };
         if invite.state != ServerState::Proceeding || invite.canceled {
             return;
         }
         invite.canceled = true;
-        let Some(client_id) = invite.client else { return };
+        let Some(client_id) = invite.client else {
+            return;
+        };
         let provisional = match self.clients.get_mut(&(client_id, Sub::Main)) {
             Some(client) if client.provisional => true,
             Some(client) => {
@@ -186,7 +207,9 @@ impl Proxy {
         if self.clients.contains_key(&(id, Sub::Cancel)) {
             return;
         }
-        let Some(client) = self.clients.get(&(id, Sub::Main)) else { return };
+        let Some(client) = self.clients.get(&(id, Sub::Main)) else {
+            return;
+        };
         let (flow, destination, party) = (client.flow, client.destination, client.party);
         let Ok(sent) = SipMessage::parse(client.request.clone(), &self.config.limits) else {
             return;
@@ -195,24 +218,51 @@ impl Proxy {
         rewrite::ack_or_cancel(&sent, Method::Cancel, None, &mut out);
         let data = out.freeze();
         self.send(flow, destination, data.clone());
-        self.insert_client(now, id, Sub::Cancel, Method::Cancel, data, flow, destination, party, None);
+        self.insert_client(
+            now,
+            id,
+            Sub::Cancel,
+            Method::Cancel,
+            data,
+            flow,
+            destination,
+            party,
+            None,
+        );
     }
 
     fn in_dialog(&mut self, now: Instant, flow: Flow, source: SocketAddr, msg: SipMessage) {
         let Some((dialog_id, from_caller)) = self.find_dialog(&msg) else {
-            self.respond_local(&msg, flow, source, 481, "Call/Transaction Does Not Exist", &[]);
+            self.respond_local(
+                &msg,
+                flow,
+                source,
+                481,
+                "Call/Transaction Does Not Exist",
+                &[],
+            );
             return;
         };
         let method = msg.method();
-        let Some(dialog) = self.dialogs.get_mut(&dialog_id) else { return };
+        let Some(dialog) = self.dialogs.get_mut(&dialog_id) else {
+            return;
+        };
         // Target refresh (RFC 3261 §12.2.2): the sender's new Contact.
         if matches!(method, Some(Method::Invite | Method::Update)) {
             if let Some(contact) = contact_uri(&msg) {
-                let leg = if from_caller { &mut dialog.caller } else { &mut dialog.callee };
+                let leg = if from_caller {
+                    &mut dialog.caller
+                } else {
+                    &mut dialog.callee
+                };
                 leg.contact = Some(contact);
             }
         }
-        let leg = if from_caller { dialog.callee.clone() } else { dialog.caller.clone() };
+        let leg = if from_caller {
+            dialog.callee.clone()
+        } else {
+            dialog.caller.clone()
+        };
         let request_uri = self.in_dialog_request_uri(&msg, &leg);
         let forward = Forward {
             party: leg.party,
@@ -246,7 +296,9 @@ impl Proxy {
             }
         }
         let tag = msg.to_tag()?;
-        self.dialog_index.get(&dialog_key(call_id, tag)).map(|&id| (id, false))
+        self.dialog_index
+            .get(&dialog_key(call_id, tag))
+            .map(|&id| (id, false))
     }
 
     /// ACK for a 2xx: forwarded statelessly along the dialog (RFC 3261 §16.11), with a
@@ -257,8 +309,14 @@ impl Proxy {
             tracing::debug!(call_id = %String::from_utf8_lossy(msg.call_id()), "ACK outside any dialog dropped");
             return;
         };
-        let Some(dialog) = self.dialogs.get(&dialog_id) else { return };
-        let leg = if from_caller { dialog.callee.clone() } else { dialog.caller.clone() };
+        let Some(dialog) = self.dialogs.get(&dialog_id) else {
+            return;
+        };
+        let leg = if from_caller {
+            dialog.callee.clone()
+        } else {
+            dialog.caller.clone()
+        };
         let mut h = Fnv::new(self.salt);
         h.write(msg.top_via().branch().unwrap_or_default());
         h.write(msg.call_id());
@@ -268,11 +326,25 @@ impl Proxy {
         self.send(leg.flow, leg.address, data);
     }
 
-    fn out_of_dialog(&mut self, now: Instant, flow: Flow, source: SocketAddr, party: Party, msg: SipMessage) {
+    fn out_of_dialog(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        source: SocketAddr,
+        party: Party,
+        msg: SipMessage,
+    ) {
         let method = msg.method();
         if method == Some(Method::Invite) && self.shutting_down {
             ProxyMetrics::inc(&self.metrics.shutdown_rejects);
-            self.respond_local(&msg, flow, source, 503, "Service Unavailable", &[b"Retry-After: 30"]);
+            self.respond_local(
+                &msg,
+                flow,
+                source,
+                503,
+                "Service Unavailable",
+                &[b"Retry-After: 30"],
+            );
             return;
         }
         let user = msg
@@ -282,7 +354,8 @@ impl Proxy {
             .map(|user| user_part(user).to_vec());
         let mut candidates = std::mem::take(&mut self.scratch);
         candidates.clear();
-        self.routing.candidates(party, user.as_deref(), &mut candidates);
+        self.routing
+            .candidates(party, user.as_deref(), &mut candidates);
         let target = candidates.first().cloned();
         self.scratch = candidates;
         let Some(target) = target else {
@@ -297,11 +370,16 @@ impl Proxy {
         };
         let transport = target.transport.unwrap_or(flow.transport);
         let Some(out_flow) = self.listener_for(transport, target.address) else {
-            tracing::warn!(transport = transport.name(), "no listener to reach the target");
+            tracing::warn!(
+                transport = transport.name(),
+                "no listener to reach the target"
+            );
             self.respond_local(&msg, flow, source, 503, "Service Unavailable", &[]);
             return;
         };
-        let request_uri = msg.request_uri().map(|uri| retarget_uri(uri, &target.uri_host));
+        let request_uri = msg
+            .request_uri()
+            .map(|uri| retarget_uri(uri, &target.uri_host));
 
         let invite = method == Some(Method::Invite);
         let dialog = if invite {
@@ -333,8 +411,18 @@ impl Proxy {
                 confirmed: false,
                 direction,
                 metric_peer: trunk.metric_index(),
-                caller: Leg { party, address: caller_address, flow, contact },
-                callee: Leg { party: target.party, address: target.address, flow: out_flow, contact: None },
+                caller: Leg {
+                    party,
+                    address: caller_address,
+                    flow,
+                    contact,
+                },
+                callee: Leg {
+                    party: target.party,
+                    address: target.address,
+                    flow: out_flow,
+                    contact: None,
+                },
             };
             self.dialog_index.insert(index_key, id);
             self.dialogs.insert(id, dialog);
@@ -390,7 +478,13 @@ impl Proxy {
                 record_route.push(self.record_route_line(&flow));
             }
         }
-        let data = self.build_request(msg, &fwd.flow, &branch, &record_route, fwd.request_uri.as_deref());
+        let data = self.build_request(
+            msg,
+            &fwd.flow,
+            &branch,
+            &record_route,
+            fwd.request_uri.as_deref(),
+        );
         if let Some(server) = self.servers.get_mut(&server_id) {
             server.client = Some(client_id);
             server.dialog = fwd.dialog;
@@ -398,7 +492,17 @@ impl Proxy {
         }
         self.send(fwd.flow, fwd.address, data.clone());
         let timer_c = invite.then(|| now + self.config.timers.timer_c);
-        self.insert_client(now, client_id, Sub::Main, method, data, fwd.flow, fwd.address, fwd.party, Some(server_id));
+        self.insert_client(
+            now,
+            client_id,
+            Sub::Main,
+            method,
+            data,
+            fwd.flow,
+            fwd.address,
+            fwd.party,
+            Some(server_id),
+        );
         if let Some(deadline) = timer_c {
             if let Some(client) = self.clients.get_mut(&(client_id, Sub::Main)) {
                 client.timer_c = Some(deadline);
@@ -473,9 +577,11 @@ impl Proxy {
         );
         self.tx_created();
         if flow.transport == Transport::Udp {
-            self.timers.arm(now + t.t1, Timer::ClientRetransmit(id, sub));
+            self.timers
+                .arm(now + t.t1, Timer::ClientRetransmit(id, sub));
         }
-        self.timers.arm(now + t.t1 * 64, Timer::ClientTimeout(id, sub));
+        self.timers
+            .arm(now + t.t1 * 64, Timer::ClientTimeout(id, sub));
     }
 
     /// The forwarded request: our Via on top, our Record-Route(s), our Route(s) popped,
@@ -542,7 +648,8 @@ impl Proxy {
     fn has_our_via(&self, msg: &SipMessage) -> bool {
         msg.values(HeaderName::Via).any(|value| {
             Via::parse(value).is_ok_and(|via| {
-                via.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX.as_bytes()))
+                via.branch()
+                    .is_some_and(|b| b.starts_with(BRANCH_PREFIX.as_bytes()))
                     && self.is_us(via.host, via.port)
             })
         })
@@ -582,7 +689,11 @@ fn retarget_uri(uri: &[u8], uri_host: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(uri.len() + uri_host.len());
     match SipUri::parse(uri) {
         Ok(parsed) => {
-            let scheme: &[u8] = if parsed.scheme.eq_ignore_ascii_case(b"sips") { b"sips" } else { b"sip" };
+            let scheme: &[u8] = if parsed.scheme.eq_ignore_ascii_case(b"sips") {
+                b"sips"
+            } else {
+                b"sip"
+            };
             out.extend_from_slice(scheme);
             out.push(b':');
             if let Some(user) = parsed.user {

@@ -28,7 +28,11 @@ impl Proxy {
         let Some(code) = msg.status() else { return };
         self.count_response(party.metric_index(), code);
         let cseq_method = msg.cseq().1;
-        let sub = if cseq_method == Method::Cancel { Sub::Cancel } else { Sub::Main };
+        let sub = if cseq_method == Method::Cancel {
+            Sub::Cancel
+        } else {
+            Sub::Main
+        };
         let Some(id) = msg.top_via().branch().and_then(|b| self.id_from_branch(b)) else {
             tracing::debug!(code, "response not addressed to our Via dropped");
             return;
@@ -58,7 +62,9 @@ impl Proxy {
 
     fn invite_provisional(&mut self, now: Instant, id: u64, code: u16, msg: &SipMessage) {
         let timer_c = self.config.timers.timer_c;
-        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else { return };
+        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else {
+            return;
+        };
         if matches!(client.state, ClientState::Completed | ClientState::Accepted) {
             return;
         }
@@ -90,13 +96,18 @@ impl Proxy {
 
     fn invite_success(&mut self, now: Instant, id: u64, flow: Flow, msg: &SipMessage) {
         let t1 = self.config.timers.t1;
-        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else { return };
+        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else {
+            return;
+        };
         let first = client.state != ClientState::Accepted;
         client.state = ClientState::Accepted;
+        // Nothing is retransmitted, ACKed or cancelled after a 2xx: free the request.
+        client.request = Bytes::new();
         let server = client.server;
         if first {
             // Timer M (RFC 6026): keep matching 2xx retransmissions for 64*T1.
-            self.timers.arm(now + t1 * 64, Timer::ClientExpire(id, Sub::Main));
+            self.timers
+                .arm(now + t1 * 64, Timer::ClientExpire(id, Sub::Main));
         }
         let Some(server_id) = server else { return };
         // Every 2xx is relayed (RFC 3261 §16.7 step 10), retransmissions included.
@@ -104,7 +115,9 @@ impl Proxy {
             self.forward_stray_2xx(msg);
             return;
         };
-        let Some(s) = self.servers.get(&server_id) else { return };
+        let Some(s) = self.servers.get(&server_id) else {
+            return;
+        };
         let dialog = s.dialog;
         let initial = s.initial;
         if s.state == ServerState::Proceeding {
@@ -127,7 +140,9 @@ impl Proxy {
     }
 
     fn invite_failure(&mut self, now: Instant, id: u64, msg: &SipMessage) {
-        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else { return };
+        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else {
+            return;
+        };
         match client.state {
             ClientState::Completed => {
                 // Retransmitted final: our ACK was lost; send it again.
@@ -154,7 +169,9 @@ impl Proxy {
     }
 
     fn non_invite_response(&mut self, now: Instant, id: u64, code: u16, msg: &SipMessage) {
-        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else { return };
+        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else {
+            return;
+        };
         if client.state == ClientState::Completed {
             return;
         }
@@ -163,6 +180,7 @@ impl Proxy {
             client.state = ClientState::Proceeding;
         } else {
             client.state = ClientState::Completed;
+            client.request = Bytes::new();
             self.complete_client(now, id, Sub::Main);
         }
         let Some(server_id) = server else { return };
@@ -173,7 +191,9 @@ impl Proxy {
         if !proceeding || code == 100 {
             return;
         }
-        let Some(data) = self.relay_upstream(server_id, msg) else { return };
+        let Some(data) = self.relay_upstream(server_id, msg) else {
+            return;
+        };
         if code >= 200 {
             self.finish_server(now, server_id, data, code);
         } else if let Some(s) = self.servers.get_mut(&server_id) {
@@ -184,7 +204,9 @@ impl Proxy {
     /// Client transaction got its final answer: arm Timer D (INVITE) or K (others).
     fn complete_client(&mut self, now: Instant, id: u64, sub: Sub) {
         let t = self.config.timers;
-        let Some(client) = self.clients.get_mut(&(id, sub)) else { return };
+        let Some(client) = self.clients.get_mut(&(id, sub)) else {
+            return;
+        };
         client.state = ClientState::Completed;
         let wait = match (client.flow.transport, client.method) {
             (Transport::Tcp, _) => Duration::ZERO,
@@ -196,7 +218,9 @@ impl Proxy {
 
     /// ACK for a non-2xx final response to the INVITE of client transaction `id`.
     fn send_ack(&mut self, id: u64, response: &SipMessage) {
-        let Some(client) = self.clients.get(&(id, Sub::Main)) else { return };
+        let Some(client) = self.clients.get(&(id, Sub::Main)) else {
+            return;
+        };
         let (flow, destination) = (client.flow, client.destination);
         let Ok(sent) = SipMessage::parse(client.request.clone(), &self.config.limits) else {
             return;
@@ -220,8 +244,12 @@ impl Proxy {
     /// after our server transaction ended): relay it statelessly to the caller's leg of the
     /// dialog.
     fn forward_stray_2xx(&mut self, msg: &SipMessage) {
-        let Some((dialog_id, _)) = self.find_dialog(msg) else { return };
-        let Some(dialog) = self.dialogs.get(&dialog_id) else { return };
+        let Some((dialog_id, _)) = self.find_dialog(msg) else {
+            return;
+        };
+        let Some(dialog) = self.dialogs.get(&dialog_id) else {
+            return;
+        };
         let (flow, address) = (dialog.caller.flow, dialog.caller.address);
         self.send(flow, address, pop_via(msg));
     }
@@ -230,13 +258,19 @@ impl Proxy {
     /// Completed/Accepted, arm Timers G/H/J/L, and end the dialog when this final ends it.
     pub(super) fn finish_server(&mut self, now: Instant, id: u64, data: Bytes, code: u16) {
         let t = self.config.timers;
-        let Some(s) = self.servers.get_mut(&id) else { return };
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
         if s.state != ServerState::Proceeding {
             return;
         }
         let udp = s.flow.transport == Transport::Udp;
         let invite = s.method == Method::Invite;
-        s.last_response = Some(data);
+        // Past Proceeding the request copy is never needed again: free it now rather than
+        // after Timer J/L (32 s of memory per call at thousands of calls/s).
+        s.request = Bytes::new();
+        // After a 2xx to INVITE nothing is resent from here (the UAS retransmits its 2xx).
+        s.last_response = (!(invite && (200..300).contains(&code))).then_some(data);
         let (dialog, initial, method) = (s.dialog, s.initial, s.method);
         if invite && (200..300).contains(&code) {
             s.state = ServerState::Accepted;
@@ -264,12 +298,16 @@ impl Proxy {
 
     /// Answer the server transaction ourselves (timeouts): `code` upstream, then finish.
     fn fail_upstream(&mut self, now: Instant, id: u64, code: u16, reason: &str) {
-        let Some(s) = self.servers.get(&id) else { return };
+        let Some(s) = self.servers.get(&id) else {
+            return;
+        };
         if s.state != ServerState::Proceeding {
             return;
         }
         let (flow, source) = (s.flow, s.source);
-        let Ok(req) = SipMessage::parse(s.request.clone(), &self.config.limits) else { return };
+        let Ok(req) = SipMessage::parse(s.request.clone(), &self.config.limits) else {
+            return;
+        };
         let data = self.respond_local(&req, flow, source, code, reason, &[]);
         self.finish_server(now, id, data, code);
     }
@@ -278,11 +316,15 @@ impl Proxy {
         let t = self.config.timers;
         match timer {
             Timer::ServerRetransmit(id) => {
-                let Some(s) = self.servers.get_mut(&id) else { return };
+                let Some(s) = self.servers.get_mut(&id) else {
+                    return;
+                };
                 if s.state != ServerState::Completed {
                     return;
                 }
-                let Some(data) = s.last_response.clone() else { return };
+                let Some(data) = s.last_response.clone() else {
+                    return;
+                };
                 s.retransmit = (s.retransmit * 2).min(t.t2);
                 let (flow, source, next) = (s.flow, s.source, s.retransmit);
                 ProxyMetrics::inc(&self.metrics.retransmissions);
@@ -290,14 +332,20 @@ impl Proxy {
                 self.timers.arm(now + next, Timer::ServerRetransmit(id));
             }
             Timer::ServerTimeout(id) => {
-                if self.servers.get(&id).is_some_and(|s| s.state == ServerState::Completed) {
+                if self
+                    .servers
+                    .get(&id)
+                    .is_some_and(|s| s.state == ServerState::Completed)
+                {
                     tracing::debug!(id, "no ACK for our final response (Timer H)");
                     self.remove_server(id);
                 }
             }
             Timer::ServerExpire(id) => self.remove_server(id),
             Timer::ClientRetransmit(id, sub) => {
-                let Some(c) = self.clients.get_mut(&(id, sub)) else { return };
+                let Some(c) = self.clients.get_mut(&(id, sub)) else {
+                    return;
+                };
                 let invite = c.method == Method::Invite;
                 let active = match c.state {
                     ClientState::Calling => true,
@@ -318,10 +366,13 @@ impl Proxy {
                     (c.flow, c.destination, c.request.clone(), c.retransmit);
                 ProxyMetrics::inc(&self.metrics.retransmissions);
                 self.send(flow, destination, data);
-                self.timers.arm(now + next, Timer::ClientRetransmit(id, sub));
+                self.timers
+                    .arm(now + next, Timer::ClientRetransmit(id, sub));
             }
             Timer::ClientTimeout(id, sub) => {
-                let Some(c) = self.clients.get(&(id, sub)) else { return };
+                let Some(c) = self.clients.get(&(id, sub)) else {
+                    return;
+                };
                 let timed_out = match c.state {
                     ClientState::Calling => true,
                     ClientState::Proceeding => c.method != Method::Invite,
@@ -341,16 +392,17 @@ impl Proxy {
                 }
             }
             Timer::ClientExpire(id, sub) => {
-                let done = self
-                    .clients
-                    .get(&(id, sub))
-                    .is_some_and(|c| matches!(c.state, ClientState::Completed | ClientState::Accepted));
+                let done = self.clients.get(&(id, sub)).is_some_and(|c| {
+                    matches!(c.state, ClientState::Completed | ClientState::Accepted)
+                });
                 if done {
                     self.remove_client(id, sub);
                 }
             }
             Timer::TimerC(id) => {
-                let Some(c) = self.clients.get(&(id, Sub::Main)) else { return };
+                let Some(c) = self.clients.get(&(id, Sub::Main)) else {
+                    return;
+                };
                 if !matches!(c.state, ClientState::Calling | ClientState::Proceeding) {
                     return;
                 }
@@ -378,7 +430,10 @@ impl Proxy {
 /// The response with our (top) Via removed.
 fn pop_via(msg: &SipMessage) -> Bytes {
     let pops = [HeaderName::Via];
-    let edits = Edits { pop_first_value: &pops, ..Edits::default() };
+    let edits = Edits {
+        pop_first_value: &pops,
+        ..Edits::default()
+    };
     let mut out = BytesMut::with_capacity(msg.as_bytes().len());
     rewrite::rewrite(msg, &edits, &mut out);
     out.freeze()

@@ -72,7 +72,11 @@ pub struct SimNet {
 
 impl SimNet {
     pub fn new() -> SimNet {
-        let flow = Flow { transport: Transport::Udp, local: addr(PROXY), conn: None };
+        let flow = Flow {
+            transport: Transport::Udp,
+            local: addr(PROXY),
+            conn: None,
+        };
         let config = ProxyConfig {
             advertised: "127.0.0.1".into(),
             listeners: vec![flow],
@@ -107,7 +111,8 @@ impl SimNet {
                 return;
             }
         }
-        self.in_flight.push((self.now + self.latency, from, to, data));
+        self.in_flight
+            .push((self.now + self.latency, from, to, data));
     }
 
     /// Advance the clock by `d`, delivering packets and firing timers in time order.
@@ -149,7 +154,11 @@ impl SimNet {
         due.sort_by_key(|p| p.0);
         for (_, from, to, data) in due {
             if to == addr(PROXY) {
-                let flow = Flow { transport: Transport::Udp, local: to, conn: None };
+                let flow = Flow {
+                    transport: Transport::Udp,
+                    local: to,
+                    conn: None,
+                };
                 self.proxy.handle_input(now, flow, from, data);
                 self.drain_proxy();
             } else {
@@ -174,7 +183,12 @@ impl SimNet {
     /// The one message `at` received (panics otherwise, naming what arrived).
     pub fn take_one(&mut self, at: &str) -> SipMessage {
         let mut got = self.take(at);
-        assert_eq!(got.len(), 1, "{at} expected one message, got {}", describe(&got));
+        assert_eq!(
+            got.len(),
+            1,
+            "{at} expected one message, got {}",
+            describe(&got)
+        );
         got.remove(0)
     }
 }
@@ -197,7 +211,6 @@ pub fn describe(msgs: &[SipMessage]) -> String {
         .collect::<Vec<_>>()
         .join(" | ")
 }
-
 
 /// A user agent's view of one call, enough to write its messages.
 pub struct Call {

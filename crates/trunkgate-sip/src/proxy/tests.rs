@@ -21,7 +21,10 @@ fn establish(net: &mut SimNet, call: &mut Call) -> SipMessage {
     net.send(TRUNK, &reply(&at_trunk, 200, "OK", "callee1", TRUNK));
     net.settle();
     let got = net.take(PBX);
-    assert_eq!(got.iter().map(|m| m.status()).collect::<Vec<_>>(), vec![Some(180), Some(200)]);
+    assert_eq!(
+        got.iter().map(|m| m.status()).collect::<Vec<_>>(),
+        vec![Some(180), Some(200)]
+    );
     call.to_tag = Some("callee1".into());
     net.send(PBX, &call.caller_request("ACK"));
     net.settle();
@@ -61,9 +64,15 @@ fn basic_call_invite_180_200_ack_bye() {
     let vias: Vec<_> = at_trunk.values(HeaderName::Via).collect();
     assert_eq!(vias.len(), 2);
     assert!(vias[0].starts_with(b"SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-tg-"));
-    assert_eq!(at_trunk.first(HeaderName::RecordRoute), Some(&b"<sip:127.0.0.1:5060;lr>"[..]));
+    assert_eq!(
+        at_trunk.first(HeaderName::RecordRoute),
+        Some(&b"<sip:127.0.0.1:5060;lr>"[..])
+    );
     assert_eq!(at_trunk.max_forwards(), Some(69));
-    assert_eq!(at_trunk.request_uri(), Some(&b"sip:5551234@127.0.0.3:5060"[..]));
+    assert_eq!(
+        at_trunk.request_uri(),
+        Some(&b"sip:5551234@127.0.0.3:5060"[..])
+    );
     assert_eq!(at_trunk.body(), b"v=0\r\n");
     assert_eq!(net.proxy.active_dialogs(), 1);
     assert_eq!(net.metrics.peers[2].dialogs[0].load(Ordering::Relaxed), 1);
@@ -185,7 +194,10 @@ Content-Length: 0
     // Same branch as the INVITE we sent (RFC 3261 §9.1).
     assert_eq!(down.top_via().branch(), at_trunk.top_via().branch());
     net.send(TRUNK, &reply(&down, 200, "OK", "cx", ""));
-    net.send(TRUNK, &reply(&at_trunk, 487, "Request Terminated", "cx", ""));
+    net.send(
+        TRUNK,
+        &reply(&at_trunk, 487, "Request Terminated", "cx", ""),
+    );
     net.settle();
     let ack = net.take_one(TRUNK);
     assert_eq!(ack.method(), Some(Method::Ack));
@@ -244,7 +256,10 @@ fn reinvite_in_dialog_passes_through() {
     let mut call = Call::new("reinvite", PBX, TRUNK);
     establish(&mut net, &mut call);
     let mut reinvite = call.caller_request("INVITE");
-    reinvite = reinvite.replace("Content-Length: 0\n", "Content-Type: application/sdp\nContent-Length: 5\n\nv=0");
+    reinvite = reinvite.replace(
+        "Content-Length: 0\n",
+        "Content-Type: application/sdp\nContent-Length: 5\n\nv=0",
+    );
     net.send(PBX, &reinvite);
     net.settle();
     assert_eq!(net.take_one(PBX).status(), Some(100));
@@ -276,7 +291,8 @@ fn bye_from_the_callee_follows_record_route() {
     let mut net = SimNet::new();
     let mut call = Call::new("calleebye", PBX, TRUNK);
     let at_trunk = establish(&mut net, &mut call);
-    let route = String::from_utf8_lossy(at_trunk.first(HeaderName::RecordRoute).unwrap()).to_string();
+    let route =
+        String::from_utf8_lossy(at_trunk.first(HeaderName::RecordRoute).unwrap()).to_string();
     net.send(TRUNK, &call.callee_request("BYE", &route, 1));
     net.settle();
     let bye = net.take_one(PBX);
@@ -298,8 +314,15 @@ fn inbound_call_goes_to_the_pbx() {
     net.settle();
     assert_eq!(net.take_one(TRUNK).status(), Some(100));
     let at_pbx = net.take_one(PBX);
-    assert_eq!(at_pbx.request_uri(), Some(&b"sip:5551234@127.0.0.2:5060"[..]));
-    assert_eq!(net.metrics.peers[2].dialogs[1].load(Ordering::Relaxed), 1, "inbound on trunk 0");
+    assert_eq!(
+        at_pbx.request_uri(),
+        Some(&b"sip:5551234@127.0.0.2:5060"[..])
+    );
+    assert_eq!(
+        net.metrics.peers[2].dialogs[1].load(Ordering::Relaxed),
+        1,
+        "inbound on trunk 0"
+    );
     net.send(PBX, &reply(&at_pbx, 200, "OK", "p", PBX));
     net.settle();
     assert_eq!(net.take_one(TRUNK).status(), Some(200));
@@ -433,7 +456,10 @@ fn retransmitted_invite_is_absorbed_and_answered_with_the_last_provisional() {
     net.send(PBX, &invite);
     net.settle();
     assert_eq!(net.take_one(PBX).status(), Some(180));
-    assert!(net.take(TRUNK).is_empty(), "retransmission not forwarded again");
+    assert!(
+        net.take(TRUNK).is_empty(),
+        "retransmission not forwarded again"
+    );
 }
 
 #[test]
@@ -469,7 +495,11 @@ fn garbage_never_panics_and_is_counted() {
                 let at = (seed as usize) % data.len();
                 data[at] = (seed >> 32) as u8;
             }
-            _ => data = (0..(seed % 200)).map(|k| (seed >> (k % 56)) as u8).collect(),
+            _ => {
+                data = (0..(seed % 200))
+                    .map(|k| (seed >> (k % 56)) as u8)
+                    .collect()
+            }
         }
         net.proxy.handle_input(
             net.now,

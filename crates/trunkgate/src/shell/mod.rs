@@ -43,6 +43,8 @@ pub struct SipShell {
     metrics: Arc<ShellMetrics>,
     status: Arc<CoreStatus>,
     shutdown_grace: Duration,
+    /// The multi-thread runtime that runs TCP connection tasks.
+    spawner: tokio::runtime::Handle,
 }
 
 /// How the core loop ended.
@@ -62,6 +64,7 @@ impl SipShell {
         tcp: Arc<TcpShared>,
         status: Arc<CoreStatus>,
         shutdown_grace: Duration,
+        spawner: tokio::runtime::Handle,
     ) -> SipShell {
         let metrics = tcp.metrics.clone();
         SipShell {
@@ -75,6 +78,7 @@ impl SipShell {
             metrics,
             status,
             shutdown_grace,
+            spawner,
         }
     }
 
@@ -261,7 +265,7 @@ impl SipShell {
             .tcp_connections_active
             .fetch_add(1, Ordering::Relaxed);
         ShellMetrics::inc(&self.metrics.tcp_connections_total);
-        tokio::spawn(tcp::connect(
+        self.spawner.spawn(tcp::connect(
             flow,
             t.destination,
             rx,

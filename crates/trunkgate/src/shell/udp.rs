@@ -27,9 +27,33 @@ pub struct UdpListener {
     pub socket: UdpSocket,
 }
 
-/// Bind a UDP listener: SO_REUSEADDR, large buffers, IP TOS / IPv6 traffic class `tos`,
-/// non-blocking. Must run inside the tokio runtime.
+/// A bound, non-blocking UDP socket not yet registered with a runtime: the core thread
+/// registers it with its own reactor ([`BoundUdp::register`]).
+#[derive(Debug)]
+pub struct BoundUdp {
+    pub flow: Flow,
+    socket: std::net::UdpSocket,
+}
+
+impl BoundUdp {
+    /// Register with the current tokio runtime. Must run inside it.
+    pub fn register(self) -> io::Result<UdpListener> {
+        Ok(UdpListener {
+            flow: self.flow,
+            socket: UdpSocket::from_std(self.socket)?,
+        })
+    }
+}
+
+/// Bind and register a UDP listener. Must run inside the tokio runtime.
+#[cfg(test)]
 pub fn bind(address: SocketAddr, tos: u8) -> io::Result<UdpListener> {
+    bind_std(address, tos)?.register()
+}
+
+/// Bind a UDP socket: SO_REUSEADDR, large buffers, IP TOS / IPv6 traffic class `tos`,
+/// non-blocking.
+pub fn bind_std(address: SocketAddr, tos: u8) -> io::Result<BoundUdp> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::DGRAM,
@@ -48,9 +72,9 @@ pub fn bind(address: SocketAddr, tos: u8) -> io::Result<UdpListener> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
-    let socket = UdpSocket::from_std(socket.into())?;
+    let socket: std::net::UdpSocket = socket.into();
     let local = socket.local_addr()?;
-    Ok(UdpListener {
+    Ok(BoundUdp {
         flow: Flow {
             transport: Transport::Udp,
             local,
