@@ -16,13 +16,14 @@
 //! never modified.
 
 pub mod header;
+mod lex;
 pub mod parse;
 pub mod rewrite;
 pub mod uri;
 pub mod via;
 
-pub use header::{HeaderEntry, HeaderName};
-pub use parse::{Limits, ParseError, SipMessage, StartLine};
+pub use header::{HeaderEntry, HeaderName, SplitValues, expand_compact, names_equal, split_values};
+pub use parse::{Limits, ParseError, SipMessage, StartLine, frame_len, skip_keepalive};
 pub use uri::{NameAddr, SipUri};
 pub use via::Via;
 

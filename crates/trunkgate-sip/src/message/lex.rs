@@ -1,0 +1,275 @@
+//! Small byte-level helpers shared by the message parsers (private).
+
+use memchr::memchr;
+
+/// Linear whitespace as the value parsers see it: SP, HTAB, CR, LF (folds included).
+#[inline]
+pub(crate) fn is_lws(b: u8) -> bool {
+    CLASS[b as usize] & LWS != 0
+}
+
+/// RFC 3261 `token` characters.
+#[inline]
+pub(crate) fn is_token(b: u8) -> bool {
+    CLASS[b as usize] & TOKEN != 0
+}
+
+const TOKEN: u8 = 1;
+const LWS: u8 = 2;
+
+/// Byte classes: one table lookup instead of a chain of comparisons.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            t[i] |= TOKEN;
+        }
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            t[i] |= LWS;
+        }
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+pub(crate) fn is_token_str(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_token(b))
+}
+
+pub(crate) fn trim_lws(s: &[u8]) -> &[u8] {
+    trim_end_lws(trim_start_lws(s))
+}
+
+pub(crate) fn trim_start_lws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| is_lws(b)).count();
+    s.get(n..).unwrap_or(&[])
+}
+
+pub(crate) fn trim_end_lws(s: &[u8]) -> &[u8] {
+    let n = s.iter().rev().take_while(|&&b| is_lws(b)).count();
+    s.get(..s.len() - n).unwrap_or(&[])
+}
+
+/// Parse an unsigned decimal made only of digits (no sign, no whitespace), with overflow check.
+pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
+    parse_u64(s).and_then(|n| u32::try_from(n).ok())
+}
+
+pub(crate) fn parse_port(s: &[u8]) -> Option<u16> {
+    if s.len() > 5 {
+        return None;
+    }
+    parse_u64(s).and_then(|n| u16::try_from(n).ok())
+}
+
+/// Host at the start of `s`: `[v6]` (returned without brackets) or a hostname / IPv4
+/// (`alnum - . _`). Returns the host and the number of bytes consumed.
+pub(crate) fn parse_host(s: &[u8]) -> Option<(&[u8], usize)> {
+    if s.first() == Some(&b'[') {
+        let close = memchr(b']', s)?;
+        let inner = s.get(1..close)?;
+        if inner.is_empty()
+            || !inner.contains(&b':')
+            || !inner
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        Some((inner, close + 1))
+    } else {
+        let n = s
+            .iter()
+            .take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            .count();
+        if n == 0 {
+            return None;
+        }
+        Some((s.get(..n)?, n))
+    }
+}
+
+/// Visible ASCII that may appear unquoted inside a URI (no space, controls, `<`, `>`, `"`).
+#[inline]
+pub(crate) fn is_uri_char(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && !matches!(b, b'<' | b'>' | b'"')
+}
+
+/// Iterator over `;name[=value]` parameters (quote-aware; names and values trimmed; the
+/// value is returned raw, quotes included).
+#[derive(Debug, Clone)]
+pub(crate) struct Params<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Params<'a> {
+    pub(crate) fn new(raw: &'a [u8]) -> Self {
+        Params { rest: raw }
+    }
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let s = self.rest;
+            if s.is_empty() {
+                return None;
+            }
+            let s = if s.first() == Some(&b';') {
+                s.get(1..).unwrap_or(&[])
+            } else {
+                s
+            };
+            let mut i = 0;
+            let mut in_quote = false;
+            while let Some(&b) = s.get(i) {
+                match b {
+                    b'"' => in_quote = !in_quote,
+                    b'\\' if in_quote => i += 1,
+                    b';' if !in_quote => break,
+                    _ => {}
+                }
+                i += 1;
+            }
+            let end = i.min(s.len());
+            let (piece, rest) = s.split_at(end);
+            self.rest = rest;
+            let piece = trim_lws(piece);
+            if piece.is_empty() {
+                continue;
+            }
+            return Some(match memchr(b'=', piece) {
+                Some(eq) => (
+                    trim_lws(piece.get(..eq).unwrap_or(&[])),
+                    Some(trim_lws(piece.get(eq + 1..).unwrap_or(&[]))),
+                ),
+                None => (piece, None),
+            });
+        }
+    }
+}
+
+/// Case-insensitive lookup in a raw parameter list.
+pub(crate) fn find_param<'a>(raw: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>> {
+    Params::new(raw)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// Structural check of a raw parameter list: every name a token; every value a token-ish
+/// run (token chars plus `:[]` for IPv6 `received=`) or a quoted string.
+pub(crate) fn params_valid(raw: &[u8]) -> bool {
+    Params::new(raw).all(|(n, v)| {
+        is_token_str(n)
+            && match v {
+                None => true,
+                Some(v) => {
+                    if v.first() == Some(&b'"') {
+                        v.len() >= 2 && v.last() == Some(&b'"')
+                    } else {
+                        !v.is_empty()
+                            && v.iter()
+                                .all(|&b| is_token(b) || matches!(b, b':' | b'[' | b']'))
+                    }
+                }
+            }
+    })
+}
+
+/// Index of the closing `"` of a quoted string whose opening quote is at `s[0]`.
+pub(crate) fn closing_quote(s: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Append a decimal number.
+pub(crate) fn put_u64(out: &mut bytes::BytesMut, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        if let Some(slot) = tmp.get_mut(i) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(tmp.get(i..).unwrap_or(&[]));
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_iterate_and_find() {
+        let raw = b";branch=z9hG4bK1 ; RPORT ;received = [2001:db8::1];x=\"a;b\"";
+        let v: Vec<_> = Params::new(raw).collect();
+        assert_eq!(v.len(), 4);
+        assert_eq!(find_param(raw, b"rport"), Some(None));
+        assert_eq!(
+            find_param(raw, b"received"),
+            Some(Some(&b"[2001:db8::1]"[..]))
+        );
+        assert_eq!(find_param(raw, b"x"), Some(Some(&b"\"a;b\""[..])));
+        assert!(params_valid(raw));
+        assert!(!params_valid(b";a b=c"));
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u32(b"4294967295"), Some(u32::MAX));
+        assert_eq!(parse_u32(b"4294967296"), None);
+        assert_eq!(parse_u64(b"99999999999999999999999"), None);
+        assert_eq!(parse_port(b"65536"), None);
+        assert_eq!(parse_port(b""), None);
+        let mut b = bytes::BytesMut::new();
+        put_u64(&mut b, 0);
+        put_u64(&mut b, 1234567);
+        put_u64(&mut b, u64::MAX);
+        assert_eq!(&b[..], b"0123456718446744073709551615");
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(parse_host(b"[::1]:5060"), Some((&b"::1"[..], 5)));
+        assert_eq!(parse_host(b"a.b-c:1"), Some((&b"a.b-c"[..], 5)));
+        assert_eq!(parse_host(b"[]"), None);
+        assert_eq!(parse_host(b":"), None);
+        assert_eq!(parse_host(b"[1.2.3.4]"), None);
+    }
+}
