@@ -4,15 +4,19 @@
 //! - [`proxy`]: the sans-IO, dialog-stateful proxy (RFC 3261 §16–17): bytes and time in,
 //!   [`Transmit`]s and timer deadlines out. No sockets, no clock, no tokio here.
 //! - [`routing`]: the trait through which the core asks policy where a request goes.
+//! - [`admission`]: the trait through which it asks whether a datagram, call or REGISTER
+//!   may pass (limits, floods, allow lists).
 //!
 //! The async shell that owns sockets lives in the `trunkgate` binary crate.
 
+pub mod admission;
 pub mod message;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;
 pub mod transport;
 
+pub use admission::{Admission, NoAdmission, RejectReason, TrunkLimits, UnknownSource, Verdict};
 pub use metrics::{Direction, ProxyMetrics};
 pub use proxy::{Proxy, ProxyConfig, Timers};
 pub use routing::{Party, Routing, Target};

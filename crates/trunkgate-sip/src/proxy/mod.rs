@@ -17,8 +17,11 @@ mod timer;
 mod simnet;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_admission;
 
-use crate::message::{Limits, SipMessage};
+use crate::admission::{Admission, NoAdmission, RejectReason, Verdict};
+use crate::message::{Limits, ParseError, SipMessage};
 use crate::metrics::ProxyMetrics;
 use crate::routing::{Party, Routing};
 use crate::transport::{Flow, Transmit, Transport};
@@ -72,6 +75,7 @@ pub(crate) const BRANCH_PREFIX: &str = "z9hG4bK-tg-";
 pub struct Proxy {
     config: ProxyConfig,
     routing: Arc<dyn Routing>,
+    admission: Arc<dyn Admission>,
     metrics: Arc<ProxyMetrics>,
     out: VecDeque<Transmit>,
     timers: TimerHeap,
@@ -83,6 +87,9 @@ pub struct Proxy {
     clients: HashMap<(u64, Sub), ClientTx>,
     dialogs: HashMap<u64, Dialog>,
     dialog_index: HashMap<Vec<u8>, u64>,
+    /// Sessions (dialogs) in progress per trunk index, by [`crate::Direction::index`]: the
+    /// exact counts the limits are checked against.
+    sessions: Vec<[u32; 2]>,
     shutting_down: bool,
     /// Rate limit for the "unknown source" warning.
     last_unknown_warn: Option<Instant>,
@@ -110,6 +117,7 @@ impl Proxy {
         Proxy {
             config,
             routing,
+            admission: Arc::new(NoAdmission),
             metrics,
             out: VecDeque::new(),
             timers: TimerHeap::default(),
@@ -120,6 +128,7 @@ impl Proxy {
             clients: HashMap::new(),
             dialogs: HashMap::new(),
             dialog_index: HashMap::new(),
+            sessions: Vec::new(),
             shutting_down: false,
             last_unknown_warn: None,
             unknown_since_warn: 0,
@@ -127,22 +136,46 @@ impl Proxy {
         }
     }
 
+    /// Use `admission` for limits, floods and allow-list policy (default: no limits,
+    /// unknown sources dropped).
+    pub fn with_admission(mut self, admission: Arc<dyn Admission>) -> Proxy {
+        self.admission = admission;
+        self
+    }
+
+    /// Swap the admission policy (session counts are kept: they are facts, not policy).
+    pub fn set_admission(&mut self, admission: Arc<dyn Admission>) {
+        self.admission = admission;
+    }
+
     /// Feed one received datagram or stream frame.
     pub fn handle_input(&mut self, now: Instant, flow: Flow, source: SocketAddr, data: Bytes) {
-        // Admission before work: an unknown source costs one table lookup.
+        // Admission before work: classification and the flood check cost a table lookup
+        // and a token bucket; nothing is parsed for a source that is dropped.
         let party = self.routing.classify(source.ip());
-        if party == Party::Unknown {
-            self.unknown_source(now, source);
+        if let Verdict::Drop(reason) = self.admission.datagram(source.ip(), party) {
+            self.metrics.reject(0, reason);
+            if reason == RejectReason::UnknownSource {
+                self.unknown_source(now, source);
+            }
             return;
         }
-        let msg = match SipMessage::parse(data, &self.config.limits) {
+        let msg = match SipMessage::parse(data.clone(), &self.config.limits) {
             Ok(msg) => msg,
             Err(error) => {
-                ProxyMetrics::inc(&self.metrics.parse_errors);
-                tracing::debug!(%source, %error, "unparseable SIP message dropped");
+                self.unparseable(flow, source, party, data, &error);
                 return;
             }
         };
+        if party == Party::Unknown {
+            // Only here under `security.unknown_source = "reject"`.
+            self.metrics.reject(0, RejectReason::UnknownSource);
+            self.unknown_source(now, source);
+            if msg.is_request() && msg.method() != Some(crate::message::Method::Ack) {
+                self.respond_local(&msg, flow, source, 403, "Forbidden", &[]);
+            }
+            return;
+        }
         if msg.is_request() {
             self.handle_request(now, flow, source, party, msg);
         } else {
@@ -213,6 +246,69 @@ impl Proxy {
     }
 
     // ---- shared helpers ------------------------------------------------------------
+
+    /// A message that did not parse. Over a bound (size, headers, Via depth) and still
+    /// answerable: `513`/`400` so the sender knows; anything else is dropped. Counted
+    /// either way, never a panic.
+    fn unparseable(
+        &mut self,
+        flow: Flow,
+        source: SocketAddr,
+        party: Party,
+        data: Bytes,
+        error: &ParseError,
+    ) {
+        ProxyMetrics::inc(&self.metrics.parse_errors);
+        let (reason, code, phrase) = match error {
+            ParseError::TooLarge(_) => (RejectReason::TooLarge, 513, "Message Too Large"),
+            ParseError::TooManyHeaders => (RejectReason::Malformed, 400, "Too Many Headers"),
+            ParseError::TooManyVias => (RejectReason::Malformed, 400, "Too Many Via Headers"),
+            _ => {
+                self.metrics.reject(0, RejectReason::Malformed);
+                tracing::debug!(%source, %error, "unparseable SIP message dropped");
+                return;
+            }
+        };
+        self.metrics.reject(0, reason);
+        tracing::debug!(%source, %error, code, "SIP message over a bound refused");
+        if party == Party::Unknown {
+            return;
+        }
+        // Parse once more without our bounds, only to address the answer.
+        let relaxed = Limits {
+            max_message_size: 1 << 20,
+            max_headers: 4096,
+            max_via: 4096,
+        };
+        if let Ok(msg) = SipMessage::parse(data, &relaxed) {
+            if msg.is_request() && msg.method() != Some(crate::message::Method::Ack) {
+                self.respond_local(&msg, flow, source, code, phrase, &[]);
+            }
+        }
+    }
+
+    /// Sessions in progress on trunk `trunk` in `direction`, and in both directions.
+    fn sessions_of(&self, trunk: u16) -> [u32; 2] {
+        self.sessions
+            .get(usize::from(trunk))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn session_started(&mut self, trunk: u16, direction: crate::Direction) {
+        let index = usize::from(trunk);
+        if self.sessions.len() <= index {
+            self.sessions.resize(index + 1, [0, 0]);
+        }
+        self.sessions[index][direction.index()] += 1;
+    }
+
+    fn session_ended(&mut self, trunk: u16, direction: crate::Direction) {
+        if let Some(counts) = self.sessions.get_mut(usize::from(trunk)) {
+            let count = &mut counts[direction.index()];
+            *count = count.saturating_sub(1);
+        }
+    }
 
     fn unknown_source(&mut self, now: Instant, source: SocketAddr) {
         ProxyMetrics::inc(&self.metrics.unknown_source);
@@ -362,6 +458,9 @@ impl Proxy {
     fn remove_dialog(&mut self, id: u64, why: &str) {
         if let Some(dialog) = self.dialogs.remove(&id) {
             self.dialog_index.remove(&dialog.index_key);
+            if let Some(trunk) = dialog.trunk {
+                self.session_ended(trunk, dialog.direction);
+            }
             self.metrics.dialogs_total.fetch_sub(1, Ordering::Relaxed);
             if let Some(p) = self.metrics.peer(dialog.metric_peer) {
                 p.dialogs[dialog.direction.index()].fetch_sub(1, Ordering::Relaxed);

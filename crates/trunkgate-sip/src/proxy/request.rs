@@ -4,6 +4,7 @@
 use super::state::{ClientState, ClientTx, Dialog, Leg, ServerState, ServerTx, Sub, dialog_key};
 use super::timer::Timer;
 use super::{BRANCH_PREFIX, Fnv, Proxy};
+use crate::admission::RejectReason;
 use crate::message::rewrite::{self, Edits};
 use crate::message::{HeaderName, Method, NameAddr, SipMessage, SipUri, Via};
 use crate::metrics::{Direction, ProxyMetrics};
@@ -36,6 +37,17 @@ impl Proxy {
     ) {
         let Some(method) = msg.method() else { return };
         ProxyMetrics::inc(&self.metrics.requests[method.index()]);
+        if let Some(user_agent) = msg.first(HeaderName::UserAgent) {
+            if self.admission.blocked_user_agent(party, user_agent) {
+                self.metrics.reject(0, RejectReason::UserAgent);
+                tracing::debug!(
+                    %source,
+                    user_agent = %String::from_utf8_lossy(user_agent),
+                    "blocked User-Agent dropped"
+                );
+                return;
+            }
+        }
 
         if method == Method::Ack {
             // ACK for a non-2xx final we sent is absorbed by our server transaction;
@@ -229,6 +241,8 @@ impl Proxy {
             party,
             None,
         );
+        self.timers
+            .arm(now + self.config.timers.t1 * 64, Timer::CancelGuard(id));
     }
 
     fn in_dialog(&mut self, now: Instant, flow: Flow, source: SocketAddr, msg: SipMessage) {
@@ -352,12 +366,52 @@ impl Proxy {
             .and_then(|uri| SipUri::parse(uri).ok())
             .and_then(|uri| uri.user)
             .map(|user| user_part(user).to_vec());
+        if method == Some(Method::Register) {
+            if let Some(retry) = self.admission.try_register(party) {
+                self.metrics.reject(0, RejectReason::RegisterRate);
+                let retry_after = format!("Retry-After: {retry}");
+                self.respond_local(
+                    &msg,
+                    flow,
+                    source,
+                    503,
+                    "Service Unavailable",
+                    &[retry_after.as_bytes()],
+                );
+                return;
+            }
+        }
         let mut candidates = std::mem::take(&mut self.scratch);
         candidates.clear();
         self.routing
             .candidates(party, user.as_deref(), &mut candidates);
-        let target = candidates.first().cloned();
+        let admitted = if candidates.is_empty() {
+            Ok(None)
+        } else if method == Some(Method::Invite) {
+            self.admit_call(party, &candidates).map(Some)
+        } else {
+            Ok(candidates.first().cloned())
+        };
         self.scratch = candidates;
+        let target = match admitted {
+            Ok(target) => target,
+            Err(()) => {
+                let retry_after = format!("Retry-After: {}", self.admission.overflow_retry_after());
+                tracing::debug!(
+                    call_id = %String::from_utf8_lossy(msg.call_id()),
+                    "no trunk under its limits: 503"
+                );
+                self.respond_local(
+                    &msg,
+                    flow,
+                    source,
+                    503,
+                    "Service Unavailable",
+                    &[retry_after.as_bytes()],
+                );
+                return;
+            }
+        };
         let Some(target) = target else {
             ProxyMetrics::inc(&self.metrics.no_route);
             tracing::info!(
@@ -399,6 +453,10 @@ impl Proxy {
                 Party::Pbx => (Direction::Outbound, target.party),
                 _ => (Direction::Inbound, party),
             };
+            let trunk_index = match trunk {
+                Party::Trunk(t) => Some(t),
+                _ => None,
+            };
             let id = self.next_id();
             let index_key = dialog_key(msg.call_id(), caller_tag);
             if let Some(old) = self.dialog_index.get(&index_key).copied() {
@@ -411,6 +469,7 @@ impl Proxy {
                 confirmed: false,
                 direction,
                 metric_peer: trunk.metric_index(),
+                trunk: trunk_index,
                 caller: Leg {
                     party,
                     address: caller_address,
@@ -426,6 +485,9 @@ impl Proxy {
             };
             self.dialog_index.insert(index_key, id);
             self.dialogs.insert(id, dialog);
+            if let Some(t) = trunk_index {
+                self.session_started(t, direction);
+            }
             self.metrics.dialogs_total.fetch_add(1, Ordering::Relaxed);
             if let Some(p) = self.metrics.peer(trunk.metric_index()) {
                 p.dialogs[direction.index()].fetch_add(1, Ordering::Relaxed);
@@ -444,6 +506,59 @@ impl Proxy {
             initial: invite,
         };
         self.forward_stateful(now, flow, source, &msg, forward);
+    }
+
+    /// Pick the target of a new call: for an outbound call the first candidate trunk under
+    /// its session and call-rate limits (the others overflow to the next, each skip
+    /// counted); for an inbound call the source trunk's own limits. `Err` when none can take
+    /// it (answered 503 with Retry-After).
+    fn admit_call(
+        &mut self,
+        from: Party,
+        candidates: &[crate::routing::Target],
+    ) -> Result<crate::routing::Target, ()> {
+        if let Party::Trunk(t) = from {
+            if !self.trunk_has_room(t, Direction::Inbound) {
+                self.metrics
+                    .reject(from.metric_index(), RejectReason::Sessions);
+                return Err(());
+            }
+            if !self.admission.try_call_rate(t) {
+                self.metrics.reject(from.metric_index(), RejectReason::Cps);
+                return Err(());
+            }
+            return candidates.first().cloned().ok_or(());
+        }
+        for target in candidates {
+            let Party::Trunk(t) = target.party else {
+                return Ok(target.clone());
+            };
+            if !self.trunk_has_room(t, Direction::Outbound) {
+                self.metrics
+                    .reject(target.party.metric_index(), RejectReason::Sessions);
+                continue;
+            }
+            if !self.admission.try_call_rate(t) {
+                self.metrics
+                    .reject(target.party.metric_index(), RejectReason::Cps);
+                continue;
+            }
+            return Ok(target.clone());
+        }
+        Err(())
+    }
+
+    /// Is trunk `t` under `max_sessions` and its per-direction limit?
+    fn trunk_has_room(&self, t: u16, direction: Direction) -> bool {
+        let limits = self.admission.trunk_limits(t);
+        let counts = self.sessions_of(t);
+        let total = counts[0] + counts[1];
+        let directional = match direction {
+            Direction::Outbound => limits.max_outbound,
+            Direction::Inbound => limits.max_inbound,
+        };
+        limits.max_sessions.is_none_or(|max| total < max)
+            && directional.is_none_or(|max| counts[direction.index()] < max)
     }
 
     /// Create the server transaction (and 100 Trying for INVITE), then the client

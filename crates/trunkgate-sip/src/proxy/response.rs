@@ -388,7 +388,11 @@ impl Proxy {
                 ProxyMetrics::inc(&self.metrics.timeouts);
                 tracing::info!(method = method.as_str(), %destination, "no response downstream (Timer B/F)");
                 if let (Sub::Main, Some(server_id)) = (sub, server) {
-                    self.fail_upstream(now, server_id, 408, "Request Timeout");
+                    if self.servers.get(&server_id).is_some_and(|s| s.canceled) {
+                        self.fail_upstream(now, server_id, 487, "Request Terminated");
+                    } else {
+                        self.fail_upstream(now, server_id, 408, "Request Timeout");
+                    }
                 }
             }
             Timer::ClientExpire(id, sub) => {
@@ -397,6 +401,26 @@ impl Proxy {
                 });
                 if done {
                     self.remove_client(id, sub);
+                }
+            }
+            Timer::CancelGuard(id) => {
+                let Some(c) = self.clients.get(&(id, Sub::Main)) else {
+                    return;
+                };
+                if !matches!(c.state, ClientState::Calling | ClientState::Proceeding) {
+                    return;
+                }
+                let server = c.server;
+                self.remove_client(id, Sub::Main);
+                ProxyMetrics::inc(&self.metrics.timeouts);
+                tracing::info!(id, "no final response 64*T1 after CANCEL: INVITE given up");
+                if let Some(server_id) = server {
+                    let canceled = self.servers.get(&server_id).is_some_and(|s| s.canceled);
+                    if canceled {
+                        self.fail_upstream(now, server_id, 487, "Request Terminated");
+                    } else {
+                        self.fail_upstream(now, server_id, 408, "Request Timeout");
+                    }
                 }
             }
             Timer::TimerC(id) => {

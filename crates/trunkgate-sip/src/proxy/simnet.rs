@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::{Proxy, ProxyConfig, Timers};
+use crate::admission::{Admission, RejectReason, TrunkLimits, UnknownSource, Verdict};
 use crate::message::{Limits, SipMessage};
 use crate::metrics::ProxyMetrics;
 use crate::routing::{Party, Routing, Target};
@@ -12,20 +13,21 @@ use crate::transport::{Flow, Transport};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const PROXY: &str = "127.0.0.1:5060";
 pub const PBX: &str = "127.0.0.2:5060";
 pub const TRUNK: &str = "127.0.0.3:5060";
+pub const TRUNK_B: &str = "127.0.0.4:5060";
 pub const STRANGER: &str = "127.0.0.9:5060";
 
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-/// PBX at 127.0.0.2, one trunk at 127.0.0.3; PBX calls go to the trunk, trunk calls to
-/// the PBX.
+/// PBX at 127.0.0.2, trunk 0 at 127.0.0.3, trunk 1 at 127.0.0.4; PBX calls try trunk 0
+/// then trunk 1, trunk calls go to the PBX.
 pub struct TestRouting;
 
 impl Routing for TestRouting {
@@ -33,17 +35,26 @@ impl Routing for TestRouting {
         match source.to_string().as_str() {
             "127.0.0.2" => Party::Pbx,
             "127.0.0.3" => Party::Trunk(0),
+            "127.0.0.4" => Party::Trunk(1),
             _ => Party::Unknown,
         }
     }
     fn candidates(&self, from: Party, _user: Option<&[u8]>, out: &mut Vec<Target>) {
         match from {
-            Party::Pbx => out.push(Target {
-                party: Party::Trunk(0),
-                address: addr(TRUNK),
-                transport: None,
-                uri_host: TRUNK.into(),
-            }),
+            Party::Pbx => {
+                out.push(Target {
+                    party: Party::Trunk(0),
+                    address: addr(TRUNK),
+                    transport: None,
+                    uri_host: TRUNK.into(),
+                });
+                out.push(Target {
+                    party: Party::Trunk(1),
+                    address: addr(TRUNK_B),
+                    transport: None,
+                    uri_host: TRUNK_B.into(),
+                });
+            }
             Party::Trunk(_) => out.push(Target {
                 party: Party::Pbx,
                 address: addr(PBX),
@@ -52,6 +63,60 @@ impl Routing for TestRouting {
             }),
             Party::Unknown => {}
         }
+    }
+}
+
+/// Admission with settable limits, for the admission scenarios.
+#[derive(Debug, Default)]
+pub struct TestAdmission {
+    pub limits: [TrunkLimits; 2],
+    /// Call-rate tokens left per trunk (`None`: unlimited).
+    pub cps_tokens: Mutex<[Option<u32>; 2]>,
+    pub unknown: UnknownSource,
+    pub blocked_agent: Option<&'static str>,
+    pub register_retry: Option<u32>,
+    pub banned: Option<IpAddr>,
+}
+
+impl Admission for TestAdmission {
+    fn datagram(&self, source: IpAddr, party: Party) -> Verdict {
+        if Some(source) == self.banned {
+            return Verdict::Drop(RejectReason::Flood);
+        }
+        match (party, self.unknown) {
+            (Party::Unknown, UnknownSource::Drop) => Verdict::Drop(RejectReason::UnknownSource),
+            _ => Verdict::Pass,
+        }
+    }
+    fn unknown_source(&self) -> UnknownSource {
+        self.unknown
+    }
+    fn blocked_user_agent(&self, _party: Party, user_agent: &[u8]) -> bool {
+        self.blocked_agent
+            .is_some_and(|b| String::from_utf8_lossy(user_agent).contains(b))
+    }
+    fn trunk_limits(&self, trunk: u16) -> TrunkLimits {
+        self.limits
+            .get(usize::from(trunk))
+            .copied()
+            .unwrap_or_default()
+    }
+    fn try_call_rate(&self, trunk: u16) -> bool {
+        let mut tokens = self.cps_tokens.lock().unwrap();
+        match tokens.get_mut(usize::from(trunk)) {
+            Some(Some(0)) => false,
+            Some(Some(n)) => {
+                *n -= 1;
+                true
+            }
+            _ => true,
+        }
+    }
+    fn try_register(&self, _party: Party) -> Option<u32> {
+        self.register_retry
+    }
+    fn overflow_retry_after(&self) -> u32 {
+        10
     }
 }
 
@@ -72,6 +137,10 @@ pub struct SimNet {
 
 impl SimNet {
     pub fn new() -> SimNet {
+        SimNet::with_admission(None)
+    }
+
+    pub fn with_admission(admission: Option<Arc<dyn Admission>>) -> SimNet {
         let flow = Flow {
             transport: Transport::Udp,
             local: addr(PROXY),
@@ -84,8 +153,11 @@ impl SimNet {
             limits: Limits::default(),
             server_name: "Trunkgate/test".into(),
         };
-        let metrics = Arc::new(ProxyMetrics::new(1));
-        let proxy = Proxy::new(config, Arc::new(TestRouting), metrics.clone());
+        let metrics = Arc::new(ProxyMetrics::new(2));
+        let mut proxy = Proxy::new(config, Arc::new(TestRouting), metrics.clone());
+        if let Some(admission) = admission {
+            proxy = proxy.with_admission(admission);
+        }
         SimNet {
             proxy,
             metrics,
@@ -162,7 +234,11 @@ impl SimNet {
                 self.proxy.handle_input(now, flow, from, data);
                 self.drain_proxy();
             } else {
-                let msg = SipMessage::parse(data, &Limits::default())
+                let relaxed = Limits {
+                    max_via: 4096,
+                    ..Limits::default()
+                };
+                let msg = SipMessage::parse(data, &relaxed)
                     .expect("the proxy sent an unparseable message");
                 self.inbox.entry(to).or_default().push(msg);
             }
@@ -238,7 +314,11 @@ impl Call {
 
     pub fn next_branch(&mut self) -> String {
         self.branch_seq += 1;
-        format!("z9hG4bK-{}-{}", self.call_id.len(), self.branch_seq)
+        format!(
+            "z9hG4bK-{}-{}",
+            self.call_id.replace('@', "."),
+            self.branch_seq
+        )
     }
 
     /// Initial INVITE from `caller`, Request-URI at the proxy, no Route (as SIPp does).

@@ -107,6 +107,8 @@ pub(crate) struct Dialog {
     pub direction: Direction,
     /// Metric slot of the trunk this dialog is counted against.
     pub metric_peer: usize,
+    /// The trunk whose session limits this dialog counts against.
+    pub trunk: Option<u16>,
     pub caller: Leg,
     pub callee: Leg,
 }

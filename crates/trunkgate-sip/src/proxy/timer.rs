@@ -23,6 +23,9 @@ pub(crate) enum Timer {
     ClientExpire(u64, Sub),
     /// Timer C: a proxied INVITE got no final response in time.
     TimerC(u64),
+    /// 64*T1 after we sent CANCEL: an INVITE still without a final response is given up
+    /// (RFC 3261 §9.1), so no transaction outlives a peer that never answers.
+    CancelGuard(u64),
 }
 
 #[derive(Debug, Default)]

@@ -1,0 +1,140 @@
+//! The questions the core asks of admission policy (ARCHITECTURE principle 4, "admission
+//! before work"): may this datagram be looked at at all, may this new call take this trunk,
+//! may this REGISTER pass. Implemented by the binary on top of `trunkgate-control` (governor
+//! token buckets, bans), and by simple fakes in tests. Session *counting* is not here: the
+//! core counts sessions exactly in its dialog table; this trait only gives the limits.
+
+use std::net::IpAddr;
+
+use crate::routing::Party;
+
+/// What happens to a datagram before it is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    /// Dropped without an answer: a banned flooder (`Flood`) or an unknown source under
+    /// `drop` (`UnknownSource`).
+    Drop(RejectReason),
+}
+
+/// `security.unknown_source`: what a request from a source in no allow list gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownSource {
+    /// No answer at all, so scanners learn nothing (default).
+    #[default]
+    Drop,
+    /// `403 Forbidden`.
+    Reject,
+}
+
+/// Concurrent-session limits of one trunk (`None` = no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrunkLimits {
+    pub max_sessions: Option<u32>,
+    /// Within `max_sessions`: calls from the trunk to the PBX.
+    pub max_inbound: Option<u32>,
+    /// Within `max_sessions`: calls from the PBX to the trunk.
+    pub max_outbound: Option<u32>,
+}
+
+/// Why a request was refused or dropped; the `reason` label of `trunkgate_rejects_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    Sessions,
+    Cps,
+    Flood,
+    UnknownSource,
+    UserAgent,
+    RegisterRate,
+    TooLarge,
+    Malformed,
+}
+
+impl RejectReason {
+    pub const COUNT: usize = 8;
+    pub const ALL: [RejectReason; 8] = [
+        RejectReason::Sessions,
+        RejectReason::Cps,
+        RejectReason::Flood,
+        RejectReason::UnknownSource,
+        RejectReason::UserAgent,
+        RejectReason::RegisterRate,
+        RejectReason::TooLarge,
+        RejectReason::Malformed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Sessions => "sessions",
+            RejectReason::Cps => "cps",
+            RejectReason::Flood => "flood",
+            RejectReason::UnknownSource => "unknown_source",
+            RejectReason::UserAgent => "user_agent",
+            RejectReason::RegisterRate => "register_rate",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::Malformed => "malformed",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+pub trait Admission: Send + Sync {
+    /// Every datagram, before parsing: flood accounting for `source` (classified as
+    /// `party`), and whether it is banned. Exempt parties (by default the PBX and the
+    /// trunks) must pass without touching any limiter.
+    fn datagram(&self, source: IpAddr, party: Party) -> Verdict;
+
+    /// What a request from a source in no allow list gets.
+    fn unknown_source(&self) -> UnknownSource;
+
+    /// Is this User-Agent on `security.block_user_agents`? (Only asked for requests from
+    /// non-exempt sources.)
+    fn blocked_user_agent(&self, party: Party, user_agent: &[u8]) -> bool;
+
+    /// Session limits of trunk `trunk` (index in the policy's trunk list).
+    fn trunk_limits(&self, trunk: u16) -> TrunkLimits;
+
+    /// Take one token from the trunk's call-rate bucket (`max_cps`, `cps_burst`); `false`
+    /// when the trunk is over its rate (the token is not taken).
+    fn try_call_rate(&self, trunk: u16) -> bool;
+
+    /// A REGISTER from `party`: `None` passes, `Some(secs)` refuses it with `503` and
+    /// `Retry-After: secs` (randomised within the policy's window).
+    fn try_register(&self, party: Party) -> Option<u32>;
+
+    /// `Retry-After` seconds for a `503` when no trunk can take a call.
+    fn overflow_retry_after(&self) -> u32;
+}
+
+/// No limits at all: every datagram passes, unknown sources are dropped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoAdmission;
+
+impl Admission for NoAdmission {
+    fn datagram(&self, _source: IpAddr, party: Party) -> Verdict {
+        if party == Party::Unknown {
+            Verdict::Drop(RejectReason::UnknownSource)
+        } else {
+            Verdict::Pass
+        }
+    }
+    fn unknown_source(&self) -> UnknownSource {
+        UnknownSource::Drop
+    }
+    fn blocked_user_agent(&self, _party: Party, _user_agent: &[u8]) -> bool {
+        false
+    }
+    fn trunk_limits(&self, _trunk: u16) -> TrunkLimits {
+        TrunkLimits::default()
+    }
+    fn try_call_rate(&self, _trunk: u16) -> bool {
+        true
+    }
+    fn try_register(&self, _party: Party) -> Option<u32> {
+        None
+    }
+    fn overflow_retry_after(&self) -> u32 {
+        30
+    }
+}
