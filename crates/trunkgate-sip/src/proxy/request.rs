@@ -155,6 +155,7 @@ impl Proxy {
     }
 
     fn retransmitted_request(&mut self, id: u64) {
+        self.send_trying(id);
         let Some(server) = self.servers.get(&id) else {
             return;
         };
@@ -211,6 +212,27 @@ impl Proxy {
         };
         if provisional {
             self.send_cancel(now, client_id);
+        }
+    }
+
+    /// 100 Trying for an INVITE server transaction that has sent nothing yet.
+    pub(super) fn send_trying(&mut self, id: u64) {
+        let Some(server) = self.servers.get(&id) else {
+            return;
+        };
+        if server.method != Method::Invite
+            || server.state != ServerState::Proceeding
+            || server.last_response.is_some()
+        {
+            return;
+        }
+        let (flow, source) = (server.flow, server.source);
+        let Ok(req) = SipMessage::parse(server.request.clone(), &self.config.limits) else {
+            return;
+        };
+        let trying = self.respond_local(&req, flow, source, 100, "Trying", &[]);
+        if let Some(server) = self.servers.get_mut(&id) {
+            server.last_response = Some(trying);
         }
     }
 
@@ -577,10 +599,10 @@ impl Proxy {
         let key = Self::server_key(msg, method_class(method, msg));
         self.insert_server(server_id, key, msg, flow, source, ServerState::Proceeding);
         if invite {
-            let trying = self.respond_local(msg, flow, source, 100, "Trying", &[]);
-            if let Some(server) = self.servers.get_mut(&server_id) {
-                server.last_response = Some(trying);
-            }
+            // 100 Trying only if downstream has not answered within 200 ms (RFC 3261
+            // §17.2.1): on a healthy trunk the 180 comes first and the 100 is never sent.
+            self.timers
+                .arm(now + TRYING_DELAY, Timer::Trying(server_id));
         }
 
         let client_id = self.next_id();
@@ -777,6 +799,9 @@ impl Proxy {
         }
     }
 }
+
+/// How long an INVITE may wait for a downstream provisional before we send 100 Trying.
+const TRYING_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
 const ALLOW: &[u8] =
     b"Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY, MESSAGE";

@@ -403,6 +403,7 @@ impl Proxy {
                     self.remove_client(id, sub);
                 }
             }
+            Timer::Trying(id) => self.send_trying(id),
             Timer::CancelGuard(id) => {
                 let Some(c) = self.clients.get(&(id, Sub::Main)) else {
                     return;
