@@ -38,6 +38,9 @@ pub struct Policy {
     pub pbx: Pbx,
     pub trunks: Vec<Trunk>,
     pub routes: Vec<Route>,
+    pub security: Security,
+    pub flood: Flood,
+    pub register: Register,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +72,12 @@ pub struct SipSettings {
     pub max_message_size: usize,
     pub tcp_idle_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Most header fields a message may carry (400 beyond).
+    pub max_headers: u32,
+    /// Most Via header values a request may carry (400 beyond).
+    pub max_via: u32,
+    /// `Retry-After` of the `503` when no trunk of a route can take a call.
+    pub overflow_retry_after: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +143,60 @@ pub struct Trunk {
     pub allow: Vec<IpNet>,
     pub max_sessions: Option<u32>,
     pub max_cps: Option<u32>,
+    /// Within `max_sessions`: concurrent calls from this trunk to the PBX.
+    pub max_inbound: Option<u32>,
+    /// Within `max_sessions`: concurrent calls from the PBX to this trunk.
+    pub max_outbound: Option<u32>,
+    /// Bucket size of `max_cps`: `Some(max_cps)` when not written, `None` without `max_cps`.
+    pub cps_burst: Option<u32>,
+}
+
+/// `security.unknown_source`: what a request from a source in no allow list gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownSource {
+    /// No answer at all (default): scanners learn nothing.
+    #[default]
+    Drop,
+    /// `403 Forbidden`.
+    Reject,
+}
+
+/// `[security]`: allow-list policy and scanner signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    pub unknown_source: UnknownSource,
+    /// Substrings of User-Agent values to drop, matched ASCII-case-insensitively; each
+    /// non-empty. Empty: nothing is blocked.
+    pub block_user_agents: Vec<String>,
+}
+
+/// `[flood]`: per-source request-rate limit and bans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flood {
+    /// Requests per second per source (the refill rate).
+    pub rate: u32,
+    /// Requests a source may send at once (the bucket size).
+    pub burst: u32,
+    /// How long a source over the limit is dropped.
+    pub ban: Duration,
+    /// The PBX and the trunks (every source that classifies as one) are never limited.
+    pub exempt_peers: bool,
+    /// Further sources that are never limited.
+    pub exempt: Vec<IpNet>,
+    /// Most sources tracked at once; beyond it new sources share one overflow bucket.
+    pub max_sources: u32,
+    /// IPv6 sources are keyed by this prefix length.
+    pub ipv6_prefix: u8,
+}
+
+/// `[register]`: the REGISTER rate from all sources together (registration storms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register {
+    pub max_rate: u32,
+    pub burst: u32,
+    /// Window of the randomised `Retry-After` of a refused REGISTER.
+    pub retry_after_min: Duration,
+    pub retry_after_max: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,17 +279,10 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::SIP_KEYS, "in [sip]"),
             (raw::ADMIN_KEYS, "in [admin]"),
             (raw::PBX_KEYS, "in [pbx]"),
-            (
-                &[
-                    "name",
-                    "address",
-                    "transport",
-                    "allow",
-                    "max_sessions",
-                    "max_cps",
-                ],
-                "in [[trunk]]",
-            ),
+            (raw::SECURITY_KEYS, "in [security]"),
+            (raw::FLOOD_KEYS, "in [flood]"),
+            (raw::REGISTER_KEYS, "in [register]"),
+            (raw::TRUNK_KEYS, "in [[trunk]]"),
             (&["name", "match", "trunks", "strategy"], "in [[route]]"),
             (&["to_prefix"], "in route match"),
         ]

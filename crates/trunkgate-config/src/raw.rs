@@ -119,6 +119,9 @@ pub(crate) struct RawPolicy {
     pub sip: Table<RawSip>,
     pub admin: Table<RawAdmin>,
     pub pbx: Table<RawPbx>,
+    pub security: Table<RawSecurity>,
+    pub flood: Table<RawFlood>,
+    pub register: Table<RawRegister>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
 }
@@ -140,6 +143,9 @@ pub(crate) struct RawSip {
     pub max_message_size: Option<Field>,
     pub tcp_idle_timeout: Option<Field>,
     pub shutdown_grace: Option<Field>,
+    pub max_headers: Option<Field>,
+    pub max_via: Option<Field>,
+    pub overflow_retry_after: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +171,37 @@ pub(crate) struct RawTrunk {
     pub allow: Option<Field>,
     pub max_sessions: Option<Field>,
     pub max_cps: Option<Field>,
+    pub max_inbound: Option<Field>,
+    pub max_outbound: Option<Field>,
+    pub cps_burst: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecurity {
+    pub unknown_source: Option<Field>,
+    pub block_user_agents: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFlood {
+    pub rate: Option<Field>,
+    pub burst: Option<Field>,
+    pub ban: Option<Field>,
+    pub exempt_peers: Option<Field>,
+    pub exempt: Option<Field>,
+    pub max_sources: Option<Field>,
+    pub ipv6_prefix: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegister {
+    pub max_rate: Option<Field>,
+    pub burst: Option<Field>,
+    pub retry_after_min: Option<Field>,
+    pub retry_after_max: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,7 +221,9 @@ pub(crate) struct RawMatch {
 }
 
 /// The keys of each table, for "unknown key" hints and environment overrides.
-pub(crate) const ROOT_KEYS: &[&str] = &["listen", "sip", "admin", "pbx", "trunk", "route"];
+pub(crate) const ROOT_KEYS: &[&str] = &[
+    "listen", "sip", "admin", "pbx", "security", "flood", "register", "trunk", "route",
+];
 pub(crate) const LISTEN_KEYS: &[&str] = &["sip", "advertised"];
 pub(crate) const SIP_KEYS: &[&str] = &[
     "t1",
@@ -194,9 +233,35 @@ pub(crate) const SIP_KEYS: &[&str] = &[
     "max_message_size",
     "tcp_idle_timeout",
     "shutdown_grace",
+    "max_headers",
+    "max_via",
+    "overflow_retry_after",
 ];
 pub(crate) const ADMIN_KEYS: &[&str] = &["listen"];
 pub(crate) const PBX_KEYS: &[&str] = &["address", "transport", "allow"];
+pub(crate) const SECURITY_KEYS: &[&str] = &["unknown_source", "block_user_agents"];
+pub(crate) const FLOOD_KEYS: &[&str] = &[
+    "rate",
+    "burst",
+    "ban",
+    "exempt_peers",
+    "exempt",
+    "max_sources",
+    "ipv6_prefix",
+];
+pub(crate) const REGISTER_KEYS: &[&str] =
+    &["max_rate", "burst", "retry_after_min", "retry_after_max"];
+pub(crate) const TRUNK_KEYS: &[&str] = &[
+    "name",
+    "address",
+    "transport",
+    "allow",
+    "max_sessions",
+    "max_cps",
+    "max_inbound",
+    "max_outbound",
+    "cps_burst",
+];
 
 impl RawPolicy {
     /// Set `section.key` from an environment override.
@@ -224,6 +289,9 @@ impl RawPolicy {
                     "max_message_size" => &mut t.max_message_size,
                     "tcp_idle_timeout" => &mut t.tcp_idle_timeout,
                     "shutdown_grace" => &mut t.shutdown_grace,
+                    "max_headers" => &mut t.max_headers,
+                    "max_via" => &mut t.max_via,
+                    "overflow_retry_after" => &mut t.overflow_retry_after,
                     _ => return Err(UnknownName::Key(SIP_KEYS)),
                 }
             }
@@ -243,6 +311,37 @@ impl RawPolicy {
                     _ => return Err(UnknownName::Key(PBX_KEYS)),
                 }
             }
+            "security" => {
+                let t = table(&mut self.security);
+                match key {
+                    "unknown_source" => &mut t.unknown_source,
+                    "block_user_agents" => &mut t.block_user_agents,
+                    _ => return Err(UnknownName::Key(SECURITY_KEYS)),
+                }
+            }
+            "flood" => {
+                let t = table(&mut self.flood);
+                match key {
+                    "rate" => &mut t.rate,
+                    "burst" => &mut t.burst,
+                    "ban" => &mut t.ban,
+                    "exempt_peers" => &mut t.exempt_peers,
+                    "exempt" => &mut t.exempt,
+                    "max_sources" => &mut t.max_sources,
+                    "ipv6_prefix" => &mut t.ipv6_prefix,
+                    _ => return Err(UnknownName::Key(FLOOD_KEYS)),
+                }
+            }
+            "register" => {
+                let t = table(&mut self.register);
+                match key {
+                    "max_rate" => &mut t.max_rate,
+                    "burst" => &mut t.burst,
+                    "retry_after_min" => &mut t.retry_after_min,
+                    "retry_after_max" => &mut t.retry_after_max,
+                    _ => return Err(UnknownName::Key(REGISTER_KEYS)),
+                }
+            }
             _ => return Err(UnknownName::Section),
         };
         *slot = Some(field);
@@ -260,7 +359,9 @@ pub(crate) enum UnknownName {
 }
 
 /// The sections that environment overrides reach.
-pub(crate) const ENV_SECTIONS: &[&str] = &["listen", "sip", "admin", "pbx"];
+pub(crate) const ENV_SECTIONS: &[&str] = &[
+    "listen", "sip", "admin", "pbx", "security", "flood", "register",
+];
 
 /// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).
 pub(crate) fn closest<'k>(word: &str, candidates: &[&'k str]) -> Option<&'k str> {

@@ -5,7 +5,7 @@
 use super::*;
 
 /// A small valid policy; tests splice broken lines into it.
-const BASE: &str = r#"[listen]
+pub(crate) const BASE: &str = r#"[listen]
 sip = ["udp:127.0.0.1:5060"]
 
 [pbx]
@@ -17,7 +17,7 @@ name = "carrier-a"
 address = "127.0.0.3:5060"
 "#;
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -26,7 +26,7 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// `src` is refused, and one error sits at `line:col` with `needle` in its message.
 #[track_caller]
-fn assert_refused(src: &str, line: usize, col: usize, needle: &str) -> PolicyErrors {
+pub(crate) fn assert_refused(src: &str, line: usize, col: usize, needle: &str) -> PolicyErrors {
     let errors = Policy::from_toml(src, "t.toml").expect_err("policy should be refused");
     assert!(
         errors

@@ -1,13 +1,17 @@
 //! `trunkgate-control`: routing policy at run time. Which peer a source address is
 //! ([`RoutingTable::classify`]), which route an outbound call takes
 //! ([`RoutingTable::outbound`]) and in which order its trunks are tried
-//! ([`RoutingTable::candidates`]).
+//! ([`RoutingTable::candidates`]); and admission ([`admission::AdmissionControl`]): flood
+//! limits and bans per source, call-rate limits per trunk, the REGISTER rate, scanner
+//! User-Agents.
 //!
 //! What lives here: decisions, as plain data built once from a validated
 //! [`Policy`](trunkgate_config::Policy) and read lock-free per message. What does not:
-//! sockets, timers or the clock (the binary and `trunkgate-sip` own those). Later: trunk
-//! health, admission counters, capacity statistics.
+//! sockets, timers or tasks (the binary and `trunkgate-sip` own those; admission's token
+//! buckets read governor's clock, and the binary calls its `maintain` every second). Later:
+//! trunk health, capacity statistics.
 
+pub mod admission;
 mod sources;
 pub mod strategy;
 
@@ -48,6 +52,12 @@ pub struct TrunkEntry {
     pub uri_host: String,
     pub max_sessions: Option<u32>,
     pub max_cps: Option<u32>,
+    /// Within `max_sessions`: calls from this trunk to the PBX.
+    pub max_inbound: Option<u32>,
+    /// Within `max_sessions`: calls from the PBX to this trunk.
+    pub max_outbound: Option<u32>,
+    /// Bucket size of `max_cps` (`Some` exactly when `max_cps` is).
+    pub cps_burst: Option<u32>,
 }
 
 /// An outbound route: its trunks in configured order and how to order them per call.
@@ -129,6 +139,9 @@ impl RoutingTable {
                 uri_host: t.address.to_string(),
                 max_sessions: t.max_sessions,
                 max_cps: t.max_cps,
+                max_inbound: t.max_inbound,
+                max_outbound: t.max_outbound,
+                cps_burst: t.cps_burst,
             });
         }
 

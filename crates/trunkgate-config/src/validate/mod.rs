@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use toml::Spanned;
 
+mod admission;
 mod peers;
 mod routes;
 
@@ -25,6 +26,32 @@ pub(crate) mod defaults {
     pub const TCP_IDLE_TIMEOUT: &str = "300s";
     pub const SHUTDOWN_GRACE: &str = "30s";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9091";
+    pub const MAX_HEADERS: i64 = 128;
+    pub const MAX_VIA: i64 = 32;
+    pub const OVERFLOW_RETRY_AFTER: &str = "10s";
+    pub const BLOCK_USER_AGENTS: &[&str] = &[
+        "friendly-scanner",
+        "sipvicious",
+        "sipcli",
+        "VaxSIPUserAgent",
+        "pplsip",
+        "sundayddr",
+        "iWar",
+        "sip-scan",
+        "SIPScan",
+        "smap",
+        "Ozeki",
+        "PortSIP VoIP SDK",
+    ];
+    pub const FLOOD_RATE: u32 = 50;
+    pub const FLOOD_BURST: u32 = 100;
+    pub const FLOOD_BAN: &str = "5m";
+    pub const FLOOD_MAX_SOURCES: u32 = 100_000;
+    pub const FLOOD_IPV6_PREFIX: u8 = 64;
+    pub const REGISTER_MAX_RATE: u32 = 20;
+    pub const REGISTER_BURST: u32 = 40;
+    pub const REGISTER_RETRY_AFTER_MIN: &str = "30s";
+    pub const REGISTER_RETRY_AFTER_MAX: &str = "120s";
 }
 
 /// Validate `raw`. The returned policy is meaningful only if `report` gained no errors.
@@ -36,6 +63,9 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let pbx = c.pbx(raw.pbx.as_ref());
     let (trunks, trunk_names) = c.trunks(raw.trunk);
     let routes = c.routes(raw.route, &trunk_names);
+    let security = c.security(raw.security.as_ref());
+    let flood = c.flood(raw.flood.as_ref());
+    let register = c.register(raw.register.as_ref());
     let policy = Policy {
         listen,
         sip,
@@ -43,6 +73,9 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         pbx: pbx.0,
         trunks: trunks.iter().map(|t| t.0.clone()).collect(),
         routes,
+        security,
+        flood,
+        register,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy
@@ -150,6 +183,49 @@ impl Check<'_, '_> {
             return None;
         }
         Some(n)
+    }
+
+    fn boolean(&mut self, f: &Field, what: &str) -> Option<bool> {
+        match f.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.wrong_type(f, what, "a boolean", Some("write true or false"));
+                None
+            }
+        }
+    }
+
+    /// An optional integer key in `range`, as a `u32`; `default` when absent or refused.
+    fn count(
+        &mut self,
+        f: Option<&Field>,
+        what: &str,
+        range: std::ops::RangeInclusive<u32>,
+        default: u32,
+    ) -> u32 {
+        let range = i64::from(*range.start())..=i64::from(*range.end());
+        f.and_then(|f| self.integer(f, what, range))
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(default)
+    }
+
+    /// A duration that is sent as whole seconds (`Retry-After`): at least one second.
+    fn retry_after(
+        &mut self,
+        f: Option<&Field>,
+        what: &str,
+        default: &str,
+    ) -> (Duration, Option<At>) {
+        let (d, at) = self.duration(f, what, default);
+        if let (true, Some(at)) = (d < Duration::from_secs(1), at.as_ref()) {
+            let hint = "Retry-After is whole seconds: write at least \"1s\"";
+            self.report.error(
+                at,
+                format!("{what} ({d:?}) is shorter than one second"),
+                Some(hint.into()),
+            );
+        }
+        (d, at)
     }
 
     fn listen(&mut self, raw: &RawPolicy) -> Listen {
@@ -278,6 +354,17 @@ impl Check<'_, '_> {
         let max_message_size = field(|t| &t.max_message_size)
             .and_then(|f| self.integer(f, "sip.max_message_size", 1024..=65535))
             .unwrap_or(defaults::MAX_MESSAGE_SIZE);
+        let max_headers = field(|t| &t.max_headers)
+            .and_then(|f| self.integer(f, "sip.max_headers", 16..=1024))
+            .unwrap_or(defaults::MAX_HEADERS);
+        let max_via = field(|t| &t.max_via)
+            .and_then(|f| self.integer(f, "sip.max_via", 2..=256))
+            .unwrap_or(defaults::MAX_VIA);
+        let (overflow_retry_after, _) = self.retry_after(
+            field(|t| &t.overflow_retry_after),
+            "sip.overflow_retry_after",
+            defaults::OVERFLOW_RETRY_AFTER,
+        );
         SipSettings {
             t1,
             t2,
@@ -286,6 +373,9 @@ impl Check<'_, '_> {
             max_message_size: usize::try_from(max_message_size).unwrap_or(65535),
             tcp_idle_timeout,
             shutdown_grace,
+            max_headers: u32::try_from(max_headers).unwrap_or(128),
+            max_via: u32::try_from(max_via).unwrap_or(32),
+            overflow_retry_after,
         }
     }
 

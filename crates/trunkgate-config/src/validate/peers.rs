@@ -27,7 +27,7 @@ impl Check<'_, '_> {
         .unwrap_or(PeerTransport::Auto)
     }
 
-    fn allow(&mut self, f: Option<&Field>, what: &str) -> (Vec<IpNet>, Vec<At>) {
+    pub(super) fn allow(&mut self, f: Option<&Field>, what: &str) -> (Vec<IpNet>, Vec<At>) {
         let mut nets = Vec::new();
         let mut spots = Vec::new();
         let Some(f) = f else { return (nets, spots) };
@@ -195,6 +195,42 @@ impl Check<'_, '_> {
             };
             let max_sessions = limit(self, &t.max_sessions, "max_sessions");
             let max_cps = limit(self, &t.max_cps, "max_cps");
+            let within_sessions = |c: &mut Self, f: &Option<Field>, key: &str| {
+                let n = limit(c, f, key)?;
+                match (max_sessions, f) {
+                    (Some(total), Some(f)) if n > total => {
+                        let hint = format!(
+                            "{key} is a share of max_sessions: lower it to at most {total}, or raise max_sessions"
+                        );
+                        c.report.error(
+                            &f.at,
+                            format!(
+                                "trunk \"{name}\" {key} = {n} is more than max_sessions = {total}"
+                            ),
+                            Some(hint),
+                        );
+                        None
+                    }
+                    _ => Some(n),
+                }
+            };
+            let max_inbound = within_sessions(self, &t.max_inbound, "max_inbound");
+            let max_outbound = within_sessions(self, &t.max_outbound, "max_outbound");
+            let burst = limit(self, &t.cps_burst, "cps_burst");
+            let cps_burst = match (&t.cps_burst, max_cps) {
+                (Some(f), None) => {
+                    let hint = "cps_burst is the bucket size of max_cps: set max_cps too, or remove cps_burst";
+                    self.report.error(
+                        &f.at,
+                        format!("trunk \"{name}\" has cps_burst but no max_cps"),
+                        Some(hint.into()),
+                    );
+                    None
+                }
+                // One second's worth of calls unless written.
+                (Some(_), Some(cps)) => burst.or(Some(cps)),
+                (None, cps) => cps,
+            };
             let trunk = Trunk {
                 name,
                 address,
@@ -202,6 +238,9 @@ impl Check<'_, '_> {
                 allow,
                 max_sessions,
                 max_cps,
+                max_inbound,
+                max_outbound,
+                cps_burst,
             };
             out.push((
                 trunk,

@@ -1,0 +1,200 @@
+//! Admission control (ARCHITECTURE principle 4, "admission before work"): the decisions
+//! made on a datagram before it is parsed, and on a new call or REGISTER before any
+//! transaction state exists.
+//!
+//! - [`AdmissionControl::datagram`]: per-source flood limit and bans (`[flood]`), and the
+//!   allow-list policy for unknown sources (`security.unknown_source`).
+//! - [`AdmissionControl::blocked_user_agent`]: scanner signatures (`security.block_user_agents`).
+//! - [`AdmissionControl::try_call_rate`] / [`AdmissionControl::trunk_limits`]: per-trunk
+//!   `max_cps` buckets and session limits (sessions are *counted* by the SIP core).
+//! - [`AdmissionControl::try_register`]: the REGISTER rate, with a randomised `Retry-After`.
+//!
+//! Token buckets are governor's (GCRA), reading governor's clock; tests substitute
+//! `governor::clock::FakeRelativeClock` through [`AdmissionControl::with_clock`]. Every
+//! method takes `&self`: the SIP core calls it per datagram while the binary's maintenance
+//! task calls [`AdmissionControl::maintain`] every second. The only lock is the ban map's,
+//! taken only while bans exist and held for one lookup.
+
+mod flood;
+mod rate;
+mod store;
+mod user_agent;
+
+#[cfg(test)]
+mod tests;
+
+use crate::{RoutingTable, Source};
+use flood::{FloodGuard, FloodVerdict};
+use governor::clock::{Clock, DefaultClock};
+use rate::{CallRates, RegisterRate};
+use std::fmt;
+use std::net::IpAddr;
+use trunkgate_config::Policy;
+pub use trunkgate_config::UnknownSource;
+use user_agent::UserAgents;
+
+/// What happens to a datagram before it is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramVerdict {
+    Pass,
+    /// Dropped silently: the source is banned, was just banned for going over
+    /// `flood.rate`/`flood.burst`, or is untracked (beyond `flood.max_sources`) while the
+    /// shared overflow bucket is empty. Reason `flood`.
+    DropBanned,
+    /// Dropped silently: the source is in no allow list and `security.unknown_source` is
+    /// `drop`. Reason `unknown_source`.
+    DropUnknown,
+}
+
+/// Concurrent-session limits of one trunk (`None` = no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TrunkLimits {
+    pub max_sessions: Option<u32>,
+    /// Within `max_sessions`: calls from the trunk to the PBX.
+    pub max_inbound: Option<u32>,
+    /// Within `max_sessions`: calls from the PBX to the trunk.
+    pub max_outbound: Option<u32>,
+}
+
+/// The admission decisions of one policy snapshot. Build a new one on reload (its buckets
+/// and bans start empty).
+pub struct AdmissionControl<C: Clock = DefaultClock> {
+    exempt_peers: bool,
+    unknown_source: UnknownSource,
+    flood: FloodGuard<C>,
+    user_agents: UserAgents,
+    limits: Vec<TrunkLimits>,
+    call_rates: CallRates<C>,
+    register: RegisterRate<C>,
+    overflow_retry_after: u32,
+}
+
+impl AdmissionControl {
+    /// Build from `policy` and the routing table built from the same policy (trunk indices
+    /// are the table's), on governor's default clock.
+    pub fn new(policy: &Policy, table: &RoutingTable) -> Self {
+        Self::with_clock(policy, table, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> AdmissionControl<C> {
+    /// As [`AdmissionControl::new`], on `clock` (tests: `FakeRelativeClock`).
+    pub fn with_clock(policy: &Policy, table: &RoutingTable, clock: C) -> Self {
+        let trunks = table.trunks();
+        AdmissionControl {
+            exempt_peers: policy.flood.exempt_peers,
+            unknown_source: policy.security.unknown_source,
+            flood: FloodGuard::new(&policy.flood, clock.clone()),
+            user_agents: UserAgents::new(&policy.security.block_user_agents),
+            limits: trunks
+                .iter()
+                .map(|t| TrunkLimits {
+                    max_sessions: t.max_sessions,
+                    max_inbound: t.max_inbound,
+                    max_outbound: t.max_outbound,
+                })
+                .collect(),
+            call_rates: CallRates::new(
+                trunks
+                    .iter()
+                    .map(|t| t.max_cps.map(|cps| (cps, t.cps_burst.unwrap_or(cps)))),
+                &clock,
+            ),
+            register: RegisterRate::new(&policy.register, &clock),
+            overflow_retry_after: u32::try_from(policy.sip.overflow_retry_after.as_secs())
+                .unwrap_or(u32::MAX)
+                .max(1),
+        }
+    }
+
+    /// Is `source` one of the peers that `flood.exempt_peers` exempts?
+    #[inline]
+    fn exempt_peer(&self, source: Source) -> bool {
+        self.exempt_peers && source != Source::Unknown
+    }
+
+    /// Every datagram, before parsing. `source` is [`RoutingTable::classify`] of `ip`.
+    ///
+    /// The PBX and the trunks (with `flood.exempt_peers`, the default) pass without touching
+    /// any limiter. Any other source is flood-accounted unless it is in `flood.exempt`, then
+    /// judged by `security.unknown_source` if it is in no allow list.
+    #[inline]
+    pub fn datagram(&self, ip: IpAddr, source: Source) -> DatagramVerdict {
+        if self.exempt_peer(source) {
+            return DatagramVerdict::Pass;
+        }
+        let ip = ip.to_canonical();
+        if !self.flood.is_exempt(ip) && self.flood.check(ip) == FloodVerdict::Drop {
+            return DatagramVerdict::DropBanned;
+        }
+        match (source, self.unknown_source) {
+            (Source::Unknown, UnknownSource::Drop) => DatagramVerdict::DropUnknown,
+            _ => DatagramVerdict::Pass,
+        }
+    }
+
+    /// Housekeeping, every ~1 s from the binary (never from the SIP core's thread in a
+    /// hurry: it walks the tables). Drops limiter keys that are idle (their bucket is full
+    /// again), gives back the memory, and lifts expired bans (one `info` line each).
+    pub fn maintain(&self) {
+        self.flood.maintain();
+    }
+
+    /// Sources banned now (the `trunkgate_banned_sources` gauge).
+    pub fn banned_sources(&self) -> usize {
+        self.flood.banned()
+    }
+
+    /// Source keys the flood limiter holds now (at most about `flood.max_sources`).
+    pub fn tracked_sources(&self) -> usize {
+        self.flood.tracked()
+    }
+
+    /// What a request from a source in no allow list gets.
+    pub fn unknown_source(&self) -> UnknownSource {
+        self.unknown_source
+    }
+
+    /// Is `user_agent` on `security.block_user_agents` (ASCII-case-insensitive substring)?
+    /// Always `false` for the PBX and the trunks under `flood.exempt_peers`.
+    pub fn blocked_user_agent(&self, source: Source, user_agent: &[u8]) -> bool {
+        !self.exempt_peer(source) && self.user_agents.matches(user_agent)
+    }
+
+    /// Session limits of trunk `trunk` (index as in [`Source::Trunk`]); no limits for an
+    /// index the policy does not have.
+    pub fn trunk_limits(&self, trunk: usize) -> TrunkLimits {
+        self.limits.get(trunk).copied().unwrap_or_default()
+    }
+
+    /// Take one call from trunk `trunk`'s `max_cps` bucket (size `cps_burst`). `false`: over
+    /// the rate, nothing taken. `true` for a trunk without `max_cps`.
+    #[inline]
+    pub fn try_call_rate(&self, trunk: usize) -> bool {
+        self.call_rates.try_take(trunk)
+    }
+
+    /// A REGISTER (from any source; all share one `[register]` bucket). `None`: pass.
+    /// `Some(secs)`: refuse with `503` and `Retry-After: secs`, uniformly random within
+    /// `[retry_after_min, retry_after_max]`.
+    pub fn try_register(&self, _source: Source) -> Option<u32> {
+        self.register.try_take()
+    }
+
+    /// `Retry-After` seconds of a `503` when no trunk can take a call.
+    pub fn overflow_retry_after(&self) -> u32 {
+        self.overflow_retry_after
+    }
+}
+
+impl<C: Clock + Clone> fmt::Debug for AdmissionControl<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdmissionControl")
+            .field("exempt_peers", &self.exempt_peers)
+            .field("unknown_source", &self.unknown_source)
+            .field("tracked_sources", &self.tracked_sources())
+            .field("banned_sources", &self.banned_sources())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
