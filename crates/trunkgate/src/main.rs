@@ -11,6 +11,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod admin;
+mod admission_adapter;
 mod metrics;
 mod routing_adapter;
 mod shell;

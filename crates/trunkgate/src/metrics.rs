@@ -11,8 +11,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use trunkgate_control::admission::AdmissionControl;
 use trunkgate_sip::message::Method;
-use trunkgate_sip::{Direction, ProxyMetrics};
+use trunkgate_sip::{Direction, ProxyMetrics, RejectReason};
 
 /// Counters of the socket shell (UDP/TCP), updated by the core task and connection tasks.
 #[derive(Debug, Default)]
@@ -63,6 +64,10 @@ pub struct SipCollector {
     /// Label per peer slot: `trunkgate`, `pbx`, then trunk names in policy order.
     peer_names: Vec<String>,
     version: &'static str,
+    /// Flood-limiter gauges (banned and tracked sources).
+    admission: Option<Arc<AdmissionControl>>,
+    /// `max_sessions` per trunk, in policy order.
+    session_limits: Vec<Option<u32>>,
 }
 
 impl SipCollector {
@@ -78,7 +83,20 @@ impl SipCollector {
             shell,
             peer_names,
             version: env!("CARGO_PKG_VERSION"),
+            admission: None,
+            session_limits: Vec::new(),
         }
+    }
+
+    /// Also export admission state: banned sources, session limits per trunk.
+    pub fn with_admission(
+        mut self,
+        admission: Arc<AdmissionControl>,
+        session_limits: Vec<Option<u32>>,
+    ) -> SipCollector {
+        self.admission = Some(admission);
+        self.session_limits = session_limits;
+        self
     }
 
     /// A registry holding only this collector.
@@ -181,6 +199,74 @@ impl Collector for SipCollector {
                     m.encode_family(&labels)?.encode_gauge(&v)?;
                 }
             }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "trunkgate_rejects",
+                "Requests refused or dropped, by trunk (none: not tied to a trunk) and reason",
+                None,
+                MetricType::Counter,
+            )?;
+            for (slot, counters) in p.peers.iter().enumerate() {
+                let trunk = match slot {
+                    0 => "none",
+                    1 => continue,
+                    _ => self.peer_names.get(slot).map_or("none", String::as_str),
+                };
+                for reason in RejectReason::ALL {
+                    let v = counters.rejects.get(reason.index()).map_or(0, load);
+                    let labels = [("trunk", trunk), ("reason", reason.as_str())];
+                    m.encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+                }
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "trunkgate_trunk_sessions",
+                "Sessions (calls) in progress per trunk, both directions",
+                None,
+                MetricType::Gauge,
+            )?;
+            let trunks = self.peer_names.iter().zip(p.peers.iter()).skip(2);
+            for (trunk, counters) in trunks {
+                let v: i64 = counters.dialogs.iter().map(load_i).sum();
+                m.encode_family(&[("trunk", trunk.as_str())])?
+                    .encode_gauge(&v)?;
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "trunkgate_trunk_sessions_limit",
+                "max_sessions per trunk (trunks without a limit are not listed)",
+                None,
+                MetricType::Gauge,
+            )?;
+            let trunks = self
+                .peer_names
+                .iter()
+                .skip(2)
+                .zip(self.session_limits.iter());
+            for (trunk, limit) in trunks {
+                if let Some(limit) = limit {
+                    m.encode_family(&[("trunk", trunk.as_str())])?
+                        .encode_gauge(&i64::from(*limit))?;
+                }
+            }
+        }
+        if let Some(admission) = &self.admission {
+            gauge(
+                &mut enc,
+                "trunkgate_banned_sources",
+                "Source addresses (IPv6: prefixes) banned for flooding",
+                i64::try_from(admission.banned_sources()).unwrap_or(i64::MAX),
+            )?;
+            gauge(
+                &mut enc,
+                "trunkgate_flood_tracked_sources",
+                "Source addresses the flood limiter currently tracks (bounded by flood.max_sources)",
+                i64::try_from(admission.tracked_sources()).unwrap_or(i64::MAX),
+            )?;
         }
         gauge(
             &mut enc,

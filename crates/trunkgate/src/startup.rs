@@ -3,6 +3,7 @@
 //! the drain to finish.
 
 use crate::admin::{self, AdminState};
+use crate::admission_adapter::PolicyAdmission;
 use crate::metrics::{CoreStatus, ShellMetrics, SipCollector};
 use crate::routing_adapter::PolicyRouting;
 use crate::shell::{self, Ended, SipShell, tcp, udp};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use trunkgate_config::{HostPort, ListenTransport, Policy, PolicyErrors};
 use trunkgate_control::RoutingTable;
+use trunkgate_control::admission::AdmissionControl;
 use trunkgate_sip::message::Limits;
 use trunkgate_sip::{Flow, Proxy, ProxyConfig, ProxyMetrics, Routing, Timers};
 
@@ -107,7 +109,8 @@ fn timers(policy: &Policy) -> Timers {
 fn limits(policy: &Policy) -> Limits {
     Limits {
         max_message_size: policy.sip.max_message_size,
-        ..Limits::default()
+        max_headers: policy.sip.max_headers as usize,
+        max_via: policy.sip.max_via as usize,
     }
 }
 
@@ -130,10 +133,11 @@ fn proxy_config(policy: &Policy, listeners: Vec<Flow>) -> ProxyConfig {
     }
 }
 
-/// The routing the core consults, from a policy snapshot (also what a reload would build).
-pub fn build_routing(policy: &Policy) -> anyhow::Result<Arc<dyn Routing>> {
+/// The routing and admission views of one policy snapshot.
+pub fn build_routing(policy: &Policy) -> anyhow::Result<(Arc<dyn Routing>, Arc<AdmissionControl>)> {
     let table = RoutingTable::new(policy, resolve).context("resolving peer addresses")?;
-    Ok(Arc::new(PolicyRouting::new(table)))
+    let admission = Arc::new(AdmissionControl::new(policy, &table));
+    Ok((Arc::new(PolicyRouting::new(table)), admission))
 }
 
 pub fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -146,17 +150,21 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
     };
     raise_nofile_limit();
-    let routing = build_routing(&policy)?;
+    let (routing, admission) = build_routing(&policy)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("trunkgate")
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(policy, routing))?;
+    runtime.block_on(serve(policy, routing, admission))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(policy: Policy, routing: Arc<dyn Routing>) -> anyhow::Result<()> {
+async fn serve(
+    policy: Policy,
+    routing: Arc<dyn Routing>,
+    admission: Arc<AdmissionControl>,
+) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::install().context("installing signal handlers")?;
 
     // Sockets first: a port in use stops the start before anything runs.
@@ -187,14 +195,26 @@ async fn serve(policy: Policy, routing: Arc<dyn Routing>) -> anyhow::Result<()> 
     let shell_metrics = Arc::new(ShellMetrics::default());
     let status = Arc::new(CoreStatus::default());
     let trunk_names = policy.trunks.iter().map(|t| t.name.clone());
+    let session_limits = policy.trunks.iter().map(|t| t.max_sessions).collect();
     let registry = SipCollector::new(proxy_metrics.clone(), shell_metrics.clone(), trunk_names)
+        .with_admission(admission.clone(), session_limits)
         .into_registry();
 
     let listening: Vec<String> = flows
         .iter()
         .map(|f| format!("{}:{}", f.transport.name(), f.local))
         .collect();
-    let proxy = Proxy::new(proxy_config(&policy, flows), routing, proxy_metrics);
+    let proxy = Proxy::new(proxy_config(&policy, flows), routing, proxy_metrics)
+        .with_admission(Arc::new(PolicyAdmission::new(admission.clone())));
+    // Flood limiter upkeep: forget idle sources, lift expired bans (one log line each).
+    let upkeep = admission.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            upkeep.maintain();
+        }
+    });
 
     let (events_tx, events_rx) = mpsc::channel(shell::EVENT_QUEUE);
     let tcp_shared = Arc::new(tcp::TcpShared::new(

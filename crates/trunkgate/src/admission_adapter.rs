@@ -1,0 +1,96 @@
+//! [`trunkgate_sip::Admission`] on top of the control crate's [`AdmissionControl`]: the
+//! core asks per datagram, per new call and per REGISTER; the governor buckets and bans
+//! live in the control crate. A reload builds a new adapter (its buckets start full).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use trunkgate_control::Source;
+use trunkgate_control::admission::{AdmissionControl, DatagramVerdict, UnknownSource as Policy};
+use trunkgate_sip::{Admission, Party, RejectReason, TrunkLimits, UnknownSource, Verdict};
+
+#[derive(Debug, Clone)]
+pub struct PolicyAdmission {
+    control: Arc<AdmissionControl>,
+}
+
+impl PolicyAdmission {
+    pub fn new(control: Arc<AdmissionControl>) -> PolicyAdmission {
+        PolicyAdmission { control }
+    }
+}
+
+fn source(party: Party) -> Source {
+    match party {
+        Party::Pbx => Source::Pbx,
+        Party::Trunk(i) => Source::Trunk(usize::from(i)),
+        Party::Unknown => Source::Unknown,
+    }
+}
+
+impl Admission for PolicyAdmission {
+    fn datagram(&self, ip: IpAddr, party: Party) -> Verdict {
+        match self.control.datagram(ip, source(party)) {
+            DatagramVerdict::Pass => Verdict::Pass,
+            DatagramVerdict::DropBanned => Verdict::Drop(RejectReason::Flood),
+            DatagramVerdict::DropUnknown => Verdict::Drop(RejectReason::UnknownSource),
+        }
+    }
+
+    fn unknown_source(&self) -> UnknownSource {
+        match self.control.unknown_source() {
+            Policy::Drop => UnknownSource::Drop,
+            Policy::Reject => UnknownSource::Reject,
+        }
+    }
+
+    fn blocked_user_agent(&self, party: Party, user_agent: &[u8]) -> bool {
+        self.control.blocked_user_agent(source(party), user_agent)
+    }
+
+    fn trunk_limits(&self, trunk: u16) -> TrunkLimits {
+        let limits = self.control.trunk_limits(usize::from(trunk));
+        TrunkLimits {
+            max_sessions: limits.max_sessions,
+            max_inbound: limits.max_inbound,
+            max_outbound: limits.max_outbound,
+        }
+    }
+
+    fn try_call_rate(&self, trunk: u16) -> bool {
+        self.control.try_call_rate(usize::from(trunk))
+    }
+
+    fn try_register(&self, party: Party) -> Option<u32> {
+        self.control.try_register(source(party))
+    }
+
+    fn overflow_retry_after(&self) -> u32 {
+        self.control.overflow_retry_after()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use trunkgate_config::Policy as TomlPolicy;
+    use trunkgate_control::RoutingTable;
+
+    #[test]
+    fn maps_the_control_decisions() {
+        let policy = TomlPolicy::embedded_default().unwrap();
+        let table = RoutingTable::new(&policy, crate::startup::resolve).unwrap();
+        let admission = PolicyAdmission::new(Arc::new(AdmissionControl::new(&policy, &table)));
+        let pbx: IpAddr = "127.0.0.2".parse().unwrap();
+        let stranger: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(admission.datagram(pbx, Party::Pbx), Verdict::Pass);
+        assert_eq!(
+            admission.datagram(stranger, Party::Unknown),
+            Verdict::Drop(RejectReason::UnknownSource)
+        );
+        assert_eq!(admission.unknown_source(), UnknownSource::Drop);
+        assert_eq!(admission.trunk_limits(0).max_sessions, Some(300));
+        assert!(admission.blocked_user_agent(Party::Unknown, b"friendly-scanner"));
+        assert!(!admission.blocked_user_agent(Party::Pbx, b"friendly-scanner"));
+    }
+}
