@@ -77,7 +77,7 @@ fn embedded_default_has_expected_values() {
     );
     assert_eq!(
         (p.trunks[0].max_sessions, p.trunks[0].max_cps),
-        (Some(300), Some(20))
+        (Some(300), Some(150))
     );
     assert_eq!(
         p.routes,

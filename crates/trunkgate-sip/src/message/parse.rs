@@ -635,6 +635,16 @@ pub fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseErro
     let Some(first_lf) = memchr(b'\n', buf) else {
         return need_more();
     };
+    // A stream whose first line is not a SIP start line has lost its framing (or was never
+    // SIP): refuse it so the connection is closed rather than resynchronised by guesswork.
+    let start_line = buf.get(..first_lf).unwrap_or(&[]);
+    let start_line = start_line.strip_suffix(b"\r").unwrap_or(start_line);
+    let is_sip = start_line.len() >= 8
+        && (start_line[..8].eq_ignore_ascii_case(b"SIP/2.0 ")
+            || start_line[start_line.len() - 8..].eq_ignore_ascii_case(b" SIP/2.0"));
+    if !is_sip {
+        return Err(ParseError::BadStartLine);
+    }
     let mut cl: Option<usize> = None;
     // Value range of the Content-Length header being collected (extended by folds).
     let mut cur: Option<(usize, usize)> = None;
@@ -1170,6 +1180,10 @@ To: <sip:b@b>;tag=2\r\nCall-ID: c\r\nCSeq: 7 INVITE\r\n\r\n";
         assert_eq!(skip_keepalive(b""), 0);
         assert_eq!(frame_len(b"", &lim), Ok(None));
         assert_eq!(frame_len(b"\r\n", &lim), Err(ParseError::BadStartLine));
+        assert_eq!(
+            frame_len(b"THIS IS NOT SIP\r\nno colon\r\n\r\n", &lim),
+            Err(ParseError::BadStartLine)
+        );
         // Bare LF, compact, folded, space before colon.
         let s = b"OPTIONS sip:a SIP/2.0\nl :\n 3\nX: y\n\nabcde";
         assert_eq!(frame_len(s, &lim), Ok(Some(s.len() - 2)));
@@ -1190,7 +1204,7 @@ To: <sip:b@b>;tag=2\r\nCall-ID: c\r\nCSeq: 7 INVITE\r\n\r\n";
         assert!(frame_len(s, &lim).is_err());
         let long = vec![b'a'; 70_000];
         assert_eq!(frame_len(&long, &lim), Err(ParseError::TooLarge(70_000)));
-        let mut long_lines = Vec::new();
+        let mut long_lines = b"OPTIONS sip:a SIP/2.0\r\n".to_vec();
         while long_lines.len() < 70_000 {
             long_lines.extend_from_slice(b"X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
         }
