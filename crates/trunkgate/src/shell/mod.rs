@@ -45,6 +45,8 @@ pub struct SipShell {
     shutdown_grace: Duration,
     /// The multi-thread runtime that runs TCP connection tasks.
     spawner: tokio::runtime::Handle,
+    /// UDP transmits collected during one wakeup, sent together (`sendmmsg`).
+    udp_batch: Vec<Transmit>,
 }
 
 /// How the core loop ended.
@@ -79,6 +81,7 @@ impl SipShell {
             status,
             shutdown_grace,
             spawner,
+            udp_batch: Vec::with_capacity(UDP_BATCH * 2),
         }
     }
 
@@ -132,6 +135,7 @@ impl SipShell {
                                 Err(_) => break,
                             }
                         }
+                        self.flush();
                     }
                 }
                 () = &mut timer, if armed.is_some() => {
@@ -173,15 +177,17 @@ impl SipShell {
             match self.receiver.try_recv(&listener.socket) {
                 Ok((data, source)) => {
                     self.proxy.handle_input(Instant::now(), flow, source, data);
-                    self.flush();
                 }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) => {
                     // ICMP errors surfacing on the socket, and the like: not fatal.
                     tracing::debug!(local = %flow.local, %error, "UDP receive error");
                 }
             }
         }
+        // Everything this wakeup produced leaves together (one sendmmsg per socket). Order
+        // is kept: the core queued it in the order the inputs arrived.
+        self.flush();
     }
 
     fn on_tcp_event(&mut self, event: TcpEvent) {
@@ -195,7 +201,6 @@ impl SipShell {
             }
             TcpEvent::Frame { flow, peer, data } => {
                 self.proxy.handle_input(Instant::now(), flow, peer, data);
-                self.flush();
             }
             TcpEvent::Closed { id } => {
                 if let Some(flow) = self.conns.remove(id) {
@@ -209,28 +214,51 @@ impl SipShell {
         }
     }
 
-    /// Send everything the core has queued.
+    /// Send everything the core has queued: TCP in order per connection, UDP collected and
+    /// sent in batches.
     fn flush(&mut self) {
         while let Some(transmit) = self.proxy.poll_transmit() {
             match transmit.flow.transport {
-                Transport::Udp => self.send_udp(&transmit),
+                Transport::Udp => self.udp_batch.push(transmit),
                 Transport::Tcp => self.send_tcp(transmit),
             }
         }
+        if !self.udp_batch.is_empty() {
+            self.send_udp_batch();
+        }
     }
 
-    fn send_udp(&self, t: &Transmit) {
-        let Some(socket) = udp::pick(&self.udp, t.flow.local, t.destination) else {
-            ShellMetrics::inc(&self.metrics.udp_send_drops);
-            tracing::debug!(destination = %t.destination, "no UDP socket for this destination");
-            return;
-        };
-        if let Err(error) = socket.try_send_to(&t.data, t.destination) {
-            ShellMetrics::inc(&self.metrics.udp_send_drops);
-            if error.kind() != io::ErrorKind::WouldBlock {
-                tracing::debug!(destination = %t.destination, %error, "UDP send failed");
+    /// Send the collected UDP transmits: consecutive runs for the same socket go out in one
+    /// `sendmmsg`. What the kernel refuses (buffer full) is dropped and counted, never waited
+    /// for.
+    fn send_udp_batch(&mut self) {
+        let batch = std::mem::take(&mut self.udp_batch);
+        let socket_of = |t: &Transmit| udp::pick_index(&self.udp, t.flow.local, t.destination);
+        let mut start = 0;
+        while start < batch.len() {
+            let index = socket_of(&batch[start]);
+            let mut end = start + 1;
+            while end < batch.len() && socket_of(&batch[end]) == index {
+                end += 1;
             }
+            let run = &batch[start..end];
+            let sent = match index.and_then(|i| self.udp.get(i)) {
+                Some(listener) => udp::send_batch(&listener.socket, run),
+                None => {
+                    tracing::debug!("no UDP socket for a destination");
+                    0
+                }
+            };
+            let dropped = (run.len() - sent) as u64;
+            if dropped > 0 {
+                self.metrics
+                    .udp_send_drops
+                    .fetch_add(dropped, Ordering::Relaxed);
+            }
+            start = end;
         }
+        self.udp_batch = batch;
+        self.udp_batch.clear();
     }
 
     fn send_tcp(&mut self, t: Transmit) {
