@@ -78,6 +78,9 @@ pub struct SipSettings {
     pub max_via: u32,
     /// `Retry-After` of the `503` when no trunk of a route can take a call.
     pub overflow_retry_after: Duration,
+    /// A confirmed call with no in-dialog request for this long is forgotten: its session
+    /// is freed (a lost BYE must not hold a trunk's capacity forever).
+    pub dialog_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -146,6 +146,7 @@ pub(crate) struct RawSip {
     pub max_headers: Option<Field>,
     pub max_via: Option<Field>,
     pub overflow_retry_after: Option<Field>,
+    pub dialog_timeout: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +237,7 @@ pub(crate) const SIP_KEYS: &[&str] = &[
     "max_headers",
     "max_via",
     "overflow_retry_after",
+    "dialog_timeout",
 ];
 pub(crate) const ADMIN_KEYS: &[&str] = &["listen"];
 pub(crate) const PBX_KEYS: &[&str] = &["address", "transport", "allow"];
@@ -292,6 +294,7 @@ impl RawPolicy {
                     "max_headers" => &mut t.max_headers,
                     "max_via" => &mut t.max_via,
                     "overflow_retry_after" => &mut t.overflow_retry_after,
+                    "dialog_timeout" => &mut t.dialog_timeout,
                     _ => return Err(UnknownName::Key(SIP_KEYS)),
                 }
             }

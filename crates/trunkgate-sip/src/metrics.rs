@@ -59,6 +59,8 @@ pub struct ProxyMetrics {
     pub too_many_hops: AtomicU64,
     pub no_route: AtomicU64,
     pub shutdown_rejects: AtomicU64,
+    /// Confirmed dialogs forgotten after `sip.dialog_timeout` without an in-dialog request.
+    pub dialogs_expired: AtomicU64,
 }
 
 impl ProxyMetrics {
@@ -84,6 +86,7 @@ impl ProxyMetrics {
             too_many_hops: AtomicU64::new(0),
             no_route: AtomicU64::new(0),
             shutdown_rejects: AtomicU64::new(0),
+            dialogs_expired: AtomicU64::new(0),
         }
     }
 

@@ -53,7 +53,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Held until exit: flushes the log writer thread.
+    let _log_guard = init_logging();
     let result = match cli.command {
         Command::Run { config } => startup::run(config.as_deref()),
         Command::Check { config } => startup::check(config.as_deref()),
@@ -67,14 +68,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr; the filter comes from `RUST_LOG` (default `info`).
-fn init_logging() {
+/// Logs go to stderr through a writer thread (a slow journald or terminal never stalls the
+/// SIP core; when the writer falls behind, lines are dropped rather than waited for); the
+/// filter comes from `RUST_LOG` (default `info`).
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    guard
 }
 
 #[cfg(test)]

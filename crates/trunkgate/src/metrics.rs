@@ -274,7 +274,7 @@ impl Collector for SipCollector {
             "SIP transactions in flight",
             load_i(&p.transactions),
         )?;
-        let counters: [(&str, &str, &AtomicU64); 14] = [
+        let counters: [(&str, &str, &AtomicU64); 15] = [
             (
                 "trunkgate_sip_parse_errors",
                 "Messages that could not be parsed",
@@ -309,6 +309,11 @@ impl Collector for SipCollector {
                 "trunkgate_sip_no_route",
                 "Requests with no route",
                 &p.no_route,
+            ),
+            (
+                "trunkgate_dialogs_expired",
+                "Confirmed calls forgotten after sip.dialog_timeout without an in-dialog request",
+                &p.dialogs_expired,
             ),
             (
                 "trunkgate_sip_shutdown_rejects",

@@ -130,6 +130,7 @@ fn proxy_config(policy: &Policy, listeners: Vec<Flow>) -> ProxyConfig {
         timers: timers(policy),
         limits: limits(policy),
         server_name: format!("Trunkgate/{}", env!("CARGO_PKG_VERSION")),
+        dialog_timeout: policy.sip.dialog_timeout,
     }
 }
 

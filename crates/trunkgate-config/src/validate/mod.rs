@@ -25,6 +25,7 @@ pub(crate) mod defaults {
     pub const MAX_MESSAGE_SIZE: i64 = 65535;
     pub const TCP_IDLE_TIMEOUT: &str = "300s";
     pub const SHUTDOWN_GRACE: &str = "30s";
+    pub const DIALOG_TIMEOUT: &str = "12h";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9091";
     pub const MAX_HEADERS: i64 = 128;
     pub const MAX_VIA: i64 = 32;
@@ -365,6 +366,21 @@ impl Check<'_, '_> {
             "sip.overflow_retry_after",
             defaults::OVERFLOW_RETRY_AFTER,
         );
+        let (dialog_timeout, dialog_timeout_at) = self.duration(
+            field(|t| &t.dialog_timeout),
+            "sip.dialog_timeout",
+            defaults::DIALOG_TIMEOUT,
+        );
+        if let (true, Some(at)) = (dialog_timeout < Duration::from_secs(60), dialog_timeout_at) {
+            self.report.error(
+                &at,
+                format!("sip.dialog_timeout ({dialog_timeout:?}) is shorter than a minute"),
+                Some(
+                    "calls are forgotten after this much in-dialog silence: write e.g. \"12h\""
+                        .into(),
+                ),
+            );
+        }
         SipSettings {
             t1,
             t2,
@@ -376,6 +392,7 @@ impl Check<'_, '_> {
             max_headers: u32::try_from(max_headers).unwrap_or(128),
             max_via: u32::try_from(max_via).unwrap_or(32),
             overflow_retry_after,
+            dialog_timeout,
         }
     }
 

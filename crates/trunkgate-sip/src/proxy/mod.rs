@@ -67,7 +67,17 @@ pub struct ProxyConfig {
     pub limits: Limits,
     /// `Server` value on messages Trunkgate writes.
     pub server_name: String,
+    /// A confirmed dialog with no in-dialog request for this long is forgotten.
+    pub dialog_timeout: Duration,
 }
+
+/// Bounds for parsing bytes Trunkgate itself stored or wrote (a forwarded request may be a
+/// Via and a Record-Route over the peer limits): never refuse our own output.
+pub(crate) const OWN_LIMITS: Limits = Limits {
+    max_message_size: 1 << 20,
+    max_headers: 4096,
+    max_via: 4096,
+};
 
 /// Prefix of every branch we write: the RFC 3261 magic cookie plus our mark.
 pub(crate) const BRANCH_PREFIX: &str = "z9hG4bK-tg-";
@@ -77,6 +87,8 @@ pub struct Proxy {
     routing: Arc<dyn Routing>,
     admission: Arc<dyn Admission>,
     metrics: Arc<ProxyMetrics>,
+    /// `config.limits` plus room for what we add to requests we forward.
+    inbound_limits: Limits,
     out: VecDeque<Transmit>,
     timers: TimerHeap,
     next_id: u64,
@@ -114,7 +126,13 @@ impl Proxy {
         metrics: Arc<ProxyMetrics>,
     ) -> Proxy {
         let salt = random_salt();
+        let inbound_limits = Limits {
+            max_message_size: config.limits.max_message_size.saturating_add(1024),
+            max_headers: config.limits.max_headers.saturating_add(4),
+            max_via: config.limits.max_via.saturating_add(1),
+        };
         Proxy {
+            inbound_limits,
             config,
             routing,
             admission: Arc::new(NoAdmission),
@@ -160,13 +178,22 @@ impl Proxy {
             }
             return;
         }
-        let msg = match SipMessage::parse(data.clone(), &self.config.limits) {
+        // Parsed with room for what we add ourselves (responses to what we forwarded carry
+        // our Via and Record-Route); requests are then held to the policy's exact bounds, so
+        // what we forward always fits when it comes back.
+        let msg = match SipMessage::parse(data.clone(), &self.inbound_limits) {
             Ok(msg) => msg,
             Err(error) => {
                 self.unparseable(flow, source, party, data, &error);
                 return;
             }
         };
+        if msg.is_request() {
+            if let Some(error) = self.over_bounds(&msg) {
+                self.unparseable(flow, source, party, data, &error);
+                return;
+            }
+        }
         if party == Party::Unknown {
             // Only here under `security.unknown_source = "reject"`.
             self.metrics.reject(0, RejectReason::UnknownSource);
@@ -275,15 +302,24 @@ impl Proxy {
             return;
         }
         // Parse once more without our bounds, only to address the answer.
-        let relaxed = Limits {
-            max_message_size: 1 << 20,
-            max_headers: 4096,
-            max_via: 4096,
-        };
-        if let Ok(msg) = SipMessage::parse(data, &relaxed) {
+        if let Ok(msg) = SipMessage::parse(data, &OWN_LIMITS) {
             if msg.is_request() && msg.method() != Some(crate::message::Method::Ack) {
                 self.respond_local(&msg, flow, source, code, phrase, &[]);
             }
+        }
+    }
+
+    /// A request over the policy's bounds (it parsed only thanks to the headroom).
+    fn over_bounds(&self, msg: &SipMessage) -> Option<ParseError> {
+        let limits = &self.config.limits;
+        if msg.as_bytes().len() > limits.max_message_size {
+            Some(ParseError::TooLarge(msg.as_bytes().len()))
+        } else if msg.headers().len() > limits.max_headers {
+            Some(ParseError::TooManyHeaders)
+        } else if msg.via_count() > limits.max_via {
+            Some(ParseError::TooManyVias)
+        } else {
+            None
         }
     }
 

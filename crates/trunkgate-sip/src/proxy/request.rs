@@ -227,7 +227,7 @@ impl Proxy {
             return;
         }
         let (flow, source) = (server.flow, server.source);
-        let Ok(req) = SipMessage::parse(server.request.clone(), &self.config.limits) else {
+        let Ok(req) = SipMessage::parse(server.request.clone(), &super::OWN_LIMITS) else {
             return;
         };
         let trying = self.respond_local(&req, flow, source, 100, "Trying", &[]);
@@ -245,7 +245,10 @@ impl Proxy {
             return;
         };
         let (flow, destination, party) = (client.flow, client.destination, client.party);
-        let Ok(sent) = SipMessage::parse(client.request.clone(), &self.config.limits) else {
+        // Whatever happens below, an INVITE we meant to cancel is given up in 64*T1.
+        self.timers
+            .arm(now + self.config.timers.t1 * 64, Timer::CancelGuard(id));
+        let Ok(sent) = SipMessage::parse(client.request.clone(), &super::OWN_LIMITS) else {
             return;
         };
         let mut out = BytesMut::with_capacity(sent.as_bytes().len() / 2);
@@ -263,8 +266,6 @@ impl Proxy {
             party,
             None,
         );
-        self.timers
-            .arm(now + self.config.timers.t1 * 64, Timer::CancelGuard(id));
     }
 
     fn in_dialog(&mut self, now: Instant, flow: Flow, source: SocketAddr, msg: SipMessage) {
@@ -283,6 +284,7 @@ impl Proxy {
         let Some(dialog) = self.dialogs.get_mut(&dialog_id) else {
             return;
         };
+        dialog.last_activity = now;
         // Target refresh (RFC 3261 §12.2.2): the sender's new Contact.
         if matches!(method, Some(Method::Invite | Method::Update)) {
             if let Some(contact) = contact_uri(&msg) {
@@ -489,6 +491,7 @@ impl Proxy {
                 index_key: index_key.clone(),
                 callee_tag: None,
                 confirmed: false,
+                last_activity: now,
                 direction,
                 metric_peer: trunk.metric_index(),
                 trunk: trunk_index,

@@ -127,6 +127,9 @@ impl Proxy {
             if let Some(dialog) = self.dialogs.get_mut(&dialog_id) {
                 if initial && !dialog.confirmed {
                     dialog.confirmed = true;
+                    dialog.last_activity = now;
+                    let expire = now + self.config.dialog_timeout;
+                    self.timers.arm(expire, Timer::DialogExpire(dialog_id));
                     dialog.callee_tag = msg.to_tag().map(Into::into);
                     if let Some(contact) = contact_uri(msg) {
                         dialog.callee.contact = Some(contact);
@@ -222,7 +225,7 @@ impl Proxy {
             return;
         };
         let (flow, destination) = (client.flow, client.destination);
-        let Ok(sent) = SipMessage::parse(client.request.clone(), &self.config.limits) else {
+        let Ok(sent) = SipMessage::parse(client.request.clone(), &super::OWN_LIMITS) else {
             return;
         };
         let mut out = BytesMut::with_capacity(sent.as_bytes().len() / 2);
@@ -288,10 +291,14 @@ impl Proxy {
             self.timers.arm(now + wait, Timer::ServerExpire(id));
         }
         if let Some(dialog) = dialog {
-            if method == Method::Bye {
+            if method == Method::Bye && !matches!(code, 401 | 407) {
+                // A challenged BYE is sent again with credentials: the call is still up.
                 self.remove_dialog(dialog, "bye");
             } else if invite && initial && code >= 300 {
                 self.remove_dialog(dialog, "rejected");
+            } else if !initial && matches!(code, 408 | 481) {
+                // RFC 3261 §12.2.1.2: the UAs end the dialog on these; so do we.
+                self.remove_dialog(dialog, "in-dialog 408/481");
             }
         }
     }
@@ -305,7 +312,7 @@ impl Proxy {
             return;
         }
         let (flow, source) = (s.flow, s.source);
-        let Ok(req) = SipMessage::parse(s.request.clone(), &self.config.limits) else {
+        let Ok(req) = SipMessage::parse(s.request.clone(), &super::OWN_LIMITS) else {
             return;
         };
         let data = self.respond_local(&req, flow, source, code, reason, &[]);
@@ -404,6 +411,24 @@ impl Proxy {
                 }
             }
             Timer::Trying(id) => self.send_trying(id),
+            Timer::DialogExpire(id) => {
+                let timeout = self.config.dialog_timeout;
+                let Some(dialog) = self.dialogs.get(&id) else {
+                    return;
+                };
+                let idle_until = dialog.last_activity + timeout;
+                if idle_until > now {
+                    self.timers.arm(idle_until, Timer::DialogExpire(id));
+                    return;
+                }
+                ProxyMetrics::inc(&self.metrics.dialogs_expired);
+                tracing::warn!(
+                    dialog = id,
+                    idle = ?timeout,
+                    "call forgotten after sip.dialog_timeout without an in-dialog request (lost BYE?)"
+                );
+                self.remove_dialog(id, "expired");
+            }
             Timer::CancelGuard(id) => {
                 let Some(c) = self.clients.get(&(id, Sub::Main)) else {
                     return;
@@ -445,7 +470,11 @@ impl Proxy {
                     self.send_cancel(now, id);
                 }
                 if let Some(server_id) = server {
-                    self.fail_upstream(now, server_id, 408, "Request Timeout");
+                    if self.servers.get(&server_id).is_some_and(|s| s.canceled) {
+                        self.fail_upstream(now, server_id, 487, "Request Terminated");
+                    } else {
+                        self.fail_upstream(now, server_id, 408, "Request Timeout");
+                    }
                 }
             }
         }

@@ -152,6 +152,7 @@ impl SimNet {
             timers: Timers::default(),
             limits: Limits::default(),
             server_name: "Trunkgate/test".into(),
+            dialog_timeout: Duration::from_secs(12 * 3600),
         };
         let metrics = Arc::new(ProxyMetrics::new(2));
         let mut proxy = Proxy::new(config, Arc::new(TestRouting), metrics.clone());
@@ -234,11 +235,7 @@ impl SimNet {
                 self.proxy.handle_input(now, flow, from, data);
                 self.drain_proxy();
             } else {
-                let relaxed = Limits {
-                    max_via: 4096,
-                    ..Limits::default()
-                };
-                let msg = SipMessage::parse(data, &relaxed)
+                let msg = SipMessage::parse(data, &super::OWN_LIMITS)
                     .expect("the proxy sent an unparseable message");
                 self.inbox.entry(to).or_default().push(msg);
             }

@@ -104,6 +104,8 @@ pub(crate) struct Dialog {
     pub index_key: Vec<u8>,
     pub callee_tag: Option<Box<[u8]>>,
     pub confirmed: bool,
+    /// Last in-dialog request (or the confirmation): `sip.dialog_timeout` counts from here.
+    pub last_activity: std::time::Instant,
     pub direction: Direction,
     /// Metric slot of the trunk this dialog is counted against.
     pub metric_peer: usize,

@@ -518,3 +518,112 @@ fn garbage_never_panics_and_is_counted() {
     net.run_for(Duration::from_secs(200));
     assert_eq!(net.proxy.active_dialogs(), 0);
 }
+
+#[test]
+fn a_challenged_bye_keeps_the_call_until_the_authenticated_bye() {
+    let mut net = SimNet::new();
+    let mut call = Call::new("authbye", PBX, TRUNK);
+    establish(&mut net, &mut call);
+    net.send(PBX, &call.caller_request("BYE"));
+    net.settle();
+    let bye = net.take_one(TRUNK);
+    net.send(
+        TRUNK,
+        &reply(&bye, 407, "Proxy Authentication Required", "", ""),
+    );
+    net.settle();
+    assert_eq!(net.take_one(PBX).status(), Some(407));
+    assert_eq!(
+        net.proxy.active_dialogs(),
+        1,
+        "a challenge does not end the call"
+    );
+    hangup_from_caller(&mut net, &mut call);
+    assert_idle_after_timers(&mut net);
+}
+
+#[test]
+fn a_call_whose_bye_never_comes_is_forgotten_after_the_dialog_timeout() {
+    let mut net = SimNet::new();
+    let mut call = Call::new("lostbye", PBX, TRUNK);
+    establish(&mut net, &mut call);
+    // Activity pushes the expiry back.
+    net.run_for(Duration::from_secs(11 * 3600));
+    net.send(PBX, &call.caller_request("INFO"));
+    net.settle();
+    let info = net.take_one(TRUNK);
+    net.send(TRUNK, &reply(&info, 200, "OK", "", ""));
+    net.settle();
+    net.take(PBX);
+    net.run_for(Duration::from_secs(2 * 3600));
+    assert_eq!(net.proxy.active_dialogs(), 1);
+    net.run_for(Duration::from_secs(11 * 3600));
+    assert_eq!(net.proxy.active_dialogs(), 0);
+    assert_eq!(net.metrics.dialogs_expired.load(Ordering::Relaxed), 1);
+    assert_eq!(net.metrics.peers[2].dialogs[0].load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_481_to_an_in_dialog_request_ends_the_call() {
+    let mut net = SimNet::new();
+    let mut call = Call::new("gone", PBX, TRUNK);
+    establish(&mut net, &mut call);
+    net.send(PBX, &call.caller_request("UPDATE"));
+    net.settle();
+    let update = net.take_one(TRUNK);
+    net.send(
+        TRUNK,
+        &reply(&update, 481, "Call/Transaction Does Not Exist", "", ""),
+    );
+    net.settle();
+    assert_eq!(net.take_one(PBX).status(), Some(481));
+    assert_eq!(net.proxy.active_dialogs(), 0);
+}
+
+#[test]
+fn an_invite_at_the_header_limit_can_still_be_cancelled() {
+    let mut net = SimNet::new();
+    let mut call = Call::new("fat", PBX, TRUNK);
+    let (invite, branch) = call.invite();
+    // Fill up to exactly the limit (128 headers): the forwarded copy has 2 more.
+    let have = SipMessage::parse(
+        bytes::Bytes::from(crlf(&invite)),
+        &crate::message::Limits::default(),
+    )
+    .unwrap()
+    .headers()
+    .len();
+    let mut extra = String::new();
+    for i in 0..(128 - have) {
+        extra.push_str(&format!("X-Fill-{i}: x\n"));
+    }
+    let fat = invite.replacen(
+        "Max-Forwards: 70\n",
+        &format!("Max-Forwards: 70\n{extra}"),
+        1,
+    );
+    net.send(PBX, &fat);
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    net.send(TRUNK, &reply(&at_trunk, 180, "Ringing", "f", TRUNK));
+    net.settle();
+    assert_eq!(net.take_one(PBX).status(), Some(180));
+    let cancel = format!(
+        "CANCEL sip:5551234@{PROXY} SIP/2.0\nVia: SIP/2.0/UDP {PBX};branch={branch}\nFrom: <sip:alice@{PBX}>;tag={}\nTo: <sip:5551234@{PROXY}>\nCall-ID: {}\nCSeq: 1 CANCEL\nContent-Length: 0\n",
+        call.from_tag, call.call_id
+    );
+    net.send(PBX, &cancel);
+    net.settle();
+    assert_eq!(net.take_one(TRUNK).method(), Some(Method::Cancel));
+    // The trunk never answers the INVITE: it is given up 64*T1 after the CANCEL.
+    net.run_for(Duration::from_secs(40));
+    let got = net.take(PBX);
+    assert!(
+        got.iter().any(|m| m.status() == Some(487)),
+        "{}",
+        describe(&got)
+    );
+    net.run_for(Duration::from_secs(40));
+    assert_eq!(net.proxy.active_transactions(), 0);
+    assert_eq!(net.proxy.active_dialogs(), 0);
+}

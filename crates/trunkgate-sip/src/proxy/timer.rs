@@ -21,6 +21,8 @@ pub(crate) enum Timer {
     ClientTimeout(u64, Sub),
     /// Timers D, K, M: forget the client transaction.
     ClientExpire(u64, Sub),
+    /// `sip.dialog_timeout` after a confirmed dialog's last in-dialog request.
+    DialogExpire(u64),
     /// 200 ms after an INVITE arrived: send 100 Trying if nothing was sent upstream yet.
     Trying(u64),
     /// Timer C: a proxied INVITE got no final response in time.

@@ -170,7 +170,9 @@ pub fn send_batch(socket: &UdpSocket, batch: &[Transmit]) -> usize {
     if let [one] = batch {
         return usize::from(socket.try_send_to(&one.data, one.destination).is_ok());
     }
+    // `sent` counts datagrams dealt with (delivered or skipped on their own error).
     let mut sent = 0;
+    let mut skipped = 0;
     while sent < batch.len() {
         let rest = &batch[sent..];
         let slices: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|t| [IoSlice::new(&t.data)]).collect();
@@ -192,11 +194,19 @@ pub fn send_batch(socket: &UdpSocket, batch: &[Transmit]) -> usize {
             .map_err(io::Error::from)
         });
         match result {
-            Ok(0) | Err(_) => break,
-            Ok(n) => sent += n,
+            Ok(n) if n > 0 => sent += n,
+            Err(error) if error.kind() != io::ErrorKind::WouldBlock => {
+                // The first datagram of `rest` was refused on its own (EMSGSIZE, no route
+                // to one peer, a firewall rule): drop that one, keep sending the others.
+                tracing::debug!(destination = %rest[0].destination, %error, "UDP send failed");
+                skipped += 1;
+                sent += 1;
+            }
+            // Socket buffer full (or nothing sent): the rest is dropped, never waited for.
+            _ => break,
         }
     }
-    sent
+    sent - skipped
 }
 
 #[cfg(test)]
@@ -272,6 +282,31 @@ mod tests {
             assert_eq!(from, listener.flow.local);
             assert_eq!(n, 100 + usize::from(i));
             assert_eq!(buf[0], b'a' + i);
+        }
+    }
+
+    #[tokio::test]
+    async fn one_refused_datagram_does_not_drop_the_rest_of_the_batch() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = peer.local_addr().unwrap();
+        // Broadcast without SO_BROADCAST is refused by the kernel (EACCES).
+        let refused: SocketAddr = "255.255.255.255:5060".parse().unwrap();
+        let batch: Vec<Transmit> = [to, refused, to, to]
+            .iter()
+            .zip(b"abcd")
+            .map(|(&destination, &b)| Transmit {
+                flow: listener.flow,
+                destination,
+                data: Bytes::from(vec![b; 10]),
+            })
+            .collect();
+        listener.socket.writable().await.unwrap();
+        assert_eq!(send_batch(&listener.socket, &batch), 3);
+        let mut buf = [0u8; 64];
+        for expected in [b'a', b'c', b'd'] {
+            let (_, _) = peer.recv_from(&mut buf).unwrap();
+            assert_eq!(buf[0], expected);
         }
     }
 }
