@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# SIPp call-rate steps through Trunkgate (and, optionally, through a reference Kamailio).
+#
+#   benches/sipp_steps.sh [--with-kamailio] [--rates "1000 2000 ..."] [--seconds N] [--smoke]
+#                         [--no-trunkgate] [--no-ringing]
+#
+# For each rate: a fresh SIPp UAC sends rate*seconds calls (default 10 s worth; the built-in
+# `uac` scenario: INVITE, 180, 200, ACK, BYE, 200) from the "PBX" address through the proxy
+# to a SIPp UAS on the "carrier" address, over UDP. Recorded per step: SIPp's own counters
+# (created / successful / failed), the proxy's CPU time (utime+stime from /proc/PID/stat,
+# summed over all its processes) and its memory (PSS) after the step. Printed: a table, CPU µs per successful
+# call, and the highest rate with < 0.1% of the planned calls not successful.
+#
+#   Trunkgate: 127.0.50.1 (PBX 127.0.50.2, carrier 127.0.50.3), release build, the embedded
+#              default layout with the per-trunk limits raised out of the way (still checked).
+#   Kamailio:  127.0.51.1 (PBX 127.0.51.2, carrier 127.0.51.3), benches/kamailio/kamailio.cfg
+#              (tm + sl + rr + maxfwd + textops, record_route, t_relay), children=2, the fast
+#              allocator (KAMAILIO_OPTS, default "-x fm -X fm"; Debian's default qm allocator
+#              with memory debugging costs ~3x the CPU). Run with --with-kamailio (installs
+#              Debian's `kamailio` if missing) or when it is on PATH.
+#
+# --no-ringing: the UAS answers 200 without a 180 (benches/sipp/uas_no_ringing.xml, 11
+# datagrams per call instead of 13), for both systems. Kamailio's workers can reorder one
+# call's 180 and 200, which SIPp's `uac` counts as a failed call (a few per thousand at any
+# rate); this takes that artifact out of the rate comparison.
+#
+# Loopback only; every step is bounded (SIPp -timeout, plus a hard `timeout`). Results also
+# go to target/bench/sipp_steps-<time>.csv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+RATES="1000 2000 4000 6000 8000 10000 12000"
+SECONDS_PER_STEP=10
+WITH_KAMAILIO=0
+WITH_TRUNKGATE=1
+UAS_SCENARIO=(-sn uas)
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --with-kamailio) WITH_KAMAILIO=1 ;;
+        --rates) RATES="$2"; shift ;;
+        --seconds) SECONDS_PER_STEP="$2"; shift ;;
+        --smoke) RATES="200"; SECONDS_PER_STEP=5 ;;
+        --no-trunkgate) WITH_TRUNKGATE=0 ;; # reference only
+        --no-ringing) UAS_SCENARIO=(-sf "$ROOT/benches/sipp/uas_no_ringing.xml") ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$SECONDS_PER_STEP" -gt 12 ]; then
+    echo "--seconds is at most 12 (each step is bounded to ~15 s)" >&2
+    exit 2
+fi
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
+
+command -v sipp >/dev/null 2>&1 || apt_install sip-tester
+if [ "$WITH_KAMAILIO" = 1 ] && ! command -v kamailio >/dev/null 2>&1; then
+    apt_install kamailio
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+CLK_TCK=$(getconf CLK_TCK)
+STAMP=$(date +%Y%m%d-%H%M%S)
+WORK="$ROOT/target/bench/sipp_steps-$STAMP"
+mkdir -p "$WORK"
+CSV="$ROOT/target/bench/sipp_steps-$STAMP.csv"
+echo "system,rate,planned,created,successful,failed,not_ok_pct,elapsed_s,cpu_ms,cpu_us_per_call,pss_mb" > "$CSV"
+
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+# utime+stime (clock ticks) of a process and all its descendants.
+descendants() {
+    local kid
+    for kid in $(ps -o pid= --ppid "$1" 2>/dev/null || true); do
+        echo "$kid"
+        descendants "$kid"
+    done
+}
+tree_ticks() {
+    local total=0 pid t
+    for pid in "$1" $(descendants "$1"); do
+        if t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}'); then
+            total=$((total + ${t:-0}))
+        fi
+    done
+    echo "$total"
+}
+# Proportional set size (MB) of the process tree right after a step: shared memory (Kamailio's
+# shm) counted once, transactions still kept in memory included.
+tree_pss_mb() {
+    local total=0 pid kb
+    for pid in "$1" $(descendants "$1"); do
+        kb=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+        total=$((total + ${kb:-0}))
+    done
+    echo $((total / 1024))
+}
+
+# Value of column $2 in the last row of SIPp stat file $1.
+stat_field() {
+    awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+        NF > 1 { v = $c } END { print (v == "" ? 0 : v) }' "$1"
+}
+
+start_uas() { # name ip
+    sipp "${UAS_SCENARIO[@]}" -i "$2" -p 5060 -nostdin -aa -bind_local -max_socket 4096 \
+        -buff_size 4194304 -timeout 3600s -trace_err -error_file "$WORK/$1-uas-errors.log" \
+        > "$WORK/$1-uas.out" 2>&1 &
+    PIDS+=($!)
+    sleep 0.5
+    kill -0 "$!" 2>/dev/null || { echo "SIPp UAS on $2 did not start:" >&2; cat "$WORK/$1-uas.out" >&2; exit 1; }
+}
+
+# Minimal HTTP GET over bash's /dev/tcp (no curl needed): http_get HOST PORT PATH
+http_get() {
+    timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$3" "$1" >&3 && cat <&3' \
+        http_get "$1" "$2" "$3"
+}
+
+# run_steps NAME PROXY_PID PROXY_IP PBX_IP
+run_steps() {
+    local name=$1 pid=$2 proxy=$3 pbx=$4 rate planned before after stf elapsed_ms t0
+    local created ok failed not_ok cpu_ms per_call pss best=0 bad_steps=0
+    # Idle baseline: what the proxy burns with no traffic (timers, probes), for reading the
+    # per-call figure at low rates.
+    before=$(tree_ticks "$pid")
+    sleep 3
+    after=$(tree_ticks "$pid")
+    echo "$name idle: $(( (after - before) * 1000 / CLK_TCK / 3 )) ms CPU per second"
+    header
+    for rate in $RATES; do
+        planned=$((rate * SECONDS_PER_STEP))
+        stf="$WORK/$name-uac-$rate.csv"
+        kill -0 "$pid" 2>/dev/null || { echo "$name exited" >&2; break; }
+        before=$(tree_ticks "$pid")
+        t0=$(date +%s%N)
+        timeout --kill-after=5s $((SECONDS_PER_STEP + 10))s \
+            sipp -sn uac "$proxy:5060" -i "$pbx" -p 5060 -s 1000 -r "$rate" -m "$planned" \
+            -nostdin -aa -max_socket 4096 -buff_size 4194304 \
+            -timeout "$((SECONDS_PER_STEP + 5))s" -recv_timeout 5000 \
+            -trace_stat -fd 1 -stf "$stf" -trace_err -error_file "$WORK/$name-uac-$rate-errors.log" \
+            > "$WORK/$name-uac-$rate.out" 2>&1 || true
+        elapsed_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+        sleep 1 # let the last BYE/200 and retransmissions pass before reading the CPU time
+        after=$(tree_ticks "$pid")
+        created=$(stat_field "$stf" "TotalCallCreated")
+        ok=$(stat_field "$stf" "SuccessfulCall(C)")
+        failed=$(stat_field "$stf" "FailedCall(C)")
+        not_ok=$(awk -v p="$planned" -v ok="$ok" 'BEGIN { printf "%.3f", (p - ok) * 100 / p }')
+        cpu_ms=$(( (after - before) * 1000 / CLK_TCK ))
+        per_call=$(awk -v ms="$cpu_ms" -v ok="$ok" 'BEGIN { if (ok > 0) printf "%.1f", ms * 1000 / ok; else print "-" }')
+        pss=$(tree_pss_mb "$pid")
+        printf '%-10s %6d %8d %8d %8d %7d %8s%% %7.1f %8d %10s %7d\n' "$name" "$rate" "$planned" \
+            "$created" "$ok" "$failed" "$not_ok" "$(awk -v m="$elapsed_ms" 'BEGIN{print m/1000}')" \
+            "$cpu_ms" "$per_call" "$pss"
+        echo "$name,$rate,$planned,$created,$ok,$failed,$not_ok,$((elapsed_ms / 1000)),$cpu_ms,$per_call,$pss" >> "$CSV"
+        if awk -v n="$not_ok" 'BEGIN { exit !(n < 0.1) }'; then
+            best=$rate
+            bad_steps=0
+        else
+            bad_steps=$((bad_steps + 1))
+            # Two failing steps in a row: higher rates will not pass either.
+            [ "$bad_steps" -ge 2 ] && break
+        fi
+        sleep 2
+    done
+    echo "$name: highest rate with < 0.1% of calls not successful: $best cps"
+}
+
+header() {
+    printf '%-10s %6s %8s %8s %8s %7s %9s %7s %8s %10s %7s\n' system cps planned created ok failed \
+        "not-ok" "wall_s" cpu_ms "cpu_us/call" pss_MB
+}
+
+# ---- Trunkgate ------------------------------------------------------------------------
+if [ "$WITH_TRUNKGATE" = 1 ]; then
+    echo "building trunkgate (release)..."
+    cargo build --release -p trunkgate
+    TG_BIN="$ROOT/target/release/trunkgate"
+    sed -e 's/127\.0\.0\./127.0.50./g' \
+        -e 's/^max_cps *=.*/max_cps = 1000000/' \
+        -e 's/^max_sessions *=.*/max_sessions = 1000000/' \
+        -e 's/^shutdown_grace *=.*/shutdown_grace = "5s"/' \
+        config/trunkgate.toml > "$WORK/trunkgate.toml"
+    "$TG_BIN" check --config "$WORK/trunkgate.toml"
+    RUST_LOG=${RUST_LOG:-warn} "$TG_BIN" run --config "$WORK/trunkgate.toml" > "$WORK/trunkgate.log" 2>&1 &
+    TG_PID=$!
+    PIDS+=("$TG_PID")
+    for _ in $(seq 100); do
+        status=$(http_get 127.0.50.1 9091 /health 2>/dev/null || true)
+        [[ "$status" == "HTTP/1."?" 200"* ]] && break
+        kill -0 "$TG_PID" 2>/dev/null || { echo "trunkgate exited:" >&2; tail -20 "$WORK/trunkgate.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    [[ "$status" == "HTTP/1."?" 200"* ]] || { echo "trunkgate /health not 200 after 10 s" >&2; exit 1; }
+    start_uas trunkgate 127.0.50.3
+    echo
+    run_steps trunkgate "$TG_PID" 127.0.50.1 127.0.50.2
+    http_get 127.0.50.1 9091 /metrics > "$WORK/trunkgate-metrics.txt" 2>/dev/null || true
+    kill -TERM "$TG_PID" 2>/dev/null || true
+fi
+
+# ---- Kamailio (reference) ------------------------------------------------------------
+if command -v kamailio >/dev/null 2>&1; then
+    mkdir -p "$WORK/kamailio-run"
+    kamailio -c -f benches/kamailio/kamailio.cfg > "$WORK/kamailio-check.log" 2>&1 \
+        || { cat "$WORK/kamailio-check.log" >&2; exit 1; }
+    kamailio -f benches/kamailio/kamailio.cfg -DD -E -m 1024 -M 32 ${KAMAILIO_OPTS:--x fm -X fm} -Y "$WORK/kamailio-run" \
+        > "$WORK/kamailio.log" 2>&1 &
+    KAM_PID=$!
+    PIDS+=("$KAM_PID")
+    sleep 1
+    kill -0 "$KAM_PID" 2>/dev/null || { echo "kamailio exited:" >&2; tail -20 "$WORK/kamailio.log" >&2; exit 1; }
+    start_uas kamailio 127.0.51.3
+    echo
+    run_steps kamailio "$KAM_PID" 127.0.51.1 127.0.51.2
+    kill -TERM "$KAM_PID" 2>/dev/null || true
+    echo
+    awk -F, 'NR > 1 { cpu[$1 "," $2] = $10; if ($7 < 0.1 && $2 > best[$1]) best[$1] = $2; rates[$2] = 1 }
+        END {
+            if (best["kamailio"] > 0 && best["trunkgate"] > 0)
+                printf "max rate (< 0.1%% not ok): trunkgate %d cps, kamailio %d cps, ratio trunkgate/kamailio %.2f\n",
+                    best["trunkgate"], best["kamailio"], best["trunkgate"] / best["kamailio"]
+            for (r in rates) {
+                t = cpu["trunkgate," r]; k = cpu["kamailio," r]
+                if (t != "" && k != "" && t != "-" && k != "-" && k > 0)
+                    printf "at %d cps: CPU per call trunkgate %s us, kamailio %s us, ratio %.2f\n", r, t, k, t / k
+            }
+        }' "$CSV" | sort
+elif [ "$WITH_KAMAILIO" = 1 ]; then
+    echo "kamailio requested but not available" >&2
+    exit 1
+else
+    echo "(kamailio not installed: reference run skipped; pass --with-kamailio to install it)"
+fi
+
+echo
+echo "results: $CSV"
+echo "logs:    $WORK"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one test command (`.ci/run` calls exactly this): install the SIP peers the end-to-end
+# tests need, build every target of the workspace, run every test.
+#
+# The end-to-end tests (tests/e2e_sipp.rs) drive the real `trunkgate` binary with SIPp on
+# loopback addresses 127.0.N.x. They FAIL when SIPp is missing (they never skip), so this
+# script installs it first (Debian package `sip-tester`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v sipp >/dev/null 2>&1; then
+    echo "test.sh: sipp not found; installing Debian package sip-tester" >&2
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester
+fi
+if ! command -v sipp >/dev/null 2>&1; then
+    echo "test.sh: sipp is still missing after installing sip-tester" >&2
+    exit 1
+fi
+echo "test.sh: using $(command -v sipp) ($(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || echo 'version unknown'))"
+
+# SIPp and Trunkgate each want a few thousand descriptors under load.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cargo build --workspace --all-targets
+
+# Bounded: the suite takes a few minutes on a 2-core machine; 20 minutes means a hang.
+timeout --kill-after=30s 1200s cargo test --workspace --no-fail-fast

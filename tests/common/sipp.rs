@@ -1,0 +1,346 @@
+//! SIPp peers as child processes, built-in `uas`/`uac` scenarios. The UAC's verdict comes
+//! from SIPp's own counters: its exit code (0 = every call succeeded, 1 = at least one
+//! failed) and the cumulative `SuccessfulCall(C)` / `FailedCall(C)` of its `-trace_stat`
+//! file. Every SIPp gets a global `-timeout`, the UAC a `-recv_timeout`, and the harness a
+//! hard kill deadline on top.
+
+use super::{sipp_bin, tail};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    fn flag(self) -> &'static str {
+        match self {
+            Transport::Udp => "u1",
+            Transport::Tcp => "t1",
+        }
+    }
+}
+
+/// Files SIPp writes for one peer, all in the test's scratch directory.
+#[derive(Debug, Clone)]
+struct Files {
+    name: String,
+    stat: PathBuf,
+    screen: PathBuf,
+    errors: PathBuf,
+    output: PathBuf,
+}
+
+impl Files {
+    fn new(dir: &Path, name: &str) -> Files {
+        Files {
+            name: name.to_owned(),
+            stat: dir.join(format!("{name}_stat.csv")),
+            screen: dir.join(format!("{name}_screen.txt")),
+            errors: dir.join(format!("{name}_errors.log")),
+            output: dir.join(format!("{name}.out")),
+        }
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "---- SIPp {} errors ({}) ----\n{}\n---- SIPp {} screen ----\n{}\n---- SIPp {} output ----\n{}",
+            self.name,
+            self.errors.display(),
+            tail(&self.errors, 3000),
+            self.name,
+            tail(&self.screen, 3000),
+            self.name,
+            tail(&self.output, 2000),
+        )
+    }
+}
+
+fn command(
+    dir: &Path,
+    files: &Files,
+    scenario: &str,
+    transport: Transport,
+    local_ip: IpAddr,
+) -> Command {
+    let out = std::fs::File::create(&files.output).expect("create SIPp output file");
+    let mut cmd = Command::new(sipp_bin());
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("clone SIPp output handle"))
+        .stderr(out)
+        .args(["-sn", scenario, "-t", transport.flag(), "-i"])
+        .arg(local_ip.to_string())
+        .args(["-p", "5060", "-bind_local", "-nostdin", "-aa"])
+        .args(["-max_socket", "4096"])
+        .args(["-buff_size", "4194304"])
+        .args(["-trace_stat", "-fd", "1", "-stf"])
+        .arg(&files.stat)
+        .args(["-trace_screen", "-screen_file"])
+        .arg(&files.screen)
+        .args(["-trace_err", "-error_file"])
+        .arg(&files.errors);
+    cmd
+}
+
+/// A SIPp `uas` answering every call; it never exits by itself and is killed on drop.
+pub struct Uas {
+    child: Option<Child>,
+    _watchdog: Option<super::Watchdog>,
+    files: Files,
+}
+
+impl Uas {
+    /// Start a UAS on `ip:5060` and check it is still alive after it has had time to bind.
+    pub fn start(
+        dir: &Path,
+        name: &str,
+        ip: IpAddr,
+        transport: Transport,
+        timeout: Duration,
+    ) -> Uas {
+        let files = Files::new(dir, name);
+        let child = command(dir, &files, "uas", transport, ip)
+            .arg("-timeout")
+            .arg(format!("{}s", timeout.as_secs().max(1)))
+            .spawn()
+            .expect("spawn sipp uas");
+        let mut uas = Uas {
+            _watchdog: super::Watchdog::guard(child.id()),
+            child: Some(child),
+            files,
+        };
+        std::thread::sleep(Duration::from_millis(400));
+        if let Some(status) = uas.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!(
+                "SIPp UAS {name} on {ip} exited at start ({status}):\n{}",
+                uas.files.report()
+            );
+        }
+        uas
+    }
+}
+
+impl Drop for Uas {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("{}", self.files.report());
+            }
+        }
+    }
+}
+
+/// What a UAC run should do.
+#[derive(Debug, Clone)]
+pub struct UacSpec {
+    pub local_ip: IpAddr,
+    pub target: SocketAddr,
+    pub transport: Transport,
+    /// Calls per second.
+    pub rate: u32,
+    /// Total calls (`-m`).
+    pub calls: u32,
+    /// Request-URI user (`-s`).
+    pub service: String,
+}
+
+impl UacSpec {
+    pub fn new(
+        local_ip: IpAddr,
+        target: SocketAddr,
+        transport: Transport,
+        rate: u32,
+        calls: u32,
+    ) -> UacSpec {
+        UacSpec {
+            local_ip,
+            target,
+            transport,
+            rate,
+            calls,
+            service: "1000".to_owned(),
+        }
+    }
+
+    /// Time the run needs at its rate, plus slack for set-up and the last calls.
+    pub fn budget(&self) -> Duration {
+        Duration::from_secs(u64::from(self.calls / self.rate.max(1)) + 30)
+    }
+}
+
+/// A running SIPp UAC (it exits after `-m` calls).
+pub struct Uac {
+    child: Option<Child>,
+    _watchdog: Option<super::Watchdog>,
+    files: Files,
+    spec: UacSpec,
+    hard_deadline: Instant,
+}
+
+/// SIPp's verdict on a UAC run.
+#[derive(Debug, Clone)]
+pub struct UacResult {
+    /// `None`: killed by the harness at the hard deadline.
+    pub exit_code: Option<i32>,
+    pub successful: u64,
+    pub failed: u64,
+    pub created: u64,
+    pub elapsed: Duration,
+    report: String,
+}
+
+impl Uac {
+    pub fn spawn(dir: &Path, name: &str, spec: UacSpec) -> Uac {
+        let files = Files::new(dir, name);
+        let budget = spec.budget();
+        let child = command(dir, &files, "uac", spec.transport, spec.local_ip)
+            .arg(spec.target.to_string())
+            .args(["-s", &spec.service])
+            .args(["-r", &spec.rate.to_string(), "-m", &spec.calls.to_string()])
+            .args([
+                "-timeout",
+                &format!("{}s", budget.as_secs()),
+                "-timeout_error",
+            ])
+            .args(["-recv_timeout", "10000"])
+            .spawn()
+            .expect("spawn sipp uac");
+        Uac {
+            _watchdog: super::Watchdog::guard(child.id()),
+            child: Some(child),
+            files,
+            spec,
+            hard_deadline: Instant::now() + budget + Duration::from_secs(15),
+        }
+    }
+
+    /// Wait for SIPp to finish (killing it at the hard deadline) and read its counters.
+    pub fn wait(mut self) -> UacResult {
+        let started = Instant::now();
+        let mut child = self.child.take().expect("uac child");
+        let exit_code = loop {
+            match child.try_wait().expect("try_wait sipp uac") {
+                Some(status) => break status.code(),
+                None if Instant::now() >= self.hard_deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        let elapsed = started.elapsed();
+        let killed = if exit_code.is_none() {
+            " (killed at the harness's hard deadline)"
+        } else {
+            ""
+        };
+        let (successful, failed, created) = read_counters(&self.files.stat, &self.files.screen)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "SIPp {}{killed}: {e}\n{}",
+                    self.files.name,
+                    self.files.report()
+                )
+            });
+        UacResult {
+            exit_code,
+            successful,
+            failed,
+            created,
+            elapsed,
+            report: self.files.report(),
+        }
+    }
+
+    /// Still placing or finishing calls.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn spec(&self) -> &UacSpec {
+        &self.spec
+    }
+}
+
+impl Drop for Uac {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl UacResult {
+    /// Exit code 0, `calls` successful, 0 failed.
+    pub fn assert_all_succeeded(&self, calls: u32) {
+        assert!(
+            self.exit_code == Some(0) && self.failed == 0 && self.successful == u64::from(calls),
+            "SIPp UAC: exit code {:?} (0 = all calls succeeded), {} successful, {} failed, \
+             {} created, expected {calls} successful and 0 failed\n{}",
+            self.exit_code,
+            self.successful,
+            self.failed,
+            self.created,
+            self.report
+        );
+    }
+}
+
+/// (successful, failed, created) from the last row of the `-trace_stat` CSV, cross-checked
+/// with the final screen when both exist.
+fn read_counters(stat: &Path, screen: &Path) -> Result<(u64, u64, u64), String> {
+    let text =
+        std::fs::read_to_string(stat).map_err(|e| format!("read {}: {e}", stat.display()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().ok_or("empty stat file")?.split(';').collect();
+    let last: Vec<&str> = lines
+        .next_back()
+        .ok_or("stat file has no data row")?
+        .split(';')
+        .collect();
+    let field = |name: &str| -> Result<u64, String> {
+        let i = header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or(format!("no column {name}"))?;
+        last.get(i)
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or(format!("column {name} unreadable"))
+    };
+    let counters = (
+        field("SuccessfulCall(C)")?,
+        field("FailedCall(C)")?,
+        field("TotalCallCreated")?,
+    );
+    if let Ok(screen_text) = std::fs::read_to_string(screen) {
+        let cumulative = |label: &str| -> Option<u64> {
+            screen_text
+                .lines()
+                .rev()
+                .find(|l| l.trim_start().starts_with(label))
+                .and_then(|l| l.rsplit('|').next())
+                .and_then(|v| v.trim().parse().ok())
+        };
+        if let (Some(ok), Some(failed)) = (cumulative("Successful call"), cumulative("Failed call"))
+        {
+            if (ok, failed) != (counters.0, counters.1) {
+                return Err(format!(
+                    "stat file says {}/{} successful/failed, screen says {ok}/{failed}",
+                    counters.0, counters.1
+                ));
+            }
+        }
+    }
+    Ok(counters)
+}
