@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use timer::TimerHeap;
+use timer::{Timer, TimerHeap};
 
 /// RFC 3261 timer bases.
 #[derive(Debug, Clone, Copy)]
@@ -215,6 +215,38 @@ impl Proxy {
         while let Some(timer) = self.timers.pop_due(now) {
             self.fire(now, timer);
         }
+        self.compact_timers();
+    }
+
+    /// Timers are never cancelled, only checked when they fire; most of them end up stale
+    /// (Timer C waits 180 s for calls answered in one). When stale entries clearly dominate,
+    /// drop them: memory then follows the live transactions, not the call rate × 180 s.
+    fn compact_timers(&mut self) {
+        let live = self.servers.len() + self.clients.len() + self.dialogs.len();
+        if self.timers.len() < 4 * live + 4096 {
+            return;
+        }
+        let (servers, clients, dialogs) = (&self.servers, &self.clients, &self.dialogs);
+        self.timers.retain(|timer| match *timer {
+            Timer::ServerRetransmit(id) | Timer::ServerTimeout(id) | Timer::ServerExpire(id) => {
+                servers.contains_key(&id)
+            }
+            Timer::Trying(id) => servers
+                .get(&id)
+                .is_some_and(|s| s.state == state::ServerState::Proceeding),
+            Timer::ClientRetransmit(id, sub)
+            | Timer::ClientTimeout(id, sub)
+            | Timer::ClientExpire(id, sub) => clients.contains_key(&(id, sub)),
+            Timer::TimerC(id) | Timer::CancelGuard(id) => {
+                clients.get(&(id, Sub::Main)).is_some_and(|c| {
+                    matches!(
+                        c.state,
+                        state::ClientState::Calling | state::ClientState::Proceeding
+                    )
+                })
+            }
+            Timer::DialogExpire(id) => dialogs.contains_key(&id),
+        });
     }
 
     /// The earliest deadline at which [`Proxy::handle_timeout`] must be called.

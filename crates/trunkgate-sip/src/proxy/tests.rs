@@ -627,3 +627,21 @@ fn an_invite_at_the_header_limit_can_still_be_cancelled() {
     assert_eq!(net.proxy.active_transactions(), 0);
     assert_eq!(net.proxy.active_dialogs(), 0);
 }
+
+#[test]
+fn stale_timers_are_compacted_once_calls_are_over() {
+    let mut net = SimNet::new();
+    for i in 0..3000 {
+        let mut call = Call::new(&format!("many{i}"), PBX, TRUNK);
+        establish(&mut net, &mut call);
+        hangup_from_caller(&mut net, &mut call);
+    }
+    // Every call left a Timer C entry (180 s) and a few transaction timers behind.
+    net.run_for(Duration::from_secs(40));
+    assert_eq!(net.proxy.active_transactions(), 0);
+    assert!(
+        net.proxy.timers.len() < 4096 + 64,
+        "stale timers kept: {}",
+        net.proxy.timers.len()
+    );
+}

@@ -44,6 +44,17 @@ impl TimerHeap {
         self.heap.push(Reverse((when, self.seq, timer)));
     }
 
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Drop every timer for which `live` says it would do nothing when it fires. O(n); the
+    /// caller runs it only when stale entries dominate (see `Proxy::compact_timers`).
+    pub fn retain(&mut self, mut live: impl FnMut(&Timer) -> bool) {
+        self.heap.retain(|Reverse((_, _, timer))| live(timer));
+        self.heap.shrink_to(self.heap.len() * 2);
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((when, _, _))| *when)
     }
