@@ -3,11 +3,15 @@
 //! and the next deadline. Messages of one dialog leave in the order they arrived because one
 //! `Proxy` value handles them sequentially.
 //!
-//! Layout: `state.rs` (what is remembered), `request.rs` (requests in: admission,
-//! transaction matching, routing, forwarding), `response.rs` (responses in), `timer.rs`
-//! (deadlines and what happens when they pass). Tests: `tests.rs` drives PBX ↔ proxy ↔
-//! trunk over a simulated lossy network with a fake clock.
+//! Layout: `state.rs` (what is remembered), `request.rs` (requests in: transaction
+//! matching, CANCEL, routing, forwarding), `admit.rs` (which trunk may take a new call),
+//! `addressing.rs` (what a forwarded request looks like; recognising ourselves),
+//! `response.rs` (responses in, and what each timer does), `timer.rs` (the deadline heap).
+//! Tests: `simnet.rs` drives PBX ↔ proxy ↔ trunks over a simulated lossy network with a
+//! fake clock; `tests.rs` (call flows), `tests_admission.rs` (limits, property test).
 
+mod addressing;
+mod admit;
 mod request;
 mod response;
 mod state;

@@ -1,17 +1,18 @@
 //! Requests in: transaction matching, CANCEL, Max-Forwards and loop checks, routing (by
 //! policy for new requests, by the dialog table in dialog) and stateful forwarding.
 
+use super::addressing::{contact_uri, retarget_uri, uri_socket_addr, user_part};
 use super::state::{ClientState, ClientTx, Dialog, Leg, ServerState, ServerTx, Sub, dialog_key};
 use super::timer::Timer;
 use super::{BRANCH_PREFIX, Fnv, Proxy};
 use crate::admission::RejectReason;
-use crate::message::rewrite::{self, Edits};
-use crate::message::{HeaderName, Method, NameAddr, SipMessage, SipUri, Via};
+use crate::message::rewrite;
+use crate::message::{HeaderName, Method, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::routing::Party;
 use crate::transport::{Flow, Transport};
 use bytes::{Bytes, BytesMut};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -533,59 +534,6 @@ impl Proxy {
         self.forward_stateful(now, flow, source, &msg, forward);
     }
 
-    /// Pick the target of a new call: for an outbound call the first candidate trunk under
-    /// its session and call-rate limits (the others overflow to the next, each skip
-    /// counted); for an inbound call the source trunk's own limits. `Err` when none can take
-    /// it (answered 503 with Retry-After).
-    fn admit_call(
-        &mut self,
-        from: Party,
-        candidates: &[crate::routing::Target],
-    ) -> Result<crate::routing::Target, ()> {
-        if let Party::Trunk(t) = from {
-            if !self.trunk_has_room(t, Direction::Inbound) {
-                self.metrics
-                    .reject(from.metric_index(), RejectReason::Sessions);
-                return Err(());
-            }
-            if !self.admission.try_call_rate(t) {
-                self.metrics.reject(from.metric_index(), RejectReason::Cps);
-                return Err(());
-            }
-            return candidates.first().cloned().ok_or(());
-        }
-        for target in candidates {
-            let Party::Trunk(t) = target.party else {
-                return Ok(target.clone());
-            };
-            if !self.trunk_has_room(t, Direction::Outbound) {
-                self.metrics
-                    .reject(target.party.metric_index(), RejectReason::Sessions);
-                continue;
-            }
-            if !self.admission.try_call_rate(t) {
-                self.metrics
-                    .reject(target.party.metric_index(), RejectReason::Cps);
-                continue;
-            }
-            return Ok(target.clone());
-        }
-        Err(())
-    }
-
-    /// Is trunk `t` under `max_sessions` and its per-direction limit?
-    fn trunk_has_room(&self, t: u16, direction: Direction) -> bool {
-        let limits = self.admission.trunk_limits(t);
-        let counts = self.sessions_of(t);
-        let total = counts[0] + counts[1];
-        let directional = match direction {
-            Direction::Outbound => limits.max_outbound,
-            Direction::Inbound => limits.max_inbound,
-        };
-        limits.max_sessions.is_none_or(|max| total < max)
-            && directional.is_none_or(|max| counts[direction.index()] < max)
-    }
-
     /// Create the server transaction (and 100 Trying for INVITE), then the client
     /// transaction, and send the request downstream.
     fn forward_stateful(
@@ -724,77 +672,6 @@ impl Proxy {
             .arm(now + t.t1 * 64, Timer::ClientTimeout(id, sub));
     }
 
-    /// The forwarded request: our Via on top, our Record-Route(s), our Route(s) popped,
-    /// Max-Forwards decremented, Request-URI replaced if asked.
-    fn build_request(
-        &self,
-        msg: &SipMessage,
-        out_flow: &Flow,
-        branch: &str,
-        record_route: &[String],
-        request_uri: Option<&[u8]>,
-    ) -> Bytes {
-        let via = format!(
-            "Via: SIP/2.0/{} {};branch={branch}",
-            out_flow.transport.via_token(),
-            self.sent_by(out_flow)
-        );
-        let mut prepend: Vec<&[u8]> = Vec::with_capacity(1 + record_route.len());
-        prepend.push(via.as_bytes());
-        prepend.extend(record_route.iter().map(|l| l.as_bytes()));
-        let routes = self.our_leading_routes(msg);
-        let pops = [HeaderName::Route; 4];
-        let max_forwards = msg.max_forwards().map_or(70, |mf| mf.saturating_sub(1));
-        let edits = Edits {
-            request_uri,
-            prepend: &prepend,
-            pop_first_value: &pops[..routes.min(pops.len())],
-            max_forwards: Some(max_forwards),
-            body: None,
-        };
-        let mut out = BytesMut::with_capacity(msg.as_bytes().len() + 160);
-        rewrite::rewrite(msg, &edits, &mut out);
-        out.freeze()
-    }
-
-    fn record_route_line(&self, flow: &Flow) -> String {
-        let transport = match flow.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-        };
-        format!("Record-Route: <sip:{}{transport};lr>", self.sent_by(flow))
-    }
-
-    /// How many Route values at the top name us (loose routing, RFC 3261 §16.4).
-    fn our_leading_routes(&self, msg: &SipMessage) -> usize {
-        msg.values(HeaderName::Route)
-            .take_while(|value| {
-                NameAddr::parse(value)
-                    .ok()
-                    .and_then(|na| SipUri::parse(na.uri).ok())
-                    .is_some_and(|uri| self.is_us(uri.host, uri.port))
-            })
-            .count()
-    }
-
-    fn addressed_to_us(&self, msg: &SipMessage) -> bool {
-        msg.request_uri()
-            .and_then(|uri| SipUri::parse(uri).ok())
-            .is_some_and(|uri| uri.user.is_none() && self.is_us(uri.host, uri.port))
-    }
-
-    /// A Via of ours in the request: it has been here before (spirals are not used by
-    /// Trunkgate's routing, so this is a loop).
-    fn has_our_via(&self, msg: &SipMessage) -> bool {
-        msg.values(HeaderName::Via).any(|value| {
-            Via::parse(value).is_ok_and(|via| {
-                via.branch()
-                    .is_some_and(|b| b.starts_with(BRANCH_PREFIX.as_bytes()))
-                    && self.is_us(via.host, via.port)
-            })
-        })
-    }
-
     fn wait_j(&self, flow: Flow) -> std::time::Duration {
         match flow.transport {
             Transport::Udp => self.config.timers.t1 * 64,
@@ -818,56 +695,4 @@ fn method_class(method: Method, _msg: &SipMessage) -> u8 {
         Method::Cancel => b'C',
         _ => b'O',
     }
-}
-
-/// The user part without `;params` (`+15551234;npdi` → `+15551234`).
-fn user_part(user: &[u8]) -> &[u8] {
-    let end = user.iter().position(|&b| b == b';').unwrap_or(user.len());
-    &user[..end]
-}
-
-/// Request-URI with its host (and port) replaced by `uri_host`, keeping scheme, user,
-/// parameters and headers. A URI we cannot parse is sent to `sip:uri_host`.
-fn retarget_uri(uri: &[u8], uri_host: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(uri.len() + uri_host.len());
-    match SipUri::parse(uri) {
-        Ok(parsed) => {
-            let scheme: &[u8] = if parsed.scheme.eq_ignore_ascii_case(b"sips") {
-                b"sips"
-            } else {
-                b"sip"
-            };
-            out.extend_from_slice(scheme);
-            out.push(b':');
-            if let Some(user) = parsed.user {
-                out.extend_from_slice(user);
-                out.push(b'@');
-            }
-            out.extend_from_slice(uri_host.as_bytes());
-            out.extend_from_slice(parsed.params);
-            if !parsed.headers.is_empty() {
-                out.push(b'?');
-                out.extend_from_slice(parsed.headers);
-            }
-        }
-        Err(_) => {
-            out.extend_from_slice(b"sip:");
-            out.extend_from_slice(uri_host.as_bytes());
-        }
-    }
-    out
-}
-
-/// The first Contact's URI.
-pub(super) fn contact_uri(msg: &SipMessage) -> Option<Box<[u8]>> {
-    let value = msg.values(HeaderName::Contact).next()?;
-    let na = NameAddr::parse(value).ok()?;
-    Some(na.uri.into())
-}
-
-/// `IP:port` of a SIP URI whose host is an IP literal.
-pub(super) fn uri_socket_addr(uri: &[u8]) -> Option<SocketAddr> {
-    let uri = SipUri::parse(uri).ok()?;
-    let ip: IpAddr = std::str::from_utf8(uri.host).ok()?.parse().ok()?;
-    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
 }

@@ -3,7 +3,7 @@
 //! ACK generated for non-2xx finals, dialogs confirmed or ended; and what the timers do.
 
 use super::Proxy;
-use super::request::contact_uri;
+use super::addressing::contact_uri;
 use super::state::{ClientState, ServerState, Sub};
 use super::timer::Timer;
 use crate::message::rewrite::{self, Edits};

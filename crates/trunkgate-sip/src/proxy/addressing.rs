@@ -1,0 +1,134 @@
+//! What a forwarded request looks like (our Via, Record-Route, popped Routes, Max-Forwards,
+//! retargeted Request-URI) and how we recognise ourselves in URIs and Vias.
+
+use super::{BRANCH_PREFIX, Proxy};
+use crate::message::rewrite::{self, Edits};
+use crate::message::{HeaderName, NameAddr, SipMessage, SipUri, Via};
+use crate::transport::{Flow, Transport};
+use bytes::{Bytes, BytesMut};
+use std::net::{IpAddr, SocketAddr};
+
+impl Proxy {
+    /// The forwarded request: our Via on top, our Record-Route(s), our Route(s) popped,
+    /// Max-Forwards decremented, Request-URI replaced if asked.
+    pub(super) fn build_request(
+        &self,
+        msg: &SipMessage,
+        out_flow: &Flow,
+        branch: &str,
+        record_route: &[String],
+        request_uri: Option<&[u8]>,
+    ) -> Bytes {
+        let via = format!(
+            "Via: SIP/2.0/{} {};branch={branch}",
+            out_flow.transport.via_token(),
+            self.sent_by(out_flow)
+        );
+        let mut prepend: Vec<&[u8]> = Vec::with_capacity(1 + record_route.len());
+        prepend.push(via.as_bytes());
+        prepend.extend(record_route.iter().map(|l| l.as_bytes()));
+        let routes = self.our_leading_routes(msg);
+        let pops = [HeaderName::Route; 4];
+        let max_forwards = msg.max_forwards().map_or(70, |mf| mf.saturating_sub(1));
+        let edits = Edits {
+            request_uri,
+            prepend: &prepend,
+            pop_first_value: &pops[..routes.min(pops.len())],
+            max_forwards: Some(max_forwards),
+            body: None,
+        };
+        let mut out = BytesMut::with_capacity(msg.as_bytes().len() + 160);
+        rewrite::rewrite(msg, &edits, &mut out);
+        out.freeze()
+    }
+
+    pub(super) fn record_route_line(&self, flow: &Flow) -> String {
+        let transport = match flow.transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        format!("Record-Route: <sip:{}{transport};lr>", self.sent_by(flow))
+    }
+
+    /// How many Route values at the top name us (loose routing, RFC 3261 §16.4).
+    pub(super) fn our_leading_routes(&self, msg: &SipMessage) -> usize {
+        msg.values(HeaderName::Route)
+            .take_while(|value| {
+                NameAddr::parse(value)
+                    .ok()
+                    .and_then(|na| SipUri::parse(na.uri).ok())
+                    .is_some_and(|uri| self.is_us(uri.host, uri.port))
+            })
+            .count()
+    }
+
+    pub(super) fn addressed_to_us(&self, msg: &SipMessage) -> bool {
+        msg.request_uri()
+            .and_then(|uri| SipUri::parse(uri).ok())
+            .is_some_and(|uri| uri.user.is_none() && self.is_us(uri.host, uri.port))
+    }
+
+    /// A Via of ours in the request: it has been here before (spirals are not used by
+    /// Trunkgate's routing, so this is a loop).
+    pub(super) fn has_our_via(&self, msg: &SipMessage) -> bool {
+        msg.values(HeaderName::Via).any(|value| {
+            Via::parse(value).is_ok_and(|via| {
+                via.branch()
+                    .is_some_and(|b| b.starts_with(BRANCH_PREFIX.as_bytes()))
+                    && self.is_us(via.host, via.port)
+            })
+        })
+    }
+}
+
+/// The user part without `;params` (`+15551234;npdi` → `+15551234`).
+pub(super) fn user_part(user: &[u8]) -> &[u8] {
+    let end = user.iter().position(|&b| b == b';').unwrap_or(user.len());
+    &user[..end]
+}
+
+/// Request-URI with its host (and port) replaced by `uri_host`, keeping scheme, user,
+/// parameters and headers. A URI we cannot parse is sent to `sip:uri_host`.
+pub(super) fn retarget_uri(uri: &[u8], uri_host: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(uri.len() + uri_host.len());
+    match SipUri::parse(uri) {
+        Ok(parsed) => {
+            let scheme: &[u8] = if parsed.scheme.eq_ignore_ascii_case(b"sips") {
+                b"sips"
+            } else {
+                b"sip"
+            };
+            out.extend_from_slice(scheme);
+            out.push(b':');
+            if let Some(user) = parsed.user {
+                out.extend_from_slice(user);
+                out.push(b'@');
+            }
+            out.extend_from_slice(uri_host.as_bytes());
+            out.extend_from_slice(parsed.params);
+            if !parsed.headers.is_empty() {
+                out.push(b'?');
+                out.extend_from_slice(parsed.headers);
+            }
+        }
+        Err(_) => {
+            out.extend_from_slice(b"sip:");
+            out.extend_from_slice(uri_host.as_bytes());
+        }
+    }
+    out
+}
+
+/// The first Contact's URI.
+pub(super) fn contact_uri(msg: &SipMessage) -> Option<Box<[u8]>> {
+    let value = msg.values(HeaderName::Contact).next()?;
+    let na = NameAddr::parse(value).ok()?;
+    Some(na.uri.into())
+}
+
+/// `IP:port` of a SIP URI whose host is an IP literal.
+pub(super) fn uri_socket_addr(uri: &[u8]) -> Option<SocketAddr> {
+    let uri = SipUri::parse(uri).ok()?;
+    let ip: IpAddr = std::str::from_utf8(uri.host).ok()?.parse().ok()?;
+    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
+}
