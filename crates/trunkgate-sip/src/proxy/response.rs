@@ -65,7 +65,7 @@ impl Proxy {
         let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else {
             return;
         };
-        if matches!(client.state, ClientState::Completed | ClientState::Accepted) {
+        if client.state == ClientState::Completed {
             return;
         }
         client.state = ClientState::Proceeding;
@@ -95,22 +95,17 @@ impl Proxy {
     }
 
     fn invite_success(&mut self, now: Instant, id: u64, flow: Flow, msg: &SipMessage) {
-        let t1 = self.config.timers.t1;
-        let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else {
+        let Some(client) = self.clients.get(&(id, Sub::Main)) else {
             return;
         };
-        let first = client.state != ClientState::Accepted;
-        client.state = ClientState::Accepted;
-        // Nothing is retransmitted, ACKed or cancelled after a 2xx: free the request.
-        client.request = Bytes::new();
         let server = client.server;
-        if first {
-            // Timer M (RFC 6026): keep matching 2xx retransmissions for 64*T1.
-            self.timers
-                .arm(now + t1 * 64, Timer::ClientExpire(id, Sub::Main));
-        }
+        // Nothing is retransmitted, ACKed or cancelled after a 2xx, and retransmissions of
+        // this 2xx (or 2xx from other forks) are relayed along the dialog by
+        // `forward_stray_2xx`: the client transaction can go now instead of holding memory
+        // for Timer M's 32 s.
+        self.remove_client(id, Sub::Main);
         let Some(server_id) = server else { return };
-        // Every 2xx is relayed (RFC 3261 §16.7 step 10), retransmissions included.
+        // Every 2xx is relayed (RFC 3261 §16.7 step 10).
         let Some(data) = self.relay_upstream(server_id, msg) else {
             self.forward_stray_2xx(msg);
             return;
@@ -123,7 +118,7 @@ impl Proxy {
         if s.state == ServerState::Proceeding {
             self.finish_server(now, server_id, data, 200);
         }
-        if let (Some(dialog_id), true) = (dialog, first) {
+        if let Some(dialog_id) = dialog {
             if let Some(dialog) = self.dialogs.get_mut(&dialog_id) {
                 if initial && !dialog.confirmed {
                     dialog.confirmed = true;
@@ -152,7 +147,6 @@ impl Proxy {
                 self.send_ack(id, msg);
                 return;
             }
-            ClientState::Accepted => return,
             ClientState::Calling | ClientState::Proceeding => {}
         }
         client.state = ClientState::Completed;
@@ -247,13 +241,19 @@ impl Proxy {
     /// after our server transaction ended): relay it statelessly to the caller's leg of the
     /// dialog.
     fn forward_stray_2xx(&mut self, msg: &SipMessage) {
-        let Some((dialog_id, _)) = self.find_dialog(msg) else {
+        // The From tag names who sent the INVITE: the response goes back to that side.
+        let Some((dialog_id, from_caller)) = self.find_dialog(msg) else {
             return;
         };
         let Some(dialog) = self.dialogs.get(&dialog_id) else {
             return;
         };
-        let (flow, address) = (dialog.caller.flow, dialog.caller.address);
+        let leg = if from_caller {
+            &dialog.caller
+        } else {
+            &dialog.callee
+        };
+        let (flow, address) = (leg.flow, leg.address);
         self.send(flow, address, pop_via(msg));
     }
 
@@ -357,7 +357,7 @@ impl Proxy {
                 let active = match c.state {
                     ClientState::Calling => true,
                     ClientState::Proceeding => !invite,
-                    ClientState::Completed | ClientState::Accepted => false,
+                    ClientState::Completed => false,
                 };
                 if !active {
                     return;
@@ -383,7 +383,7 @@ impl Proxy {
                 let timed_out = match c.state {
                     ClientState::Calling => true,
                     ClientState::Proceeding => c.method != Method::Invite,
-                    ClientState::Completed | ClientState::Accepted => false,
+                    ClientState::Completed => false,
                 };
                 if !timed_out {
                     return;
@@ -403,9 +403,10 @@ impl Proxy {
                 }
             }
             Timer::ClientExpire(id, sub) => {
-                let done = self.clients.get(&(id, sub)).is_some_and(|c| {
-                    matches!(c.state, ClientState::Completed | ClientState::Accepted)
-                });
+                let done = self
+                    .clients
+                    .get(&(id, sub))
+                    .is_some_and(|c| c.state == ClientState::Completed);
                 if done {
                     self.remove_client(id, sub);
                 }

@@ -46,7 +46,8 @@ pub(crate) struct ServerTx {
     pub canceled: bool,
 }
 
-/// Client transaction states (§17.1.1, §17.1.2, RFC 6026 `Accepted`).
+/// Client transaction states (§17.1.1, §17.1.2). There is no `Accepted`: an INVITE client
+/// transaction ends at its first 2xx, later 2xx are relayed along the dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ClientState {
     /// INVITE `Calling` / non-INVITE `Trying`: retransmitting, no response yet.
@@ -55,8 +56,6 @@ pub(crate) enum ClientState {
     Proceeding,
     /// A final non-2xx arrived (INVITE: ACK sent, Timer D; non-INVITE: Timer K).
     Completed,
-    /// INVITE: a 2xx arrived; further 2xx are forwarded (Timer M).
-    Accepted,
 }
 
 /// Which client transaction of a branch: the forwarded request itself, or the CANCEL we

@@ -645,3 +645,26 @@ fn stale_timers_are_compacted_once_calls_are_over() {
         net.proxy.timers.len()
     );
 }
+
+#[test]
+fn a_retransmitted_2xx_to_the_callees_reinvite_goes_back_to_the_callee() {
+    let mut net = SimNet::new();
+    let mut call = Call::new("calleereinvite", PBX, TRUNK);
+    let at_trunk = establish(&mut net, &mut call);
+    let route =
+        String::from_utf8_lossy(at_trunk.first(HeaderName::RecordRoute).unwrap()).to_string();
+    net.send(TRUNK, &call.callee_request("INVITE", &route, 2));
+    net.settle();
+    let at_pbx = net.take_one(PBX);
+    assert_eq!(at_pbx.method(), Some(Method::Invite));
+    let ok = reply(&at_pbx, 200, "OK", "", PBX);
+    net.send(PBX, &ok);
+    net.settle();
+    assert_eq!(net.take_one(TRUNK).status(), Some(200));
+    // The PBX did not see an ACK yet and retransmits its 2xx: it must reach the callee
+    // again (the client transaction is gone; the dialog routes it by From tag).
+    net.send(PBX, &ok);
+    net.settle();
+    assert_eq!(net.take_one(TRUNK).status(), Some(200));
+    assert!(net.take(PBX).is_empty());
+}
