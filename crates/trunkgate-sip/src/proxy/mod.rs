@@ -93,6 +93,10 @@ pub struct Proxy {
     metrics: Arc<ProxyMetrics>,
     /// `config.limits` plus room for what we add to requests we forward.
     inbound_limits: Limits,
+    /// Hosts that are us: the advertised host and every specific listener IP (as text).
+    own_hosts: Vec<String>,
+    /// `Server: ...` line for responses we write.
+    server_header: String,
     out: VecDeque<Transmit>,
     timers: TimerHeap,
     next_id: u64,
@@ -135,8 +139,18 @@ impl Proxy {
             max_headers: config.limits.max_headers.saturating_add(4),
             max_via: config.limits.max_via.saturating_add(1),
         };
+        let mut own_hosts = vec![config.advertised.clone()];
+        for l in &config.listeners {
+            let ip = l.local.ip();
+            if !ip.is_unspecified() && !own_hosts.contains(&ip.to_string()) {
+                own_hosts.push(ip.to_string());
+            }
+        }
+        let server_header = format!("Server: {}", config.server_name);
         Proxy {
             inbound_limits,
+            own_hosts,
+            server_header,
             config,
             routing,
             admission: Arc::new(NoAdmission),
@@ -430,11 +444,10 @@ impl Proxy {
 
     /// Is `host[:port]` one of our own addresses?
     fn is_us(&self, host: &[u8], port: Option<u16>) -> bool {
-        let host_matches = host.eq_ignore_ascii_case(self.config.advertised.as_bytes())
-            || self.config.listeners.iter().any(|l| {
-                let ip = l.local.ip();
-                !ip.is_unspecified() && host.eq_ignore_ascii_case(ip.to_string().as_bytes())
-            });
+        let host_matches = self
+            .own_hosts
+            .iter()
+            .any(|own| host.eq_ignore_ascii_case(own.as_bytes()));
         if !host_matches {
             return false;
         }
@@ -480,10 +493,9 @@ impl Proxy {
         extra: &[&[u8]],
     ) -> Bytes {
         let tag = (code > 100).then(|| self.local_tag(req));
-        let server = format!("Server: {}", self.config.server_name);
-        let mut lines: Vec<&[u8]> = Vec::with_capacity(extra.len() + 1);
+        let mut lines: smallvec::SmallVec<[&[u8]; 4]> = smallvec::SmallVec::new();
         lines.extend_from_slice(extra);
-        lines.push(server.as_bytes());
+        lines.push(self.server_header.as_bytes());
         let mut out = BytesMut::with_capacity(512);
         crate::message::rewrite::response(
             req,
@@ -493,6 +505,7 @@ impl Proxy {
             &lines,
             &mut out,
         );
+        drop(lines);
         let data = out.freeze();
         self.count_response(0, code);
         self.send(flow, source, data.clone());

@@ -2,7 +2,9 @@
 //! policy for new requests, by the dialog table in dialog) and stateful forwarding.
 
 use super::addressing::{contact_uri, retarget_uri, uri_socket_addr, user_part};
-use super::state::{ClientState, ClientTx, Dialog, Leg, ServerState, ServerTx, Sub, dialog_key};
+use super::state::{
+    ClientState, ClientTx, Dialog, Key, Leg, ServerState, ServerTx, Sub, dialog_key,
+};
 use super::timer::Timer;
 use super::{BRANCH_PREFIX, Fnv, Proxy};
 use crate::admission::RejectReason;
@@ -103,9 +105,9 @@ impl Proxy {
     /// Server transaction key (RFC 3261 §17.2.3): top Via branch and sent-by, plus the
     /// method class (`I` for INVITE and its ACK, `C` for CANCEL, else the method token).
     /// Requests without the RFC 3261 magic cookie fall back to Call-ID, CSeq and From tag.
-    fn server_key(msg: &SipMessage, class: u8) -> Vec<u8> {
+    fn server_key(msg: &SipMessage, class: u8) -> Key {
         let via = msg.top_via();
-        let mut key = Vec::with_capacity(96);
+        let mut key = Key::new();
         match via.branch() {
             Some(branch) if branch.starts_with(b"z9hG4bK") => key.extend_from_slice(branch),
             _ => {
@@ -128,7 +130,7 @@ impl Proxy {
 
     fn match_server(&self, msg: &SipMessage, class: u8) -> Option<u64> {
         self.server_index
-            .get(&Self::server_key(msg, class))
+            .get(&Self::server_key(msg, class)[..])
             .copied()
     }
 
@@ -330,13 +332,13 @@ impl Proxy {
     pub(super) fn find_dialog(&self, msg: &SipMessage) -> Option<(u64, bool)> {
         let call_id = msg.call_id();
         if let Some(tag) = msg.from_tag() {
-            if let Some(&id) = self.dialog_index.get(&dialog_key(call_id, tag)) {
+            if let Some(&id) = self.dialog_index.get(&dialog_key(call_id, tag)[..]) {
                 return Some((id, true));
             }
         }
         let tag = msg.to_tag()?;
         self.dialog_index
-            .get(&dialog_key(call_id, tag))
+            .get(&dialog_key(call_id, tag)[..])
             .map(|&id| (id, false))
     }
 
@@ -483,7 +485,7 @@ impl Proxy {
                 _ => None,
             };
             let id = self.next_id();
-            let index_key = dialog_key(msg.call_id(), caller_tag);
+            let index_key = dialog_key(msg.call_id(), caller_tag).to_vec();
             if let Some(old) = self.dialog_index.get(&index_key).copied() {
                 // A new INVITE reusing a live dialog's Call-ID and tag: replace it.
                 self.remove_dialog(old, "replaced");
@@ -603,13 +605,14 @@ impl Proxy {
     fn insert_server(
         &mut self,
         id: u64,
-        key: Vec<u8>,
+        key: Key,
         msg: &SipMessage,
         flow: Flow,
         source: SocketAddr,
         state: ServerState,
     ) {
         let Some(method) = msg.method() else { return };
+        let key = key.to_vec();
         self.server_index.insert(key.clone(), id);
         self.servers.insert(
             id,

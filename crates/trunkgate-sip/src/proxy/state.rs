@@ -115,10 +115,14 @@ pub(crate) struct Dialog {
 }
 
 /// Build the dialog index key: Call-ID, NUL, caller's From tag.
-pub(crate) fn dialog_key(call_id: &[u8], caller_tag: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(call_id.len() + caller_tag.len() + 1);
+/// On the stack for lookups (no allocation per message); `.to_vec()` to store it.
+pub(crate) fn dialog_key(call_id: &[u8], caller_tag: &[u8]) -> Key {
+    let mut key = Key::new();
     key.extend_from_slice(call_id);
     key.push(0);
     key.extend_from_slice(caller_tag);
     key
 }
+
+/// A transaction or dialog key being built: inline up to 128 bytes.
+pub(crate) type Key = smallvec::SmallVec<[u8; 128]>;
