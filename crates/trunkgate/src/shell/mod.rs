@@ -47,6 +47,8 @@ pub struct SipShell {
     spawner: tokio::runtime::Handle,
     /// UDP transmits collected during one wakeup, sent together (`sendmmsg`).
     udp_batch: Vec<Transmit>,
+    /// Datagrams of one `recvmmsg` (reused).
+    received: Vec<(bytes::Bytes, std::net::SocketAddr)>,
 }
 
 /// How the core loop ended.
@@ -82,6 +84,7 @@ impl SipShell {
             shutdown_grace,
             spawner,
             udp_batch: Vec::with_capacity(UDP_BATCH * 2),
+            received: Vec::with_capacity(udp::RECV_BATCH),
         }
     }
 
@@ -170,13 +173,25 @@ impl SipShell {
             return;
         };
         let flow = listener.flow;
-        for _ in 0..UDP_BATCH {
+        let mut datagrams = std::mem::take(&mut self.received);
+        for _ in 0..UDP_BATCH / udp::RECV_BATCH {
             let Some(listener) = self.udp.get(index) else {
-                return;
+                break;
             };
-            match self.receiver.try_recv(&listener.socket) {
-                Ok((data, source)) => {
-                    self.proxy.handle_input(Instant::now(), flow, source, data);
+            datagrams.clear();
+            match self
+                .receiver
+                .try_recv_batch(&listener.socket, &mut datagrams)
+            {
+                Ok(()) => {
+                    let now = Instant::now();
+                    let full = datagrams.len() == udp::RECV_BATCH;
+                    for (data, source) in datagrams.drain(..) {
+                        self.proxy.handle_input(now, flow, source, data);
+                    }
+                    if !full {
+                        break;
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) => {
@@ -185,6 +200,7 @@ impl SipShell {
                 }
             }
         }
+        self.received = datagrams;
         // Everything this wakeup produced leaves together (one sendmmsg per socket). Order
         // is kept: the core queued it in the order the inputs arrived.
         self.flush();

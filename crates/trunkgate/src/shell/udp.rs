@@ -116,22 +116,99 @@ pub fn readable(
     })
 }
 
-/// The reused receive buffer.
-#[derive(Debug)]
+/// Datagrams taken per `recvmmsg` call.
+pub const RECV_BATCH: usize = 32;
+
+/// The reused receive buffers: `recvmmsg` fills fixed 64 KiB slots (so no datagram is ever
+/// truncated), then each datagram is copied into the shared chunk and handed out as its own
+/// `Bytes` (the slots are reused at once; a kept datagram pins only its chunk).
 pub struct Receiver {
     buf: BytesMut,
+    slots: Vec<u8>,
+    headers: nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver").finish_non_exhaustive()
+    }
 }
 
 impl Default for Receiver {
     fn default() -> Self {
         Receiver {
             buf: BytesMut::with_capacity(RECV_CHUNK),
+            slots: vec![0; RECV_BATCH * MAX_DATAGRAM],
+            headers: nix::sys::socket::MultiHeaders::preallocate(RECV_BATCH, None),
         }
     }
 }
 
+fn socket_addr(address: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    address
+        .as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6((*v6).into()))
+}
+
 impl Receiver {
+    /// Receive up to [`RECV_BATCH`] datagrams in one system call, without blocking
+    /// (`WouldBlock` when none is queued). Appends to `out`.
+    pub fn try_recv_batch(
+        &mut self,
+        socket: &UdpSocket,
+        out: &mut Vec<(Bytes, SocketAddr)>,
+    ) -> io::Result<()> {
+        use nix::sys::socket::{MsgFlags, recvmmsg};
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+        let mut meta: smallvec::SmallVec<[(usize, Option<SocketAddr>); RECV_BATCH]> =
+            smallvec::SmallVec::new();
+        {
+            let headers = &mut self.headers;
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> = self
+                .slots
+                .chunks_mut(MAX_DATAGRAM)
+                .map(|slot| [IoSliceMut::new(slot)])
+                .collect();
+            socket.try_io(tokio::io::Interest::READABLE, || {
+                let received = recvmmsg(
+                    socket.as_raw_fd(),
+                    headers,
+                    iovs.iter_mut(),
+                    MsgFlags::MSG_DONTWAIT,
+                    None,
+                )
+                .map_err(io::Error::from)?;
+                for message in received {
+                    meta.push((
+                        message.bytes,
+                        message.address.as_ref().and_then(socket_addr),
+                    ));
+                }
+                Ok(())
+            })?;
+        }
+        for (i, (len, source)) in meta.into_iter().enumerate() {
+            let (Some(source), Some(data)) = (
+                source,
+                self.slots.get(i * MAX_DATAGRAM..i * MAX_DATAGRAM + len),
+            ) else {
+                continue;
+            };
+            if self.buf.capacity() - self.buf.len() < len {
+                self.buf.reserve(RECV_CHUNK.max(len));
+            }
+            self.buf.extend_from_slice(data);
+            out.push((self.buf.split().freeze(), source));
+        }
+        Ok(())
+    }
+
     /// Receive one datagram without blocking (`WouldBlock` when none is queued).
+    #[cfg(test)]
     pub fn try_recv(&mut self, socket: &UdpSocket) -> io::Result<(Bytes, SocketAddr)> {
         if self.buf.capacity() - self.buf.len() < MAX_DATAGRAM {
             // Reclaims the old chunk in place when every datagram cut from it is gone.
@@ -308,5 +385,31 @@ mod tests {
             let (_, _) = peer.recv_from(&mut buf).unwrap();
             assert_eq!(buf[0], expected);
         }
+    }
+
+    #[tokio::test]
+    async fn receives_a_batch_in_one_call_without_truncation() {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let big = vec![b'x'; 65_000];
+        peer.send_to(b"first", listener.flow.local).unwrap();
+        peer.send_to(&big, listener.flow.local).unwrap();
+        peer.send_to(b"third", listener.flow.local).unwrap();
+        listener.socket.readable().await.unwrap();
+        let mut rx = Receiver::default();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match rx.try_recv_batch(&listener.socket, &mut got) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    listener.socket.readable().await.unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(&got[0].0[..], b"first");
+        assert_eq!(got[1].0.len(), 65_000);
+        assert_eq!(&got[2].0[..], b"third");
+        assert_eq!(got[0].1, peer.local_addr().unwrap());
     }
 }
