@@ -396,6 +396,22 @@ retry_after_max = "10s"
     }
 
     #[test]
+    fn dialog_timeout_defaults_to_12h_and_refuses_under_a_minute() {
+        let p = Policy::from_toml(BASE, "p.toml").unwrap();
+        assert_eq!(p.sip.dialog_timeout, Duration::from_secs(12 * 3600));
+        let src = format!("{BASE}[sip]\ndialog_timeout = \"4h\"\n");
+        let p = Policy::from_toml(&src, "p.toml").unwrap();
+        assert_eq!(p.sip.dialog_timeout, Duration::from_secs(4 * 3600));
+        let src = format!("{BASE}[sip]\ndialog_timeout = \"30s\"\n");
+        assert_refused(
+            &src,
+            12,
+            18,
+            "sip.dialog_timeout (30s) is shorter than a minute",
+        );
+    }
+
+    #[test]
     fn unknown_key_in_new_tables_lists_its_keys() {
         let src = format!("{BASE}[flood]\nrat = 10\n");
         let e = assert_refused(&src, 12, 1, "unknown key `rat` in [flood]");
