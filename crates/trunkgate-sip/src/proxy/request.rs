@@ -102,6 +102,12 @@ impl Proxy {
         }
     }
 
+    /// `481`: a CANCEL or in-dialog request that matches nothing we know.
+    fn no_such_call(&mut self, msg: &SipMessage, flow: Flow, source: SocketAddr) {
+        let reason = "Call/Transaction Does Not Exist";
+        self.respond_local(msg, flow, source, 481, reason, &[]);
+    }
+
     /// Server transaction key (RFC 3261 §17.2.3): top Via branch and sent-by, plus the
     /// method class (`I` for INVITE and its ACK, `C` for CANCEL, else the method token).
     /// Requests without the RFC 3261 magic cookie fall back to Call-ID, CSeq and From tag.
@@ -174,14 +180,7 @@ impl Proxy {
 
     fn cancel(&mut self, now: Instant, flow: Flow, source: SocketAddr, msg: SipMessage) {
         let Some(invite_id) = self.match_server(&msg, b'I') else {
-            self.respond_local(
-                &msg,
-                flow,
-                source,
-                481,
-                "Call/Transaction Does Not Exist",
-                &[],
-            );
+            self.no_such_call(&msg, flow, source);
             return;
         };
         // 200 for the CANCEL itself, remembered so a retransmitted CANCEL gets it again.
@@ -273,14 +272,7 @@ impl Proxy {
 
     fn in_dialog(&mut self, now: Instant, flow: Flow, source: SocketAddr, msg: SipMessage) {
         let Some((dialog_id, from_caller)) = self.find_dialog(&msg) else {
-            self.respond_local(
-                &msg,
-                flow,
-                source,
-                481,
-                "Call/Transaction Does Not Exist",
-                &[],
-            );
+            self.no_such_call(&msg, flow, source);
             return;
         };
         let method = msg.method();
