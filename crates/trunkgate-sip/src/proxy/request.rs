@@ -102,6 +102,13 @@ impl Proxy {
         }
     }
 
+    /// `503` with `Retry-After: retry` seconds (drain, limits, REGISTER storms).
+    fn unavailable(&mut self, msg: &SipMessage, flow: Flow, source: SocketAddr, retry: u32) {
+        let retry_after = format!("Retry-After: {retry}");
+        let reason = "Service Unavailable";
+        self.respond_local(msg, flow, source, 503, reason, &[retry_after.as_bytes()]);
+    }
+
     /// `481`: a CANCEL or in-dialog request that matches nothing we know.
     fn no_such_call(&mut self, msg: &SipMessage, flow: Flow, source: SocketAddr) {
         let reason = "Call/Transaction Does Not Exist";
@@ -370,14 +377,7 @@ impl Proxy {
         let method = msg.method();
         if method == Some(Method::Invite) && self.shutting_down {
             ProxyMetrics::inc(&self.metrics.shutdown_rejects);
-            self.respond_local(
-                &msg,
-                flow,
-                source,
-                503,
-                "Service Unavailable",
-                &[b"Retry-After: 30"],
-            );
+            self.unavailable(&msg, flow, source, 30);
             return;
         }
         let user = msg
@@ -388,15 +388,7 @@ impl Proxy {
         if method == Some(Method::Register) {
             if let Some(retry) = self.admission.try_register(party) {
                 self.metrics.reject(0, RejectReason::RegisterRate);
-                let retry_after = format!("Retry-After: {retry}");
-                self.respond_local(
-                    &msg,
-                    flow,
-                    source,
-                    503,
-                    "Service Unavailable",
-                    &[retry_after.as_bytes()],
-                );
+                self.unavailable(&msg, flow, source, retry);
                 return;
             }
         }
@@ -415,19 +407,12 @@ impl Proxy {
         let target = match admitted {
             Ok(target) => target,
             Err(()) => {
-                let retry_after = format!("Retry-After: {}", self.admission.overflow_retry_after());
                 tracing::debug!(
                     call_id = %String::from_utf8_lossy(msg.call_id()),
                     "no trunk under its limits: 503"
                 );
-                self.respond_local(
-                    &msg,
-                    flow,
-                    source,
-                    503,
-                    "Service Unavailable",
-                    &[retry_after.as_bytes()],
-                );
+                let retry = self.admission.overflow_retry_after();
+                self.unavailable(&msg, flow, source, retry);
                 return;
             }
         };
