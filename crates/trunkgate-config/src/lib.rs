@@ -41,6 +41,7 @@ pub struct Policy {
     pub security: Security,
     pub flood: Flood,
     pub register: Register,
+    pub media: Media,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +62,41 @@ pub struct Listen {
     pub sip: Vec<Listener>,
     /// `listen.advertised`: host for Via/Record-Route; default the first listener's IP.
     pub advertised: String,
+    /// `listen.dscp`: DSCP of SIP sockets (0–63; default CS3 = 24).
+    pub dscp: u8,
+}
+
+/// `[media]`: the RTP/RTCP relay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Media {
+    /// `media.address`: where media sockets are bound; default the first SIP listener's IP.
+    pub address: IpAddr,
+    /// `media.advertised`: the address written into SDP; default `address`, or
+    /// `listen.advertised` when `address` is unspecified.
+    pub advertised: IpAddr,
+    /// `media.ports`: `"20000-39999"`; RTP on even ports, RTCP on the odd one above.
+    pub port_min: u16,
+    pub port_max: u16,
+    /// `media.dscp`: DSCP of RTP/RTCP sockets (default EF = 46).
+    pub dscp: u8,
+    pub latch: MediaLatch,
+    /// `media.timeout`: no RTP from either side this long → BYE both ways (default 60 s).
+    pub timeout: Duration,
+    /// `media.hold_timeout`: the same while the call is on hold (default 1 h).
+    pub hold_timeout: Duration,
+    /// `media.threads`: relay threads (default 1).
+    pub threads: u32,
+}
+
+/// `media.latch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaLatch {
+    /// `sdp-ip` for public SDP addresses, `any` for private ones (default).
+    #[default]
+    Auto,
+    Any,
+    SdpIp,
+    Off,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +188,8 @@ pub struct Trunk {
     pub max_outbound: Option<u32>,
     /// Bucket size of `max_cps`: `Some(max_cps)` when not written, `None` without `max_cps`.
     pub cps_burst: Option<u32>,
+    /// `media = { anchor = BOOL }`: relay this trunk's calls' media (default true).
+    pub anchor_media: bool,
 }
 
 /// `security.unknown_source`: what a request from a source in no allow list gets.
@@ -285,7 +323,9 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::SECURITY_KEYS, "in [security]"),
             (raw::FLOOD_KEYS, "in [flood]"),
             (raw::REGISTER_KEYS, "in [register]"),
+            (raw::MEDIA_KEYS, "in [media]"),
             (raw::TRUNK_KEYS, "in [[trunk]]"),
+            (raw::TRUNK_MEDIA_KEYS, "in a trunk's media"),
             (&["name", "match", "trunks", "strategy"], "in [[route]]"),
             (&["to_prefix"], "in route match"),
         ]

@@ -122,6 +122,7 @@ pub(crate) struct RawPolicy {
     pub security: Table<RawSecurity>,
     pub flood: Table<RawFlood>,
     pub register: Table<RawRegister>,
+    pub media: Table<RawMedia>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
 }
@@ -131,6 +132,26 @@ pub(crate) struct RawPolicy {
 pub(crate) struct RawListen {
     pub sip: Option<Field>,
     pub advertised: Option<Field>,
+    pub dscp: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMedia {
+    pub address: Option<Field>,
+    pub advertised: Option<Field>,
+    pub ports: Option<Field>,
+    pub dscp: Option<Field>,
+    pub latch: Option<Field>,
+    pub timeout: Option<Field>,
+    pub hold_timeout: Option<Field>,
+    pub threads: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrunkMedia {
+    pub anchor: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +196,7 @@ pub(crate) struct RawTrunk {
     pub max_inbound: Option<Field>,
     pub max_outbound: Option<Field>,
     pub cps_burst: Option<Field>,
+    pub media: Option<Spanned<RawTrunkMedia>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,9 +245,19 @@ pub(crate) struct RawMatch {
 
 /// The keys of each table, for "unknown key" hints and environment overrides.
 pub(crate) const ROOT_KEYS: &[&str] = &[
-    "listen", "sip", "admin", "pbx", "security", "flood", "register", "trunk", "route",
+    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "trunk", "route",
 ];
-pub(crate) const LISTEN_KEYS: &[&str] = &["sip", "advertised"];
+pub(crate) const LISTEN_KEYS: &[&str] = &["sip", "advertised", "dscp"];
+pub(crate) const MEDIA_KEYS: &[&str] = &[
+    "address",
+    "advertised",
+    "ports",
+    "dscp",
+    "latch",
+    "timeout",
+    "hold_timeout",
+    "threads",
+];
 pub(crate) const SIP_KEYS: &[&str] = &[
     "t1",
     "t2",
@@ -263,7 +295,9 @@ pub(crate) const TRUNK_KEYS: &[&str] = &[
     "max_inbound",
     "max_outbound",
     "cps_burst",
+    "media",
 ];
+pub(crate) const TRUNK_MEDIA_KEYS: &[&str] = &["anchor"];
 
 impl RawPolicy {
     /// Set `section.key` from an environment override.
@@ -278,7 +312,22 @@ impl RawPolicy {
                 match key {
                     "sip" => &mut t.sip,
                     "advertised" => &mut t.advertised,
+                    "dscp" => &mut t.dscp,
                     _ => return Err(UnknownName::Key(LISTEN_KEYS)),
+                }
+            }
+            "media" => {
+                let t = table(&mut self.media);
+                match key {
+                    "address" => &mut t.address,
+                    "advertised" => &mut t.advertised,
+                    "ports" => &mut t.ports,
+                    "dscp" => &mut t.dscp,
+                    "latch" => &mut t.latch,
+                    "timeout" => &mut t.timeout,
+                    "hold_timeout" => &mut t.hold_timeout,
+                    "threads" => &mut t.threads,
+                    _ => return Err(UnknownName::Key(MEDIA_KEYS)),
                 }
             }
             "sip" => {
@@ -363,7 +412,7 @@ pub(crate) enum UnknownName {
 
 /// The sections that environment overrides reach.
 pub(crate) const ENV_SECTIONS: &[&str] = &[
-    "listen", "sip", "admin", "pbx", "security", "flood", "register",
+    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media",
 ];
 
 /// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).

@@ -12,6 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod admission;
+mod media;
 mod peers;
 mod routes;
 
@@ -58,7 +59,9 @@ pub(crate) mod defaults {
 /// Validate `raw`. The returned policy is meaningful only if `report` gained no errors.
 pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let mut c = Check { report };
-    let listen = c.listen(&raw);
+    let mut listen = c.listen(&raw);
+    listen.dscp = c.listen_dscp(&raw);
+    let media = c.media(&raw, &listen);
     let sip = c.sip(&raw);
     let admin = c.admin(&raw);
     let pbx = c.pbx(raw.pbx.as_ref());
@@ -77,6 +80,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         security,
         flood,
         register,
+        media,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy
@@ -304,7 +308,11 @@ impl Check<'_, '_> {
                 None => String::new(),
             },
         };
-        Listen { sip, advertised }
+        Listen {
+            sip,
+            advertised,
+            dscp: media::defaults::LISTEN_DSCP,
+        }
     }
 
     fn sip(&mut self, raw: &RawPolicy) -> SipSettings {

@@ -231,7 +231,9 @@ impl Check<'_, '_> {
                 (Some(_), Some(cps)) => burst.or(Some(cps)),
                 (None, cps) => cps,
             };
+            let anchor_media = self.trunk_anchor(t.media.as_ref(), &name);
             let trunk = Trunk {
+                anchor_media,
                 name,
                 address,
                 transport,

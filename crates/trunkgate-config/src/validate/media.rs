@@ -1,0 +1,252 @@
+//! `[media]`, `listen.dscp` and a trunk's `media = { anchor = … }`.
+
+use super::{Check, span_of};
+use crate::raw::{Field, RawPolicy, RawTrunkMedia, Value};
+use crate::values::Problem;
+use crate::{Listen, Media, MediaLatch};
+use std::net::IpAddr;
+use std::time::Duration;
+use toml::Spanned;
+
+pub(crate) mod defaults {
+    pub const LISTEN_DSCP: u8 = 24;
+    pub const MEDIA_DSCP: u8 = 46;
+    pub const PORTS: (u16, u16) = (20000, 39999);
+    pub const TIMEOUT: &str = "60s";
+    pub const HOLD_TIMEOUT: &str = "1h";
+    pub const THREADS: u32 = 1;
+}
+
+impl Check<'_, '_> {
+    /// `listen.dscp` (CS3 unless written).
+    pub(super) fn listen_dscp(&mut self, raw: &RawPolicy) -> u8 {
+        raw.listen
+            .as_ref()
+            .and_then(|t| t.get_ref().dscp.as_ref())
+            .and_then(|f| self.dscp(f, "listen.dscp"))
+            .unwrap_or(defaults::LISTEN_DSCP)
+    }
+
+    pub(super) fn media(&mut self, raw: &RawPolicy, listen: &Listen) -> Media {
+        let table = raw.media.as_ref().map(|t| (t.get_ref(), span_of(t)));
+        let t = table.as_ref().map(|(t, _)| *t);
+        let field =
+            |pick: fn(&crate::raw::RawMedia) -> &Option<Field>| t.and_then(|t| pick(t).as_ref());
+        let first_listener = listen.sip.first().map(|l| l.address.ip());
+        let address = match field(|t| &t.address) {
+            Some(f) => self.parsed(f, "media.address", ip),
+            None => first_listener,
+        }
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let advertised = match field(|t| &t.advertised) {
+            Some(f) => self.parsed(f, "media.advertised", ip),
+            None if !address.is_unspecified() => Some(address),
+            None => match listen.advertised.parse::<IpAddr>() {
+                Ok(ip) if !ip.is_unspecified() => Some(ip),
+                // listen.advertised itself was refused (already reported).
+                _ if listen.advertised.is_empty() => None,
+                _ => {
+                    let at = field(|t| &t.address).map(|f| f.at.clone()).or_else(|| table.as_ref().map(|(_, at)| at.clone())).unwrap_or(crate::error::At::Nowhere);
+                    self.report.error(
+                        &at,
+                        format!("media.advertised is not set, media.address {address} is unspecified and listen.advertised `{}` is no IP address", listen.advertised),
+                        Some("set media.advertised to the IP address peers send RTP to, e.g. \"203.0.113.10\"".into()),
+                    );
+                    None
+                }
+            },
+        }
+        .unwrap_or(address);
+        if let (Some(f), true) = (field(|t| &t.advertised), advertised.is_unspecified()) {
+            self.report.error(
+                &f.at,
+                format!("media.advertised {advertised} is unspecified"),
+                Some("peers send RTP to this address: write the relay's reachable IP".into()),
+            );
+        }
+        let (port_min, port_max) = field(|t| &t.ports)
+            .and_then(|f| self.parsed(f, "media.ports", port_range))
+            .unwrap_or(defaults::PORTS);
+        let dscp = field(|t| &t.dscp)
+            .and_then(|f| self.dscp(f, "media.dscp"))
+            .unwrap_or(defaults::MEDIA_DSCP);
+        let latch = field(|t| &t.latch)
+            .and_then(|f| {
+                self.parsed(f, "media.latch", |s| match s {
+                    "auto" => Ok(MediaLatch::Auto),
+                    "any" => Ok(MediaLatch::Any),
+                    "sdp-ip" => Ok(MediaLatch::SdpIp),
+                    "off" => Ok(MediaLatch::Off),
+                    _ => Err(Problem::new(format!("`{s}` is not a latching mode"))
+                        .hint("write \"auto\" (default), \"any\", \"sdp-ip\" or \"off\"")),
+                })
+            })
+            .unwrap_or_default();
+        let (timeout, timeout_at) =
+            self.duration(field(|t| &t.timeout), "media.timeout", defaults::TIMEOUT);
+        if let (true, Some(at)) = (timeout < Duration::from_secs(1), &timeout_at) {
+            self.report.error(
+                at,
+                format!("media.timeout ({timeout:?}) is shorter than a second"),
+                Some("a call is torn down after this much silence in both directions: write e.g. \"60s\"".into()),
+            );
+        }
+        let (hold_timeout, hold_at) = self.duration(
+            field(|t| &t.hold_timeout),
+            "media.hold_timeout",
+            defaults::HOLD_TIMEOUT,
+        );
+        if let (true, Some(at)) = (
+            hold_timeout < timeout,
+            hold_at.as_ref().or(timeout_at.as_ref()),
+        ) {
+            self.report.error(
+                at,
+                format!("media.hold_timeout ({hold_timeout:?}) is shorter than media.timeout ({timeout:?})"),
+                Some("a held call sends less media than an active one: make hold_timeout at least timeout (default 1h)".into()),
+            );
+        }
+        let threads = self.count(
+            field(|t| &t.threads),
+            "media.threads",
+            1..=64,
+            defaults::THREADS,
+        );
+        Media {
+            address,
+            advertised,
+            port_min,
+            port_max,
+            dscp,
+            latch,
+            timeout,
+            hold_timeout,
+            threads,
+        }
+    }
+
+    /// A trunk's `media = { anchor = BOOL }` (true unless written).
+    pub(super) fn trunk_anchor(
+        &mut self,
+        raw: Option<&Spanned<RawTrunkMedia>>,
+        name: &str,
+    ) -> bool {
+        raw.and_then(|m| m.get_ref().anchor.as_ref())
+            .and_then(|f| self.boolean(f, &format!("trunk \"{name}\" media.anchor")))
+            .unwrap_or(true)
+    }
+
+    /// A DSCP: an integer 0–63 or a name (`EF`, `CS0`–`CS7`, `AF11`–`AF43`, `BE`).
+    fn dscp(&mut self, f: &Field, what: &str) -> Option<u8> {
+        match &f.value {
+            Value::Int(_) => self
+                .integer(f, what, 0..=63)
+                .and_then(|n| u8::try_from(n).ok()),
+            Value::Str(_) => self.parsed(f, what, dscp_name),
+            _ => {
+                self.wrong_type(
+                    f,
+                    what,
+                    "a DSCP name or number",
+                    Some("write e.g. \"EF\", \"CS3\" or 46"),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn ip(s: &str) -> Result<IpAddr, Problem> {
+    s.parse::<IpAddr>().map_err(|_| {
+        Problem::new(format!("`{s}` is not an IP address"))
+            .hint("write e.g. \"203.0.113.10\" or \"0.0.0.0\"")
+    })
+}
+
+/// `"20000-39999"`: at least one even/odd pair, no privileged ports.
+fn port_range(s: &str) -> Result<(u16, u16), Problem> {
+    let hint =
+        "write \"FIRST-LAST\", e.g. \"20000-39999\" (RTP on even ports, RTCP on the odd one above)";
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| Problem::new(format!("`{s}` is not a port range")).hint(hint))?;
+    let parse = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| Problem::new(format!("`{p}` in `{s}` is not a port number")).hint(hint))
+    };
+    let (first, last) = (parse(a)?, parse(b)?);
+    if first < 1024 {
+        return Err(
+            Problem::new(format!("{first} is a privileged port"))
+                .hint("start at 1024 or above, e.g. \"20000-39999\""),
+        );
+    }
+    if last < first {
+        return Err(
+            Problem::new(format!("{first}-{last} ends before it starts")).hint(hint),
+        );
+    }
+    let first_even = first + (first % 2);
+    if first_even >= last {
+        return Err(Problem::new(format!(
+            "{first}-{last} holds no even/odd port pair"
+        ))
+        .hint(hint));
+    }
+    Ok((first, last))
+}
+
+fn dscp_name(s: &str) -> Result<u8, Problem> {
+    let upper = s.to_ascii_uppercase();
+    let value = match upper.as_str() {
+        "EF" => Some(46),
+        "BE" | "DEFAULT" => Some(0),
+        "VOICE-ADMIT" => Some(44),
+        _ => {
+            if let Some(n) = upper.strip_prefix("CS") {
+                n.parse::<u8>().ok().filter(|n| *n <= 7).map(|n| n << 3)
+            } else if let Some(n) = upper.strip_prefix("AF") {
+                let d = n.as_bytes();
+                match d {
+                    [c @ b'1'..=b'4', p @ b'1'..=b'3'] => {
+                        Some(((c - b'0') << 3) | ((p - b'0') << 1))
+                    }
+                    _ => None,
+                }
+            } else {
+                upper.parse::<u8>().ok().filter(|n| *n <= 63)
+            }
+        }
+    };
+    value.ok_or_else(|| {
+        Problem::new(format!("`{s}` is not a DSCP name")).hint(
+            "write EF (46, voice), CS3 (24, signaling), CS0–CS7, AF11–AF43, BE, or a number 0–63",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dscp_names() {
+        assert_eq!(dscp_name("EF").ok(), Some(46));
+        assert_eq!(dscp_name("cs3").ok(), Some(24));
+        assert_eq!(dscp_name("AF41").ok(), Some(34));
+        assert_eq!(dscp_name("BE").ok(), Some(0));
+        assert!(dscp_name("AF51").is_err());
+        assert!(dscp_name("CS8").is_err());
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(port_range("20000-39999").ok(), Some((20000, 39999)));
+        assert_eq!(port_range("20001-20003").ok(), Some((20001, 20003)));
+        assert!(port_range("20001-20002").is_err());
+        assert!(port_range("80-100").is_err());
+        assert!(port_range("30000-20000").is_err());
+        assert!(port_range("x").is_err());
+    }
+}

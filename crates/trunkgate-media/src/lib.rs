@@ -1,0 +1,119 @@
+//! `trunkgate-media`: the RTP/RTCP relay that anchors calls' media.
+//!
+//! - [`sdp`]: parse an SDP body and rewrite its addresses and ports (everything else kept).
+//! - [`ports`]: the even/odd port-pair pool with quarantine on release.
+//! - [`stats`]: RTP header reading, loss and RFC 3550 jitter, RTCP report blocks.
+//! - [`Relay`]: relay threads, sockets, latching, DSCP, dead-call detection.
+//!
+//! The SIP proxy does not depend on this crate: it talks to the relay through the
+//! `MediaRelay` trait of `trunkgate-sip`, implemented by an adapter in the binary.
+
+pub mod ports;
+pub mod sdp;
+pub mod stats;
+
+mod relay;
+
+pub use relay::*;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Static relay configuration (`[media]`).
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// `media.address`: where media sockets are bound (may be unspecified).
+    pub bind: IpAddr,
+    /// `media.advertised`: the address written into rewritten SDP.
+    pub advertised: IpAddr,
+    /// `media.ports`: inclusive range; RTP on even ports, RTCP on the next odd one.
+    pub port_min: u16,
+    pub port_max: u16,
+    /// `media.dscp`: DSCP value (0–63) for every media socket (TOS byte = dscp << 2).
+    pub dscp: u8,
+    pub latch: Latch,
+    /// `media.timeout`: no RTP from either side for this long → [`Event::Timeout`].
+    pub timeout: Duration,
+    /// `media.hold_timeout`: the same while every stream is on hold.
+    pub hold_timeout: Duration,
+    /// `media.threads`: relay threads.
+    pub threads: usize,
+    /// A released port pair is not reused for this long (late packets of the old call).
+    pub quarantine: Duration,
+}
+
+/// `media.latch`: how the relay learns where a peer really sends from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latch {
+    /// `sdp-ip` when the SDP address is public, `any` when it is private/loopback/CGNAT.
+    Auto,
+    /// The first packet from any source teaches the peer's address.
+    Any,
+    /// Only packets from the SDP's IP are accepted; the first one teaches the port.
+    SdpIp,
+    /// No latching: send to the SDP address; packets from any source are relayed.
+    Off,
+}
+
+/// The two sides of an anchored call. A = the PBX side, B = the trunk side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+    pub fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+}
+
+/// What an SDP body is in the offer/answer exchange (RFC 3264).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdpKind {
+    Offer,
+    Answer,
+}
+
+/// Who a media session belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct CallInfo<'a> {
+    /// The proxy's dialog id: the key of every later call.
+    pub id: u64,
+    /// SIP Call-ID (for `/calls` and logs).
+    pub call_id: &'a [u8],
+    /// Metrics slot of the trunk (index into the `trunk_names` given to [`Relay::start`]),
+    /// `None` for calls that touch no trunk.
+    pub trunk: Option<u16>,
+    /// The call came from a trunk (inbound) rather than from the PBX.
+    pub inbound: bool,
+}
+
+/// Something the relay tells its owner (the SIP side) about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// No RTP/RTCP from either side for `idle` (the call is dead): the owner sends BYE
+    /// both ways and calls [`Relay::delete`]. Re-sent after another idle period if the
+    /// session is still there.
+    Timeout { call: u64, idle: Duration, on_hold: bool },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("no free media port pair in the configured range")]
+    PortsExhausted,
+    #[error("SDP not understood: {0}")]
+    BadSdp(&'static str),
+    #[error("media socket: {0}")]
+    Io(#[from] std::io::Error),
+}
