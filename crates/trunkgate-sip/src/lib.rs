@@ -6,10 +6,12 @@
 //! - [`routing`]: the trait through which the core asks policy where a request goes.
 //! - [`admission`]: the trait through which it asks whether a datagram, call or REGISTER
 //!   may pass (limits, floods, allow lists).
+//! - [`media`]: the trait through which it anchors SDP offers/answers at the media relay.
 //!
 //! The async shell that owns sockets lives in the `trunkgate` binary crate.
 
 pub mod admission;
+pub mod media;
 pub mod message;
 pub mod metrics;
 pub mod proxy;
@@ -17,6 +19,7 @@ pub mod routing;
 pub mod transport;
 
 pub use admission::{Admission, NoAdmission, RejectReason, TrunkLimits, UnknownSource, Verdict};
+pub use media::{MediaCall, MediaFailure, MediaRelay, MediaSide};
 pub use metrics::{Direction, ProxyMetrics};
 pub use proxy::{Proxy, ProxyConfig, Timers};
 pub use routing::{Party, Routing, Target};

@@ -61,6 +61,10 @@ pub struct ProxyMetrics {
     pub shutdown_rejects: AtomicU64,
     /// Confirmed dialogs forgotten after `sip.dialog_timeout` without an in-dialog request.
     pub dialogs_expired: AtomicU64,
+    /// SDP bodies the media relay could not anchor (bad SDP, no ports).
+    pub media_failures: AtomicU64,
+    /// Established calls ended with BYE both ways because their media stopped.
+    pub media_timeouts: AtomicU64,
 }
 
 impl ProxyMetrics {
@@ -87,6 +91,8 @@ impl ProxyMetrics {
             no_route: AtomicU64::new(0),
             shutdown_rejects: AtomicU64::new(0),
             dialogs_expired: AtomicU64::new(0),
+            media_failures: AtomicU64::new(0),
+            media_timeouts: AtomicU64::new(0),
         }
     }
 

@@ -46,4 +46,9 @@ pub trait Routing: Send + Sync {
     /// best first, written into `out` (cleared by the caller). `request_user` is the
     /// Request-URI user part (digits for a phone number), if any. Empty: no route.
     fn candidates(&self, from: Party, request_user: Option<&[u8]>, out: &mut Vec<Target>);
+    /// Does trunk `trunk` have its calls' media anchored (`media.anchor`, default true)?
+    fn anchor_media(&self, trunk: u16) -> bool {
+        let _ = trunk;
+        true
+    }
 }

@@ -18,6 +18,7 @@ impl Proxy {
         branch: &str,
         record_route: &[String],
         request_uri: Option<&[u8]>,
+        body: Option<&[u8]>,
     ) -> Bytes {
         let via = format!(
             "Via: SIP/2.0/{} {};branch={branch}",
@@ -35,7 +36,7 @@ impl Proxy {
             prepend: &prepend,
             pop_first_value: &pops[..routes.min(pops.len())],
             max_forwards: Some(max_forwards),
-            body: None,
+            body,
         };
         let mut out = BytesMut::with_capacity(msg.as_bytes().len() + 160);
         rewrite::rewrite(msg, &edits, &mut out);

@@ -12,6 +12,7 @@
 
 mod addressing;
 mod admit;
+mod media;
 mod request;
 mod response;
 mod state;
@@ -23,8 +24,11 @@ mod simnet;
 mod tests;
 #[cfg(test)]
 mod tests_admission;
+#[cfg(test)]
+mod tests_media;
 
 use crate::admission::{Admission, NoAdmission, RejectReason, Verdict};
+use crate::media::MediaRelay;
 use crate::message::{Limits, ParseError, SipMessage};
 use crate::metrics::ProxyMetrics;
 use crate::routing::{Party, Routing};
@@ -90,6 +94,8 @@ pub struct Proxy {
     config: ProxyConfig,
     routing: Arc<dyn Routing>,
     admission: Arc<dyn Admission>,
+    /// The media relay; `None`: no call is anchored.
+    media: Option<Arc<dyn MediaRelay>>,
     metrics: Arc<ProxyMetrics>,
     /// `config.limits` plus room for what we add to requests we forward.
     inbound_limits: Limits,
@@ -97,6 +103,8 @@ pub struct Proxy {
     own_hosts: Vec<String>,
     /// `Server: ...` line for responses we write.
     server_header: String,
+    /// `User-Agent: ...` line for requests we write (BYE on media timeout).
+    user_agent_header: String,
     out: VecDeque<Transmit>,
     timers: TimerHeap,
     next_id: u64,
@@ -147,13 +155,16 @@ impl Proxy {
             }
         }
         let server_header = format!("Server: {}", config.server_name);
+        let user_agent_header = format!("User-Agent: {}", config.server_name);
         Proxy {
             inbound_limits,
             own_hosts,
             server_header,
+            user_agent_header,
             config,
             routing,
             admission: Arc::new(NoAdmission),
+            media: None,
             metrics,
             out: VecDeque::new(),
             timers: TimerHeap::default(),
@@ -177,6 +188,17 @@ impl Proxy {
     pub fn with_admission(mut self, admission: Arc<dyn Admission>) -> Proxy {
         self.admission = admission;
         self
+    }
+
+    /// Anchor the media of calls (on trunks whose `media.anchor` is on) at `media`.
+    pub fn with_media(mut self, media: Arc<dyn MediaRelay>) -> Proxy {
+        self.media = Some(media);
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_media(&mut self, media: Arc<dyn MediaRelay>) {
+        self.media = Some(media);
     }
 
     /// Swap the admission policy (session counts are kept: they are facts, not policy).
@@ -545,6 +567,9 @@ impl Proxy {
             self.dialog_index.remove(&dialog.index_key);
             if let Some(trunk) = dialog.trunk {
                 self.session_ended(trunk, dialog.direction);
+            }
+            if let (Some(media), Some(_)) = (&self.media, &dialog.media) {
+                media.delete(id);
             }
             self.metrics.dialogs_total.fetch_sub(1, Ordering::Relaxed);
             if let Some(p) = self.metrics.peer(dialog.metric_peer) {

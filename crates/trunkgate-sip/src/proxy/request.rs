@@ -2,12 +2,14 @@
 //! policy for new requests, by the dialog table in dialog) and stateful forwarding.
 
 use super::addressing::{contact_uri, retarget_uri, uri_socket_addr, user_part};
+use super::media::Role;
 use super::state::{
     ClientState, ClientTx, Dialog, Key, Leg, ServerState, ServerTx, Sub, dialog_key,
 };
 use super::timer::Timer;
 use super::{BRANCH_PREFIX, Fnv, Proxy};
 use crate::admission::RejectReason;
+use crate::media::MediaFailure;
 use crate::message::rewrite;
 use crate::message::{HeaderName, Method, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
@@ -27,6 +29,10 @@ pub(super) struct Forward {
     pub record_route: bool,
     pub dialog: Option<u64>,
     pub initial: bool,
+    /// Sent by the caller's side of `dialog` (initial requests always are).
+    pub from_caller: bool,
+    /// A replacement body (anchored SDP).
+    pub body: Option<Vec<u8>>,
 }
 
 impl Proxy {
@@ -107,6 +113,23 @@ impl Proxy {
         let retry_after = format!("Retry-After: {retry}");
         let reason = "Service Unavailable";
         self.respond_local(msg, flow, source, 503, reason, &[retry_after.as_bytes()]);
+    }
+
+    /// An SDP offer the relay could not anchor: `488` (bad SDP) or `503` (no ports).
+    fn refuse_offer(
+        &mut self,
+        msg: &SipMessage,
+        flow: Flow,
+        source: SocketAddr,
+        failure: MediaFailure,
+    ) {
+        match failure {
+            MediaFailure::BadSdp(_) => {
+                let warning: &[u8] = b"Warning: 305 trunkgate \"Incompatible media format\"";
+                self.respond_local(msg, flow, source, 488, "Not Acceptable Here", &[warning]);
+            }
+            MediaFailure::Unavailable => self.unavailable(msg, flow, source, 5),
+        }
     }
 
     /// `481`: a CANCEL or in-dialog request that matches nothing we know.
@@ -287,6 +310,7 @@ impl Proxy {
             return;
         };
         dialog.last_activity = now;
+        Self::note_cseq(dialog, from_caller, msg.cseq().0);
         // Target refresh (RFC 3261 §12.2.2): the sender's new Contact.
         if matches!(method, Some(Method::Invite | Method::Update)) {
             if let Some(contact) = contact_uri(&msg) {
@@ -304,6 +328,21 @@ impl Proxy {
             dialog.caller.clone()
         };
         let request_uri = self.in_dialog_request_uri(&msg, &leg);
+        let role = match method {
+            Some(Method::Invite | Method::Update) => Some(Role::Offer),
+            Some(Method::Prack) => Some(Role::Answer),
+            _ => None,
+        };
+        let body = match role.map(|role| self.anchor_body(dialog_id, from_caller, &msg, role)) {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(body))) => Some(body),
+            Some(Err(failure)) if role == Some(Role::Offer) => {
+                // The offer cannot be anchored: refuse it; the call stays as it was.
+                self.refuse_offer(&msg, flow, source, failure);
+                return;
+            }
+            Some(Err(_)) => None,
+        };
         let forward = Forward {
             party: leg.party,
             address: leg.address,
@@ -312,6 +351,8 @@ impl Proxy {
             record_route: false,
             dialog: Some(dialog_id),
             initial: false,
+            from_caller,
+            body,
         };
         self.forward_stateful(now, flow, source, &msg, forward);
     }
@@ -362,7 +403,19 @@ impl Proxy {
         h.write(msg.call_id());
         let branch = format!("{BRANCH_PREFIX}a{:x}", h.finish());
         let request_uri = self.in_dialog_request_uri(&msg, &leg);
-        let data = self.build_request(&msg, &leg.flow, &branch, &[], request_uri.as_deref());
+        // An answer to a late offer (offer in the 2xx) rides in the ACK.
+        let body = self
+            .anchor_body(dialog_id, from_caller, &msg, Role::Answer)
+            .ok()
+            .flatten();
+        let data = self.build_request(
+            &msg,
+            &leg.flow,
+            &branch,
+            &[],
+            request_uri.as_deref(),
+            body.as_deref(),
+        );
         self.send(leg.flow, leg.address, data);
     }
 
@@ -487,6 +540,7 @@ impl Proxy {
                     flow: out_flow,
                     contact: None,
                 },
+                media: self.anchors(trunk_index).then(|| Self::media_dialog(&msg)),
             };
             self.dialog_index.insert(index_key, id);
             self.dialogs.insert(id, dialog);
@@ -501,6 +555,15 @@ impl Proxy {
         } else {
             None
         };
+        let body = match dialog.map(|id| (id, self.anchor_body(id, true, &msg, Role::Offer))) {
+            None | Some((_, Ok(None))) => None,
+            Some((_, Ok(Some(body)))) => Some(body),
+            Some((id, Err(failure))) => {
+                self.remove_dialog(id, "offer not anchored");
+                self.refuse_offer(&msg, flow, source, failure);
+                return;
+            }
+        };
         let forward = Forward {
             party: target.party,
             address: target.address,
@@ -509,6 +572,8 @@ impl Proxy {
             record_route: invite,
             dialog,
             initial: invite,
+            from_caller: true,
+            body,
         };
         self.forward_stateful(now, flow, source, &msg, forward);
     }
@@ -551,11 +616,13 @@ impl Proxy {
             &branch,
             &record_route,
             fwd.request_uri.as_deref(),
+            fwd.body.as_deref(),
         );
         if let Some(server) = self.servers.get_mut(&server_id) {
             server.client = Some(client_id);
             server.dialog = fwd.dialog;
             server.initial = fwd.initial;
+            server.from_caller = fwd.from_caller;
         }
         self.send(fwd.flow, fwd.address, data.clone());
         let timer_c = invite.then(|| now + self.config.timers.timer_c);
@@ -606,6 +673,7 @@ impl Proxy {
                 dialog: None,
                 initial: false,
                 canceled: false,
+                from_caller: true,
             },
         );
         self.tx_created();

@@ -126,6 +126,9 @@ impl Proxy {
                     let expire = now + self.config.dialog_timeout;
                     self.timers.arm(expire, Timer::DialogExpire(dialog_id));
                     dialog.callee_tag = msg.to_tag().map(Into::into);
+                    if let Some(md) = dialog.media.as_deref_mut() {
+                        md.to = Some(msg.to_value().into());
+                    }
                     if let Some(contact) = contact_uri(msg) {
                         dialog.callee.contact = Some(contact);
                     }
@@ -230,9 +233,12 @@ impl Proxy {
     /// Relay a response upstream through server transaction `server_id`: pop our Via and
     /// send it where the request came from. Returns the bytes sent.
     fn relay_upstream(&mut self, server_id: u64, msg: &SipMessage) -> Option<Bytes> {
-        let server = self.servers.get(&server_id)?;
-        let (flow, source) = (server.flow, server.source);
-        let data = pop_via(msg);
+        let (flow, source) = {
+            let server = self.servers.get(&server_id)?;
+            (server.flow, server.source)
+        };
+        let body = self.anchor_response(server_id, msg);
+        let data = pop_via(msg, body.as_deref());
         self.send(flow, source, data.clone());
         Some(data)
     }
@@ -254,7 +260,12 @@ impl Proxy {
             &dialog.callee
         };
         let (flow, address) = (leg.flow, leg.address);
-        self.send(flow, address, pop_via(msg));
+        // Anchored again (same streams, same ports): the retransmission carries our SDP too.
+        let body = self
+            .anchor_body(dialog_id, !from_caller, msg, super::media::Role::Answer)
+            .ok()
+            .flatten();
+        self.send(flow, address, pop_via(msg, body.as_deref()));
     }
 
     /// The server transaction sent its final response `data` (`code`): move to
@@ -482,11 +493,12 @@ impl Proxy {
     }
 }
 
-/// The response with our (top) Via removed.
-fn pop_via(msg: &SipMessage) -> Bytes {
+/// The response with our (top) Via removed (and its body replaced, if given).
+fn pop_via(msg: &SipMessage, body: Option<&[u8]>) -> Bytes {
     let pops = [HeaderName::Via];
     let edits = Edits {
         pop_first_value: &pops,
+        body,
         ..Edits::default()
     };
     let mut out = BytesMut::with_capacity(msg.as_bytes().len());

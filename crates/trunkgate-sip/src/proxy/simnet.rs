@@ -242,6 +242,13 @@ impl SimNet {
         }
     }
 
+    /// The relay reports dead media on `dialog` now.
+    pub fn media_timeout(&mut self, dialog: u64) -> bool {
+        let ended = self.proxy.media_timeout(self.now, dialog);
+        self.drain_proxy();
+        ended
+    }
+
     fn drain_proxy(&mut self) {
         while let Some(t) = self.proxy.poll_transmit() {
             self.put(t.flow.local, t.destination, t.data);

@@ -44,6 +44,9 @@ pub(crate) struct ServerTx {
     pub initial: bool,
     /// CANCEL received from upstream.
     pub canceled: bool,
+    /// In a dialog: the request came from the caller's side (its responses from the
+    /// callee's), for media anchoring of SDP in responses.
+    pub from_caller: bool,
 }
 
 /// Client transaction states (§17.1.1, §17.1.2). There is no `Accepted`: an INVITE client
@@ -112,6 +115,21 @@ pub(crate) struct Dialog {
     pub trunk: Option<u16>,
     pub caller: Leg,
     pub callee: Leg,
+    /// Set when the call's media is anchored: what a BYE of our own needs.
+    pub media: Option<Box<MediaDialog>>,
+}
+
+/// An anchored call's identity, for the BYEs Trunkgate sends itself when its media dies.
+#[derive(Debug)]
+pub(crate) struct MediaDialog {
+    pub call_id: Box<[u8]>,
+    /// The caller's From value (with its tag), as in the INVITE.
+    pub from: Box<[u8]>,
+    /// The callee's To value (with its tag), from the 2xx.
+    pub to: Option<Box<[u8]>>,
+    /// Highest CSeq seen in requests from each side.
+    pub caller_cseq: u32,
+    pub callee_cseq: u32,
 }
 
 /// Build the dialog index key: Call-ID, NUL, caller's From tag.

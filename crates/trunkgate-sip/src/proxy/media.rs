@@ -1,0 +1,228 @@
+//! Media anchoring in the proxy: which SDP bodies go to the relay and which side they came
+//! from, and the BYEs Trunkgate sends itself when an anchored call's media dies.
+//!
+//! Requests that may carry an offer (INVITE, UPDATE) ask the relay's `offer`; bodies in
+//! responses, ACK and PRACK ask `answer`. The relay treats both alike (each side's SDP names
+//! where that side receives; the rewritten body names the relay's port for it), so a late
+//! offer in a 2xx and its answer in the ACK work the same way.
+
+use super::Proxy;
+use super::state::{Dialog, MediaDialog, Sub};
+use crate::media::{MediaCall, MediaFailure, MediaSide};
+use crate::message::{HeaderName, Method, SipMessage};
+use crate::metrics::{Direction, ProxyMetrics};
+use crate::routing::Party;
+use bytes::Bytes;
+use std::time::Instant;
+
+/// The body of `msg` if it is a session description (`Content-Type: application/sdp`).
+pub(super) fn sdp_body(msg: &SipMessage) -> Option<&[u8]> {
+    let body = msg.body();
+    if body.is_empty() {
+        return None;
+    }
+    let content_type = msg.first(HeaderName::ContentType)?;
+    let mime = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    mime.eq_ignore_ascii_case(b"application/sdp")
+        .then_some(body)
+}
+
+fn side(party: Party) -> MediaSide {
+    match party {
+        Party::Pbx => MediaSide::Pbx,
+        _ => MediaSide::Trunk,
+    }
+}
+
+/// Offer or answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Offer,
+    Answer,
+}
+
+impl Proxy {
+    /// Should a new dialog toward/from `trunk` have its media anchored?
+    pub(super) fn anchors(&self, trunk: Option<u16>) -> bool {
+        self.media.is_some() && trunk.is_none_or(|t| self.routing.anchor_media(t))
+    }
+
+    /// What a new anchored dialog remembers for BYEs of our own.
+    pub(super) fn media_dialog(msg: &SipMessage) -> Box<MediaDialog> {
+        Box::new(MediaDialog {
+            call_id: msg.call_id().into(),
+            from: msg.from_value().into(),
+            to: None,
+            caller_cseq: msg.cseq().0,
+            callee_cseq: 0,
+        })
+    }
+
+    /// Anchor the SDP body of `msg` (if any) sent by the caller's side (`from_caller`) or
+    /// the callee's side of dialog `dialog_id`. `Ok(None)`: nothing to rewrite (no SDP, or
+    /// the dialog is not anchored). The rewritten body is in `self.sdp_out`.
+    pub(super) fn anchor_body(
+        &mut self,
+        dialog_id: u64,
+        from_caller: bool,
+        msg: &SipMessage,
+        role: Role,
+    ) -> Result<Option<Vec<u8>>, MediaFailure> {
+        let Some(sdp) = sdp_body(msg) else {
+            return Ok(None);
+        };
+        let (Some(media), Some(dialog)) = (self.media.as_ref(), self.dialogs.get(&dialog_id))
+        else {
+            return Ok(None);
+        };
+        let Some(md) = dialog.media.as_deref() else {
+            return Ok(None);
+        };
+        let from = if from_caller {
+            side(dialog.caller.party)
+        } else {
+            side(dialog.callee.party)
+        };
+        let call = MediaCall {
+            dialog: dialog_id,
+            call_id: &md.call_id,
+            trunk: dialog.trunk,
+            inbound: dialog.direction == Direction::Inbound,
+        };
+        let mut out = Vec::with_capacity(sdp.len() + 64);
+        let result = match role {
+            Role::Offer => media.offer(&call, from, sdp, &mut out),
+            Role::Answer => media.answer(&call, from, sdp, &mut out),
+        };
+        match result {
+            Ok(()) => Ok(Some(out)),
+            Err(failure) => {
+                ProxyMetrics::inc(&self.metrics.media_failures);
+                tracing::warn!(
+                    call_id = %String::from_utf8_lossy(msg.call_id()),
+                    ?failure,
+                    "SDP not anchored"
+                );
+                Err(failure)
+            }
+        }
+    }
+
+    /// A response relayed upstream through a dialog's server transaction: its SDP (18x/2xx
+    /// to INVITE, UPDATE, PRACK) comes from the side opposite to the request's sender.
+    /// A body the relay refuses is passed on unchanged (a response cannot be refused).
+    pub(super) fn anchor_response(&mut self, server_id: u64, msg: &SipMessage) -> Option<Vec<u8>> {
+        let code = msg.status()?;
+        if !(180..300).contains(&code) {
+            return None;
+        }
+        if !matches!(
+            msg.cseq().1,
+            Method::Invite | Method::Update | Method::Prack
+        ) {
+            return None;
+        }
+        let server = self.servers.get(&server_id)?;
+        let (dialog, from_caller) = (server.dialog?, !server.from_caller);
+        self.anchor_body(dialog, from_caller, msg, Role::Answer)
+            .ok()
+            .flatten()
+    }
+
+    /// Remember the highest CSeq each side used (our own BYE must be above it).
+    pub(super) fn note_cseq(dialog: &mut Dialog, from_caller: bool, cseq: u32) {
+        if let Some(md) = dialog.media.as_deref_mut() {
+            let seen = if from_caller {
+                &mut md.caller_cseq
+            } else {
+                &mut md.callee_cseq
+            };
+            *seen = (*seen).max(cseq);
+        }
+    }
+
+    /// The relay saw no media on dialog `dialog_id` for its timeout: if the call is
+    /// established, send BYE to both sides and end the dialog (sessions, media, counters).
+    /// An early dialog is left to Timer C. Returns whether the call was torn down.
+    pub fn media_timeout(&mut self, now: Instant, dialog_id: u64) -> bool {
+        let Some(dialog) = self.dialogs.get(&dialog_id) else {
+            // Already gone here: make sure the relay forgets it too.
+            if let Some(media) = &self.media {
+                media.delete(dialog_id);
+            }
+            return false;
+        };
+        if !dialog.confirmed {
+            return false;
+        }
+        let Some(md) = dialog.media.as_deref() else {
+            return false;
+        };
+        let Some(to) = md.to.clone() else {
+            return false;
+        };
+        let (from, call_id) = (md.from.clone(), md.call_id.clone());
+        let byes = [
+            (
+                dialog.callee.clone(),
+                from.clone(),
+                to.clone(),
+                md.caller_cseq,
+            ),
+            (dialog.caller.clone(), to, from, md.callee_cseq),
+        ];
+        let trunk = dialog.trunk;
+        for (leg, from, to, cseq) in byes {
+            let id = self.next_id();
+            let branch = self.branch_for(id);
+            let request_uri = match &leg.contact {
+                Some(contact) => String::from_utf8_lossy(contact).into_owned(),
+                None => format!("sip:{}", leg.address),
+            };
+            let text = format!(
+                "BYE {request_uri} SIP/2.0\r\n\
+                 Via: SIP/2.0/{} {};branch={branch}\r\n\
+                 Max-Forwards: 70\r\n\
+                 From: {}\r\n\
+                 To: {}\r\n\
+                 Call-ID: {}\r\n\
+                 CSeq: {} BYE\r\n\
+                 Reason: Q.850;cause=102;text=\"media timeout\"\r\n\
+                 {}\r\n\
+                 Content-Length: 0\r\n\r\n",
+                leg.flow.transport.via_token(),
+                self.sent_by(&leg.flow),
+                String::from_utf8_lossy(&from),
+                String::from_utf8_lossy(&to),
+                String::from_utf8_lossy(&call_id),
+                cseq.saturating_add(1),
+                self.user_agent_header,
+            );
+            let data = Bytes::from(text);
+            self.send(leg.flow, leg.address, data.clone());
+            self.insert_client(
+                now,
+                id,
+                Sub::Main,
+                Method::Bye,
+                data,
+                leg.flow,
+                leg.address,
+                leg.party,
+                None,
+            );
+        }
+        ProxyMetrics::inc(&self.metrics.media_timeouts);
+        tracing::warn!(
+            call_id = %String::from_utf8_lossy(&call_id),
+            trunk = ?trunk,
+            "no media in either direction for media.timeout: call ended with BYE to both sides"
+        );
+        self.remove_dialog(dialog_id, "media timeout");
+        true
+    }
+}

@@ -1,0 +1,399 @@
+//! Media anchoring in the core, over SimNet with a fake relay: which bodies are offered and
+//! answered from which side, what is forwarded, refusals, and BYE on media timeout.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::simnet::*;
+use crate::media::{MediaCall, MediaFailure, MediaRelay, MediaSide};
+use crate::message::{Method, SipMessage};
+use crate::routing::{Party, Routing, Target};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Records every call; rewrites a body to name the relay and the side it came from.
+#[derive(Default)]
+struct FakeMedia {
+    log: Mutex<Vec<String>>,
+    fail: Mutex<Option<MediaFailure>>,
+}
+
+impl FakeMedia {
+    fn log(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+    fn handle(
+        &self,
+        what: &str,
+        call: &MediaCall<'_>,
+        from: MediaSide,
+        sdp: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), MediaFailure> {
+        if let Some(failure) = *self.fail.lock().unwrap() {
+            return Err(failure);
+        }
+        let from = match from {
+            MediaSide::Pbx => "pbx",
+            MediaSide::Trunk => "trunk",
+        };
+        let first = String::from_utf8_lossy(sdp)
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{what} {} {from} {first}", call.dialog));
+        out.extend_from_slice(
+            format!("v=0\r\nc=IN IP4 192.0.2.99\r\nm=audio 4000 RTP/AVP 8 ; for {from}\r\n")
+                .as_bytes(),
+        );
+        Ok(())
+    }
+}
+
+impl MediaRelay for FakeMedia {
+    fn offer(
+        &self,
+        call: &MediaCall<'_>,
+        from: MediaSide,
+        sdp: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), MediaFailure> {
+        self.handle("offer", call, from, sdp, out)
+    }
+    fn answer(
+        &self,
+        call: &MediaCall<'_>,
+        from: MediaSide,
+        sdp: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), MediaFailure> {
+        self.handle("answer", call, from, sdp, out)
+    }
+    fn delete(&self, dialog: u64) {
+        self.log.lock().unwrap().push(format!("delete {dialog}"));
+    }
+}
+
+fn anchored_net() -> (SimNet, Arc<FakeMedia>) {
+    let mut net = SimNet::new();
+    let media = Arc::new(FakeMedia::default());
+    net.proxy.set_media(media.clone());
+    (net, media)
+}
+
+/// `text` with its (LF) body replaced by an SDP naming `who`.
+fn with_sdp(text: &str, who: &str) -> String {
+    let sdp =
+        format!("v=0\r\no=- 1 1 IN IP4 {who}\r\nc=IN IP4 {who}\r\nm=audio 6000 RTP/AVP 8\r\n");
+    let head = text.split("\r\n\r\n").next().unwrap_or(text);
+    let mut out = String::new();
+    for line in head.split("\r\n") {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("content-length") || lower.starts_with("content-type") {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!(
+        "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    ));
+    out
+}
+
+fn body(msg: &SipMessage) -> String {
+    String::from_utf8_lossy(msg.body()).into_owned()
+}
+
+/// INVITE with SDP from the PBX, 200 with SDP from the trunk, ACK: returns the dialog's
+/// INVITE as the trunk saw it.
+fn establish_anchored(net: &mut SimNet, call: &mut Call) -> SipMessage {
+    let (invite, _) = call.invite();
+    net.send(PBX, &with_sdp(&crlf(&invite), "10.0.0.5"));
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    let ok = with_sdp(
+        &reply(&at_trunk, 200, "OK", "callee1", TRUNK),
+        "198.51.100.7",
+    );
+    net.send(TRUNK, &ok);
+    net.settle();
+    let ok = net.take_one(PBX);
+    assert_eq!(ok.status(), Some(200));
+    assert!(
+        body(&ok).contains("for trunk"),
+        "answer not anchored: {}",
+        body(&ok)
+    );
+    call.to_tag = Some("callee1".into());
+    net.send(PBX, &call.caller_request("ACK"));
+    net.settle();
+    assert_eq!(net.take_one(TRUNK).method(), Some(Method::Ack));
+    at_trunk
+}
+
+#[test]
+fn offer_and_answer_are_anchored_from_their_sides() {
+    let (mut net, media) = anchored_net();
+    let mut call = Call::new("anchor", PBX, TRUNK);
+    let at_trunk = establish_anchored(&mut net, &mut call);
+    assert!(body(&at_trunk).contains("192.0.2.99"));
+    assert!(body(&at_trunk).contains("for pbx"));
+    assert_eq!(
+        at_trunk.content_length(),
+        Some(at_trunk.body().len()),
+        "Content-Length follows the new body"
+    );
+    let log = media.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[0].starts_with("offer ") && log[0].contains(" pbx o=- 1 1 IN IP4 10.0.0.5"));
+    assert!(log[1].starts_with("answer ") && log[1].contains(" trunk o=- 1 1 IN IP4 198.51.100.7"));
+
+    // Hang up: the media session goes with the dialog.
+    net.send(PBX, &call.caller_request("BYE"));
+    net.settle();
+    let bye = net.take_one(TRUNK);
+    net.send(TRUNK, &reply(&bye, 200, "OK", "", ""));
+    net.settle();
+    assert_eq!(net.take_one(PBX).status(), Some(200));
+    let log = media.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].starts_with("delete "));
+    assert_eq!(net.proxy.active_dialogs(), 0);
+}
+
+#[test]
+fn early_media_183_and_reinvite_from_the_callee() {
+    let (mut net, media) = anchored_net();
+    let mut call = Call::new("early", PBX, TRUNK);
+    let (invite, _) = call.invite();
+    net.send(PBX, &with_sdp(&crlf(&invite), "10.0.0.5"));
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    net.send(
+        TRUNK,
+        &with_sdp(
+            &reply(&at_trunk, 183, "Session Progress", "callee1", TRUNK),
+            "198.51.100.7",
+        ),
+    );
+    net.settle();
+    let progress = net.take_one(PBX);
+    assert_eq!(progress.status(), Some(183));
+    assert!(body(&progress).contains("for trunk"));
+    net.send(
+        TRUNK,
+        &with_sdp(
+            &reply(&at_trunk, 200, "OK", "callee1", TRUNK),
+            "198.51.100.7",
+        ),
+    );
+    net.settle();
+    assert!(body(&net.take_one(PBX)).contains("for trunk"));
+    call.to_tag = Some("callee1".into());
+    net.send(PBX, &call.caller_request("ACK"));
+    net.settle();
+    net.take_one(TRUNK);
+    let log = media.log();
+    assert_eq!(log.len(), 3, "{log:?}");
+
+    // The callee puts the call on hold with a re-INVITE: an offer from the trunk's side.
+    let route = "<sip:127.0.0.1:5060;lr>";
+    let reinvite = with_sdp(
+        &crlf(&call.callee_request("INVITE", route, 7)),
+        "198.51.100.8",
+    );
+    net.send(TRUNK, &reinvite);
+    net.settle();
+    let at_pbx = net.take_one(PBX);
+    assert_eq!(at_pbx.method(), Some(Method::Invite));
+    assert!(body(&at_pbx).contains("for trunk"));
+    net.send(
+        PBX,
+        &with_sdp(&reply(&at_pbx, 200, "OK", "", ""), "10.0.0.6"),
+    );
+    net.settle();
+    let ok = net.take_one(TRUNK);
+    assert!(body(&ok).contains("for pbx"), "{}", body(&ok));
+    let log = media.log();
+    assert!(
+        log[0].starts_with("offer ") && log[0].contains(" trunk "),
+        "{log:?}"
+    );
+    assert!(
+        log[1].starts_with("answer ") && log[1].contains(" pbx "),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn late_offer_in_200_and_answer_in_ack() {
+    let (mut net, media) = anchored_net();
+    let mut call = Call::new("late", PBX, TRUNK);
+    let (invite, _) = call.invite();
+    // No body at all: the offer comes in the 200.
+    let invite = crlf(&invite)
+        .replace("Content-Type: application/sdp\r\n", "")
+        .replace(
+            "Content-Length: 5\r\n\r\nv=0\r\n",
+            "Content-Length: 0\r\n\r\n",
+        );
+    net.send(PBX, &invite);
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    assert!(at_trunk.body().is_empty());
+    net.send(
+        TRUNK,
+        &with_sdp(
+            &reply(&at_trunk, 200, "OK", "callee1", TRUNK),
+            "198.51.100.7",
+        ),
+    );
+    net.settle();
+    assert!(body(&net.take_one(PBX)).contains("for trunk"));
+    call.to_tag = Some("callee1".into());
+    net.send(
+        PBX,
+        &with_sdp(&crlf(&call.caller_request("ACK")), "10.0.0.5"),
+    );
+    net.settle();
+    let ack = net.take_one(TRUNK);
+    assert!(
+        body(&ack).contains("for pbx"),
+        "ACK's answer anchored: {}",
+        body(&ack)
+    );
+    let log = media.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[0].contains(" trunk ") && log[1].contains(" pbx "));
+}
+
+#[test]
+fn offers_the_relay_refuses_are_answered_488_or_503() {
+    for (failure, code) in [
+        (MediaFailure::BadSdp("no m= line"), 488),
+        (MediaFailure::Unavailable, 503),
+    ] {
+        let (mut net, media) = anchored_net();
+        *media.fail.lock().unwrap() = Some(failure);
+        let mut call = Call::new("refused", PBX, TRUNK);
+        let (invite, _) = call.invite();
+        net.send(PBX, &with_sdp(&crlf(&invite), "10.0.0.5"));
+        net.settle();
+        assert!(net.take(TRUNK).is_empty(), "nothing forwarded");
+        let answer = net.take_one(PBX);
+        assert_eq!(answer.status(), Some(code));
+        assert_eq!(net.proxy.active_dialogs(), 0);
+        assert_eq!(net.metrics.dialogs_total.load(Ordering::Relaxed), 0);
+        assert_eq!(net.metrics.media_failures.load(Ordering::Relaxed), 1);
+        net.send(PBX, &call.caller_request("ACK"));
+        net.run_for(Duration::from_secs(40));
+        assert_eq!(net.proxy.active_transactions(), 0);
+    }
+}
+
+#[test]
+fn media_timeout_sends_bye_to_both_sides_and_frees_everything() {
+    let (mut net, media) = anchored_net();
+    let mut call = Call::new("dead", PBX, TRUNK);
+    establish_anchored(&mut net, &mut call);
+    media.log();
+    let dialog = net.proxy.dialogs.keys().copied().next().unwrap();
+    assert!(net.media_timeout(dialog));
+    net.settle();
+    let to_trunk = net.take_one(TRUNK);
+    let to_pbx = net.take_one(PBX);
+    for bye in [&to_trunk, &to_pbx] {
+        assert_eq!(bye.method(), Some(Method::Bye));
+        assert_eq!(bye.call_id(), call.call_id.as_bytes());
+    }
+    // Toward the callee: the caller's From and the callee's To; CSeq above the caller's.
+    assert_eq!(to_trunk.from_tag(), Some(&b"ft-dead"[..]));
+    assert_eq!(to_trunk.to_tag(), Some(&b"callee1"[..]));
+    assert_eq!(to_trunk.cseq().0, call.cseq + 1);
+    assert_eq!(
+        to_trunk.request_uri(),
+        Some(format!("sip:{TRUNK}").as_bytes())
+    );
+    // Toward the caller: the other way round, to its Contact.
+    assert_eq!(to_pbx.from_tag(), Some(&b"callee1"[..]));
+    assert_eq!(to_pbx.to_tag(), Some(&b"ft-dead"[..]));
+    assert_eq!(
+        to_pbx.request_uri(),
+        Some(format!("sip:alice@{PBX}").as_bytes())
+    );
+    assert!(String::from_utf8_lossy(to_pbx.as_bytes()).contains("Reason: Q.850;cause=102"));
+    assert_eq!(net.proxy.active_dialogs(), 0);
+    assert_eq!(net.metrics.media_timeouts.load(Ordering::Relaxed), 1);
+    assert_eq!(media.log(), vec![format!("delete {dialog}")]);
+    // Both sides answer; nothing is forwarded anywhere, everything drains.
+    net.send(TRUNK, &reply(&to_trunk, 200, "OK", "", ""));
+    net.send(PBX, &reply(&to_pbx, 200, "OK", "", ""));
+    net.settle();
+    assert!(net.take(PBX).is_empty() && net.take(TRUNK).is_empty());
+    net.run_for(Duration::from_secs(40));
+    assert_eq!(net.proxy.active_transactions(), 0);
+    assert_eq!(net.metrics.dialogs_total.load(Ordering::Relaxed), 0);
+    // A second report for the same dialog changes nothing.
+    assert!(!net.media_timeout(dialog));
+}
+
+#[test]
+fn media_timeout_of_an_early_dialog_is_left_to_timer_c() {
+    let (mut net, _media) = anchored_net();
+    let mut call = Call::new("ringing", PBX, TRUNK);
+    let (invite, _) = call.invite();
+    net.send(PBX, &with_sdp(&crlf(&invite), "10.0.0.5"));
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    net.send(TRUNK, &reply(&at_trunk, 180, "Ringing", "callee1", TRUNK));
+    net.settle();
+    net.take(PBX);
+    let dialog = net.proxy.dialogs.keys().copied().next().unwrap();
+    assert!(!net.media_timeout(dialog));
+    net.settle();
+    assert!(net.take(PBX).is_empty() && net.take(TRUNK).is_empty());
+    assert_eq!(net.proxy.active_dialogs(), 1);
+}
+
+/// Routing whose trunks all have `media.anchor = false`.
+struct NoAnchor;
+
+impl Routing for NoAnchor {
+    fn classify(&self, source: std::net::IpAddr) -> Party {
+        TestRouting.classify(source)
+    }
+    fn candidates(&self, from: Party, user: Option<&[u8]>, out: &mut Vec<Target>) {
+        TestRouting.candidates(from, user, out);
+    }
+    fn anchor_media(&self, _trunk: u16) -> bool {
+        false
+    }
+}
+
+#[test]
+fn trunks_without_anchoring_pass_sdp_untouched() {
+    let (mut net, media) = anchored_net();
+    net.proxy.set_routing(Arc::new(NoAnchor));
+    let mut call = Call::new("direct", PBX, TRUNK);
+    let (invite, _) = call.invite();
+    net.send(PBX, &with_sdp(&crlf(&invite), "10.0.0.5"));
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    assert!(body(&at_trunk).contains("c=IN IP4 10.0.0.5"));
+    net.send(
+        TRUNK,
+        &with_sdp(
+            &reply(&at_trunk, 200, "OK", "callee1", TRUNK),
+            "198.51.100.7",
+        ),
+    );
+    net.settle();
+    assert!(body(&net.take_one(PBX)).contains("c=IN IP4 198.51.100.7"));
+    assert!(media.log().is_empty());
+}
