@@ -58,6 +58,8 @@ pub struct TrunkEntry {
     pub max_outbound: Option<u32>,
     /// Bucket size of `max_cps` (`Some` exactly when `max_cps` is).
     pub cps_burst: Option<u32>,
+    /// `media.anchor`: this trunk's calls have their media relayed.
+    pub anchor_media: bool,
 }
 
 /// An outbound route: its trunks in configured order and how to order them per call.
@@ -142,6 +144,7 @@ impl RoutingTable {
                 max_inbound: t.max_inbound,
                 max_outbound: t.max_outbound,
                 cps_burst: t.cps_burst,
+                anchor_media: t.anchor_media,
             });
         }
 

@@ -1,5 +1,7 @@
-//! The admin HTTP API (axum): `GET /health` and `GET /metrics`. Every handler reads atomics
-//! published by the core task; nothing here locks or waits on the core.
+//! The admin HTTP API (axum): `GET /health`, `GET /metrics` and `GET /calls` (anchored calls
+//! with per-stream media figures). `/health` and `/metrics` read atomics published by the
+//! core task; `/calls` and the media part of `/metrics` take the relay's control lock
+//! briefly (never held on the packet path). Nothing here waits on the SIP core.
 
 use crate::metrics::{self, CoreStatus};
 use axum::Router;
@@ -15,12 +17,14 @@ use std::sync::atomic::Ordering;
 pub struct AdminState {
     pub status: Arc<CoreStatus>,
     pub registry: Arc<Registry>,
+    pub relay: Option<Arc<trunkgate_media::Relay>>,
 }
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/calls", get(calls))
         .with_state(state)
 }
 
@@ -51,4 +55,11 @@ async fn metrics_text(State(state): State<AdminState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Anchored calls: per stream and leg, addresses (local, SDP, latched) and packet, loss and
+/// jitter figures (see docs/operations.md).
+async fn calls(State(state): State<AdminState>) -> Response {
+    let calls = state.relay.as_ref().map(|r| r.calls()).unwrap_or_default();
+    axum::Json(serde_json::json!({ "calls": calls })).into_response()
 }

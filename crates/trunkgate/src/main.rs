@@ -12,6 +12,8 @@
 
 mod admin;
 mod admission_adapter;
+mod media_adapter;
+mod media_metrics;
 mod metrics;
 mod routing_adapter;
 mod shell;

@@ -66,6 +66,13 @@ impl Routing for PolicyRouting {
             Party::Unknown => {}
         }
     }
+
+    fn anchor_media(&self, trunk: u16) -> bool {
+        self.table
+            .trunks()
+            .get(usize::from(trunk))
+            .is_none_or(|t| t.anchor_media)
+    }
 }
 
 #[cfg(test)]

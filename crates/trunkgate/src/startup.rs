@@ -4,6 +4,8 @@
 
 use crate::admin::{self, AdminState};
 use crate::admission_adapter::PolicyAdmission;
+use crate::media_adapter::RelayAdapter;
+use crate::media_metrics::MediaCollector;
 use crate::metrics::{CoreStatus, ShellMetrics, SipCollector};
 use crate::routing_adapter::PolicyRouting;
 use crate::shell::{self, Ended, SipShell, tcp, udp};
@@ -13,14 +15,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use trunkgate_config::{HostPort, ListenTransport, Policy, PolicyErrors};
+use trunkgate_config::{HostPort, ListenTransport, MediaLatch, Policy, PolicyErrors};
 use trunkgate_control::RoutingTable;
 use trunkgate_control::admission::AdmissionControl;
+use trunkgate_media::{Event, Latch, MediaConfig, Relay};
 use trunkgate_sip::message::Limits;
 use trunkgate_sip::{Flow, Proxy, ProxyConfig, ProxyMetrics, Routing, Timers};
 
-/// IP TOS byte on SIP sockets: DSCP CS3 (24 << 2), the usual class for call signaling.
-const SIP_TOS: u8 = 0x60;
 /// Concurrent TCP connection cap.
 const MAX_TCP_CONNECTIONS: usize = 4096;
 
@@ -134,6 +135,32 @@ fn proxy_config(policy: &Policy, listeners: Vec<Flow>) -> ProxyConfig {
     }
 }
 
+/// The relay's configuration from `[media]`.
+fn media_config(policy: &Policy) -> MediaConfig {
+    let m = &policy.media;
+    MediaConfig {
+        bind: m.address,
+        advertised: m.advertised,
+        port_min: m.port_min,
+        port_max: m.port_max,
+        dscp: m.dscp,
+        latch: match m.latch {
+            MediaLatch::Auto => Latch::Auto,
+            MediaLatch::Any => Latch::Any,
+            MediaLatch::SdpIp => Latch::SdpIp,
+            MediaLatch::Off => Latch::Off,
+        },
+        timeout: m.timeout,
+        hold_timeout: m.hold_timeout,
+        threads: m.threads as usize,
+        quarantine: MEDIA_QUARANTINE,
+    }
+}
+
+/// A released media port pair is not reused for this long: late packets of the old call
+/// (retransmitted re-INVITE answers, jitter buffers flushing) must not reach a new one.
+const MEDIA_QUARANTINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The routing and admission views of one policy snapshot.
 pub fn build_routing(policy: &Policy) -> anyhow::Result<(Arc<dyn Routing>, Arc<AdmissionControl>)> {
     let table = RoutingTable::new(policy, resolve).context("resolving peer addresses")?;
@@ -168,6 +195,8 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::install().context("installing signal handlers")?;
 
+    // SIP sockets carry `listen.dscp` (CS3 unless set) in their TOS byte.
+    let sip_tos = policy.listen.dscp << 2;
     // Sockets first: a port in use stops the start before anything runs.
     let mut udp_listeners = Vec::new();
     let mut tcp_listeners = Vec::new();
@@ -175,11 +204,11 @@ async fn serve(
         let address = listener.address;
         match listener.transport {
             ListenTransport::Udp => udp_listeners.push(
-                udp::bind_std(address, SIP_TOS)
+                udp::bind_std(address, sip_tos)
                     .with_context(|| format!("binding udp:{address}"))?,
             ),
             ListenTransport::Tcp => tcp_listeners.push(
-                tcp::bind(address, SIP_TOS).with_context(|| format!("binding tcp:{address}"))?,
+                tcp::bind(address, sip_tos).with_context(|| format!("binding tcp:{address}"))?,
             ),
         }
     }
@@ -195,18 +224,39 @@ async fn serve(
     let proxy_metrics = Arc::new(ProxyMetrics::new(policy.trunks.len()));
     let shell_metrics = Arc::new(ShellMetrics::default());
     let status = Arc::new(CoreStatus::default());
-    let trunk_names = policy.trunks.iter().map(|t| t.name.clone());
+    let trunk_names: Vec<String> = policy.trunks.iter().map(|t| t.name.clone()).collect();
     let session_limits = policy.trunks.iter().map(|t| t.max_sessions).collect();
-    let registry = SipCollector::new(proxy_metrics.clone(), shell_metrics.clone(), trunk_names)
-        .with_admission(admission.clone(), session_limits)
-        .into_registry();
+
+    // The media relay: its own threads; dead-media reports reach the core as dialog ids.
+    let (media_tx, media_rx) = mpsc::unbounded_channel::<u64>();
+    let relay = Arc::new(
+        Relay::start(
+            media_config(&policy),
+            trunk_names.clone(),
+            Box::new(move |event| match event {
+                Event::Timeout { call, .. } => {
+                    let _ = media_tx.send(call);
+                }
+            }),
+        )
+        .context("starting the media relay")?,
+    );
+    let mut registry = SipCollector::new(
+        proxy_metrics.clone(),
+        shell_metrics.clone(),
+        trunk_names.iter().cloned(),
+    )
+    .with_admission(admission.clone(), session_limits)
+    .into_registry();
+    registry.register_collector(Box::new(MediaCollector::new(relay.metrics())));
 
     let listening: Vec<String> = flows
         .iter()
         .map(|f| format!("{}:{}", f.transport.name(), f.local))
         .collect();
     let proxy = Proxy::new(proxy_config(&policy, flows), routing, proxy_metrics)
-        .with_admission(Arc::new(PolicyAdmission::new(admission.clone())));
+        .with_admission(Arc::new(PolicyAdmission::new(admission.clone())))
+        .with_media(Arc::new(RelayAdapter::new(relay.clone())));
     // Flood limiter upkeep: forget idle sources, lift expired bans (one log line each).
     let upkeep = admission.clone();
     tokio::spawn(async move {
@@ -224,7 +274,7 @@ async fn serve(
         limits(&policy),
         policy.sip.tcp_idle_timeout,
         MAX_TCP_CONNECTIONS,
-        SIP_TOS,
+        sip_tos,
     ));
     for (flow, listener) in tcp_listeners {
         tokio::spawn(tcp::accept_loop(listener, flow, tcp_shared.clone()));
@@ -233,6 +283,7 @@ async fn serve(
     let admin_state = AdminState {
         status: status.clone(),
         registry: Arc::new(registry),
+        relay: Some(relay.clone()),
     };
     tokio::spawn(admin::serve(admin_listener, admin_state));
 
@@ -241,6 +292,10 @@ async fn serve(
         sip = %listening.join(", "),
         admin = %admin_address,
         trunks = policy.trunks.len(),
+        media = %format!(
+            "{}:{}-{} (advertised {})",
+            policy.media.address, policy.media.port_min, policy.media.port_max, policy.media.advertised
+        ),
         "trunkgate running"
     );
     // The core gets a thread of its own with a current-thread runtime: its UDP sockets are
@@ -265,7 +320,8 @@ async fn serve(
                         .collect::<std::io::Result<Vec<_>>>()
                         .context("registering UDP sockets")?;
                     let core =
-                        SipShell::new(proxy, udp, events_rx, tcp_shared, status, grace, spawner);
+                        SipShell::new(proxy, udp, events_rx, tcp_shared, status, grace, spawner)
+                            .with_media_timeouts(media_rx);
                     Ok(core.run(shutdown).await)
                 })
             })();
@@ -275,6 +331,7 @@ async fn serve(
     let ended = done_rx
         .await
         .context("the SIP core thread ended without a result")??;
+    relay.shutdown();
     match ended {
         Ended::Drained => tracing::info!("drained: every dialog finished; exiting"),
         Ended::GraceExpired { dialogs } => {

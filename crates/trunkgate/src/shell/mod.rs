@@ -49,6 +49,8 @@ pub struct SipShell {
     udp_batch: Vec<Transmit>,
     /// Datagrams of one `recvmmsg` (reused).
     received: Vec<(bytes::Bytes, std::net::SocketAddr)>,
+    /// Dialogs whose media the relay found dead (`media.timeout`).
+    media_timeouts: Option<mpsc::UnboundedReceiver<u64>>,
 }
 
 /// How the core loop ended.
@@ -85,7 +87,14 @@ impl SipShell {
             spawner,
             udp_batch: Vec::with_capacity(UDP_BATCH * 2),
             received: Vec::with_capacity(udp::RECV_BATCH),
+            media_timeouts: None,
         }
+    }
+
+    /// Receive the relay's dead-media reports (dialog ids): each ends its call with BYE.
+    pub fn with_media_timeouts(mut self, timeouts: mpsc::UnboundedReceiver<u64>) -> SipShell {
+        self.media_timeouts = Some(timeouts);
+        self
     }
 
     /// Run until a shutdown request has been drained (or its grace period is over).
@@ -139,6 +148,15 @@ impl SipShell {
                             }
                         }
                         self.flush();
+                    }
+                }
+                dialog = next_media_timeout(&mut self.media_timeouts) => {
+                    match dialog {
+                        Some(dialog) => {
+                            self.proxy.media_timeout(Instant::now(), dialog);
+                            self.flush();
+                        }
+                        None => self.media_timeouts = None,
                     }
                 }
                 () = &mut timer, if armed.is_some() => {
@@ -316,5 +334,13 @@ impl SipShell {
             weak,
             self.tcp.clone(),
         ));
+    }
+}
+
+/// The next dead-media report; pending forever without a relay.
+async fn next_media_timeout(rx: &mut Option<mpsc::UnboundedReceiver<u64>>) -> Option<u64> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -1,0 +1,71 @@
+//! [`trunkgate_sip::MediaRelay`] over the in-process relay of `trunkgate-media`: PBX side =
+//! leg A, trunk side = leg B. The proxy calls this synchronously from its thread; the relay
+//! binds sockets for new streams there and hands them to its own threads.
+
+use trunkgate_media::{CallInfo, MediaError, Relay, SdpKind, Side};
+use trunkgate_sip::{MediaCall, MediaFailure, MediaRelay, MediaSide};
+
+pub struct RelayAdapter {
+    relay: std::sync::Arc<Relay>,
+}
+
+impl RelayAdapter {
+    pub fn new(relay: std::sync::Arc<Relay>) -> RelayAdapter {
+        RelayAdapter { relay }
+    }
+
+    fn update(
+        &self,
+        call: &MediaCall<'_>,
+        from: MediaSide,
+        kind: SdpKind,
+        sdp: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), MediaFailure> {
+        let info = CallInfo {
+            id: call.dialog,
+            call_id: call.call_id,
+            trunk: call.trunk,
+            inbound: call.inbound,
+        };
+        let side = match from {
+            MediaSide::Pbx => Side::A,
+            MediaSide::Trunk => Side::B,
+        };
+        self.relay
+            .update(&info, side, kind, sdp, out)
+            .map_err(|error| match error {
+                MediaError::BadSdp(why) => MediaFailure::BadSdp(why),
+                MediaError::PortsExhausted | MediaError::Io(_) => {
+                    tracing::warn!(%error, "media session not created");
+                    MediaFailure::Unavailable
+                }
+            })
+    }
+}
+
+impl MediaRelay for RelayAdapter {
+    fn offer(
+        &self,
+        call: &MediaCall<'_>,
+        from: MediaSide,
+        sdp: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), MediaFailure> {
+        self.update(call, from, SdpKind::Offer, sdp, out)
+    }
+
+    fn answer(
+        &self,
+        call: &MediaCall<'_>,
+        from: MediaSide,
+        sdp: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), MediaFailure> {
+        self.update(call, from, SdpKind::Answer, sdp, out)
+    }
+
+    fn delete(&self, dialog: u64) {
+        self.relay.delete(dialog);
+    }
+}

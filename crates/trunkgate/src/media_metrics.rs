@@ -1,0 +1,168 @@
+//! Prometheus export of the media relay's figures, per trunk (never per call: label
+//! cardinality stays bounded by the policy). Read at scrape time from
+//! [`MediaMetrics::snapshot`], which takes the relay's control lock briefly and never
+//! touches the packet path.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+use std::sync::Arc;
+use trunkgate_media::{Histogram, MediaMetrics};
+
+#[derive(Debug)]
+pub struct MediaCollector {
+    metrics: Arc<MediaMetrics>,
+}
+
+impl MediaCollector {
+    pub fn new(metrics: Arc<MediaMetrics>) -> MediaCollector {
+        MediaCollector { metrics }
+    }
+}
+
+const SIDES: [&str; 2] = ["pbx", "trunk"];
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+    let m = enc.encode_descriptor(name, help, None, g.metric_type())?;
+    g.encode(m)
+}
+
+/// Cumulative `(le, count)` pairs → per-bucket counts ending with `+Inf`, as the encoder wants.
+fn buckets(h: &Histogram) -> Vec<(f64, u64)> {
+    let mut out = Vec::with_capacity(h.buckets.len() + 1);
+    let mut below = 0;
+    for &(le, cumulative) in &h.buckets {
+        out.push((le, cumulative.saturating_sub(below)));
+        below = cumulative;
+    }
+    out.push((f64::INFINITY, h.count.saturating_sub(below)));
+    out
+}
+
+impl Collector for MediaCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.metrics.snapshot();
+        let name =
+            |t: &trunkgate_media::TrunkMedia| t.trunk.clone().unwrap_or_else(|| "none".into());
+        type Pick = fn(&trunkgate_media::TrunkMedia) -> [u64; 2];
+        let by_side: [(&str, &str, Pick); 3] = [
+            (
+                "trunkgate_media_packets",
+                "RTP/RTCP datagrams relayed, by trunk and the side they came from",
+                |t| t.packets,
+            ),
+            (
+                "trunkgate_media_bytes",
+                "Bytes (UDP payload) relayed, by trunk and the side they came from",
+                |t| t.bytes,
+            ),
+            (
+                "trunkgate_media_lost_packets",
+                "RTP packets lost on the way to Trunkgate (sequence gaps), by trunk and sending side",
+                |t| t.lost,
+            ),
+        ];
+        for (metric, help, pick) in by_side {
+            let mut m = enc.encode_descriptor(metric, help, None, MetricType::Counter)?;
+            for t in &snap.trunks {
+                let trunk = name(t);
+                for (side, v) in SIDES.iter().zip(pick(t)) {
+                    let labels = [("trunk", trunk.as_str()), ("side", side)];
+                    m.encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+                }
+            }
+        }
+        type One = fn(&trunkgate_media::TrunkMedia) -> u64;
+        let single: [(&str, &str, One); 2] = [
+            (
+                "trunkgate_media_dropped_packets",
+                "Datagrams dropped by the relay (spoofed or late source, no destination), by trunk",
+                |t| t.dropped,
+            ),
+            (
+                "trunkgate_media_timeouts",
+                "Calls whose media stopped in both directions for media.timeout (torn down with BYE), by trunk",
+                |t| t.timeouts,
+            ),
+        ];
+        for (metric, help, pick) in single {
+            let mut m = enc.encode_descriptor(metric, help, None, MetricType::Counter)?;
+            for t in &snap.trunks {
+                let trunk = name(t);
+                m.encode_family(&[("trunk", trunk.as_str())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&pick(t), None)?;
+            }
+        }
+        type Hist = fn(&trunkgate_media::TrunkMedia) -> &Histogram;
+        let histograms: [(&str, &str, Hist); 2] = [
+            (
+                "trunkgate_media_jitter_seconds",
+                "RFC 3550 interarrival jitter per finished stream direction, by trunk",
+                |t| &t.jitter,
+            ),
+            (
+                "trunkgate_media_loss_ratio",
+                "Lost/expected RTP packets per finished stream direction, by trunk",
+                |t| &t.loss_ratio,
+            ),
+        ];
+        for (metric, help, pick) in histograms {
+            let mut m = enc.encode_descriptor(metric, help, None, MetricType::Histogram)?;
+            for t in &snap.trunks {
+                let trunk = name(t);
+                let h = pick(t);
+                m.encode_family(&[("trunk", trunk.as_str())])?
+                    .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets(h), None)?;
+            }
+        }
+        gauge(
+            &mut enc,
+            "trunkgate_media_sessions",
+            "Calls with anchored media",
+            snap.sessions,
+        )?;
+        gauge(
+            &mut enc,
+            "trunkgate_media_streams",
+            "Anchored media streams (m= lines)",
+            snap.streams,
+        )?;
+        gauge(
+            &mut enc,
+            "trunkgate_media_port_pairs_in_use",
+            "RTP/RTCP port pairs bound by anchored streams",
+            snap.port_pairs_in_use,
+        )?;
+        gauge(
+            &mut enc,
+            "trunkgate_media_port_pairs_quarantined",
+            "Released port pairs not yet reusable (late packets of ended calls)",
+            snap.port_pairs_quarantined,
+        )?;
+        gauge(
+            &mut enc,
+            "trunkgate_media_port_pairs_capacity",
+            "RTP/RTCP port pairs in media.ports",
+            snap.port_pairs_capacity,
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cumulative_buckets_become_per_bucket_counts_with_inf() {
+        let h = Histogram {
+            buckets: vec![(0.01, 2), (0.1, 5)],
+            sum: 1.0,
+            count: 7,
+        };
+        assert_eq!(buckets(&h), vec![(0.01, 2), (0.1, 3), (f64::INFINITY, 2)]);
+    }
+}
