@@ -1,0 +1,567 @@
+//! The relay: control side (`update`/`delete`/`calls`, socket binding, port pool) and
+//! the relay threads ([`worker`]). See `docs/design/media.md`.
+
+mod metrics;
+mod shared;
+mod snapshot;
+mod worker;
+
+pub use metrics::{
+    Histogram, JITTER_BUCKETS, LOSS_BUCKETS, MediaMetrics, MediaMetricsSnapshot, TrunkMedia,
+};
+pub use snapshot::{CallSnapshot, LegSnapshot, RtcpSnapshot, StreamSnapshot};
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use smallvec::SmallVec;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::ports::PortPool;
+use crate::sdp::{self, MediaKind};
+use crate::{CallInfo, Event, Latch, MediaConfig, MediaError, SdpKind, Side};
+use metrics::Folded;
+use shared::{Cmd, LegInit, LegShared, PeerSpec};
+use worker::WorkerCtx;
+
+/// Control-side state of one leg.
+pub(crate) struct CtlLeg {
+    /// Local RTP port (RTCP = +1).
+    pub port: u16,
+    pub shared: Arc<LegShared>,
+    /// From this side's newest SDP.
+    pub peer: Option<PeerSpec>,
+}
+
+pub(crate) struct CtlStream {
+    pub kind: MediaKind,
+    pub rtp: bool,
+    pub clock_rate: u32,
+    pub legs: [CtlLeg; 2],
+}
+
+pub(crate) struct CtlSession {
+    pub call_id: String,
+    pub slot: usize,
+    pub inbound: bool,
+    pub created: Instant,
+    pub last_update: Instant,
+    pub thread: usize,
+    /// Indexed by m= line.
+    pub streams: Vec<Option<CtlStream>>,
+}
+
+/// Everything behind the control lock (never taken by relay threads).
+pub(crate) struct Control {
+    pub sessions: HashMap<u64, CtlSession>,
+    pub pool: PortPool,
+    pub folded: Vec<Folded>,
+    pub last_scrape: Vec<[u64; 7]>,
+    pub next_thread: usize,
+}
+
+struct WorkerHandle {
+    tx: Sender<Cmd>,
+    wake: Arc<EventFd>,
+}
+
+/// The media relay: anchors RTP/RTCP of calls on local port pairs and relays them between
+/// side A (PBX) and side B (trunk) on dedicated threads.
+pub struct Relay {
+    config: MediaConfig,
+    control: Arc<Mutex<Control>>,
+    workers: Vec<WorkerHandle>,
+    joins: Mutex<Vec<JoinHandle<()>>>,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<MediaMetrics>,
+    epoch: Instant,
+    trunk_names: Vec<String>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("config", &self.config)
+            .field("threads", &self.workers.len())
+            .finish()
+    }
+}
+
+fn lock(m: &Mutex<Control>) -> MutexGuard<'_, Control> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Bind one media socket with the DSCP mark, non-blocking.
+fn bind_one(addr: SocketAddr, dscp: u8) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let tos = u32::from(dscp & 0x3f) << 2;
+    if addr.is_ipv4() {
+        s.set_tos_v4(tos)?;
+    } else {
+        s.set_tclass_v6(tos)?;
+        // A dual-stack socket also sends IPv4: mark that too (fails harmlessly on v6-only).
+        let _ = s.set_tos_v4(tos);
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// A freshly bound leg: RTP port, RTP socket, RTCP socket.
+type BoundLeg = (u16, UdpSocket, UdpSocket);
+
+/// Take a port pair from the pool and bind its RTP and RTCP sockets.
+fn take_leg(pool: &mut PortPool, now: Instant, cfg: &MediaConfig) -> Result<BoundLeg, MediaError> {
+    let mut got = None;
+    let mut err = None;
+    let port = pool.take(now, |p| {
+        let pair = bind_one(SocketAddr::new(cfg.bind, p), cfg.dscp).and_then(|rtp| {
+            Ok((
+                rtp,
+                bind_one(SocketAddr::new(cfg.bind, p.wrapping_add(1)), cfg.dscp)?,
+            ))
+        });
+        match pair {
+            Ok(pair) => {
+                got = Some(pair);
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => false,
+            Err(e) => {
+                // Not a busy port (e.g. out of descriptors): stop scanning the range.
+                err = Some(e);
+                true
+            }
+        }
+    });
+    match (port, got) {
+        (Some(p), Some((rtp, rtcp))) => Ok((p, rtp, rtcp)),
+        (Some(p), None) => {
+            pool.release(p, now);
+            Err(MediaError::Io(
+                err.unwrap_or_else(|| io::Error::other("bind failed")),
+            ))
+        }
+        (None, _) => Err(MediaError::PortsExhausted),
+    }
+}
+
+/// Public = not private/loopback/link-local/CGNAT/ULA/unspecified.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (s & 0xffc0) == 0xfe80
+                || (s & 0xfe00) == 0xfc00)
+        }
+    }
+}
+
+fn resolve_latch(cfg: Latch, ip: Option<IpAddr>) -> Latch {
+    match cfg {
+        Latch::Auto => match ip {
+            Some(ip) if is_public(ip) => Latch::SdpIp,
+            _ => Latch::Any,
+        },
+        m => m,
+    }
+}
+
+pub(crate) fn media_name(k: MediaKind) -> &'static str {
+    match k {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+        MediaKind::Image => "image",
+        MediaKind::Application => "application",
+        MediaKind::Text => "text",
+        MediaKind::Message => "message",
+        MediaKind::Other => "other",
+    }
+}
+
+impl Relay {
+    /// Spawn `config.threads` relay threads. `trunk_names[i]` labels metrics slot `i + 1`
+    /// (`CallInfo.trunk == Some(i)`); slot 0 counts calls with no trunk. `events` is called
+    /// from relay threads and must not block.
+    pub fn start(
+        config: MediaConfig,
+        trunk_names: Vec<String>,
+        events: Box<dyn Fn(Event) + Send + Sync>,
+    ) -> io::Result<Relay> {
+        let slots = trunk_names.len() + 1;
+        let control = Arc::new(Mutex::new(Control {
+            sessions: HashMap::new(),
+            pool: PortPool::new(config.port_min, config.port_max, config.quarantine),
+            folded: vec![Folded::new(); slots],
+            last_scrape: Vec::new(),
+            next_thread: 0,
+        }));
+        let timeouts: Arc<[AtomicU64]> = (0..slots).map(|_| AtomicU64::new(0)).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = Instant::now();
+        let ctx = Arc::new(WorkerCtx {
+            epoch,
+            events: Arc::from(events),
+            timeouts: timeouts.clone(),
+            stop: stop.clone(),
+            timeout: config.timeout,
+            hold_timeout: config.hold_timeout,
+            latch: config.latch,
+        });
+        let mut workers = Vec::new();
+        let mut joins = Vec::new();
+        for n in 0..config.threads.max(1) {
+            let (tx, rx) = channel();
+            let wake = Arc::new(EventFd::from_flags(
+                EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+            )?);
+            match worker::spawn(n, ctx.clone(), rx, wake.clone()) {
+                Ok(j) => joins.push(j),
+                Err(e) => {
+                    stop.store(true, Relaxed);
+                    for w in &workers {
+                        let w: &WorkerHandle = w;
+                        let _ = w.wake.write(1);
+                    }
+                    for j in joins {
+                        let _ = j.join();
+                    }
+                    return Err(e);
+                }
+            }
+            workers.push(WorkerHandle { tx, wake });
+        }
+        let metrics = Arc::new(MediaMetrics {
+            control: control.clone(),
+            timeouts,
+            trunk_names: trunk_names.clone(),
+        });
+        Ok(Relay {
+            config,
+            control,
+            workers,
+            joins: Mutex::new(joins),
+            stop,
+            metrics,
+            epoch,
+            trunk_names,
+        })
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX - 1)
+            + 1
+    }
+
+    /// An SDP body passing from side `from`: create/extend the session, record `from`'s
+    /// peer per stream, and write into `out` the body rewritten to `config.advertised` and,
+    /// per stream, the local RTP port of the other side's leg. On error nothing changes.
+    pub fn update(
+        &self,
+        call: &CallInfo,
+        from: Side,
+        kind: SdpKind,
+        body: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), MediaError> {
+        let _ = kind; // offer and answer are handled alike: each names its sender's address.
+        let parsed = sdp::parse(body).map_err(|e| MediaError::BadSdp(e.as_str()))?;
+        let now = Instant::now();
+        let cfg = &self.config;
+        let mut guard = lock(&self.control);
+        let ctl = &mut *guard;
+
+        // 1. Bind what is missing (may fail: then release and leave everything as it was).
+        let existing = ctl.sessions.get(&call.id);
+        let mut fresh: SmallVec<[(usize, [BoundLeg; 2]); 4]> = SmallVec::new();
+        let mut failed = None;
+        for (i, m) in parsed.media.iter().enumerate() {
+            let have = existing
+                .and_then(|s| s.streams.get(i))
+                .is_some_and(Option::is_some);
+            if m.port == 0 || have {
+                continue;
+            }
+            let a = match take_leg(&mut ctl.pool, now, cfg) {
+                Ok(a) => a,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            match take_leg(&mut ctl.pool, now, cfg) {
+                Ok(b) => fresh.push((i, [a, b])),
+                Err(e) => {
+                    ctl.pool.release(a.0, now);
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            for (_, legs) in &fresh {
+                for l in legs {
+                    ctl.pool.release(l.0, now);
+                }
+            }
+            return Err(e);
+        }
+
+        // 2. Commit.
+        let slot = call
+            .trunk
+            .map_or(0, |t| usize::from(t) + 1)
+            .min(self.trunk_names.len());
+        let is_new = !ctl.sessions.contains_key(&call.id);
+        let thread = ctl.next_thread % self.workers.len().max(1);
+        if is_new {
+            ctl.next_thread = ctl.next_thread.wrapping_add(1);
+        }
+        let session = ctl.sessions.entry(call.id).or_insert_with(|| CtlSession {
+            call_id: String::from_utf8_lossy(call.call_id).into_owned(),
+            slot,
+            inbound: call.inbound,
+            created: now,
+            last_update: now,
+            thread,
+            streams: Vec::new(),
+        });
+        session.last_update = now;
+        let Some(w) = self.workers.get(session.thread) else {
+            return Err(MediaError::Io(io::Error::other("relay stopped")));
+        };
+        let send = |cmd: Cmd| {
+            let _ = w.tx.send(cmd);
+        };
+        send(Cmd::Touch {
+            call: call.id,
+            trunk: session.slot,
+            at: self.nanos(now),
+        });
+        for (i, legs) in fresh {
+            let m = &parsed.media[i];
+            let [(pa, ra, rca), (pb, rb, rcb)] = legs;
+            let sa = Arc::new(LegShared::default());
+            let sb = Arc::new(LegShared::default());
+            if session.streams.len() <= i {
+                session.streams.resize_with(i + 1, || None);
+            }
+            session.streams[i] = Some(CtlStream {
+                kind: m.kind,
+                rtp: m.rtp,
+                clock_rate: if m.clock_rate > 0 { m.clock_rate } else { 8000 },
+                legs: [
+                    CtlLeg {
+                        port: pa,
+                        shared: sa.clone(),
+                        peer: None,
+                    },
+                    CtlLeg {
+                        port: pb,
+                        shared: sb.clone(),
+                        peer: None,
+                    },
+                ],
+            });
+            send(Cmd::AddStream {
+                call: call.id,
+                index: i,
+                rtp: m.rtp,
+                legs: Box::new([
+                    LegInit {
+                        rtp: ra,
+                        rtcp: rca,
+                        shared: sa,
+                    },
+                    LegInit {
+                        rtp: rb,
+                        rtcp: rcb,
+                        shared: sb,
+                    },
+                ]),
+            });
+        }
+        let mut ports: SmallVec<[Option<u16>; 4]> = SmallVec::new();
+        for (i, m) in parsed.media.iter().enumerate() {
+            let Some(Some(st)) = session.streams.get_mut(i) else {
+                ports.push(None);
+                continue;
+            };
+            let enabled = m.port != 0;
+            let ip = m.conn.filter(|ip| !ip.is_unspecified());
+            let rtp = ip.filter(|_| enabled).map(|ip| SocketAddr::new(ip, m.port));
+            let rtcp = if m.rtcp_mux {
+                rtp
+            } else {
+                rtp.map(|a| SocketAddr::new(a.ip(), m.rtcp_port.unwrap_or(m.port.wrapping_add(1))))
+            };
+            let leg = &mut st.legs[from.index()];
+            let changed = leg.peer.is_none_or(|p| p.rtp != rtp || p.rtcp != rtcp);
+            let peer = PeerSpec {
+                rtp,
+                rtcp,
+                mux: m.rtcp_mux,
+                latch: resolve_latch(cfg.latch, ip),
+                hold: m.on_hold(),
+                enabled,
+                reset_latch: changed,
+            };
+            leg.peer = Some(peer);
+            if enabled && m.clock_rate > 0 {
+                st.clock_rate = m.clock_rate;
+            }
+            if enabled {
+                st.kind = m.kind;
+            }
+            send(Cmd::SetPeer {
+                call: call.id,
+                index: i,
+                side: from.index(),
+                peer,
+                clock_rate: m.clock_rate,
+            });
+            ports.push(if enabled {
+                Some(st.legs[from.other().index()].port)
+            } else {
+                None
+            });
+        }
+        let _ = w.wake.write(1);
+        drop(guard);
+        sdp::rewrite(body, &parsed, cfg.advertised, &ports, out);
+        Ok(())
+    }
+
+    /// Forget the call: its relay thread closes the sockets, the port pairs go to
+    /// quarantine, and the final per-stream figures are folded into the per-trunk metrics.
+    /// Unknown id: no-op.
+    pub fn delete(&self, call: u64) {
+        let now = Instant::now();
+        let mut guard = lock(&self.control);
+        let ctl = &mut *guard;
+        let Some(s) = ctl.sessions.remove(&call) else {
+            return;
+        };
+        if let Some(f) = ctl.folded.get_mut(s.slot) {
+            for st in s.streams.iter().flatten() {
+                for side in 0..2 {
+                    let rx = &*st.legs[side].shared;
+                    let tx = &*st.legs[1 - side].shared;
+                    f.packets[side] += tx.tx_packets.load(Relaxed);
+                    f.bytes[side] += tx.tx_bytes.load(Relaxed);
+                    f.lost[side] += rx.lost.load(Relaxed);
+                    f.dropped += rx.dropped.load(Relaxed);
+                    if st.rtp {
+                        let expected = rx.expected.load(Relaxed);
+                        if expected > 0 {
+                            f.loss_ratio
+                                .observe(rx.lost.load(Relaxed) as f64 / expected as f64);
+                        }
+                        if rx.received_rtp.load(Relaxed) >= 2 {
+                            f.jitter.observe(rx.jitter_nanos.load(Relaxed) as f64 / 1e9);
+                        }
+                    }
+                }
+            }
+        }
+        for st in s.streams.iter().flatten() {
+            for l in &st.legs {
+                ctl.pool.release(l.port, now);
+            }
+        }
+        if let Some(w) = self.workers.get(s.thread) {
+            let _ = w.tx.send(Cmd::Delete { call });
+            let _ = w.wake.write(1);
+        }
+    }
+
+    /// Snapshot of every live call for the admin API (`GET /calls`), ordered by id.
+    pub fn calls(&self) -> Vec<CallSnapshot> {
+        let now = Instant::now();
+        let ctl = lock(&self.control);
+        let now_n = self.nanos(now);
+        let mut v: Vec<CallSnapshot> = ctl
+            .sessions
+            .iter()
+            .map(|(&id, s)| snapshot::call(id, s, self, now, now_n))
+            .collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Shared metrics, read by the Prometheus collector at scrape time.
+    pub fn metrics(&self) -> Arc<MediaMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Stop the relay threads and close every socket (also done on drop). Later `update`s
+    /// still bind ports but nothing is relayed.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Relaxed);
+        for w in &self.workers {
+            let _ = w.wake.write(1);
+        }
+        let joins = match self.joins.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(_) => Vec::new(),
+        };
+        for j in joins {
+            let _ = j.join();
+        }
+        let ids: Vec<u64> = lock(&self.control).sessions.keys().copied().collect();
+        for id in ids {
+            self.delete(id);
+        }
+    }
+
+    pub(crate) fn trunk_name(&self, slot: usize) -> Option<String> {
+        slot.checked_sub(1)
+            .and_then(|i| self.trunk_names.get(i))
+            .cloned()
+    }
+    pub(crate) fn advertised(&self) -> IpAddr {
+        self.config.advertised
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Raise `RLIMIT_NOFILE`'s soft limit to the hard limit; returns `(soft, hard)` after.
+/// Each anchored call holds 4 sockets per stream.
+pub fn raise_fd_limit() -> io::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    Ok((soft, hard))
+}

@@ -1,0 +1,117 @@
+//! State shared between the control side (`update`/`delete`/`calls`/scrape) and the relay
+//! threads, plus the commands the control side sends to a relay thread.
+//!
+//! Every atomic here has exactly one writer — the relay thread that owns the stream — and
+//! is written with `Relaxed` stores (no read-modify-write, no contention): the control side
+//! only reads them, at `calls()`/scrape/delete time.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::Latch;
+
+/// Counters and figures of one leg (one side of one stream), written by its relay thread.
+#[derive(Debug, Default)]
+pub(crate) struct LegShared {
+    /// Datagrams (RTP + RTCP) accepted from this side's peer.
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    /// The RTCP subset of `rx_packets`.
+    pub rtcp_rx_packets: AtomicU64,
+    /// Datagrams sent to this side's peer (relayed from the other side).
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// Datagrams that arrived on this leg and were not relayed: wrong source (spoofed,
+    /// late, not the SDP IP), no destination known on the other side, or a failed send.
+    pub dropped: AtomicU64,
+    /// RTP receive statistics of the packets from this side's peer (RFC 3550 A.3/A.8).
+    pub lost: AtomicU64,
+    pub expected: AtomicU64,
+    pub received_rtp: AtomicU64,
+    /// Interarrival jitter, in nanoseconds.
+    pub jitter_nanos: AtomicU64,
+    /// Newest accepted packet, nanoseconds since the relay's epoch + 1 (0 = never).
+    pub last_rx: AtomicU64,
+    /// Newest RTCP report block from this side's peer: bit 63 = valid, bits 32..40 fraction
+    /// lost (0–255), bits 0..32 cumulative lost (i32 bits).
+    pub rtcp_loss: AtomicU64,
+    /// Its jitter field, in RTP timestamp units.
+    pub rtcp_jitter: AtomicU64,
+    /// Where this side's peer was latched (written once per latch, never per packet).
+    pub latched: Mutex<Option<SocketAddr>>,
+}
+
+pub(crate) const RTCP_VALID: u64 = 1 << 63;
+
+impl LegShared {
+    pub fn latched(&self) -> Option<SocketAddr> {
+        self.latched.lock().map(|g| *g).unwrap_or(None)
+    }
+    pub fn set_latched(&self, addr: Option<SocketAddr>) {
+        if let Ok(mut g) = self.latched.lock() {
+            *g = addr;
+        }
+    }
+}
+
+/// Single-writer increment: a load and a store, no locked instruction.
+#[inline]
+pub(crate) fn bump(v: &AtomicU64, by: u64) {
+    v.store(v.load(Relaxed).wrapping_add(by), Relaxed);
+}
+
+/// A leg's resolved peer, as learned from its side's SDP.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerSpec {
+    /// RTP destination (None: unknown, port 0 or hold address 0.0.0.0).
+    pub rtp: Option<SocketAddr>,
+    /// RTCP destination (a=rtcp or port + 1; equal to `rtp` with rtcp-mux).
+    pub rtcp: Option<SocketAddr>,
+    pub mux: bool,
+    /// The IP of the SDP's c= (also for hold 0.0.0.0 it is None).
+    pub latch: Latch,
+    /// The side's SDP put the stream on hold (sendonly/recvonly/inactive/0.0.0.0).
+    pub hold: bool,
+    /// m= port != 0.
+    pub enabled: bool,
+    /// The address or port changed: forget the latched source.
+    pub reset_latch: bool,
+}
+
+/// A leg's sockets, bound by `update()` on the caller's thread.
+#[derive(Debug)]
+pub(crate) struct LegInit {
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+    pub shared: Arc<LegShared>,
+}
+
+/// Commands from the control side to one relay thread (std mpsc + eventfd wake-up).
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    AddStream {
+        call: u64,
+        index: usize,
+        rtp: bool,
+        legs: Box<[LegInit; 2]>,
+    },
+    SetPeer {
+        call: u64,
+        index: usize,
+        side: usize,
+        peer: PeerSpec,
+        clock_rate: u32,
+    },
+    /// An `update()` happened at this time (creates the thread's session on first use and
+    /// restarts its idle clock). `trunk` = metrics slot.
+    Touch {
+        call: u64,
+        trunk: usize,
+        at: u64,
+    },
+    Delete {
+        call: u64,
+    },
+}

@@ -1,0 +1,151 @@
+//! `GET /calls`: the JSON shape of a live call.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use super::shared::{LegShared, RTCP_VALID};
+use super::{CtlLeg, CtlSession, Relay, media_name};
+
+/// One anchored call.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CallSnapshot {
+    /// The proxy's dialog id ([`crate::CallInfo::id`]).
+    pub id: u64,
+    pub call_id: String,
+    /// Trunk name, `null` when the call touches no trunk.
+    pub trunk: Option<String>,
+    /// `"inbound"` (from a trunk) or `"outbound"` (from the PBX).
+    pub direction: &'static str,
+    pub age_secs: f64,
+    /// Since the newest packet on any leg, or the newest `update()` if later.
+    pub idle_secs: f64,
+    /// Every active stream is on hold from either side's SDP.
+    pub on_hold: bool,
+    pub streams: Vec<StreamSnapshot>,
+}
+
+/// One m= line with sockets.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StreamSnapshot {
+    /// m= line index in the SDP.
+    pub index: usize,
+    /// `"audio"`, `"video"`, `"image"`, `"application"`, `"text"`, `"message"`, `"other"`.
+    pub media: &'static str,
+    /// Side A (PBX).
+    pub a: LegSnapshot,
+    /// Side B (trunk).
+    pub b: LegSnapshot,
+}
+
+/// One leg: what that side's peer sends to us (`rx_*`, `lost`, `jitter_ms`, `rtcp`) and what
+/// we send to it (`tx_*`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LegSnapshot {
+    /// Advertised address + the leg's RTP port: where this side's peer sends.
+    pub local: SocketAddr,
+    pub local_rtcp: SocketAddr,
+    /// RTP address from this side's newest SDP (`null`: none, port 0 or hold 0.0.0.0).
+    pub sdp_peer: Option<SocketAddr>,
+    /// Source address learned from this side's RTP (`null`: not latched).
+    pub latched_peer: Option<SocketAddr>,
+    /// Datagrams (RTP + RTCP) accepted from the peer.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// RTP packets lost on the way from the peer (sequence gaps).
+    pub lost: u64,
+    /// RFC 3550 interarrival jitter of the peer's RTP, in ms.
+    pub jitter_ms: f64,
+    /// The RTCP subset of `rx_packets`.
+    pub rtcp_rx_packets: u64,
+    /// Datagrams sent to the peer.
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Datagrams from this side not relayed (wrong source, no destination, send error).
+    pub dropped: u64,
+    /// The peer's newest RTCP report block (about what it receives), `null` when none.
+    pub rtcp: Option<RtcpSnapshot>,
+}
+
+/// Figures of an RTCP report block.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RtcpSnapshot {
+    /// Fraction lost since the previous report, 0.0–1.0.
+    pub fraction_lost: f64,
+    pub cumulative_lost: i64,
+    /// Jitter converted with the stream's clock rate, in ms.
+    pub jitter_ms: f64,
+}
+
+fn leg(relay: &Relay, l: &CtlLeg, clock_rate: u32) -> LegSnapshot {
+    let s: &LegShared = &l.shared;
+    let get = |v: &std::sync::atomic::AtomicU64| v.load(Relaxed);
+    let loss = get(&s.rtcp_loss);
+    let rtcp = (loss & RTCP_VALID != 0).then(|| RtcpSnapshot {
+        fraction_lost: ((loss >> 32) & 0xff) as f64 / 256.0,
+        cumulative_lost: i64::from(loss as u32 as i32),
+        jitter_ms: get(&s.rtcp_jitter) as f64 * 1000.0 / f64::from(clock_rate.max(1)),
+    });
+    let adv = relay.advertised();
+    LegSnapshot {
+        local: SocketAddr::new(adv, l.port),
+        local_rtcp: SocketAddr::new(adv, l.port.wrapping_add(1)),
+        sdp_peer: l.peer.and_then(|p| if p.enabled { p.rtp } else { None }),
+        latched_peer: s.latched(),
+        rx_packets: get(&s.rx_packets),
+        rx_bytes: get(&s.rx_bytes),
+        lost: get(&s.lost),
+        jitter_ms: get(&s.jitter_nanos) as f64 / 1e6,
+        rtcp_rx_packets: get(&s.rtcp_rx_packets),
+        tx_packets: get(&s.tx_packets),
+        tx_bytes: get(&s.tx_bytes),
+        dropped: get(&s.dropped),
+        rtcp,
+    }
+}
+
+pub(crate) fn call(
+    id: u64,
+    s: &CtlSession,
+    relay: &Relay,
+    now: Instant,
+    now_n: u64,
+) -> CallSnapshot {
+    let mut last = 0u64;
+    let (mut active, mut held) = (0, 0);
+    let mut streams = Vec::new();
+    for (index, st) in s.streams.iter().enumerate() {
+        let Some(st) = st else { continue };
+        for l in &st.legs {
+            last = last.max(l.shared.last_rx.load(Relaxed));
+        }
+        if !st.legs.iter().any(|l| l.peer.is_some_and(|p| !p.enabled)) {
+            active += 1;
+            if st.legs.iter().any(|l| l.peer.is_some_and(|p| p.hold)) {
+                held += 1;
+            }
+        }
+        streams.push(StreamSnapshot {
+            index,
+            media: media_name(st.kind),
+            a: leg(relay, &st.legs[0], st.clock_rate),
+            b: leg(relay, &st.legs[1], st.clock_rate),
+        });
+    }
+    let since_pkt = if last == 0 {
+        f64::INFINITY
+    } else {
+        now_n.saturating_sub(last) as f64 / 1e9
+    };
+    let since_update = now.saturating_duration_since(s.last_update).as_secs_f64();
+    CallSnapshot {
+        id,
+        call_id: s.call_id.clone(),
+        trunk: relay.trunk_name(s.slot),
+        direction: if s.inbound { "inbound" } else { "outbound" },
+        age_secs: now.saturating_duration_since(s.created).as_secs_f64(),
+        idle_secs: since_pkt.min(since_update),
+        on_hold: active > 0 && held == active,
+        streams,
+    }
+}

@@ -1,0 +1,531 @@
+//! One relay thread: a level-triggered epoll over the sockets of the sessions it owns.
+//!
+//! Hot path per ready socket: epoll token → `streams[token >> 2]` (the only lookup), one
+//! `recvmmsg` of up to [`BATCH`] datagrams into preallocated buffers, per datagram a latch
+//! check, the RTP header / RTCP report read at fixed offsets, and a `send_to` on the other
+//! leg's socket. No allocation, no lock (the stats are single-writer `Relaxed` atomics).
+
+use std::collections::HashMap;
+use std::io::IoSliceMut;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::EventFd;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use smallvec::SmallVec;
+
+use super::shared::{Cmd, LegInit, LegShared, PeerSpec, RTCP_VALID, bump};
+use crate::stats::{self, ReceiveStats, ReportBlock};
+use crate::{Event, Latch};
+
+/// Datagrams read per `recvmmsg`.
+pub(crate) const BATCH: usize = 16;
+/// Receive buffer per datagram (larger datagrams are dropped as truncated).
+const BUF: usize = 2048;
+const WAKE: u64 = u64::MAX;
+
+pub(crate) type Events = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// What every relay thread shares with the control side.
+pub(crate) struct WorkerCtx {
+    pub epoch: Instant,
+    pub events: Events,
+    pub timeouts: Arc<[AtomicU64]>,
+    pub stop: Arc<AtomicBool>,
+    pub timeout: Duration,
+    pub hold_timeout: Duration,
+    /// The configured latch mode, used for a leg whose side has sent no SDP yet.
+    pub latch: Latch,
+}
+
+pub(crate) fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+}
+
+struct WLeg {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    v6: bool,
+    shared: Arc<LegShared>,
+    /// From this side's newest SDP (None: no SDP from this side yet).
+    peer: Option<PeerSpec>,
+    latched_rtp: Option<SocketAddr>,
+    latched_rtcp: Option<SocketAddr>,
+    stats: ReceiveStats,
+    clock_rate: u32,
+}
+
+/// Is a datagram from `src` arriving on a leg's RTCP (`rtcp_sock`) or RTP socket from that
+/// side's peer? Latches on the first acceptable one.
+fn accept(
+    peer: Option<PeerSpec>,
+    latched_rtp: &mut Option<SocketAddr>,
+    latched_rtcp: &mut Option<SocketAddr>,
+    shared: &LegShared,
+    rtcp_sock: bool,
+    src: SocketAddr,
+    default: Latch,
+) -> bool {
+    let mode = match peer {
+        Some(p) => p.latch,
+        None => match default {
+            Latch::Auto => Latch::Any,
+            m => m,
+        },
+    };
+    let sdp_ip = peer.and_then(|p| p.rtp).map(|a| a.ip());
+    let latched = if rtcp_sock { latched_rtcp } else { latched_rtp };
+    match (mode, *latched) {
+        (Latch::Off, _) => true,
+        (_, Some(l)) => l == src,
+        (Latch::SdpIp, None) if sdp_ip != Some(src.ip()) => false,
+        (_, None) => {
+            *latched = Some(src);
+            if !rtcp_sock {
+                shared.set_latched(Some(src));
+            }
+            true
+        }
+    }
+}
+
+impl WLeg {
+    fn dest_rtp(&self) -> Option<SocketAddr> {
+        let p = self.peer?;
+        if !p.enabled {
+            return None;
+        }
+        let d = match p.latch {
+            Latch::Off => p.rtp,
+            _ => self.latched_rtp.or(p.rtp),
+        };
+        d.map(|d| fit(d, self.v6))
+    }
+
+    fn dest_rtcp(&self) -> Option<SocketAddr> {
+        let p = self.peer?;
+        if !p.enabled {
+            return None;
+        }
+        if p.mux {
+            return self.dest_rtp();
+        }
+        let d = match p.latch {
+            Latch::Off => p.rtcp,
+            _ => self.latched_rtcp.or(p.rtcp),
+        };
+        d.map(|d| fit(d, self.v6))
+    }
+}
+
+/// A v4 destination seen from a v6 (dual-stack) socket is sent to its mapped form.
+fn fit(d: SocketAddr, v6: bool) -> SocketAddr {
+    match (d, v6) {
+        (SocketAddr::V4(a), true) => SocketAddr::new(IpAddr::V6(a.ip().to_ipv6_mapped()), a.port()),
+        _ => d,
+    }
+}
+
+fn to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(a) = s.as_sockaddr_in() {
+        return Some(SocketAddr::from(*a));
+    }
+    let a = SocketAddr::from(*s.as_sockaddr_in6()?);
+    // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4.
+    Some(SocketAddr::new(a.ip().to_canonical(), a.port()))
+}
+
+struct WStream {
+    rtp: bool,
+    legs: [WLeg; 2],
+}
+
+struct WSession {
+    trunk: usize,
+    last_update: u64,
+    last_report: u64,
+    reported: bool,
+    /// (m= index, slot in `streams`)
+    streams: SmallVec<[(usize, usize); 4]>,
+}
+
+struct Io {
+    hdrs: MultiHeaders<SockaddrStorage>,
+    bufs: Box<[[u8; BUF]; BATCH]>,
+    meta: [(usize, Option<SocketAddr>); BATCH],
+}
+
+struct Worker {
+    ctx: Arc<WorkerCtx>,
+    epoll: Epoll,
+    wake: Arc<EventFd>,
+    rx: Receiver<Cmd>,
+    streams: Vec<Option<WStream>>,
+    free: Vec<usize>,
+    sessions: HashMap<u64, WSession>,
+}
+
+pub(crate) fn spawn(
+    n: usize,
+    ctx: Arc<WorkerCtx>,
+    rx: Receiver<Cmd>,
+    wake: Arc<EventFd>,
+) -> std::io::Result<JoinHandle<()>> {
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+    let w = Worker {
+        ctx,
+        epoll,
+        wake,
+        rx,
+        streams: Vec::new(),
+        free: Vec::new(),
+        sessions: HashMap::new(),
+    };
+    std::thread::Builder::new()
+        .name(format!("tg-media-{n}"))
+        .spawn(move || w.run())
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut io = Io {
+            hdrs: MultiHeaders::preallocate(BATCH, None),
+            bufs: Box::new([[0u8; BUF]; BATCH]),
+            meta: [(0, None); BATCH],
+        };
+        let mut events = [EpollEvent::empty(); 256];
+        let shortest = self.ctx.timeout.min(self.ctx.hold_timeout);
+        let interval = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut next_check = Instant::now() + interval;
+        loop {
+            if self.ctx.stop.load(Relaxed) {
+                break;
+            }
+            let wait = next_check.saturating_duration_since(Instant::now());
+            let ms = u16::try_from(wait.as_millis() + 1).unwrap_or(u16::MAX);
+            let n = match self.epoll.wait(&mut events, EpollTimeout::from(ms)) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "media relay thread: epoll_wait failed");
+                    break;
+                }
+            };
+            let now = nanos_since(self.ctx.epoch);
+            for ev in &events[..n] {
+                let token = ev.data();
+                if token == WAKE {
+                    let _ = self.wake.read();
+                    self.commands();
+                } else {
+                    self.forward(token, now, &mut io);
+                }
+            }
+            if Instant::now() >= next_check {
+                self.check_idle();
+                next_check = Instant::now() + interval;
+            }
+        }
+        // Sockets close when `self` drops.
+    }
+
+    fn commands(&mut self) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(cmd) => self.command(cmd),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.ctx.stop.store(true, Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Touch { call, trunk, at } => {
+                let s = self.sessions.entry(call).or_insert_with(|| WSession {
+                    trunk,
+                    last_update: at,
+                    last_report: 0,
+                    reported: false,
+                    streams: SmallVec::new(),
+                });
+                s.last_update = s.last_update.max(at);
+            }
+            Cmd::AddStream {
+                call,
+                index,
+                rtp,
+                legs,
+            } => {
+                let Some(s) = self.sessions.get_mut(&call) else {
+                    return;
+                };
+                let slot = self.free.pop().unwrap_or(self.streams.len());
+                let [a, b] = *legs;
+                let leg = |l: LegInit| WLeg {
+                    v6: l.rtp.local_addr().is_ok_and(|a| a.is_ipv6()),
+                    rtp: l.rtp,
+                    rtcp: l.rtcp,
+                    shared: l.shared,
+                    peer: None,
+                    latched_rtp: None,
+                    latched_rtcp: None,
+                    stats: ReceiveStats::new(),
+                    clock_rate: 8000,
+                };
+                let st = WStream {
+                    rtp,
+                    legs: [leg(a), leg(b)],
+                };
+                for (side, l) in st.legs.iter().enumerate() {
+                    for (kind, sock) in [&l.rtp, &l.rtcp].into_iter().enumerate() {
+                        let token = ((slot as u64) << 2) | ((side as u64) << 1) | kind as u64;
+                        if let Err(e) = self
+                            .epoll
+                            .add(sock.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
+                        {
+                            tracing::error!(error = %e, call, "media relay: epoll add failed");
+                        }
+                    }
+                }
+                if slot == self.streams.len() {
+                    self.streams.push(Some(st));
+                } else {
+                    self.streams[slot] = Some(st);
+                }
+                s.streams.push((index, slot));
+            }
+            Cmd::SetPeer {
+                call,
+                index,
+                side,
+                peer,
+                clock_rate,
+            } => {
+                let Some(s) = self.sessions.get(&call) else {
+                    return;
+                };
+                let Some(&(_, slot)) = s.streams.iter().find(|(i, _)| *i == index) else {
+                    return;
+                };
+                let Some(Some(st)) = self.streams.get_mut(slot) else {
+                    return;
+                };
+                let leg = &mut st.legs[side & 1];
+                if peer.reset_latch {
+                    leg.latched_rtp = None;
+                    leg.latched_rtcp = None;
+                    leg.shared.set_latched(None);
+                }
+                leg.peer = Some(peer);
+                if clock_rate > 0 {
+                    leg.clock_rate = clock_rate;
+                }
+            }
+            Cmd::Delete { call } => {
+                let Some(s) = self.sessions.remove(&call) else {
+                    return;
+                };
+                for (_, slot) in s.streams {
+                    if let Some(st) = self.streams.get_mut(slot).and_then(Option::take) {
+                        for l in &st.legs {
+                            let _ = self.epoll.delete(l.rtp.as_fd());
+                            let _ = self.epoll.delete(l.rtcp.as_fd());
+                        }
+                        drop(st);
+                        self.free.push(slot);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relay everything waiting on one socket.
+    fn forward(&mut self, token: u64, now: u64, io: &mut Io) {
+        let slot = (token >> 2) as usize;
+        let side = ((token >> 1) & 1) as usize;
+        let rtcp_sock = token & 1 == 1;
+        let Some(Some(st)) = self.streams.get_mut(slot) else {
+            return;
+        };
+        let default = self.ctx.latch;
+        let is_rtp_stream = st.rtp;
+        let [a, b] = &mut st.legs;
+        let (x, y) = if side == 0 { (a, b) } else { (b, a) };
+        let fd = if rtcp_sock {
+            x.rtcp.as_raw_fd()
+        } else {
+            x.rtp.as_raw_fd()
+        };
+
+        let n = {
+            let mut iovs = io.bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
+            let res = recvmmsg(
+                fd,
+                &mut io.hdrs,
+                iovs.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            );
+            let mut n = 0;
+            if let Ok(msgs) = res {
+                for m in msgs {
+                    let addr = if m.flags.contains(MsgFlags::MSG_TRUNC) {
+                        None
+                    } else {
+                        m.address.as_ref().and_then(to_std)
+                    };
+                    io.meta[n] = (m.bytes, addr);
+                    n += 1;
+                }
+            }
+            n
+        };
+        if n == 0 {
+            return;
+        }
+        let WLeg {
+            shared: xs,
+            peer: xpeer,
+            latched_rtp,
+            latched_rtcp,
+            stats: xstats,
+            clock_rate,
+            ..
+        } = x;
+        let xs: &LegShared = xs;
+        let ys: &LegShared = &y.shared;
+        let mut reports: SmallVec<[ReportBlock; 4]> = SmallVec::new();
+        for i in 0..n {
+            let (len, src) = io.meta[i];
+            let Some(src) = src else {
+                bump(&xs.dropped, 1);
+                continue;
+            };
+            if !accept(
+                *xpeer,
+                latched_rtp,
+                latched_rtcp,
+                xs,
+                rtcp_sock,
+                src,
+                default,
+            ) {
+                bump(&xs.dropped, 1);
+                continue;
+            }
+            let pkt = &io.bufs[i][..len.min(BUF)];
+            bump(&xs.rx_packets, 1);
+            bump(&xs.rx_bytes, len as u64);
+            xs.last_rx.store(now, Relaxed);
+            let is_rtcp = rtcp_sock || (is_rtp_stream && stats::is_rtcp(pkt));
+            if is_rtp_stream {
+                if is_rtcp {
+                    bump(&xs.rtcp_rx_packets, 1);
+                    reports.clear();
+                    stats::rtcp_reports(pkt, &mut reports);
+                    if let Some(r) = reports.first() {
+                        let loss = RTCP_VALID
+                            | (u64::from(r.fraction_lost) << 32)
+                            | u64::from(r.cumulative_lost as u32);
+                        xs.rtcp_loss.store(loss, Relaxed);
+                        xs.rtcp_jitter.store(u64::from(r.jitter), Relaxed);
+                    }
+                } else if let Some(h) = stats::rtp_header(pkt) {
+                    xstats.on_packet(&h, now, *clock_rate);
+                    xs.lost.store(xstats.lost(), Relaxed);
+                    xs.expected.store(xstats.expected(), Relaxed);
+                    xs.received_rtp.store(xstats.received(), Relaxed);
+                    xs.jitter_nanos
+                        .store((xstats.jitter_seconds() * 1e9) as u64, Relaxed);
+                }
+            }
+            // RTCP goes to the other side's RTCP socket unless that side muxes it.
+            let (sock, dest) = if !is_rtcp || y.peer.is_some_and(|p| p.mux) {
+                (&y.rtp, y.dest_rtp())
+            } else {
+                (&y.rtcp, y.dest_rtcp())
+            };
+            let Some(dest) = dest else {
+                bump(&xs.dropped, 1);
+                continue;
+            };
+            match sock.send_to(pkt, dest) {
+                Ok(_) => {
+                    bump(&ys.tx_packets, 1);
+                    bump(&ys.tx_bytes, len as u64);
+                }
+                Err(_) => bump(&xs.dropped, 1),
+            }
+        }
+    }
+
+    /// Report sessions with no packet (and no update) for the timeout.
+    fn check_idle(&mut self) {
+        let now = nanos_since(self.ctx.epoch);
+        let mut fire: SmallVec<[(u64, Duration, bool); 8]> = SmallVec::new();
+        for (&call, s) in &mut self.sessions {
+            let mut last = s.last_update;
+            let (mut active, mut held) = (0, 0);
+            for &(_, slot) in &s.streams {
+                let Some(Some(st)) = self.streams.get(slot) else {
+                    continue;
+                };
+                for l in &st.legs {
+                    last = last.max(l.shared.last_rx.load(Relaxed));
+                }
+                let disabled = st.legs.iter().any(|l| l.peer.is_some_and(|p| !p.enabled));
+                if !disabled {
+                    active += 1;
+                    if st.legs.iter().any(|l| l.peer.is_some_and(|p| p.hold)) {
+                        held += 1;
+                    }
+                }
+            }
+            let on_hold = active > 0 && held == active;
+            let limit = if on_hold {
+                self.ctx.hold_timeout
+            } else {
+                self.ctx.timeout
+            };
+            let since = last.max(s.last_report);
+            if now.saturating_sub(since) >= u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX) {
+                s.last_report = now;
+                if !s.reported {
+                    s.reported = true;
+                    if let Some(t) = self.ctx.timeouts.get(s.trunk) {
+                        t.fetch_add(1, Relaxed);
+                    }
+                }
+                fire.push((
+                    call,
+                    Duration::from_nanos(now.saturating_sub(last)),
+                    on_hold,
+                ));
+            }
+        }
+        for (call, idle, on_hold) in fire {
+            tracing::info!(
+                call,
+                idle_ms = idle.as_millis() as u64,
+                on_hold,
+                "media timeout"
+            );
+            (self.ctx.events)(Event::Timeout {
+                call,
+                idle,
+                on_hold,
+            });
+        }
+    }
+}
