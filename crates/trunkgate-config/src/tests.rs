@@ -477,3 +477,73 @@ fn load_reads_files_and_names_missing_ones() {
         assert_eq!(p.trunks.len(), 2);
     }
 }
+
+#[test]
+fn media_defaults_follow_the_listener() {
+    let p = Policy::embedded_default().unwrap();
+    assert_eq!(p.listen.dscp, 24, "CS3 on SIP");
+    let m = &p.media;
+    assert_eq!(m.address, IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(m.advertised, m.address);
+    assert_eq!((m.port_min, m.port_max), (20000, 39999));
+    assert_eq!(m.dscp, 46, "EF on media");
+    assert_eq!(m.latch, MediaLatch::Auto);
+    assert_eq!(m.timeout, Duration::from_secs(60));
+    assert_eq!(m.hold_timeout, Duration::from_secs(3600));
+    assert_eq!(m.threads, 1);
+    assert!(p.trunks.iter().all(|t| t.anchor_media));
+}
+
+#[test]
+fn media_block_of_the_embedded_default_is_valid_uncommented() {
+    // The commented [media] block in config/trunkgate.toml, switched on.
+    let mut src = String::new();
+    let mut in_media = false;
+    for line in crate::EMBEDDED_DEFAULT.lines() {
+        if line.starts_with("# [media]") {
+            in_media = true;
+        }
+        if in_media && line.starts_with("# ") {
+            src.push_str(&line[2..]);
+        } else {
+            in_media = false;
+            src.push_str(line);
+        }
+        src.push('\n');
+    }
+    let src = src.replace("# media = { anchor = false }", "media = { anchor = false }");
+    let p = Policy::from_toml(&src, "t.toml").unwrap();
+    assert_eq!(p.media.advertised, IpAddr::from([203, 0, 113, 10]));
+    assert!(!p.trunks[0].anchor_media);
+    assert!(p.trunks[1].anchor_media);
+}
+
+#[test]
+fn media_keys_take_names_numbers_and_env_overrides() {
+    let src = format!(
+        "{BASE}\n[media]\naddress = \"0.0.0.0\"\nadvertised = \"192.0.2.7\"\nports = \"30000-30009\"\ndscp = 34\nlatch = \"sdp-ip\"\n"
+    );
+    let env = vec![
+        ("TRUNKGATE_MEDIA__TIMEOUT".to_owned(), "5s".to_owned()),
+        ("TRUNKGATE_LISTEN__DSCP".to_owned(), "AF31".to_owned()),
+    ];
+    let p = Policy::from_toml_with_env(&src, "t.toml", &env).unwrap();
+    assert_eq!(p.media.address, IpAddr::from([0, 0, 0, 0]));
+    assert_eq!(p.media.advertised, IpAddr::from([192, 0, 2, 7]));
+    assert_eq!((p.media.port_min, p.media.port_max), (30000, 30009));
+    assert_eq!(p.media.dscp, 34);
+    assert_eq!(p.media.latch, MediaLatch::SdpIp);
+    assert_eq!(p.media.timeout, Duration::from_secs(5));
+    assert_eq!(p.listen.dscp, 26);
+}
+
+#[test]
+fn unspecified_media_address_needs_something_to_advertise() {
+    let src = format!("{BASE}\n[media]\naddress = \"0.0.0.0\"\n");
+    // listen.advertised defaults to the listener IP 127.0.0.1: used for media too.
+    let p = Policy::from_toml(&src, "t.toml").unwrap();
+    assert_eq!(p.media.advertised, IpAddr::from([127, 0, 0, 1]));
+    let src = src.replace("[listen]", "[listen]\nadvertised = \"sbc.example.com\"");
+    let e = Policy::from_toml(&src, "t.toml").unwrap_err();
+    assert!(e.to_string().contains("media.advertised is not set"), "{e}");
+}

@@ -177,22 +177,15 @@ fn port_range(s: &str) -> Result<(u16, u16), Problem> {
     };
     let (first, last) = (parse(a)?, parse(b)?);
     if first < 1024 {
-        return Err(
-            Problem::new(format!("{first} is a privileged port"))
-                .hint("start at 1024 or above, e.g. \"20000-39999\""),
-        );
+        return Err(Problem::new(format!("{first} is a privileged port"))
+            .hint("start at 1024 or above, e.g. \"20000-39999\""));
     }
     if last < first {
-        return Err(
-            Problem::new(format!("{first}-{last} ends before it starts")).hint(hint),
-        );
+        return Err(Problem::new(format!("{first}-{last} ends before it starts")).hint(hint));
     }
     let first_even = first + (first % 2);
     if first_even >= last {
-        return Err(Problem::new(format!(
-            "{first}-{last} holds no even/odd port pair"
-        ))
-        .hint(hint));
+        return Err(Problem::new(format!("{first}-{last} holds no even/odd port pair")).hint(hint));
     }
     Ok((first, last))
 }
