@@ -2,7 +2,7 @@
 # SIPp call-rate steps through Trunkgate (and, optionally, through a reference Kamailio).
 #
 #   benches/sipp_steps.sh [--with-kamailio] [--rates "1000 2000 ..."] [--seconds N] [--smoke]
-#                         [--no-trunkgate] [--no-ringing]
+#                         [--no-trunkgate] [--no-ringing] [--anchor-media]
 #
 # For each rate: a fresh SIPp UAC sends rate*seconds calls (default 10 s worth; the built-in
 # `uac` scenario: INVITE, 180, 200, ACK, BYE, 200) from the "PBX" address through the proxy
@@ -24,6 +24,10 @@
 # call's 180 and 200, which SIPp's `uac` counts as a failed call (a few per thousand at any
 # rate); this takes that artifact out of the rate comparison.
 #
+# Signaling only by default: the trunks' `media.anchor` is off, as Kamailio here runs without
+# rtpengine. --anchor-media keeps Trunkgate's default (every call's SDP rewritten, 4 media
+# sockets bound per call) to measure the cost of anchoring (offer/answer/delete per call).
+#
 # Loopback only; every step is bounded (SIPp -timeout, plus a hard `timeout`). Results also
 # go to target/bench/sipp_steps-<time>.csv.
 set -euo pipefail
@@ -35,6 +39,7 @@ SECONDS_PER_STEP=10
 WITH_KAMAILIO=0
 WITH_TRUNKGATE=1
 UAS_SCENARIO=(-sn uas)
+ANCHOR_MEDIA=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --with-kamailio) WITH_KAMAILIO=1 ;;
@@ -42,6 +47,7 @@ while [ $# -gt 0 ]; do
         --seconds) SECONDS_PER_STEP="$2"; shift ;;
         --smoke) RATES="200"; SECONDS_PER_STEP=5 ;;
         --no-trunkgate) WITH_TRUNKGATE=0 ;; # reference only
+        --anchor-media) ANCHOR_MEDIA=1 ;;
         --no-ringing) UAS_SCENARIO=(-sf "$ROOT/benches/sipp/uas_no_ringing.xml") ;;
         -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -199,6 +205,9 @@ if [ "$WITH_TRUNKGATE" = 1 ]; then
         -e 's/^max_sessions *=.*/max_sessions = 1000000/' \
         -e 's/^shutdown_grace *=.*/shutdown_grace = "5s"/' \
         config/trunkgate.toml > "$WORK/trunkgate.toml"
+    if [ "$ANCHOR_MEDIA" = 0 ]; then
+        sed -i 's/^max_cps *=.*/&\nmedia = { anchor = false }/' "$WORK/trunkgate.toml"
+    fi
     "$TG_BIN" check --config "$WORK/trunkgate.toml"
     RUST_LOG=${RUST_LOG:-warn} "$TG_BIN" run --config "$WORK/trunkgate.toml" > "$WORK/trunkgate.log" 2>&1 &
     TG_PID=$!

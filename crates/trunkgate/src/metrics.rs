@@ -321,6 +321,11 @@ impl Collector for SipCollector {
                 &p.shutdown_rejects,
             ),
             (
+                "trunkgate_sip_media_failures",
+                "SDP bodies the media relay could not anchor (488 for bad SDP, 503 without ports)",
+                &p.media_failures,
+            ),
+            (
                 "trunkgate_udp_send_drops",
                 "UDP datagrams dropped on send (socket buffer full or no socket)",
                 &s.udp_send_drops,
