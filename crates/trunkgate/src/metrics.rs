@@ -274,7 +274,7 @@ impl Collector for SipCollector {
             "SIP transactions in flight",
             load_i(&p.transactions),
         )?;
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "trunkgate_sip_parse_errors",
                 "Messages that could not be parsed",
