@@ -1,0 +1,78 @@
+//! Process limits and CPU accounting from /proc.
+
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+
+/// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
+pub fn raise_nofile() -> u64 {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Err(_) => 0,
+    }
+}
+
+/// USER_HZ: the unit of utime/stime in /proc/*/stat (100 on every Linux architecture
+/// we run on).
+const CLK_TCK: u64 = 100;
+
+/// utime + stime in microseconds, and the thread name, from a /proc/.../stat file.
+fn read_stat(path: &str) -> Option<(u64, String)> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let name = s.get(open + 1..close)?.to_string();
+    let mut fields = s.get(close + 1..)?.split_whitespace();
+    // After the name: state(3) ppid(4) ... utime(14) stime(15).
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(((utime + stime) * 1_000_000 / CLK_TCK, name))
+}
+
+/// CPU time of a process (all threads) in microseconds.
+pub fn process_cpu_us(pid: u32) -> Option<u64> {
+    read_stat(&format!("/proc/{pid}/stat")).map(|(us, _)| us)
+}
+
+/// Per-thread CPU time of a process: (tid, name, µs).
+pub fn thread_cpu_us(pid: u32) -> Vec<(u32, String, u64)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some((us, name)) = read_stat(&format!("/proc/{pid}/task/{tid}/stat")) {
+            out.push((tid, name, us));
+        }
+    }
+    out
+}
+
+/// A CPU sample of the relay process (and its threads) and of this process.
+#[derive(Debug, Clone)]
+pub struct CpuSample {
+    pub at_ns: u64,
+    pub relay_us: Option<u64>,
+    pub relay_threads: Vec<(u32, String, u64)>,
+    pub self_us: Option<u64>,
+}
+
+pub fn sample(pid: Option<u32>) -> CpuSample {
+    CpuSample {
+        at_ns: crate::clock::now_ns(),
+        relay_us: pid.and_then(process_cpu_us),
+        relay_threads: pid.map(thread_cpu_us).unwrap_or_default(),
+        self_us: process_cpu_us(std::process::id()),
+    }
+}
