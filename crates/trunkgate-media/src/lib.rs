@@ -105,7 +105,11 @@ pub enum Event {
     /// No RTP/RTCP from either side for `idle` (the call is dead): the owner sends BYE
     /// both ways and calls [`Relay::delete`]. Re-sent after another idle period if the
     /// session is still there.
-    Timeout { call: u64, idle: Duration, on_hold: bool },
+    Timeout {
+        call: u64,
+        idle: Duration,
+        on_hold: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
