@@ -290,3 +290,166 @@ mod tests {
         assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
     }
 }
+
+// ---- Media tests (tests/e2e_media*.rs) ----
+
+/// [`test_policy`] with `listen` lines added to `[listen]` and, when `media` is not empty, a
+/// `[media]` section of those lines (e.g. `timeout = "3s"`).
+pub fn media_test_policy(net: Net, listen: &[&str], media: &[&str]) -> String {
+    let mut text = test_policy(net);
+    if !listen.is_empty() {
+        assert!(
+            text.contains("[listen]\n"),
+            "the test policy has no [listen] section:\n{text}"
+        );
+        text = text.replacen(
+            "[listen]\n",
+            &format!("[listen]\n{}\n", listen.join("\n")),
+            1,
+        );
+    }
+    if !media.is_empty() {
+        text.push_str("\n[media]\n");
+        for line in media {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// The sum of the samples of `name` whose labels include every `key="value"` of `labels`
+/// (0 when none).
+pub fn value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(exposition, name)
+        .iter()
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.split(',').any(|l| l == format!("{k}=\"{v}\"")))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+/// `GET /calls` on the admin API, parsed; panics unless it answers 200 with JSON that has a
+/// `calls` array.
+pub fn get_calls(admin: SocketAddr) -> serde_json::Value {
+    let (status, body) =
+        http_get(admin, "/calls").unwrap_or_else(|e| panic!("GET /calls on {admin}: {e}"));
+    assert_eq!(status, 200, "GET /calls answered {status}:\n{body}");
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("GET /calls is not JSON ({e}):\n{body}"));
+    assert!(
+        v.get("calls").is_some_and(serde_json::Value::is_array),
+        "GET /calls has no \"calls\" array:\n{body}"
+    );
+    v
+}
+
+/// The calls array of `GET /calls`.
+pub fn calls_list(admin: SocketAddr) -> Vec<serde_json::Value> {
+    get_calls(admin)["calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The connection address and first `m=` port of an SIP message's SDP body: the `c=` line
+/// that applies to the first media line (its own, else the session's).
+pub fn sdp_media_address(message: &str) -> Option<(IpAddr, u16)> {
+    let (_, body) = message
+        .split_once("\r\n\r\n")
+        .or_else(|| message.split_once("\n\n"))?;
+    let mut session_c: Option<IpAddr> = None;
+    let mut media: Option<(u16, Option<IpAddr>)> = None;
+    for line in body.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("c=") {
+            let ip = rest.split_whitespace().nth(2)?.parse().ok()?;
+            match media.as_mut() {
+                Some((_, c @ None)) => *c = Some(ip),
+                Some(_) => {}
+                None => session_c = Some(ip),
+            }
+        } else if let Some(rest) = line.strip_prefix("m=") {
+            if media.is_some() {
+                break;
+            }
+            media = Some((rest.split_whitespace().nth(1)?.parse().ok()?, None));
+        }
+    }
+    let (port, c) = media?;
+    Some((c.or(session_c)?, port))
+}
+
+/// The `trunkgate-rtpgen` binary Cargo builds for the workspace, next to the `trunkgate`
+/// binary under test (`cargo build --workspace` builds both; `scripts/test.sh` does).
+pub fn rtpgen_bin() -> PathBuf {
+    let bin = std::path::Path::new(trunkgate::BIN)
+        .parent()
+        .expect("trunkgate binary has a directory")
+        .join("trunkgate-rtpgen");
+    assert!(
+        bin.is_file(),
+        "{} is missing: the media tests drive it; build it with \
+         `cargo build -p trunkgate-rtpgen` (scripts/test.sh builds the whole workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// One finished `trunkgate-rtpgen` run.
+#[derive(Debug)]
+pub struct RtpgenRun {
+    /// `None`: killed at the hard deadline.
+    pub exit_code: Option<i32>,
+    /// Its `--json` report (`Null` when stdout was not JSON).
+    pub report: serde_json::Value,
+    pub elapsed: Duration,
+    /// Tail of its stderr, for failure messages.
+    pub log: String,
+}
+
+/// Run `trunkgate-rtpgen ARGS --json` (stdout and stderr kept in `dir` as `NAME.json` /
+/// `NAME.log`), killing it after `hard_timeout`.
+pub fn run_rtpgen(
+    dir: &std::path::Path,
+    name: &str,
+    args: &[String],
+    hard_timeout: Duration,
+) -> RtpgenRun {
+    let out_path = dir.join(format!("{name}.json"));
+    let log_path = dir.join(format!("{name}.log"));
+    let out = std::fs::File::create(&out_path).expect("create rtpgen output file");
+    let log = std::fs::File::create(&log_path).expect("create rtpgen log file");
+    let started = Instant::now();
+    let mut child = std::process::Command::new(rtpgen_bin())
+        .args(args)
+        .arg("--json")
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(log)
+        .spawn()
+        .expect("spawn trunkgate-rtpgen");
+    let _watchdog = Watchdog::guard(child.id());
+    let deadline = started + hard_timeout;
+    let exit_code = loop {
+        match child.try_wait().expect("try_wait trunkgate-rtpgen") {
+            Some(status) => break status.code(),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    RtpgenRun {
+        exit_code,
+        report: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        elapsed: started.elapsed(),
+        log: tail(&log_path, 4000),
+    }
+}

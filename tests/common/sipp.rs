@@ -344,3 +344,266 @@ fn read_counters(stat: &Path, screen: &Path) -> Result<(u64, u64, u64), String> 
     }
     Ok(counters)
 }
+
+// ---- Media tests: SIPp on scenario files, with extra arguments and message logs ----
+
+/// The scenario a [`SippPeer`] plays.
+#[derive(Debug, Clone, Copy)]
+pub enum Scenario<'a> {
+    /// `-sn NAME` (`uac`, `uas`, ...).
+    Builtin(&'a str),
+    /// `-sf FILE`.
+    File(&'a Path),
+}
+
+/// One SIPp process over UDP on `ip:5060` for the media tests: any scenario, extra arguments
+/// (`-m`, `-rtp_echo`, `-mi`, `-mp`, ...), every SIP message logged (`-trace_msg`) to
+/// `NAME_messages.log` in the scratch directory. SIPp's own `-timeout` (an error) and a hard
+/// kill deadline bound it; it is killed on drop.
+pub struct SippPeer {
+    child: Option<Child>,
+    _watchdog: Option<super::Watchdog>,
+    files: Files,
+    messages: PathBuf,
+    hard_deadline: Instant,
+    exit_code: Option<Option<i32>>,
+}
+
+impl SippPeer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn(
+        dir: &Path,
+        name: &str,
+        scenario: Scenario<'_>,
+        ip: IpAddr,
+        remote: Option<SocketAddr>,
+        args: &[String],
+        timeout: Duration,
+    ) -> SippPeer {
+        let files = Files::new(dir, name);
+        let messages = dir.join(format!("{name}_messages.log"));
+        let out = std::fs::File::create(&files.output).expect("create SIPp output file");
+        let mut cmd = Command::new(sipp_bin());
+        cmd.current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("clone SIPp output handle"))
+            .stderr(out);
+        if let Some(remote) = remote {
+            cmd.arg(remote.to_string());
+        }
+        match scenario {
+            Scenario::Builtin(n) => cmd.args(["-sn", n]),
+            Scenario::File(p) => cmd.arg("-sf").arg(p),
+        };
+        cmd.args(["-t", "u1", "-i"])
+            .arg(ip.to_string())
+            .args(["-p", "5060", "-bind_local", "-nostdin", "-aa"])
+            .args(["-trace_stat", "-fd", "1", "-stf"])
+            .arg(&files.stat)
+            .args(["-trace_screen", "-screen_file"])
+            .arg(&files.screen)
+            .args(["-trace_err", "-error_file"])
+            .arg(&files.errors)
+            .args(["-trace_msg", "-message_file"])
+            .arg(&messages)
+            .arg("-timeout")
+            .arg(format!("{}s", timeout.as_secs().max(1)))
+            .arg("-timeout_error")
+            .args(args);
+        let child = cmd.spawn().expect("spawn sipp");
+        SippPeer {
+            _watchdog: super::Watchdog::guard(child.id()),
+            child: Some(child),
+            files,
+            messages,
+            hard_deadline: Instant::now() + timeout + Duration::from_secs(15),
+            exit_code: None,
+        }
+    }
+
+    /// Fails the test if SIPp has already exited (call after it has had time to bind).
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
+            panic!(
+                "SIPp {} exited early ({status}):\n{}",
+                self.files.name,
+                self.files.report()
+            );
+        }
+    }
+
+    /// Still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Wait until SIPp exits (killed at the hard deadline) and read its counters.
+    pub fn wait(&mut self) -> UacResult {
+        let started = Instant::now();
+        let exit_code = match self.child.take() {
+            Some(mut child) => loop {
+                match child.try_wait().expect("try_wait sipp") {
+                    Some(status) => break status.code(),
+                    None if Instant::now() >= self.hard_deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break None;
+                    }
+                    None => std::thread::sleep(Duration::from_millis(50)),
+                }
+            },
+            None => self.exit_code.flatten(),
+        };
+        self.exit_code = Some(exit_code);
+        let elapsed = started.elapsed();
+        let (successful, failed, created) = read_counters(&self.files.stat, &self.files.screen)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "SIPp {} (exit code {exit_code:?}): {e}\n{}",
+                    self.files.name,
+                    self.files.report()
+                )
+            });
+        UacResult {
+            exit_code,
+            successful,
+            failed,
+            created,
+            elapsed,
+            report: self.report(),
+        }
+    }
+
+    /// Errors, screen, output and the last SIP messages, for failure messages.
+    pub fn report(&self) -> String {
+        format!(
+            "{}\n---- SIPp {} messages ({}) ----\n{}",
+            self.files.report(),
+            self.files.name,
+            self.messages.display(),
+            tail(&self.messages, 6000)
+        )
+    }
+
+    /// Every SIP message SIPp logged so far.
+    pub fn messages(&self) -> Vec<LoggedMessage> {
+        read_message_log(&self.messages)
+    }
+}
+
+impl Drop for SippPeer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.report());
+        }
+    }
+}
+
+/// One SIP message from a SIPp `-trace_msg` log.
+#[derive(Debug, Clone)]
+pub struct LoggedMessage {
+    /// Sent by SIPp (else received).
+    pub sent: bool,
+    /// SIPp's local wall-clock time stamp, in seconds (comparable between SIPp logs of one
+    /// machine, not with UTC).
+    pub time: f64,
+    pub text: String,
+}
+
+impl LoggedMessage {
+    pub fn start_line(&self) -> &str {
+        self.text.lines().next().unwrap_or("").trim()
+    }
+
+    /// A request of `method`.
+    pub fn is_request(&self, method: &str) -> bool {
+        self.start_line().starts_with(&format!("{method} "))
+    }
+
+    /// A response with `code` to a request of `method` (by CSeq).
+    pub fn is_response(&self, code: u16, method: &str) -> bool {
+        self.start_line().starts_with(&format!("SIP/2.0 {code} "))
+            && self.header("CSeq").is_some_and(|c| c.ends_with(method))
+    }
+
+    /// The first value of header `name` (long form only), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.text
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .skip(1)
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+            })
+    }
+}
+
+/// Parse a SIPp `-trace_msg` log: entries start with a dashed line and a time stamp
+/// (`----- 2026-11-25 15:07:20.284575`), then `UDP message sent (N bytes):` or
+/// `UDP message received [N] bytes :`, a blank line and the message.
+pub fn read_message_log(path: &Path) -> Vec<LoggedMessage> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut current: Option<(bool, f64, Vec<&str>)> = None;
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.starts_with("----------") {
+            if let Some((sent, time, body)) = current.take() {
+                out.push(LoggedMessage {
+                    sent,
+                    time,
+                    text: body.join("\r\n").trim().to_owned(),
+                });
+            }
+            let stamp = line.trim_start_matches('-').trim();
+            let kind = lines.next().unwrap_or("");
+            let sent = kind.contains("message sent");
+            current = Some((sent, parse_stamp(stamp).unwrap_or(f64::NAN), Vec::new()));
+        } else if let Some((_, _, body)) = current.as_mut() {
+            body.push(line);
+        }
+    }
+    if let Some((sent, time, body)) = current.take() {
+        out.push(LoggedMessage {
+            sent,
+            time,
+            text: body.join("\r\n").trim().to_owned(),
+        });
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff` (either separator) → seconds on a naive calendar.
+fn parse_stamp(stamp: &str) -> Option<f64> {
+    let mut parts = stamp.split(|c: char| c.is_whitespace());
+    let date = parts.next()?;
+    let time = parts.find(|p| !p.is_empty())?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
+    let s = t.next()?.parse::<f64>().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + s)
+}
