@@ -11,6 +11,7 @@ mod hist;
 mod media;
 mod ng;
 mod sdp;
+mod shared;
 mod sip;
 mod sipmsg;
 mod sys;
@@ -65,6 +66,8 @@ enum Mode {
         #[command(flatten)]
         common: Common,
     },
+    /// Print a markdown table of reports (JSON lines written by --json) from FILE(s).
+    Table { files: Vec<std::path::PathBuf> },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -109,6 +112,15 @@ struct Common {
     /// Seed of the loss/jitter/SSRC generator.
     #[arg(long, default_value_t = 0x5EED)]
     seed: u64,
+    /// K sockets per side shared by all calls (call i on pair i mod K; batched sendmmsg/
+    /// recvmmsg) instead of one socket per call per side. For high packet rates; no
+    /// --drop/--jitter-ms in this mode.
+    #[arg(long, default_value_t = 0)]
+    shared_sockets: usize,
+    /// Shared-socket mode: the send/receive loop's period in µs (sends leave at most this
+    /// late; receive times come from the kernel).
+    #[arg(long, default_value_t = 200)]
+    tick_us: u64,
     /// RTP worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -130,6 +142,9 @@ struct Common {
     /// Receive for this long after the last send before counting losses (ms).
     #[arg(long, default_value_t = 1000)]
     drain_ms: u64,
+    /// Name of the relay in the report (`relay` field; default: the mode).
+    #[arg(long)]
+    label: Option<String>,
     /// Called numbers are PREFIX + 6-digit call index.
     #[arg(long, default_value = "4930555")]
     number_prefix: String,
@@ -245,6 +260,7 @@ fn run(cli: Cli) -> Result<i32> {
         Mode::Sip { common, .. } => ("sip", common.clone()),
         Mode::Ng { common, .. } => ("ng", common.clone()),
         Mode::Direct { common } => ("direct", common.clone()),
+        Mode::Table { files } => return table(files),
     };
     let o = common;
     if o.payload < media::STAMP {
@@ -278,15 +294,33 @@ fn run(cli: Cli) -> Result<i32> {
         }
     }
     let mut calls = Vec::with_capacity(o.calls);
-    for i in 0..o.calls {
-        calls.push(
-            CallMedia::open(i, &mut ports, impaired)
-                .with_context(|| format!("RTP sockets for call {i} (RLIMIT_NOFILE {nofile})"))?,
-        );
-    }
-    if let Some(ip) = o.trunk_media_ip {
-        // The B side of each call binds on its own IP; nothing else to do here.
-        let _ = ip;
+    let mut groups: Vec<Option<shared::Group>> = Vec::new();
+    if o.shared_sockets > 0 {
+        if impaired {
+            bail!("--drop/--jitter-ms need one socket per call (no --shared-sockets)");
+        }
+        let mut addrs = Vec::new();
+        for g in 0..o.shared_sockets {
+            let (a, al) = ports[0].bind_even()?;
+            let last = ports.len() - 1;
+            let (b, bl) = ports[last].bind_even()?;
+            shared::enlarge(&a, 32 << 20);
+            shared::enlarge(&b, 32 << 20);
+            groups.push(Some(shared::Group { id: g, a, b }));
+            addrs.push((al, bl));
+        }
+        for i in 0..o.calls {
+            let g = i % o.shared_sockets;
+            calls.push(CallMedia::shared(i, g, addrs[g].0, addrs[g].1));
+        }
+    } else {
+        for i in 0..o.calls {
+            calls.push(
+                CallMedia::open(i, &mut ports, impaired).with_context(|| {
+                    format!("RTP sockets for call {i} (RLIMIT_NOFILE {nofile})")
+                })?,
+            );
+        }
     }
 
     let mut sig: Box<dyn Signaling> = match &cli.mode {
@@ -295,6 +329,7 @@ fn run(cli: Cli) -> Result<i32> {
         } => Box::new(sip::SipUa::new(sig_opts.clone(), *sbc, *pbx, *trunk)?),
         Mode::Ng { ng, .. } => Box::new(ng::NgClient::new(sig_opts.clone(), *ng, o.media_ip)?),
         Mode::Direct { .. } => Box::new(Direct),
+        Mode::Table { .. } => bail!("not a load mode"),
     };
 
     // Setup.
@@ -327,6 +362,7 @@ fn run(cli: Cli) -> Result<i32> {
     let mut stats = WorkerStats::default();
     let mut rtp_seconds = 0.0;
     let mut cpu: Option<(sys::CpuSample, sys::CpuSample)> = None;
+    let mut udp_errors: Option<[u64; 3]> = None;
     if calls_up > 0 {
         let start = now_ns() + 100 * MS;
         let dur = (o.duration.max(0.0) * SEC as f64) as u64;
@@ -337,11 +373,22 @@ fn run(cli: Cli) -> Result<i32> {
             end_ns: start + dur + o.drain_ms * MS + jitter,
             total_streams: 2 * calls_up as u64,
         };
-        let nthreads = o.threads.min(calls_up);
+        let nthreads = if groups.is_empty() {
+            o.threads.min(calls_up)
+        } else {
+            o.threads.min(groups.len())
+        };
         let mut parts: Vec<Vec<(usize, CallMedia)>> = (0..nthreads).map(|_| Vec::new()).collect();
         for (rank, c) in up.into_iter().enumerate() {
-            parts[rank % nthreads].push((rank, c));
+            let w = c.group.unwrap_or(rank) % nthreads;
+            parts[w].push((rank, c));
         }
+        let mut group_parts: Vec<Vec<shared::Group>> = (0..nthreads).map(|_| Vec::new()).collect();
+        for g in groups.iter_mut().filter_map(Option::take) {
+            group_parts[g.id % nthreads].push(g);
+        }
+        let udp0 = sys::udp_errors();
+        let tick_ns = o.tick_us.max(1) * 1000;
         eprintln!(
             "rtpgen: RTP for {:.1} s: {} streams x {} pps = {} pps on {nthreads} threads",
             o.duration,
@@ -352,11 +399,18 @@ fn run(cli: Cli) -> Result<i32> {
         let handles: Vec<_> = parts
             .into_iter()
             .enumerate()
-            .map(|(wid, part)| {
+            .zip(group_parts)
+            .map(|((wid, part), gs)| {
                 let mo = mopts.clone();
                 std::thread::Builder::new()
                     .name(format!("rtp-{wid}"))
-                    .spawn(move || media::run_worker(wid, part, sched, &mo))
+                    .spawn(move || {
+                        if gs.is_empty() {
+                            media::run_worker(wid, part, sched, &mo)
+                        } else {
+                            shared::run_worker(wid, gs, part, calls_up, sched, &mo, tick_ns)
+                        }
+                    })
             })
             .collect::<std::io::Result<_>>()
             .context("spawn RTP worker")?;
@@ -393,6 +447,13 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         rtp_seconds = dur as f64 / SEC as f64;
+        if let (Some(a), Some(b)) = (udp0, sys::udp_errors()) {
+            udp_errors = Some([
+                b[0] - a[0].min(b[0]),
+                b[1] - a[1].min(b[1]),
+                b[2] - a[2].min(b[2]),
+            ]);
+        }
         if let (Some(a), Some(b)) = (s0, s1) {
             cpu = Some((a, b));
         }
@@ -472,6 +533,7 @@ fn run(cli: Cli) -> Result<i32> {
     let lat = &stats.latency_us;
     let report = json!({
         "mode": mode_name,
+        "relay": o.label.clone().unwrap_or_else(|| mode_name.to_string()),
         "calls": o.calls,
         "calls_failed": calls_failed,
         "streams": 2 * calls_up,
@@ -498,6 +560,8 @@ fn run(cli: Cli) -> Result<i32> {
         "directions": {"uac_to_uas": dir(0), "uas_to_uac": dir(1)},
         "send_lag_us": {"p50": stats.send_lag_us.quantile(0.5), "p99": stats.send_lag_us.quantile(0.99), "max": stats.send_lag_us.max()},
         "send_errors": stats.send_errors,
+        "udp_errors": udp_errors.map(|e| json!({"in": e[0], "rcvbuf": e[1], "sndbuf": e[2]})),
+        "shared_sockets": o.shared_sockets,
         "recv_errors": stats.recv_errors,
         "foreign": stats.foreign,
         "reordered": stats.reordered,
@@ -541,6 +605,44 @@ fn run(cli: Cli) -> Result<i32> {
         println!("{report}");
     }
     Ok(if calls_up == 0 { 2 } else { 0 })
+}
+
+/// The benchmark table from JSON report lines (lines that do not parse are skipped).
+fn table(files: &[std::path::PathBuf]) -> Result<i32> {
+    println!(
+        "| relay | calls | pps | CPU µs/packet | relay CPU % | loss | p50 µs | p99 µs | max µs | failed calls | tool CPU % |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let num = |x: &serde_json::Value, digits: usize| match x.as_f64() {
+                Some(n) => format!("{n:.digits$}"),
+                None => "–".to_string(),
+            };
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                v["relay"].as_str().unwrap_or("?"),
+                v["calls"],
+                num(&v["pps"], 0),
+                num(&v["cpu_us_per_packet"], 2),
+                num(&v["relay_cpu_percent"], 1),
+                match v["loss_ratio"].as_f64() {
+                    Some(r) => format!("{:.3}%", r * 100.0),
+                    None => "–".to_string(),
+                },
+                v["latency_us"]["p50"],
+                v["latency_us"]["p99"],
+                v["latency_us"]["max"],
+                v["calls_failed"],
+                num(&v["tool_cpu_percent"], 1),
+            );
+        }
+    }
+    Ok(0)
 }
 
 fn round(v: f64, digits: i32) -> f64 {

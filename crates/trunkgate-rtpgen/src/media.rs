@@ -78,10 +78,13 @@ impl Ports {
 /// The media side of one call.
 pub struct CallMedia {
     pub idx: usize,
-    pub a: UdpSocket,
+    /// Shared-socket mode: the index of the shared socket pair this call uses (and `a`/`b`
+    /// are `None`).
+    pub group: Option<usize>,
+    pub a: Option<UdpSocket>,
     pub a_local: SocketAddr,
     pub fwd: Option<(UdpSocket, SocketAddr)>,
-    pub b: UdpSocket,
+    pub b: Option<UdpSocket>,
     pub b_local: SocketAddr,
     /// Where the UAC side sends (the relay's leg facing the PBX).
     pub a_remote: Option<SocketAddr>,
@@ -110,14 +113,30 @@ impl CallMedia {
         let (b, b_local) = b_ports.bind_even()?;
         Ok(Self {
             idx,
-            a,
+            group: None,
+            a: Some(a),
             a_local,
             fwd,
-            b,
+            b: Some(b),
             b_local,
             a_remote: None,
             b_remote: None,
         })
+    }
+
+    /// A call on shared socket pair `group` (addresses only; the sockets live elsewhere).
+    pub fn shared(idx: usize, group: usize, a_local: SocketAddr, b_local: SocketAddr) -> Self {
+        Self {
+            idx,
+            group: Some(group),
+            a: None,
+            a_local,
+            fwd: None,
+            b: None,
+            b_local,
+            a_remote: None,
+            b_remote: None,
+        }
     }
 
     /// The UAC side's media address as written into its SDP.
@@ -249,8 +268,11 @@ pub fn run_worker(
     let mut last_seq: Vec<[Option<u16>; 2]> = vec![[None, None]; calls.len()];
     for (ci, (rank, c)) in calls.iter().enumerate() {
         let tok = (ci as u64) << 2;
-        epoll.add(&c.a, EpollEvent::new(EpollFlags::EPOLLIN, tok | KIND_A))?;
-        epoll.add(&c.b, EpollEvent::new(EpollFlags::EPOLLIN, tok | KIND_B))?;
+        let (Some(a), Some(b)) = (&c.a, &c.b) else {
+            bail!("call {} has no sockets of its own", c.idx);
+        };
+        epoll.add(a, EpollEvent::new(EpollFlags::EPOLLIN, tok | KIND_A))?;
+        epoll.add(b, EpollEvent::new(EpollFlags::EPOLLIN, tok | KIND_B))?;
         if let Some((f, _)) = &c.fwd {
             epoll.add(f, EpollEvent::new(EpollFlags::EPOLLIN, tok | KIND_F))?;
         }
@@ -310,7 +332,7 @@ pub fn run_worker(
             } else {
                 (&c.b, c.b_remote)
             };
-            if let Some(dest) = dest {
+            if let (Some(sock), Some(dest)) = (sock, dest) {
                 buf[0] = 0x80;
                 buf[1] = (opts.pt & 0x7f) | if s.pkt == 0 { 0x80 } else { 0 };
                 buf[2..4].copy_from_slice(&s.seq.to_be_bytes());
@@ -395,7 +417,9 @@ pub fn run_worker(
             };
             match kind {
                 KIND_A | KIND_B => {
-                    let sock = if kind == KIND_A { &c.a } else { &c.b };
+                    let Some(sock) = (if kind == KIND_A { &c.a } else { &c.b }) else {
+                        continue;
+                    };
                     let len = match sock.recv_from(&mut rbuf) {
                         Ok((len, _)) => len,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => continue,

@@ -76,3 +76,18 @@ pub fn sample(pid: Option<u32>) -> CpuSample {
         self_us: process_cpu_us(std::process::id()),
     }
 }
+
+/// System-wide UDP counters from /proc/net/snmp: (InErrors, RcvbufErrors, SndbufErrors).
+/// Datagrams the kernel dropped because a socket's receive queue was full show up here,
+/// whichever process (the relay or this tool) owned the socket.
+pub fn udp_errors() -> Option<[u64; 3]> {
+    let s = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut lines = s.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let get = |n: &str| -> Option<u64> {
+        let i = names.iter().position(|x| *x == n)?;
+        values.get(i)?.parse().ok()
+    };
+    Some([get("InErrors")?, get("RcvbufErrors")?, get("SndbufErrors")?])
+}
