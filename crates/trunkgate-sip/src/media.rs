@@ -51,4 +51,7 @@ pub trait MediaRelay: Send + Sync {
     ) -> Result<(), MediaFailure>;
     /// The dialog ended: free its media session.
     fn delete(&self, dialog: u64);
+    /// How long the dialog's media has been silent in both directions (since its newest
+    /// packet or SDP); `None` when it has no media session.
+    fn idle(&self, dialog: u64) -> Option<std::time::Duration>;
 }

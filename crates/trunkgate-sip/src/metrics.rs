@@ -43,6 +43,8 @@ pub struct PeerCounters {
     /// trunk (unknown sources, floods, malformed messages); trunk slots: limits of that
     /// trunk (a call that overflowed to another trunk counts here too).
     pub rejects: [AtomicU64; RejectReason::COUNT],
+    /// Calls on this trunk ended with BYE both ways because their media stopped.
+    pub media_timeouts: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -75,6 +77,7 @@ impl ProxyMetrics {
                 responses: Default::default(),
                 dialogs: Default::default(),
                 rejects: Default::default(),
+                media_timeouts: AtomicU64::new(0),
             })
             .collect();
         ProxyMetrics {

@@ -68,4 +68,8 @@ impl MediaRelay for RelayAdapter {
     fn delete(&self, dialog: u64) {
         self.relay.delete(dialog);
     }
+
+    fn idle(&self, dialog: u64) -> Option<std::time::Duration> {
+        self.relay.idle(dialog)
+    }
 }

@@ -1,7 +1,8 @@
 //! Prometheus export of the media relay's figures, per trunk (never per call: label
 //! cardinality stays bounded by the policy). Read at scrape time from
 //! [`MediaMetrics::snapshot`], which takes the relay's control lock briefly and never
-//! touches the packet path.
+//! touches the packet path. (`trunkgate_media_timeouts_total` is counted by the SIP core
+//! when it actually ends a call, and exported by `SipCollector`.)
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -75,25 +76,17 @@ impl Collector for MediaCollector {
                 }
             }
         }
-        type One = fn(&trunkgate_media::TrunkMedia) -> u64;
-        let single: [(&str, &str, One); 2] = [
-            (
+        {
+            let mut m = enc.encode_descriptor(
                 "trunkgate_media_dropped_packets",
                 "Datagrams dropped by the relay (spoofed or late source, no destination), by trunk",
-                |t| t.dropped,
-            ),
-            (
-                "trunkgate_media_timeouts",
-                "Calls whose media stopped in both directions for media.timeout (torn down with BYE), by trunk",
-                |t| t.timeouts,
-            ),
-        ];
-        for (metric, help, pick) in single {
-            let mut m = enc.encode_descriptor(metric, help, None, MetricType::Counter)?;
+                None,
+                MetricType::Counter,
+            )?;
             for t in &snap.trunks {
                 let trunk = name(t);
                 m.encode_family(&[("trunk", trunk.as_str())])?
-                    .encode_counter::<NoLabelSet, _, u64>(&pick(t), None)?;
+                    .encode_counter::<NoLabelSet, _, u64>(&t.dropped, None)?;
             }
         }
         type Hist = fn(&trunkgate_media::TrunkMedia) -> &Histogram;

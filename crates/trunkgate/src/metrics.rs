@@ -223,6 +223,25 @@ impl Collector for SipCollector {
         }
         {
             let mut m = enc.encode_descriptor(
+                "trunkgate_media_timeouts",
+                "Calls ended with BYE to both sides because their media stopped for media.timeout, by trunk",
+                None,
+                MetricType::Counter,
+            )?;
+            for (slot, counters) in p.peers.iter().enumerate() {
+                let trunk = match slot {
+                    0 | 1 => "none",
+                    _ => self.peer_names.get(slot).map_or("none", String::as_str),
+                };
+                if slot == 1 {
+                    continue;
+                }
+                m.encode_family(&[("trunk", trunk)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&load(&counters.media_timeouts), None)?;
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
                 "trunkgate_trunk_sessions",
                 "Sessions (calls) in progress per trunk, both directions",
                 None,

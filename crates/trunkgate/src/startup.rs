@@ -228,14 +228,14 @@ async fn serve(
     let session_limits = policy.trunks.iter().map(|t| t.max_sessions).collect();
 
     // The media relay: its own threads; dead-media reports reach the core as dialog ids.
-    let (media_tx, media_rx) = mpsc::unbounded_channel::<u64>();
+    let (media_tx, media_rx) = mpsc::unbounded_channel::<(u64, std::time::Duration)>();
     let relay = Arc::new(
         Relay::start(
             media_config(&policy),
             trunk_names.clone(),
             Box::new(move |event| match event {
-                Event::Timeout { call, .. } => {
-                    let _ = media_tx.send(call);
+                Event::Timeout { call, idle, .. } => {
+                    let _ = media_tx.send((call, idle));
                 }
             }),
         )

@@ -161,6 +161,13 @@ impl Check<'_, '_> {
                     if let Some(n) = &name {
                         if let Err(p) = values::name(n) {
                             self.problem(&f.at, "trunk name", p);
+                        } else if n == "none" {
+                            let hint = "metrics label traffic tied to no trunk trunk=\"none\": pick another name";
+                            self.report.error(
+                                &f.at,
+                                "trunk name \"none\" is reserved",
+                                Some(hint.into()),
+                            );
                         }
                         if let Some((_, first)) = names.get(n) {
                             let hint = format!(

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use smallvec::SmallVec;
@@ -497,6 +497,29 @@ impl Relay {
             let _ = w.tx.send(Cmd::Delete { call });
             let _ = w.wake.write(1);
         }
+    }
+
+    /// How long call `call` has been without media: since the newest packet on any leg, or
+    /// its newest `update()` if later. `None`: no such session. The SIP side checks this
+    /// before acting on a (possibly stale) [`Event::Timeout`] and before forgetting a call.
+    pub fn idle(&self, call: u64) -> Option<Duration> {
+        let now = Instant::now();
+        let ctl = lock(&self.control);
+        let s = ctl.sessions.get(&call)?;
+        let since_update = now.saturating_duration_since(s.last_update);
+        let last = s
+            .streams
+            .iter()
+            .flatten()
+            .flat_map(|st| st.legs.iter())
+            .map(|l| l.shared.last_rx.load(Relaxed))
+            .max()
+            .unwrap_or(0);
+        if last == 0 {
+            return Some(since_update);
+        }
+        let since_pkt = Duration::from_nanos(self.nanos(now).saturating_sub(last));
+        Some(since_pkt.min(since_update))
     }
 
     /// Snapshot of every live call for the admin API (`GET /calls`), ordered by id.

@@ -9,11 +9,23 @@
 use super::Proxy;
 use super::state::{Dialog, MediaDialog, Sub};
 use crate::media::{MediaCall, MediaFailure, MediaSide};
-use crate::message::{HeaderName, Method, SipMessage};
+use crate::message::{HeaderName, Method, NameAddr, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::routing::Party;
 use bytes::Bytes;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Comma-joined header values (a route set), owned.
+fn join<'a>(values: impl Iterator<Item = &'a [u8]>) -> Box<[u8]> {
+    let mut out = Vec::new();
+    for value in values {
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(value);
+    }
+    out.into_boxed_slice()
+}
 
 /// The body of `msg` if it is a session description (`Content-Type: application/sdp`).
 pub(super) fn sdp_body(msg: &SipMessage) -> Option<&[u8]> {
@@ -53,13 +65,35 @@ impl Proxy {
 
     /// What a new anchored dialog remembers for BYEs of our own.
     pub(super) fn media_dialog(msg: &SipMessage) -> Box<MediaDialog> {
+        let caller_route = join(msg.values(HeaderName::RecordRoute));
         Box::new(MediaDialog {
             call_id: msg.call_id().into(),
             from: msg.from_value().into(),
             to: None,
             caller_cseq: msg.cseq().0,
             callee_cseq: 0,
+            caller_route,
+            callee_route: Box::default(),
         })
+    }
+
+    /// The callee's route set from the 2xx that confirmed the dialog: the Record-Route
+    /// entries above ours (proxies between us and the callee), nearest first.
+    pub(super) fn callee_route(&self, ok: &SipMessage) -> Box<[u8]> {
+        let mut above: Vec<&[u8]> = ok
+            .values(HeaderName::RecordRoute)
+            .take_while(|value| !self.names_us(value))
+            .collect();
+        above.reverse();
+        join(above.into_iter())
+    }
+
+    /// Does a `Record-Route`/`Route` value name us?
+    fn names_us(&self, value: &[u8]) -> bool {
+        NameAddr::parse(value)
+            .ok()
+            .and_then(|na| SipUri::parse(na.uri).ok())
+            .is_some_and(|uri| self.is_us(uri.host, uri.port))
     }
 
     /// Anchor the SDP body of `msg` (if any) sent by the caller's side (`from_caller`) or
@@ -148,7 +182,20 @@ impl Proxy {
     /// The relay saw no media on dialog `dialog_id` for its timeout: if the call is
     /// established, send BYE to both sides and end the dialog (sessions, media, counters).
     /// An early dialog is left to Timer C. Returns whether the call was torn down.
-    pub fn media_timeout(&mut self, now: Instant, dialog_id: u64) -> bool {
+    /// `idle`: how long the relay had seen no media when it reported; a report overtaken by
+    /// media or a new SDP since (the relay's idle time is now much shorter) is ignored.
+    pub fn media_timeout(&mut self, now: Instant, dialog_id: u64, idle: Duration) -> bool {
+        if let Some(current) = self.media.as_ref().and_then(|m| m.idle(dialog_id)) {
+            if current < idle / 2 {
+                tracing::debug!(
+                    dialog = dialog_id,
+                    ?current,
+                    ?idle,
+                    "stale media timeout ignored"
+                );
+                return false;
+            }
+        }
         let Some(dialog) = self.dialogs.get(&dialog_id) else {
             // Already gone here: make sure the relay forgets it too.
             if let Some(media) = &self.media {
@@ -172,21 +219,34 @@ impl Proxy {
                 from.clone(),
                 to.clone(),
                 md.caller_cseq,
+                md.callee_route.clone(),
             ),
-            (dialog.caller.clone(), to, from, md.callee_cseq),
+            (
+                dialog.caller.clone(),
+                to,
+                from,
+                md.callee_cseq,
+                md.caller_route.clone(),
+            ),
         ];
-        let trunk = dialog.trunk;
-        for (leg, from, to, cseq) in byes {
+        let (trunk, metric_peer) = (dialog.trunk, dialog.metric_peer);
+        for (leg, from, to, cseq, route) in byes {
             let id = self.next_id();
             let branch = self.branch_for(id);
             let request_uri = match &leg.contact {
                 Some(contact) => String::from_utf8_lossy(contact).into_owned(),
                 None => format!("sip:{}", leg.address),
             };
+            let route = if route.is_empty() {
+                String::new()
+            } else {
+                format!("Route: {}\r\n", String::from_utf8_lossy(&route))
+            };
             let text = format!(
                 "BYE {request_uri} SIP/2.0\r\n\
                  Via: SIP/2.0/{} {};branch={branch}\r\n\
                  Max-Forwards: 70\r\n\
+                 {route}\
                  From: {}\r\n\
                  To: {}\r\n\
                  Call-ID: {}\r\n\
@@ -217,6 +277,9 @@ impl Proxy {
             );
         }
         ProxyMetrics::inc(&self.metrics.media_timeouts);
+        if let Some(p) = self.metrics.peer(metric_peer) {
+            ProxyMetrics::inc(&p.media_timeouts);
+        }
         tracing::warn!(
             call_id = %String::from_utf8_lossy(&call_id),
             trunk = ?trunk,

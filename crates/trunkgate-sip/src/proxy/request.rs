@@ -116,20 +116,40 @@ impl Proxy {
     }
 
     /// An SDP offer the relay could not anchor: `488` (bad SDP) or `503` (no ports).
+    /// The answer gets a server transaction of its own (Completed): it is retransmitted
+    /// until the ACK, which is then absorbed here instead of travelling on as if it
+    /// acknowledged a 2xx.
     fn refuse_offer(
         &mut self,
+        now: Instant,
         msg: &SipMessage,
         flow: Flow,
         source: SocketAddr,
         failure: MediaFailure,
     ) {
-        match failure {
+        let (code, data) = match failure {
             MediaFailure::BadSdp(_) => {
                 let warning: &[u8] = b"Warning: 305 trunkgate \"Incompatible media format\"";
-                self.respond_local(msg, flow, source, 488, "Not Acceptable Here", &[warning]);
+                let reason = "Not Acceptable Here";
+                (
+                    488,
+                    self.respond_local(msg, flow, source, 488, reason, &[warning]),
+                )
             }
-            MediaFailure::Unavailable => self.unavailable(msg, flow, source, 5),
-        }
+            MediaFailure::Unavailable => {
+                let reason = "Service Unavailable";
+                let retry: &[u8] = b"Retry-After: 5";
+                (
+                    503,
+                    self.respond_local(msg, flow, source, 503, reason, &[retry]),
+                )
+            }
+        };
+        let Some(method) = msg.method() else { return };
+        let id = self.next_id();
+        let key = Self::server_key(msg, method_class(method, msg));
+        self.insert_server(id, key, msg, flow, source, ServerState::Proceeding);
+        self.finish_server(now, id, data, code);
     }
 
     /// `481`: a CANCEL or in-dialog request that matches nothing we know.
@@ -311,17 +331,6 @@ impl Proxy {
         };
         dialog.last_activity = now;
         Self::note_cseq(dialog, from_caller, msg.cseq().0);
-        // Target refresh (RFC 3261 §12.2.2): the sender's new Contact.
-        if matches!(method, Some(Method::Invite | Method::Update)) {
-            if let Some(contact) = contact_uri(&msg) {
-                let leg = if from_caller {
-                    &mut dialog.caller
-                } else {
-                    &mut dialog.callee
-                };
-                leg.contact = Some(contact);
-            }
-        }
         let leg = if from_caller {
             dialog.callee.clone()
         } else {
@@ -338,11 +347,24 @@ impl Proxy {
             Some(Ok(Some(body))) => Some(body),
             Some(Err(failure)) if role == Some(Role::Offer) => {
                 // The offer cannot be anchored: refuse it; the call stays as it was.
-                self.refuse_offer(&msg, flow, source, failure);
+                self.refuse_offer(now, &msg, flow, source, failure);
                 return;
             }
             Some(Err(_)) => None,
         };
+        // Target refresh (RFC 3261 §12.2.2): the sender's new Contact.
+        if matches!(method, Some(Method::Invite | Method::Update)) {
+            if let (Some(contact), Some(dialog)) =
+                (contact_uri(&msg), self.dialogs.get_mut(&dialog_id))
+            {
+                let leg = if from_caller {
+                    &mut dialog.caller
+                } else {
+                    &mut dialog.callee
+                };
+                leg.contact = Some(contact);
+            }
+        }
         let forward = Forward {
             party: leg.party,
             address: leg.address,
@@ -560,7 +582,7 @@ impl Proxy {
             Some((_, Ok(Some(body)))) => Some(body),
             Some((id, Err(failure))) => {
                 self.remove_dialog(id, "offer not anchored");
-                self.refuse_offer(&msg, flow, source, failure);
+                self.refuse_offer(now, &msg, flow, source, failure);
                 return;
             }
         };

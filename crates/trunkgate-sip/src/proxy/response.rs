@@ -119,6 +119,12 @@ impl Proxy {
             self.finish_server(now, server_id, data, 200);
         }
         if let Some(dialog_id) = dialog {
+            // The callee's route set, for BYEs of our own (anchored calls only).
+            let anchored = self
+                .dialogs
+                .get(&dialog_id)
+                .is_some_and(|d| d.media.is_some());
+            let callee_route = anchored.then(|| self.callee_route(msg));
             if let Some(dialog) = self.dialogs.get_mut(&dialog_id) {
                 if initial && !dialog.confirmed {
                     dialog.confirmed = true;
@@ -126,8 +132,9 @@ impl Proxy {
                     let expire = now + self.config.dialog_timeout;
                     self.timers.arm(expire, Timer::DialogExpire(dialog_id));
                     dialog.callee_tag = msg.to_tag().map(Into::into);
-                    if let Some(md) = dialog.media.as_deref_mut() {
+                    if let (Some(md), Some(route)) = (dialog.media.as_deref_mut(), callee_route) {
                         md.to = Some(msg.to_value().into());
+                        md.callee_route = route;
                     }
                     if let Some(contact) = contact_uri(msg) {
                         dialog.callee.contact = Some(contact);
@@ -260,11 +267,17 @@ impl Proxy {
             &dialog.callee
         };
         let (flow, address) = (leg.flow, leg.address);
-        // Anchored again (same streams, same ports): the retransmission carries our SDP too.
-        let body = self
-            .anchor_body(dialog_id, !from_caller, msg, super::media::Role::Answer)
-            .ok()
-            .flatten();
+        // A retransmission of the 2xx that confirmed the dialog is anchored again (same
+        // streams, same ports). A 2xx from another fork is not: its SDP must not redirect
+        // the media of the call in progress.
+        let same_callee = dialog.callee_tag.as_deref() == msg.to_tag();
+        let body = if same_callee {
+            self.anchor_body(dialog_id, !from_caller, msg, super::media::Role::Answer)
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
         self.send(flow, address, pop_via(msg, body.as_deref()));
     }
 
@@ -431,6 +444,17 @@ impl Proxy {
                 let idle_until = dialog.last_activity + timeout;
                 if idle_until > now {
                     self.timers.arm(idle_until, Timer::DialogExpire(id));
+                    return;
+                }
+                // An anchored call whose media still flows is alive, however long it has
+                // gone without a re-INVITE: the media timeout ends it when it goes silent.
+                let media_idle = dialog
+                    .media
+                    .as_ref()
+                    .and(self.media.as_ref())
+                    .and_then(|m| m.idle(id));
+                if media_idle.is_some_and(|idle| idle < timeout) {
+                    self.timers.arm(now + timeout, Timer::DialogExpire(id));
                     return;
                 }
                 ProxyMetrics::inc(&self.metrics.dialogs_expired);

@@ -243,8 +243,8 @@ impl SimNet {
     }
 
     /// The relay reports dead media on `dialog` now.
-    pub fn media_timeout(&mut self, dialog: u64) -> bool {
-        let ended = self.proxy.media_timeout(self.now, dialog);
+    pub fn media_timeout(&mut self, dialog: u64, idle: Duration) -> bool {
+        let ended = self.proxy.media_timeout(self.now, dialog, idle);
         self.drain_proxy();
         ended
     }

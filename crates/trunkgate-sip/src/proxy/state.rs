@@ -130,6 +130,11 @@ pub(crate) struct MediaDialog {
     /// Highest CSeq seen in requests from each side.
     pub caller_cseq: u32,
     pub callee_cseq: u32,
+    /// Route sets for requests we send ourselves (RFC 3261 §12.1): toward the caller, the
+    /// Record-Route entries the INVITE arrived with; toward the callee, the 2xx's entries
+    /// above ours, reversed. Comma-joined `Route` values; empty when there are none.
+    pub caller_route: Box<[u8]>,
+    pub callee_route: Box<[u8]>,
 }
 
 /// Build the dialog index key: Call-ID, NUL, caller's From tag.

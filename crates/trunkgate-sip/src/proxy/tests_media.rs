@@ -16,6 +16,8 @@ use std::time::Duration;
 struct FakeMedia {
     log: Mutex<Vec<String>>,
     fail: Mutex<Option<MediaFailure>>,
+    /// What `idle` answers (default: silent for an hour).
+    idle: Mutex<Option<Duration>>,
 }
 
 impl FakeMedia {
@@ -76,7 +78,17 @@ impl MediaRelay for FakeMedia {
     fn delete(&self, dialog: u64) {
         self.log.lock().unwrap().push(format!("delete {dialog}"));
     }
+    fn idle(&self, _dialog: u64) -> Option<Duration> {
+        Some(
+            self.idle
+                .lock()
+                .unwrap()
+                .unwrap_or(Duration::from_secs(3600)),
+        )
+    }
 }
+
+const DEAD: Duration = Duration::from_secs(60);
 
 fn anchored_net() -> (SimNet, Arc<FakeMedia>) {
     let mut net = SimNet::new();
@@ -304,7 +316,7 @@ fn media_timeout_sends_bye_to_both_sides_and_frees_everything() {
     establish_anchored(&mut net, &mut call);
     media.log();
     let dialog = net.proxy.dialogs.keys().copied().next().unwrap();
-    assert!(net.media_timeout(dialog));
+    assert!(net.media_timeout(dialog, DEAD));
     net.settle();
     let to_trunk = net.take_one(TRUNK);
     let to_pbx = net.take_one(PBX);
@@ -340,7 +352,7 @@ fn media_timeout_sends_bye_to_both_sides_and_frees_everything() {
     assert_eq!(net.proxy.active_transactions(), 0);
     assert_eq!(net.metrics.dialogs_total.load(Ordering::Relaxed), 0);
     // A second report for the same dialog changes nothing.
-    assert!(!net.media_timeout(dialog));
+    assert!(!net.media_timeout(dialog, DEAD));
 }
 
 #[test]
@@ -355,7 +367,7 @@ fn media_timeout_of_an_early_dialog_is_left_to_timer_c() {
     net.settle();
     net.take(PBX);
     let dialog = net.proxy.dialogs.keys().copied().next().unwrap();
-    assert!(!net.media_timeout(dialog));
+    assert!(!net.media_timeout(dialog, DEAD));
     net.settle();
     assert!(net.take(PBX).is_empty() && net.take(TRUNK).is_empty());
     assert_eq!(net.proxy.active_dialogs(), 1);
@@ -396,4 +408,143 @@ fn trunks_without_anchoring_pass_sdp_untouched() {
     net.settle();
     assert!(body(&net.take_one(PBX)).contains("c=IN IP4 198.51.100.7"));
     assert!(media.log().is_empty());
+}
+
+#[test]
+fn media_timeout_overtaken_by_media_is_ignored() {
+    let (mut net, media) = anchored_net();
+    let mut call = Call::new("stale", PBX, TRUNK);
+    establish_anchored(&mut net, &mut call);
+    let dialog = net.proxy.dialogs.keys().copied().next().unwrap();
+    // A packet arrived after the relay queued its report.
+    *media.idle.lock().unwrap() = Some(Duration::from_millis(20));
+    assert!(!net.media_timeout(dialog, DEAD));
+    net.settle();
+    assert!(net.take(PBX).is_empty() && net.take(TRUNK).is_empty());
+    assert_eq!(net.proxy.active_dialogs(), 1);
+}
+
+#[test]
+fn media_timeout_bye_follows_the_route_sets() {
+    let (mut net, _media) = anchored_net();
+    let mut call = Call::new("routed", PBX, TRUNK);
+    let (invite, _) = call.invite();
+    // A proxy in front of the PBX recorded its route.
+    let invite = crlf(&invite).replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRecord-Route: <sip:10.0.0.1;lr>\r\n",
+    );
+    net.send(PBX, &with_sdp(&invite, "10.0.0.5"));
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    // The carrier's SBC records its route above ours.
+    let ok = with_sdp(
+        &reply(&at_trunk, 200, "OK", "callee1", TRUNK),
+        "198.51.100.7",
+    )
+    .replacen(
+        "Record-Route:",
+        "Record-Route: <sip:198.51.100.1;lr>\r\nRecord-Route:",
+        1,
+    );
+    net.send(TRUNK, &ok);
+    net.settle();
+    net.take_one(PBX);
+    call.to_tag = Some("callee1".into());
+    net.send(PBX, &call.caller_request("ACK"));
+    net.settle();
+    net.take_one(TRUNK);
+    let dialog = net.proxy.dialogs.keys().copied().next().unwrap();
+    assert!(net.media_timeout(dialog, DEAD));
+    net.settle();
+    let to_trunk = net.take_one(TRUNK);
+    let to_pbx = net.take_one(PBX);
+    let routes = |m: &SipMessage| {
+        m.values(crate::message::HeaderName::Route)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(routes(&to_trunk), vec!["<sip:198.51.100.1;lr>"]);
+    assert_eq!(routes(&to_pbx), vec!["<sip:10.0.0.1;lr>"]);
+}
+
+#[test]
+fn a_2xx_from_another_fork_does_not_move_the_media() {
+    let (mut net, media) = anchored_net();
+    let mut call = Call::new("fork", PBX, TRUNK);
+    let at_trunk = establish_anchored(&mut net, &mut call);
+    media.log();
+    // Same 2xx retransmitted: anchored again (same ports).
+    net.send(
+        TRUNK,
+        &with_sdp(
+            &reply(&at_trunk, 200, "OK", "callee1", TRUNK),
+            "198.51.100.7",
+        ),
+    );
+    net.settle();
+    assert!(body(&net.take_one(PBX)).contains("for trunk"));
+    assert_eq!(media.log().len(), 1);
+    // Another fork answers: relayed, but the relay is not told.
+    net.send(
+        TRUNK,
+        &with_sdp(
+            &reply(&at_trunk, 200, "OK", "callee2", TRUNK),
+            "203.0.113.9",
+        ),
+    );
+    net.settle();
+    assert_eq!(net.take_one(PBX).to_tag(), Some(&b"callee2"[..]));
+    assert!(media.log().is_empty());
+}
+
+#[test]
+fn a_refused_reinvite_is_answered_and_its_ack_absorbed() {
+    let (mut net, media) = anchored_net();
+    let mut call = Call::new("reinv", PBX, TRUNK);
+    establish_anchored(&mut net, &mut call);
+    media.log();
+    *media.fail.lock().unwrap() = Some(MediaFailure::BadSdp("bad"));
+    net.send(
+        PBX,
+        &with_sdp(&crlf(&call.caller_request("INVITE")), "10.0.0.5"),
+    );
+    net.settle();
+    assert!(net.take(TRUNK).is_empty());
+    let answer = net.take_one(PBX);
+    assert_eq!(answer.status(), Some(488));
+    // The ACK for our 488 stays here.
+    // (An ACK for a non-2xx reuses the INVITE's branch.)
+    let invite_branch = call.branch_seq;
+    let ack = call.caller_request("ACK");
+    let id = call.call_id.replace('@', ".");
+    let ack = ack.replace(
+        &format!("{id}-{}", call.branch_seq),
+        &format!("{id}-{invite_branch}"),
+    );
+    net.send(PBX, &ack);
+    net.settle();
+    assert!(net.take(TRUNK).is_empty(), "ACK for a local 488 forwarded");
+    // The call itself is still up.
+    assert_eq!(net.proxy.active_dialogs(), 1);
+    net.run_for(Duration::from_secs(40));
+    assert!(net.take(PBX).is_empty(), "488 retransmitted after its ACK");
+}
+
+#[test]
+fn an_anchored_call_with_flowing_media_outlives_dialog_timeout() {
+    let (mut net, media) = anchored_net();
+    let mut call = Call::new("long", PBX, TRUNK);
+    establish_anchored(&mut net, &mut call);
+    *media.idle.lock().unwrap() = Some(Duration::from_millis(20));
+    net.run_for(Duration::from_secs(13 * 3600));
+    assert_eq!(
+        net.proxy.active_dialogs(),
+        1,
+        "a talking call was forgotten"
+    );
+    // Once its media is gone too, the call is forgotten at the next check.
+    *media.idle.lock().unwrap() = Some(Duration::from_secs(13 * 3600));
+    net.run_for(Duration::from_secs(13 * 3600));
+    assert_eq!(net.proxy.active_dialogs(), 0);
 }

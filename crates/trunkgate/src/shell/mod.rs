@@ -50,7 +50,7 @@ pub struct SipShell {
     /// Datagrams of one `recvmmsg` (reused).
     received: Vec<(bytes::Bytes, std::net::SocketAddr)>,
     /// Dialogs whose media the relay found dead (`media.timeout`).
-    media_timeouts: Option<mpsc::UnboundedReceiver<u64>>,
+    media_timeouts: Option<mpsc::UnboundedReceiver<(u64, Duration)>>,
 }
 
 /// How the core loop ended.
@@ -91,8 +91,11 @@ impl SipShell {
         }
     }
 
-    /// Receive the relay's dead-media reports (dialog ids): each ends its call with BYE.
-    pub fn with_media_timeouts(mut self, timeouts: mpsc::UnboundedReceiver<u64>) -> SipShell {
+    /// Receive the relay's dead-media reports (dialog id, idle time): each ends its call with BYE.
+    pub fn with_media_timeouts(
+        mut self,
+        timeouts: mpsc::UnboundedReceiver<(u64, Duration)>,
+    ) -> SipShell {
         self.media_timeouts = Some(timeouts);
         self
     }
@@ -152,8 +155,8 @@ impl SipShell {
                 }
                 dialog = next_media_timeout(&mut self.media_timeouts) => {
                     match dialog {
-                        Some(dialog) => {
-                            self.proxy.media_timeout(Instant::now(), dialog);
+                        Some((dialog, idle)) => {
+                            self.proxy.media_timeout(Instant::now(), dialog, idle);
                             self.flush();
                         }
                         None => self.media_timeouts = None,
@@ -338,7 +341,9 @@ impl SipShell {
 }
 
 /// The next dead-media report; pending forever without a relay.
-async fn next_media_timeout(rx: &mut Option<mpsc::UnboundedReceiver<u64>>) -> Option<u64> {
+async fn next_media_timeout(
+    rx: &mut Option<mpsc::UnboundedReceiver<(u64, Duration)>>,
+) -> Option<(u64, Duration)> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
