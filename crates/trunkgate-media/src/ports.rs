@@ -106,6 +106,23 @@ impl PortPool {
         self.quarantine.push_back((idx, until));
     }
 
+    /// The pair of `rtp_port` is free again at once, at the back of the queue (so it is
+    /// still reused as late as possible): for pairs that never received a datagram, which no
+    /// late packet can follow (rejected and challenged INVITEs would otherwise fill the
+    /// quarantine at the call-attempt rate). Same guards as [`PortPool::release`].
+    pub fn release_now(&mut self, rtp_port: u16) {
+        let Some(idx) = self.index_of(rtp_port) else {
+            return;
+        };
+        let slot = &mut self.state[usize::from(idx)];
+        if *slot != PairState::InUse {
+            return;
+        }
+        *slot = PairState::Free;
+        self.in_use -= 1;
+        self.free.push_back(idx);
+    }
+
     /// Pairs in the range.
     pub fn capacity(&self) -> usize {
         self.state.len()
@@ -224,6 +241,30 @@ mod tests {
         pool.release(b + 1, t0);
         pool.release(30000, t0);
         assert_eq!((pool.in_use(), pool.quarantined(t0)), (1, 1));
+    }
+
+    #[test]
+    fn unused_pairs_skip_the_quarantine() {
+        let t0 = Instant::now();
+        let mut pool = PortPool::new(20000, 20003, Q);
+        let a = pool.take(t0, ok).unwrap();
+        let b = pool.take(t0, ok).unwrap();
+        pool.release_now(a);
+        assert_eq!((pool.in_use(), pool.quarantined(t0)), (1, 0));
+        assert_eq!(pool.take(t0, ok), Some(a));
+        // Guards as for release: double, odd, foreign.
+        pool.release_now(b);
+        pool.release_now(b);
+        pool.release_now(b + 1);
+        pool.release_now(30000);
+        assert_eq!(pool.in_use(), 1);
+        pool.release(a, t0);
+        pool.release_now(a);
+        assert_eq!(
+            (pool.in_use(), pool.quarantined(t0)),
+            (0, 1),
+            "quarantine kept"
+        );
     }
 
     #[test]

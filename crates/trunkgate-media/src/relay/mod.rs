@@ -490,7 +490,12 @@ impl Relay {
         }
         for st in s.streams.iter().flatten() {
             for l in &st.legs {
-                ctl.pool.release(l.port, now);
+                if l.shared.rx_packets.load(Relaxed) == 0 {
+                    // Never reached by a datagram: nothing late can follow.
+                    ctl.pool.release_now(l.port);
+                } else {
+                    ctl.pool.release(l.port, now);
+                }
             }
         }
         if let Some(w) = self.workers.get(s.thread) {
