@@ -2,7 +2,11 @@
 //! through a `Relay` on loopback. Reports the relay threads' CPU per relayed packet (from
 //! /proc/self/task/*/stat), delivery and added latency (generator send → generator receive).
 //!
-//! `cargo bench -p trunkgate-media --bench relay_load -- [calls...] [--secs S] [--threads T]`
+//! `cargo bench -p trunkgate-media --bench relay_load -- [calls...] [--secs S] [--threads T]
+//!  [--tokio | --tokio-ct]`
+//!
+//! `--tokio` replaces `Relay` with the same hot path as tokio tasks on a multi-thread runtime
+//! with T worker threads, `--tokio-ct` on a current-thread runtime (see `tokio_relay.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -10,6 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "relay_load/tokio_relay.rs"]
+mod tokio_relay;
+
+use tokio_relay::{Flavor, TokioRelay};
 use trunkgate_media::{CallInfo, Latch, MediaConfig, Relay, SdpKind, Side, raise_fd_limit};
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -58,7 +66,24 @@ fn peer_sock() -> UdpSocket {
     s
 }
 
-fn run(calls: usize, secs: u64, threads: usize, base_port: u16) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Epoll,
+    Tokio(Flavor),
+}
+
+enum Backend {
+    Epoll(Relay),
+    Tokio(TokioRelay),
+}
+
+fn start_epoll(
+    calls: usize,
+    threads: usize,
+    base_port: u16,
+    a_peers: &[UdpSocket],
+    b_peers: &[UdpSocket],
+) -> (Backend, Vec<(u16, u16)>) {
     let cfg = MediaConfig {
         bind: LO,
         advertised: LO,
@@ -72,9 +97,6 @@ fn run(calls: usize, secs: u64, threads: usize, base_port: u16) {
         quarantine: Duration::from_secs(1),
     };
     let relay = Relay::start(cfg, vec![], Box::new(|_| {})).unwrap();
-    // A small set of shared peer sockets per side (latching is per leg, so legs may share).
-    let a_peers: Vec<UdpSocket> = (0..PEERS).map(|_| peer_sock()).collect();
-    let b_peers: Vec<UdpSocket> = (0..PEERS).map(|_| peer_sock()).collect();
     let mut targets = Vec::with_capacity(calls); // (to A leg, to B leg)
     for i in 0..calls {
         let info = CallInfo {
@@ -96,6 +118,32 @@ fn run(calls: usize, secs: u64, threads: usize, base_port: u16) {
             .unwrap();
         targets.push((m_port(&out), to_b));
     }
+    (Backend::Epoll(relay), targets)
+}
+
+fn run(mode: Mode, calls: usize, secs: u64, threads: usize, base_port: u16) {
+    // A small set of shared peer sockets per side (latching is per leg, so legs may share).
+    let a_peers: Vec<UdpSocket> = (0..PEERS).map(|_| peer_sock()).collect();
+    let b_peers: Vec<UdpSocket> = (0..PEERS).map(|_| peer_sock()).collect();
+    let (backend, targets) = match mode {
+        Mode::Epoll => start_epoll(calls, threads, base_port, &a_peers, &b_peers),
+        Mode::Tokio(flavor) => {
+            let peers: Vec<(SocketAddr, SocketAddr)> = (0..calls)
+                .map(|i| {
+                    (
+                        a_peers[i % PEERS].local_addr().unwrap(),
+                        b_peers[i % PEERS].local_addr().unwrap(),
+                    )
+                })
+                .collect();
+            let (r, t) = TokioRelay::start(LO, base_port, &peers, flavor);
+            (Backend::Tokio(r), t)
+        }
+    };
+    let prefix = match mode {
+        Mode::Epoll => "tg-media",
+        Mode::Tokio(_) => tokio_relay::THREAD_PREFIX,
+    };
     let epoch = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     // Receiver: all peer sockets, latency from the timestamp in the payload.
@@ -142,7 +190,7 @@ fn run(calls: usize, secs: u64, threads: usize, base_port: u16) {
         })
         .unwrap();
     // Sender: every call, both directions, 50 packets/s, spread evenly over each 20 ms.
-    let ticks0 = thread_ticks("tg-media");
+    let ticks0 = thread_ticks(prefix);
     let t0 = Instant::now();
     let total = (secs * 50) as usize;
     let per_tick = calls * 2;
@@ -184,12 +232,19 @@ fn run(calls: usize, secs: u64, threads: usize, base_port: u16) {
     }
     let elapsed = t0.elapsed();
     std::thread::sleep(Duration::from_millis(100));
-    let ticks = thread_ticks("tg-media") - ticks0;
+    let ticks = thread_ticks(prefix) - ticks0;
     stop.store(true, Ordering::Relaxed);
     let (got, mut lat) = receiver.join().unwrap();
-    let m = relay.metrics().snapshot();
-    let relayed: u64 = m.trunks.iter().map(|t| t.packets[0] + t.packets[1]).sum();
-    let dropped: u64 = m.trunks.iter().map(|t| t.dropped).sum();
+    let (relayed, dropped) = match &backend {
+        Backend::Epoll(relay) => {
+            let m = relay.metrics().snapshot();
+            (
+                m.trunks.iter().map(|t| t.packets[0] + t.packets[1]).sum(),
+                m.trunks.iter().map(|t| t.dropped).sum(),
+            )
+        }
+        Backend::Tokio(r) => (r.relayed(), r.dropped()),
+    };
     let hz = 100.0; // USER_HZ
     let cpu_s = ticks as f64 / hz;
     lat.sort_unstable();
@@ -200,7 +255,12 @@ fn run(calls: usize, secs: u64, threads: usize, base_port: u16) {
             / 1000.0
     };
     println!(
-        "calls {calls:5} threads {threads} | {:.0} pps for {:.1} s | sent {sent} relayed {relayed} received {got} loss {:.4}% dropped {dropped} | relay CPU {:.2} s = {:.2} us/pkt ({:.0}% of a core) | latency p50 {:.0} us p99 {:.0} us",
+        "{:<9} calls {calls:5} threads {threads} | {:.0} pps for {:.1} s | sent {sent} relayed {relayed} received {got} loss {:.4}% dropped {dropped} | relay CPU {:.2} s = {:.2} us/pkt ({:.0}% of a core) | latency p50 {:.0} us p99 {:.0} us",
+        match mode {
+            Mode::Epoll => "epoll",
+            Mode::Tokio(Flavor::Multi(_)) => "tokio-mt",
+            Mode::Tokio(Flavor::Current) => "tokio-ct",
+        },
         sent as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64(),
         100.0 * (sent.saturating_sub(got)) as f64 / sent.max(1) as f64,
@@ -210,7 +270,10 @@ fn run(calls: usize, secs: u64, threads: usize, base_port: u16) {
         pct(0.5),
         pct(0.99),
     );
-    relay.shutdown();
+    match backend {
+        Backend::Epoll(relay) => relay.shutdown(),
+        Backend::Tokio(r) => r.shutdown(),
+    }
 }
 
 fn main() {
@@ -218,12 +281,15 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut secs = 5;
     let mut threads = 1;
+    let mut backend = "epoll";
     let mut calls = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--secs" => secs = it.next().and_then(|v| v.parse().ok()).unwrap_or(secs),
             "--threads" => threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(threads),
+            "--tokio" => backend = "tokio",
+            "--tokio-ct" => backend = "tokio-ct",
             "--bench" => {}
             v => {
                 if let Ok(n) = v.parse() {
@@ -235,7 +301,12 @@ fn main() {
     if calls.is_empty() {
         calls = vec![100, 1000, 3500];
     }
+    let mode = match backend {
+        "tokio" => Mode::Tokio(Flavor::Multi(threads)),
+        "tokio-ct" => Mode::Tokio(Flavor::Current),
+        _ => Mode::Epoll,
+    };
     for n in calls {
-        run(n, secs, threads, 20000);
+        run(mode, n, secs, threads, 20000);
     }
 }
