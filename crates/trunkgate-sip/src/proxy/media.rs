@@ -74,6 +74,8 @@ impl Proxy {
             callee_cseq: 0,
             caller_route,
             callee_route: Box::default(),
+            sdp: Default::default(),
+            rollback: [None, None],
         })
     }
 
@@ -133,7 +135,20 @@ impl Proxy {
             Role::Answer => media.answer(&call, from, sdp, &mut out),
         };
         match result {
-            Ok(()) => Ok(Some(out)),
+            Ok(()) => {
+                let (confirmed, index) = (dialog.confirmed, usize::from(!from_caller));
+                if let Some(md) = self
+                    .dialogs
+                    .get_mut(&dialog_id)
+                    .and_then(|d| d.media.as_deref_mut())
+                {
+                    let previous = std::mem::replace(&mut md.sdp[index], sdp.into());
+                    if role == Role::Offer && confirmed {
+                        md.rollback[index] = Some(previous);
+                    }
+                }
+                Ok(Some(out))
+            }
             Err(failure) => {
                 ProxyMetrics::inc(&self.metrics.media_failures);
                 tracing::warn!(
@@ -165,6 +180,61 @@ impl Proxy {
         self.anchor_body(dialog, from_caller, msg, Role::Answer)
             .ok()
             .flatten()
+    }
+
+    /// The final answer to an in-dialog INVITE/UPDATE sent by the caller's side
+    /// (`from_caller`) or the callee's: a 2xx settles its offer; a refusal (491 glare, 488,
+    /// …) puts the side's previous SDP back into the relay, so media keeps flowing where
+    /// it did.
+    pub(super) fn settle_offer(&mut self, dialog_id: u64, from_caller: bool, code: u16) {
+        let index = usize::from(!from_caller);
+        let Some(dialog) = self.dialogs.get_mut(&dialog_id) else {
+            return;
+        };
+        let Some(md) = dialog.media.as_deref_mut() else {
+            return;
+        };
+        let Some(previous) = md.rollback[index].take() else {
+            return;
+        };
+        if code < 300 || previous.is_empty() {
+            return;
+        }
+        md.sdp[index] = previous.clone();
+        let (Some(media), Some(dialog)) = (self.media.as_ref(), self.dialogs.get(&dialog_id))
+        else {
+            return;
+        };
+        let Some(md) = dialog.media.as_deref() else {
+            return;
+        };
+        let party = if from_caller {
+            dialog.caller.party
+        } else {
+            dialog.callee.party
+        };
+        let call = MediaCall {
+            dialog: dialog_id,
+            call_id: &md.call_id,
+            trunk: dialog.trunk,
+            inbound: dialog.direction == Direction::Inbound,
+        };
+        let mut out = Vec::new();
+        if media
+            .offer(&call, side(party), &previous, &mut out)
+            .is_err()
+        {
+            tracing::warn!(
+                dialog = dialog_id,
+                "refused offer: previous SDP not restored"
+            );
+        } else {
+            tracing::debug!(
+                dialog = dialog_id,
+                code,
+                "refused offer: previous SDP restored"
+            );
+        }
     }
 
     /// Remember the highest CSeq each side used (our own BYE must be above it).

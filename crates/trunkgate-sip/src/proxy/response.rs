@@ -298,7 +298,7 @@ impl Proxy {
         s.request = Bytes::new();
         // After a 2xx to INVITE nothing is resent from here (the UAS retransmits its 2xx).
         s.last_response = (!(invite && (200..300).contains(&code))).then_some(data);
-        let (dialog, initial, method) = (s.dialog, s.initial, s.method);
+        let (dialog, initial, method, from_caller) = (s.dialog, s.initial, s.method, s.from_caller);
         if invite && (200..300).contains(&code) {
             s.state = ServerState::Accepted;
             self.timers.arm(now + t.t1 * 64, Timer::ServerExpire(id));
@@ -313,6 +313,9 @@ impl Proxy {
             s.state = ServerState::Completed;
             let wait = if udp { t.t1 * 64 } else { Duration::ZERO };
             self.timers.arm(now + wait, Timer::ServerExpire(id));
+        }
+        if let (Some(dialog), false, Method::Invite | Method::Update) = (dialog, initial, method) {
+            self.settle_offer(dialog, from_caller, code);
         }
         if let Some(dialog) = dialog {
             if method == Method::Bye && !matches!(code, 401 | 407) {

@@ -135,6 +135,11 @@ pub(crate) struct MediaDialog {
     /// above ours, reversed. Comma-joined `Route` values; empty when there are none.
     pub caller_route: Box<[u8]>,
     pub callee_route: Box<[u8]>,
+    /// The newest SDP each side sent (caller, callee) that the relay took.
+    pub sdp: [Box<[u8]>; 2],
+    /// While a re-INVITE/UPDATE offer from that side is pending: the SDP it replaced, put
+    /// back if the offer is refused (RFC 3261 §14.1: the session stays as it was).
+    pub rollback: [Option<Box<[u8]>>; 2],
 }
 
 /// Build the dialog index key: Call-ID, NUL, caller's From tag.

@@ -548,3 +548,48 @@ fn an_anchored_call_with_flowing_media_outlives_dialog_timeout() {
     net.run_for(Duration::from_secs(13 * 3600));
     assert_eq!(net.proxy.active_dialogs(), 0);
 }
+
+#[test]
+fn a_refused_reoffer_puts_the_previous_sdp_back() {
+    let (mut net, media) = anchored_net();
+    let mut call = Call::new("glare", PBX, TRUNK);
+    establish_anchored(&mut net, &mut call);
+    media.log();
+    // The PBX moves its media (new address); the trunk refuses the re-INVITE (491).
+    net.send(
+        PBX,
+        &with_sdp(&crlf(&call.caller_request("INVITE")), "10.0.0.99"),
+    );
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    net.send(TRUNK, &reply(&at_trunk, 491, "Request Pending", "", ""));
+    net.settle();
+    assert_eq!(net.take_one(PBX).status(), Some(491));
+    let log = media.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[0].starts_with("offer ") && log[0].contains("pbx o=- 1 1 IN IP4 10.0.0.99"));
+    assert!(
+        log[1].starts_with("offer ") && log[1].contains("pbx o=- 1 1 IN IP4 10.0.0.5"),
+        "the accepted SDP is restored: {log:?}"
+    );
+    // An accepted re-offer is not rolled back.
+    net.send(
+        PBX,
+        &with_sdp(&crlf(&call.caller_request("INVITE")), "10.0.0.77"),
+    );
+    net.settle();
+    // (The trunk also got our ACK for its 491.)
+    let at_trunk = net
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.method() == Some(Method::Invite))
+        .unwrap();
+    net.send(
+        TRUNK,
+        &with_sdp(&reply(&at_trunk, 200, "OK", "", ""), "198.51.100.7"),
+    );
+    net.settle();
+    assert_eq!(net.take_one(PBX).status(), Some(200));
+    let log = media.log();
+    assert_eq!(log.len(), 2, "offer and answer only: {log:?}");
+}
