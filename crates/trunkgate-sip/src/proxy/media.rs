@@ -7,12 +7,15 @@
 //! offer in a 2xx and its answer in the ACK work the same way.
 
 use super::Proxy;
-use super::state::{Dialog, MediaDialog, Sub};
+use super::request::method_class;
+use super::state::{Dialog, MediaDialog, ServerState, Sub};
 use crate::media::{MediaCall, MediaFailure, MediaSide};
 use crate::message::{HeaderName, Method, NameAddr, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::routing::Party;
+use crate::transport::Flow;
 use bytes::Bytes;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Comma-joined header values (a route set), owned.
@@ -235,6 +238,43 @@ impl Proxy {
                 "refused offer: previous SDP restored"
             );
         }
+    }
+
+    /// An SDP offer the relay could not anchor: `488` (bad SDP) or `503` (no ports).
+    /// The answer gets a server transaction of its own (Completed): it is retransmitted
+    /// until the ACK, which is then absorbed here instead of travelling on as if it
+    /// acknowledged a 2xx.
+    pub(super) fn refuse_offer(
+        &mut self,
+        now: Instant,
+        msg: &SipMessage,
+        flow: Flow,
+        source: SocketAddr,
+        failure: MediaFailure,
+    ) {
+        let (code, data) = match failure {
+            MediaFailure::BadSdp(_) => {
+                let warning: &[u8] = b"Warning: 305 trunkgate \"Incompatible media format\"";
+                let reason = "Not Acceptable Here";
+                (
+                    488,
+                    self.respond_local(msg, flow, source, 488, reason, &[warning]),
+                )
+            }
+            MediaFailure::Unavailable => {
+                let reason = "Service Unavailable";
+                let retry: &[u8] = b"Retry-After: 5";
+                (
+                    503,
+                    self.respond_local(msg, flow, source, 503, reason, &[retry]),
+                )
+            }
+        };
+        let Some(method) = msg.method() else { return };
+        let id = self.next_id();
+        let key = Self::server_key(msg, method_class(method, msg));
+        self.insert_server(id, key, msg, flow, source, ServerState::Proceeding);
+        self.finish_server(now, id, data, code);
     }
 
     /// Remember the highest CSeq each side used (our own BYE must be above it).

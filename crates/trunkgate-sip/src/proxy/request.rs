@@ -9,7 +9,6 @@ use super::state::{
 use super::timer::Timer;
 use super::{BRANCH_PREFIX, Fnv, Proxy};
 use crate::admission::RejectReason;
-use crate::media::MediaFailure;
 use crate::message::rewrite;
 use crate::message::{HeaderName, Method, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
@@ -115,43 +114,6 @@ impl Proxy {
         self.respond_local(msg, flow, source, 503, reason, &[retry_after.as_bytes()]);
     }
 
-    /// An SDP offer the relay could not anchor: `488` (bad SDP) or `503` (no ports).
-    /// The answer gets a server transaction of its own (Completed): it is retransmitted
-    /// until the ACK, which is then absorbed here instead of travelling on as if it
-    /// acknowledged a 2xx.
-    fn refuse_offer(
-        &mut self,
-        now: Instant,
-        msg: &SipMessage,
-        flow: Flow,
-        source: SocketAddr,
-        failure: MediaFailure,
-    ) {
-        let (code, data) = match failure {
-            MediaFailure::BadSdp(_) => {
-                let warning: &[u8] = b"Warning: 305 trunkgate \"Incompatible media format\"";
-                let reason = "Not Acceptable Here";
-                (
-                    488,
-                    self.respond_local(msg, flow, source, 488, reason, &[warning]),
-                )
-            }
-            MediaFailure::Unavailable => {
-                let reason = "Service Unavailable";
-                let retry: &[u8] = b"Retry-After: 5";
-                (
-                    503,
-                    self.respond_local(msg, flow, source, 503, reason, &[retry]),
-                )
-            }
-        };
-        let Some(method) = msg.method() else { return };
-        let id = self.next_id();
-        let key = Self::server_key(msg, method_class(method, msg));
-        self.insert_server(id, key, msg, flow, source, ServerState::Proceeding);
-        self.finish_server(now, id, data, code);
-    }
-
     /// `481`: a CANCEL or in-dialog request that matches nothing we know.
     fn no_such_call(&mut self, msg: &SipMessage, flow: Flow, source: SocketAddr) {
         let reason = "Call/Transaction Does Not Exist";
@@ -161,7 +123,7 @@ impl Proxy {
     /// Server transaction key (RFC 3261 §17.2.3): top Via branch and sent-by, plus the
     /// method class (`I` for INVITE and its ACK, `C` for CANCEL, else the method token).
     /// Requests without the RFC 3261 magic cookie fall back to Call-ID, CSeq and From tag.
-    fn server_key(msg: &SipMessage, class: u8) -> Key {
+    pub(super) fn server_key(msg: &SipMessage, class: u8) -> Key {
         let via = msg.top_via();
         let mut key = Key::new();
         match via.branch() {
@@ -668,7 +630,7 @@ impl Proxy {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn insert_server(
+    pub(super) fn insert_server(
         &mut self,
         id: u64,
         key: Key,
@@ -759,7 +721,7 @@ const ACCEPT: &[u8] = b"Accept: application/sdp";
 
 /// Server-transaction method class: INVITE and ACK share `I`, CANCEL is `C`, other methods
 /// are keyed by their token (`O`).
-fn method_class(method: Method, _msg: &SipMessage) -> u8 {
+pub(super) fn method_class(method: Method, _msg: &SipMessage) -> u8 {
     match method {
         Method::Invite | Method::Ack => b'I',
         Method::Cancel => b'C',
