@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use smallvec::SmallVec;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -69,7 +68,7 @@ pub(crate) struct Control {
 
 struct WorkerHandle {
     tx: Sender<Cmd>,
-    wake: Arc<EventFd>,
+    wake: Arc<worker::Wake>,
 }
 
 /// The media relay: anchors RTP/RTCP of calls on local port pairs and relays them between
@@ -236,16 +235,14 @@ impl Relay {
         let mut joins = Vec::new();
         for n in 0..config.threads.max(1) {
             let (tx, rx) = channel();
-            let wake = Arc::new(EventFd::from_flags(
-                EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
-            )?);
+            let wake = Arc::new(worker::Wake::new()?);
             match worker::spawn(n, ctx.clone(), rx, wake.clone()) {
                 Ok(j) => joins.push(j),
                 Err(e) => {
                     stop.store(true, Relaxed);
                     for w in &workers {
                         let w: &WorkerHandle = w;
-                        let _ = w.wake.write(1);
+                        w.wake.force();
                     }
                     for j in joins {
                         let _ = j.join();
@@ -450,7 +447,7 @@ impl Relay {
                 None
             });
         }
-        let _ = w.wake.write(1);
+        w.wake.notify();
         drop(guard);
         sdp::rewrite(body, &parsed, cfg.advertised, &ports, out);
         Ok(())
@@ -500,7 +497,7 @@ impl Relay {
         }
         if let Some(w) = self.workers.get(s.thread) {
             let _ = w.tx.send(Cmd::Delete { call });
-            let _ = w.wake.write(1);
+            w.wake.notify();
         }
     }
 
@@ -551,7 +548,7 @@ impl Relay {
     pub fn shutdown(&self) {
         self.stop.store(true, Relaxed);
         for w in &self.workers {
-            let _ = w.wake.write(1);
+            w.wake.force();
         }
         let joins = match self.joins.lock() {
             Ok(mut g) => std::mem::take(&mut *g),

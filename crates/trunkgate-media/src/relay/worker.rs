@@ -10,7 +10,7 @@ use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +31,42 @@ const BUF: usize = 2048;
 const WAKE: u64 = u64::MAX;
 
 pub(crate) type Events = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// A relay thread's wake-up: an eventfd written only when no wake-up is pending, so a burst
+/// of commands (offer, answer, delete of many calls) costs one write and one wake-up.
+pub(crate) struct Wake {
+    fd: EventFd,
+    pending: AtomicBool,
+}
+
+impl Wake {
+    pub fn new() -> std::io::Result<Wake> {
+        use nix::sys::eventfd::EfdFlags;
+        Ok(Wake {
+            fd: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?,
+            pending: AtomicBool::new(false),
+        })
+    }
+
+    /// After queueing commands: wake the thread unless a wake-up is already on its way.
+    pub fn notify(&self) {
+        if !self.pending.swap(true, SeqCst) {
+            let _ = self.fd.write(1);
+        }
+    }
+
+    /// Wake the thread regardless (stop).
+    pub fn force(&self) {
+        let _ = self.fd.write(1);
+    }
+
+    /// On the relay thread, before draining the command queue: commands queued from here
+    /// on trigger a new wake-up.
+    fn consume(&self) {
+        let _ = self.fd.read();
+        self.pending.store(false, SeqCst);
+    }
+}
 
 /// What every relay thread shares with the control side.
 pub(crate) struct WorkerCtx {
@@ -164,7 +200,7 @@ struct Io {
 struct Worker {
     ctx: Arc<WorkerCtx>,
     epoll: Epoll,
-    wake: Arc<EventFd>,
+    wake: Arc<Wake>,
     rx: Receiver<Cmd>,
     streams: Vec<Option<WStream>>,
     free: Vec<usize>,
@@ -175,10 +211,10 @@ pub(crate) fn spawn(
     n: usize,
     ctx: Arc<WorkerCtx>,
     rx: Receiver<Cmd>,
-    wake: Arc<EventFd>,
+    wake: Arc<Wake>,
 ) -> std::io::Result<JoinHandle<()>> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+    epoll.add(wake.fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
     let w = Worker {
         ctx,
         epoll,
@@ -222,7 +258,7 @@ impl Worker {
             for ev in &events[..n] {
                 let token = ev.data();
                 if token == WAKE {
-                    let _ = self.wake.read();
+                    self.wake.consume();
                     self.commands();
                 } else {
                     self.forward(token, now, &mut io);
@@ -338,10 +374,8 @@ impl Worker {
                 };
                 for (_, slot) in s.streams {
                     if let Some(st) = self.streams.get_mut(slot).and_then(Option::take) {
-                        for l in &st.legs {
-                            let _ = self.epoll.delete(l.rtp.as_fd());
-                            let _ = self.epoll.delete(l.rtcp.as_fd());
-                        }
+                        // Closing a socket takes it out of the epoll set (no other
+                        // descriptor refers to it): no EPOLL_CTL_DEL needed.
                         drop(st);
                         self.free.push(slot);
                     }
