@@ -57,9 +57,91 @@ async fn metrics_text(State(state): State<AdminState>) -> Response {
     }
 }
 
+/// `GET /calls` filters: `?trunk=carrier-a&call_id=…&limit=100`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CallsQuery {
+    pub trunk: Option<String>,
+    pub call_id: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// Most calls one `GET /calls` returns unless `limit` says otherwise.
+const CALLS_LIMIT: usize = 1000;
+
+/// The calls matching `q`, oldest id first: how many match, and the first `limit` of them.
+pub fn select_calls(
+    calls: Vec<trunkgate_media::CallSnapshot>,
+    q: &CallsQuery,
+) -> (usize, Vec<trunkgate_media::CallSnapshot>) {
+    let matching: Vec<_> = calls
+        .into_iter()
+        .filter(|c| q.trunk.as_ref().is_none_or(|t| c.trunk.as_ref() == Some(t)))
+        .filter(|c| q.call_id.as_ref().is_none_or(|id| &c.call_id == id))
+        .collect();
+    let total = matching.len();
+    let limit = q.limit.unwrap_or(CALLS_LIMIT);
+    (total, matching.into_iter().take(limit).collect())
+}
+
 /// Anchored calls: per stream and leg, addresses (local, SDP, latched) and packet, loss and
-/// jitter figures (see docs/operations.md).
-async fn calls(State(state): State<AdminState>) -> Response {
-    let calls = state.relay.as_ref().map(|r| r.calls()).unwrap_or_default();
-    axum::Json(serde_json::json!({ "calls": calls })).into_response()
+/// jitter figures (see docs/operations.md). `total` counts every match, `calls` holds at most
+/// `limit` (default 1,000) of them.
+async fn calls(
+    State(state): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<CallsQuery>,
+) -> Response {
+    let all = state.relay.as_ref().map(|r| r.calls()).unwrap_or_default();
+    let (total, calls) = select_calls(all, &q);
+    axum::Json(serde_json::json!({ "total": total, "calls": calls })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trunkgate_media::CallSnapshot;
+
+    fn call(id: u64, trunk: Option<&str>) -> CallSnapshot {
+        CallSnapshot {
+            id,
+            call_id: format!("c{id}@pbx"),
+            trunk: trunk.map(str::to_owned),
+            direction: "outbound",
+            age_secs: 1.0,
+            idle_secs: 0.0,
+            on_hold: false,
+            streams: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn calls_filter_by_trunk_and_call_id_and_limit() {
+        let all = || {
+            vec![
+                call(1, Some("carrier-a")),
+                call(2, Some("carrier-b")),
+                call(3, Some("carrier-a")),
+                call(4, None),
+            ]
+        };
+        let ids = |v: Vec<CallSnapshot>| v.iter().map(|c| c.id).collect::<Vec<_>>();
+        let (total, got) = select_calls(all(), &CallsQuery::default());
+        assert_eq!((total, ids(got)), (4, vec![1, 2, 3, 4]));
+        let q = CallsQuery {
+            trunk: Some("carrier-a".into()),
+            ..CallsQuery::default()
+        };
+        let (total, got) = select_calls(all(), &q);
+        assert_eq!((total, ids(got)), (2, vec![1, 3]));
+        let q = CallsQuery {
+            call_id: Some("c2@pbx".into()),
+            ..CallsQuery::default()
+        };
+        assert_eq!(ids(select_calls(all(), &q).1), vec![2]);
+        let q = CallsQuery {
+            limit: Some(1),
+            ..CallsQuery::default()
+        };
+        let (total, got) = select_calls(all(), &q);
+        assert_eq!((total, ids(got)), (4, vec![1]));
+    }
 }
