@@ -86,6 +86,8 @@ pub struct Media {
     pub hold_timeout: Duration,
     /// `media.threads`: relay threads (default 1).
     pub threads: u32,
+    /// `media.nice`: the relay threads' nice value, -20..=19 (default -10; 0 = unchanged).
+    pub nice: i8,
 }
 
 /// `media.latch`.

@@ -146,6 +146,7 @@ pub(crate) struct RawMedia {
     pub timeout: Option<Field>,
     pub hold_timeout: Option<Field>,
     pub threads: Option<Field>,
+    pub nice: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +258,7 @@ pub(crate) const MEDIA_KEYS: &[&str] = &[
     "timeout",
     "hold_timeout",
     "threads",
+    "nice",
 ];
 pub(crate) const SIP_KEYS: &[&str] = &[
     "t1",
@@ -327,6 +329,7 @@ impl RawPolicy {
                     "timeout" => &mut t.timeout,
                     "hold_timeout" => &mut t.hold_timeout,
                     "threads" => &mut t.threads,
+                    "nice" => &mut t.nice,
                     _ => return Err(UnknownName::Key(MEDIA_KEYS)),
                 }
             }

@@ -491,6 +491,7 @@ fn media_defaults_follow_the_listener() {
     assert_eq!(m.timeout, Duration::from_secs(60));
     assert_eq!(m.hold_timeout, Duration::from_secs(3600));
     assert_eq!(m.threads, 1);
+    assert_eq!(m.nice, -10);
     assert!(p.trunks.iter().all(|t| t.anchor_media));
 }
 

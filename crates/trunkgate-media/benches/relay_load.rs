@@ -95,6 +95,7 @@ fn start_epoll(
         hold_timeout: Duration::from_secs(3600),
         threads,
         quarantine: Duration::from_secs(1),
+        nice: 0,
     };
     let relay = Relay::start(cfg, vec![], Box::new(|_| {})).unwrap();
     let mut targets = Vec::with_capacity(calls); // (to A leg, to B leg)

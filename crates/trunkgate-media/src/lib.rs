@@ -40,6 +40,10 @@ pub struct MediaConfig {
     pub threads: usize,
     /// A released port pair is not reused for this long (late packets of the old call).
     pub quarantine: Duration,
+    /// `media.nice`: the relay threads' nice value (-20..=19; 0 leaves them as they are).
+    /// Raising priority needs CAP_SYS_NICE; without it the threads run at the default and a
+    /// warning is logged.
+    pub nice: i8,
 }
 
 /// `media.latch`: how the relay learns where a peer really sends from.

@@ -24,6 +24,7 @@ fn config(first: u16, last: u16, latch: Latch) -> MediaConfig {
         hold_timeout: Duration::from_secs(3600),
         threads: 2,
         quarantine: Duration::from_secs(30),
+        nice: 0,
     }
 }
 

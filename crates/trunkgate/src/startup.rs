@@ -154,6 +154,7 @@ fn media_config(policy: &Policy) -> MediaConfig {
         hold_timeout: m.hold_timeout,
         threads: m.threads as usize,
         quarantine: MEDIA_QUARANTINE,
+        nice: m.nice,
     }
 }
 

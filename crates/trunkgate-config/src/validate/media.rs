@@ -15,6 +15,7 @@ pub(crate) mod defaults {
     pub const TIMEOUT: &str = "60s";
     pub const HOLD_TIMEOUT: &str = "1h";
     pub const THREADS: u32 = 1;
+    pub const NICE: i8 = -10;
 }
 
 impl Check<'_, '_> {
@@ -112,7 +113,12 @@ impl Check<'_, '_> {
             1..=64,
             defaults::THREADS,
         );
+        let nice = field(|t| &t.nice)
+            .and_then(|f| self.integer(f, "media.nice", -20..=19))
+            .and_then(|n| i8::try_from(n).ok())
+            .unwrap_or(defaults::NICE);
         Media {
+            nice,
             address,
             advertised,
             port_min,

@@ -230,6 +230,7 @@ impl Relay {
             timeout: config.timeout,
             hold_timeout: config.hold_timeout,
             latch: config.latch,
+            nice: config.nice,
         });
         let mut workers = Vec::new();
         let mut joins = Vec::new();
