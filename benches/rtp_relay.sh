@@ -24,6 +24,8 @@
 #
 #   rtpengine: Debian `rtpengine-daemon` (installed when missing), run in the foreground, no
 #              config file, userspace forwarding (--table=-1), --num-threads=RELAY_THREADS,
+#              its poller threads at nice -10 (--scheduling=other --priority=-10), as
+#              Trunkgate's relay threads are by default (media.nice = -10),
 #              interface 127.0.61.1, ng on 127.0.61.1:22222, ports 20000-39999; the tool's
 #              media on 127.0.61.2 (caller) / 127.0.61.3 (callee).
 #   Trunkgate: release build, config/trunkgate.toml with every 127.0.0.x moved to 127.0.60.x
@@ -141,7 +143,8 @@ run_point() {
 start_rtpengine() { # log
     rtpengine --config-file=none --foreground --log-stderr --log-level=4 --table=-1 \
         --interface=127.0.61.1 --listen-ng=127.0.61.1:22222 --port-min=20000 --port-max=39999 \
-        --num-threads="$RELAY_THREADS" --delete-delay=0 --timeout=60 > "$1" 2>&1 &
+        --num-threads="$RELAY_THREADS" --scheduling=other --priority=-10 \
+        --delete-delay=0 --timeout=60 > "$1" 2>&1 &
     RE_PID=$!
     PIDS+=("$RE_PID")
     for _ in $(seq 50); do
