@@ -342,17 +342,23 @@ fn origin(value: &[u8], value_at: usize, edits: &mut Vec<Edit>) {
     if let (Some((_, b"IN")), Some((ty_at, ty)), Some((a_at, a)), None) =
         (t.next(), t.next(), t.next(), t.next())
     {
-        edits.push(Edit {
-            start: value_at + ty_at,
-            end: value_at + ty_at + ty.len(),
-            what: EditKind::AddrType,
-        });
-        edits.push(Edit {
-            start: value_at + a_at,
-            end: value_at + a_at + a.len(),
-            what: EditKind::Addr,
-        });
+        mark_address(edits, value_at, (ty_at, ty.len()), (a_at, a.len()));
     }
+}
+
+/// Mark an `IN <addrtype> <address>` pair (offsets and lengths within a line's value) for
+/// rewriting.
+fn mark_address(edits: &mut Vec<Edit>, value_at: usize, ty: (usize, usize), addr: (usize, usize)) {
+    edits.push(Edit {
+        start: value_at + ty.0,
+        end: value_at + ty.0 + ty.1,
+        what: EditKind::AddrType,
+    });
+    edits.push(Edit {
+        start: value_at + addr.0,
+        end: value_at + addr.0 + addr.1,
+        what: EditKind::Addr,
+    });
 }
 
 /// `c=IN IP4|IP6 <address>[/<ttl>[/<count>]]`. A hold address (0.0.0.0 / ::) is returned
@@ -373,16 +379,7 @@ fn connection(value: &[u8], value_at: usize, edits: &mut Vec<Edit>) -> Result<Ip
         return Err(SdpError::Multicast);
     }
     if !addr.is_unspecified() {
-        edits.push(Edit {
-            start: value_at + ty_at,
-            end: value_at + ty_at + ty.len(),
-            what: EditKind::AddrType,
-        });
-        edits.push(Edit {
-            start: value_at + a_at,
-            end: value_at + a_at + a.len(),
-            what: EditKind::Addr,
-        });
+        mark_address(edits, value_at, (ty_at, ty.len()), (a_at, a.len()));
     }
     Ok(addr)
 }

@@ -99,6 +99,23 @@ impl SipCollector {
         self
     }
 
+    /// The per-peer counters labelled by trunk: slot 0 (not tied to a trunk) as `"none"`,
+    /// then each trunk by name; the PBX slot is left out.
+    fn trunk_slots(&self) -> impl Iterator<Item = (&str, &trunkgate_sip::metrics::PeerCounters)> {
+        self.proxy
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| *slot != 1)
+            .map(|(slot, counters)| {
+                let trunk = match slot {
+                    0 => "none",
+                    _ => self.peer_names.get(slot).map_or("none", String::as_str),
+                };
+                (trunk, counters)
+            })
+    }
+
     /// A registry holding only this collector.
     pub fn into_registry(self) -> Registry {
         let mut registry = Registry::default();
@@ -207,12 +224,7 @@ impl Collector for SipCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for (slot, counters) in p.peers.iter().enumerate() {
-                let trunk = match slot {
-                    0 => "none",
-                    1 => continue,
-                    _ => self.peer_names.get(slot).map_or("none", String::as_str),
-                };
+            for (trunk, counters) in self.trunk_slots() {
                 for reason in RejectReason::ALL {
                     let v = counters.rejects.get(reason.index()).map_or(0, load);
                     let labels = [("trunk", trunk), ("reason", reason.as_str())];
@@ -228,14 +240,7 @@ impl Collector for SipCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for (slot, counters) in p.peers.iter().enumerate() {
-                let trunk = match slot {
-                    0 | 1 => "none",
-                    _ => self.peer_names.get(slot).map_or("none", String::as_str),
-                };
-                if slot == 1 {
-                    continue;
-                }
+            for (trunk, counters) in self.trunk_slots() {
                 m.encode_family(&[("trunk", trunk)])?
                     .encode_counter::<NoLabelSet, _, u64>(&load(&counters.media_timeouts), None)?;
             }

@@ -509,20 +509,7 @@ impl Relay {
         let now = Instant::now();
         let ctl = lock(&self.control);
         let s = ctl.sessions.get(&call)?;
-        let since_update = now.saturating_duration_since(s.last_update);
-        let last = s
-            .streams
-            .iter()
-            .flatten()
-            .flat_map(|st| st.legs.iter())
-            .map(|l| l.shared.last_rx.load(Relaxed))
-            .max()
-            .unwrap_or(0);
-        if last == 0 {
-            return Some(since_update);
-        }
-        let since_pkt = Duration::from_nanos(self.nanos(now).saturating_sub(last));
-        Some(since_pkt.min(since_update))
+        Some(snapshot::idle(s, now, self.nanos(now)))
     }
 
     /// Snapshot of every live call for the admin API (`GET /calls`), ordered by id.

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::shared::{LegShared, RTCP_VALID};
 use super::{CtlLeg, CtlSession, Relay, media_name};
@@ -104,6 +104,24 @@ fn leg(relay: &Relay, l: &CtlLeg, clock_rate: u32) -> LegSnapshot {
     }
 }
 
+/// How long session `s` has been without media: since the newest datagram on any leg
+/// (`last_rx`, relay-epoch nanoseconds; 0 = none yet), or its newest `update()` if later.
+pub(crate) fn idle(s: &CtlSession, now: Instant, now_n: u64) -> Duration {
+    let since_update = now.saturating_duration_since(s.last_update);
+    let last = s
+        .streams
+        .iter()
+        .flatten()
+        .flat_map(|st| st.legs.iter())
+        .map(|l| l.shared.last_rx.load(Relaxed))
+        .max()
+        .unwrap_or(0);
+    if last == 0 {
+        return since_update;
+    }
+    Duration::from_nanos(now_n.saturating_sub(last)).min(since_update)
+}
+
 pub(crate) fn call(
     id: u64,
     s: &CtlSession,
@@ -111,14 +129,10 @@ pub(crate) fn call(
     now: Instant,
     now_n: u64,
 ) -> CallSnapshot {
-    let mut last = 0u64;
     let (mut active, mut held) = (0, 0);
     let mut streams = Vec::new();
     for (index, st) in s.streams.iter().enumerate() {
         let Some(st) = st else { continue };
-        for l in &st.legs {
-            last = last.max(l.shared.last_rx.load(Relaxed));
-        }
         if !st.legs.iter().any(|l| l.peer.is_some_and(|p| !p.enabled)) {
             active += 1;
             if st.legs.iter().any(|l| l.peer.is_some_and(|p| p.hold)) {
@@ -132,19 +146,13 @@ pub(crate) fn call(
             b: leg(relay, &st.legs[1], st.clock_rate),
         });
     }
-    let since_pkt = if last == 0 {
-        f64::INFINITY
-    } else {
-        now_n.saturating_sub(last) as f64 / 1e9
-    };
-    let since_update = now.saturating_duration_since(s.last_update).as_secs_f64();
     CallSnapshot {
         id,
         call_id: s.call_id.clone(),
         trunk: relay.trunk_name(s.slot),
         direction: if s.inbound { "inbound" } else { "outbound" },
         age_secs: now.saturating_duration_since(s.created).as_secs_f64(),
-        idle_secs: since_pkt.min(since_update),
+        idle_secs: idle(s, now, now_n).as_secs_f64(),
         on_hold: active > 0 && held == active,
         streams,
     }

@@ -114,40 +114,20 @@ impl Proxy {
         let Some(sdp) = sdp_body(msg) else {
             return Ok(None);
         };
-        let (Some(media), Some(dialog)) = (self.media.as_ref(), self.dialogs.get(&dialog_id))
-        else {
-            return Ok(None);
-        };
-        let Some(md) = dialog.media.as_deref() else {
-            return Ok(None);
-        };
-        let from = if from_caller {
-            side(dialog.caller.party)
-        } else {
-            side(dialog.callee.party)
-        };
-        let call = MediaCall {
-            dialog: dialog_id,
-            call_id: &md.call_id,
-            trunk: dialog.trunk,
-            inbound: dialog.direction == Direction::Inbound,
-        };
         let mut out = Vec::with_capacity(sdp.len() + 64);
-        let result = match role {
-            Role::Offer => media.offer(&call, from, sdp, &mut out),
-            Role::Answer => media.answer(&call, from, sdp, &mut out),
+        let Some(result) = self.to_relay(dialog_id, from_caller, role, sdp, &mut out) else {
+            return Ok(None);
         };
         match result {
             Ok(()) => {
-                let (confirmed, index) = (dialog.confirmed, usize::from(!from_caller));
-                if let Some(md) = self
-                    .dialogs
-                    .get_mut(&dialog_id)
-                    .and_then(|d| d.media.as_deref_mut())
-                {
-                    let previous = std::mem::replace(&mut md.sdp[index], sdp.into());
-                    if role == Role::Offer && confirmed {
-                        md.rollback[index] = Some(previous);
+                let index = usize::from(!from_caller);
+                if let Some(dialog) = self.dialogs.get_mut(&dialog_id) {
+                    let confirmed = dialog.confirmed;
+                    if let Some(md) = dialog.media.as_deref_mut() {
+                        let previous = std::mem::replace(&mut md.sdp[index], sdp.into());
+                        if role == Role::Offer && confirmed {
+                            md.rollback[index] = Some(previous);
+                        }
                     }
                 }
                 Ok(Some(out))
@@ -162,6 +142,36 @@ impl Proxy {
                 Err(failure)
             }
         }
+    }
+
+    /// Hand `sdp` from the caller's side (`from_caller`) or the callee's of dialog
+    /// `dialog_id` to the relay as an offer or answer. `None`: the dialog is not anchored.
+    fn to_relay(
+        &self,
+        dialog_id: u64,
+        from_caller: bool,
+        role: Role,
+        sdp: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<Result<(), MediaFailure>> {
+        let media = self.media.as_ref()?;
+        let dialog = self.dialogs.get(&dialog_id)?;
+        let md = dialog.media.as_deref()?;
+        let from = if from_caller {
+            side(dialog.caller.party)
+        } else {
+            side(dialog.callee.party)
+        };
+        let call = MediaCall {
+            dialog: dialog_id,
+            call_id: &md.call_id,
+            trunk: dialog.trunk,
+            inbound: dialog.direction == Direction::Inbound,
+        };
+        Some(match role {
+            Role::Offer => media.offer(&call, from, sdp, out),
+            Role::Answer => media.answer(&call, from, sdp, out),
+        })
     }
 
     /// A response relayed upstream through a dialog's server transaction: its SDP (18x/2xx
@@ -203,30 +213,16 @@ impl Proxy {
         if code < 300 || previous.is_empty() {
             return;
         }
-        md.sdp[index] = previous.clone();
-        let (Some(media), Some(dialog)) = (self.media.as_ref(), self.dialogs.get(&dialog_id))
-        else {
-            return;
-        };
-        let Some(md) = dialog.media.as_deref() else {
-            return;
-        };
-        let party = if from_caller {
-            dialog.caller.party
-        } else {
-            dialog.callee.party
-        };
-        let call = MediaCall {
-            dialog: dialog_id,
-            call_id: &md.call_id,
-            trunk: dialog.trunk,
-            inbound: dialog.direction == Direction::Inbound,
-        };
         let mut out = Vec::new();
-        if media
-            .offer(&call, side(party), &previous, &mut out)
-            .is_err()
+        let restored = self.to_relay(dialog_id, from_caller, Role::Offer, &previous, &mut out);
+        if let Some(md) = self
+            .dialogs
+            .get_mut(&dialog_id)
+            .and_then(|d| d.media.as_deref_mut())
         {
+            md.sdp[index] = previous;
+        }
+        if !matches!(restored, Some(Ok(()))) {
             tracing::warn!(
                 dialog = dialog_id,
                 "refused offer: previous SDP not restored"

@@ -122,6 +122,15 @@ fn body(msg: &SipMessage) -> String {
     String::from_utf8_lossy(msg.body()).into_owned()
 }
 
+/// An anchored outbound call, established; the relay's log so far is cleared.
+fn established(id: &str) -> (SimNet, Arc<FakeMedia>, Call) {
+    let (mut net, media) = anchored_net();
+    let mut call = Call::new(id, PBX, TRUNK);
+    establish_anchored(&mut net, &mut call);
+    media.log();
+    (net, media, call)
+}
+
 /// INVITE with SDP from the PBX, 200 with SDP from the trunk, ACK: returns the dialog's
 /// INVITE as the trunk saw it.
 fn establish_anchored(net: &mut SimNet, call: &mut Call) -> SipMessage {
@@ -311,10 +320,7 @@ fn offers_the_relay_refuses_are_answered_488_or_503() {
 
 #[test]
 fn media_timeout_sends_bye_to_both_sides_and_frees_everything() {
-    let (mut net, media) = anchored_net();
-    let mut call = Call::new("dead", PBX, TRUNK);
-    establish_anchored(&mut net, &mut call);
-    media.log();
+    let (mut net, media, call) = established("dead");
     let dialog = net.proxy.dialogs.keys().copied().next().unwrap();
     assert!(net.media_timeout(dialog, DEAD));
     net.settle();
@@ -412,9 +418,7 @@ fn trunks_without_anchoring_pass_sdp_untouched() {
 
 #[test]
 fn media_timeout_overtaken_by_media_is_ignored() {
-    let (mut net, media) = anchored_net();
-    let mut call = Call::new("stale", PBX, TRUNK);
-    establish_anchored(&mut net, &mut call);
+    let (mut net, media, _call) = established("stale");
     let dialog = net.proxy.dialogs.keys().copied().next().unwrap();
     // A packet arrived after the relay queued its report.
     *media.idle.lock().unwrap() = Some(Duration::from_millis(20));
@@ -500,10 +504,7 @@ fn a_2xx_from_another_fork_does_not_move_the_media() {
 
 #[test]
 fn a_refused_reinvite_is_answered_and_its_ack_absorbed() {
-    let (mut net, media) = anchored_net();
-    let mut call = Call::new("reinv", PBX, TRUNK);
-    establish_anchored(&mut net, &mut call);
-    media.log();
+    let (mut net, media, mut call) = established("reinv");
     *media.fail.lock().unwrap() = Some(MediaFailure::BadSdp("bad"));
     net.send(
         PBX,
@@ -533,9 +534,7 @@ fn a_refused_reinvite_is_answered_and_its_ack_absorbed() {
 
 #[test]
 fn an_anchored_call_with_flowing_media_outlives_dialog_timeout() {
-    let (mut net, media) = anchored_net();
-    let mut call = Call::new("long", PBX, TRUNK);
-    establish_anchored(&mut net, &mut call);
+    let (mut net, media, _call) = established("long");
     *media.idle.lock().unwrap() = Some(Duration::from_millis(20));
     net.run_for(Duration::from_secs(13 * 3600));
     assert_eq!(
@@ -551,10 +550,7 @@ fn an_anchored_call_with_flowing_media_outlives_dialog_timeout() {
 
 #[test]
 fn a_refused_reoffer_puts_the_previous_sdp_back() {
-    let (mut net, media) = anchored_net();
-    let mut call = Call::new("glare", PBX, TRUNK);
-    establish_anchored(&mut net, &mut call);
-    media.log();
+    let (mut net, media, mut call) = established("glare");
     // The PBX moves its media (new address); the trunk refuses the re-INVITE (491).
     net.send(
         PBX,
