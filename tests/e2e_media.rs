@@ -82,6 +82,33 @@ fn pcap_span(path: &Path) -> (usize, f64) {
 }
 
 /// Write a policy (test layout + `listen`/`media` lines), check it, start Trunkgate.
+/// SIPp's built-in `uas` as carrier-a for one call, its media on TRUNK_MEDIA_PORT; with
+/// `echo` it sends back every RTP packet it gets (`-rtp_echo`). Running when this returns.
+fn carrier_uas(dir: &Path, net: Net, echo: bool) -> SippPeer {
+    let mut args: Vec<String> = vec!["-m".into(), "1".into()];
+    if echo {
+        args.push("-rtp_echo".into());
+    }
+    args.extend([
+        "-mi".into(),
+        net.carrier_a_ip().to_string(),
+        "-mp".into(),
+        TRUNK_MEDIA_PORT.to_string(),
+    ]);
+    let mut uas = SippPeer::spawn(
+        dir,
+        "uas",
+        Scenario::Builtin("uas"),
+        net.carrier_a_ip(),
+        None,
+        &args,
+        Duration::from_secs(40),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    uas.assert_running();
+    uas
+}
+
 fn start_trunkgate(dir: &Path, net: Net, listen: &[&str], media: &[&str]) -> Trunkgate {
     let policy = dir.join("policy.toml");
     std::fs::write(&policy, media_test_policy(net, listen, media)).expect("write policy");
@@ -151,25 +178,7 @@ fn pcap_audio_both_ways_through_the_relay() {
     let (pcap_packets, pcap_secs) = pcap_span(pcap());
     let tg = start_trunkgate(&dir, net, &[], &[]);
 
-    let mut uas = SippPeer::spawn(
-        &dir,
-        "uas",
-        Scenario::Builtin("uas"),
-        net.carrier_a_ip(),
-        None,
-        &[
-            "-m".into(),
-            "1".into(),
-            "-rtp_echo".into(),
-            "-mi".into(),
-            net.carrier_a_ip().to_string(),
-            "-mp".into(),
-            TRUNK_MEDIA_PORT.to_string(),
-        ],
-        Duration::from_secs(40),
-    );
-    std::thread::sleep(Duration::from_millis(400));
-    uas.assert_running();
+    let mut uas = carrier_uas(&dir, net, true);
     let uac_scenario = scenario("uac_pcap_echo.xml");
     let mut uac = SippPeer::spawn(
         &dir,
@@ -742,24 +751,7 @@ fn silent_call(test: &str, net: Net, uac_scenario: &str, media_secs: f64) {
     const TIMEOUT: f64 = 3.0;
     let dir = scratch_dir(test);
     let mut tg = start_trunkgate(&dir, net, &[], &["timeout = \"3s\""]);
-    let mut uas = SippPeer::spawn(
-        &dir,
-        "uas",
-        Scenario::Builtin("uas"),
-        net.carrier_a_ip(),
-        None,
-        &[
-            "-m".into(),
-            "1".into(),
-            "-mi".into(),
-            net.carrier_a_ip().to_string(),
-            "-mp".into(),
-            TRUNK_MEDIA_PORT.to_string(),
-        ],
-        Duration::from_secs(40),
-    );
-    std::thread::sleep(Duration::from_millis(400));
-    uas.assert_running();
+    let mut uas = carrier_uas(&dir, net, false);
     let uac_scenario = scenario(uac_scenario);
     let mut uac = SippPeer::spawn(
         &dir,
