@@ -42,6 +42,8 @@ pub struct Policy {
     pub flood: Flood,
     pub register: Register,
     pub media: Media,
+    /// `[health]`: the circuit breaker and `Retry-After` handling of every trunk.
+    pub health: HealthSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -192,6 +194,55 @@ pub struct Trunk {
     pub cps_burst: Option<u32>,
     /// `media = { anchor = BOOL }`: relay this trunk's calls' media (default true).
     pub anchor_media: bool,
+    /// `weight`: share of first picks under the `weighted` strategy (≥ 1, default 1).
+    pub weight: u32,
+    /// `probe = { … }`: SIP OPTIONS health probes; `None`: this trunk is not probed.
+    pub probe: Option<Probe>,
+}
+
+/// A trunk's `probe = { interval, timeout, down_after, up_after, ok_codes }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// Time between probes (≥ 200 ms; default 10 s).
+    pub interval: Duration,
+    /// No answer this long: the probe failed (100 ms ..= `interval`; default 2 s, capped at
+    /// `interval`).
+    pub timeout: Duration,
+    /// Consecutive failed probes that mark the trunk down (1–100; default 3).
+    pub down_after: u32,
+    /// Consecutive good probes that mark it up again (1–100; default 2).
+    pub up_after: u32,
+    /// Reply codes that count as reachable; `None`: the default rule
+    /// ([`Probe::reachable`]).
+    pub ok_codes: Option<Vec<u16>>,
+}
+
+impl Probe {
+    /// Does a reply with `code` mean the trunk is reachable? With `ok_codes`: exactly those
+    /// codes. Without: 200–499 except 408 (providers often answer OPTIONS with 404 or 405;
+    /// the trunk is there), while 408, 5xx and 6xx mean down.
+    pub fn reachable(&self, code: u16) -> bool {
+        match &self.ok_codes {
+            Some(codes) => codes.contains(&code),
+            None => (200..=499).contains(&code) && code != 408,
+        }
+    }
+}
+
+/// `[health]`: how branch outcomes and `503 Retry-After` take trunks out of service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// Consecutive branch failures (timeouts, transport errors, 5xx) that mark a trunk down
+    /// (default 5).
+    pub breaker_failures: u32,
+    /// Those failures must fall within this window (default 60 s).
+    pub breaker_window: Duration,
+    /// A trunk without probes, down by the breaker, gets one trial call after this long
+    /// (default 30 s).
+    pub breaker_cooldown: Duration,
+    /// A `503` with `Retry-After` keeps new calls off the trunk for at most this long
+    /// (default 300 s); zero: `Retry-After` is ignored.
+    pub retry_after_max: Duration,
 }
 
 /// `security.unknown_source`: what a request from a source in no allow list gets.
@@ -258,6 +309,25 @@ pub struct Route {
     /// Indices into `Policy::trunks`, in the order written.
     pub trunks: Vec<usize>,
     pub strategy: Strategy,
+    /// Final response codes (300–699) from a trunk that make the call try the next
+    /// candidate (default 408, 480, 500, 502, 503, 504). Timeouts and transport errors
+    /// always fail over.
+    pub failover_on: Vec<u16>,
+    /// No provisional response from a trunk this long: try the next candidate. `None`
+    /// (`"0s"`): off, only the SIP timers end a branch (default 3 s).
+    pub try_timeout: Option<Duration>,
+    /// Trunks tried per call, at most (1–16; default 3).
+    pub max_attempts: u32,
+    /// Total bound from the INVITE (≥ 1 s; default 30 s): then the PBX gets the last
+    /// failure's code, or 408.
+    pub setup_timeout: Duration,
+}
+
+impl Route {
+    /// Does a final `code` from a trunk make this route try its next candidate?
+    pub fn fails_over_on(&self, code: u16) -> bool {
+        self.failover_on.contains(&code)
+    }
 }
 
 impl Policy {
@@ -328,7 +398,9 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::MEDIA_KEYS, "in [media]"),
             (raw::TRUNK_KEYS, "in [[trunk]]"),
             (raw::TRUNK_MEDIA_KEYS, "in a trunk's media"),
-            (&["name", "match", "trunks", "strategy"], "in [[route]]"),
+            (raw::PROBE_KEYS, "in a trunk's probe"),
+            (raw::HEALTH_KEYS, "in [health]"),
+            (raw::ROUTE_KEYS, "in [[route]]"),
             (&["to_prefix"], "in route match"),
         ]
         .iter()

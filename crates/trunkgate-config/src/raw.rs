@@ -123,6 +123,7 @@ pub(crate) struct RawPolicy {
     pub flood: Table<RawFlood>,
     pub register: Table<RawRegister>,
     pub media: Table<RawMedia>,
+    pub health: Table<RawHealth>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
 }
@@ -198,6 +199,27 @@ pub(crate) struct RawTrunk {
     pub max_outbound: Option<Field>,
     pub cps_burst: Option<Field>,
     pub media: Option<Spanned<RawTrunkMedia>>,
+    pub weight: Option<Field>,
+    pub probe: Option<Spanned<RawProbe>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProbe {
+    pub interval: Option<Field>,
+    pub timeout: Option<Field>,
+    pub down_after: Option<Field>,
+    pub up_after: Option<Field>,
+    pub ok_codes: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub breaker_failures: Option<Field>,
+    pub breaker_window: Option<Field>,
+    pub breaker_cooldown: Option<Field>,
+    pub retry_after_max: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +258,10 @@ pub(crate) struct RawRoute {
     pub match_: Option<Spanned<RawMatch>>,
     pub trunks: Option<Field>,
     pub strategy: Option<Field>,
+    pub failover_on: Option<Field>,
+    pub try_timeout: Option<Field>,
+    pub max_attempts: Option<Field>,
+    pub setup_timeout: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,7 +272,8 @@ pub(crate) struct RawMatch {
 
 /// The keys of each table, for "unknown key" hints and environment overrides.
 pub(crate) const ROOT_KEYS: &[&str] = &[
-    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "trunk", "route",
+    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "trunk",
+    "route",
 ];
 pub(crate) const LISTEN_KEYS: &[&str] = &["sip", "advertised", "dscp"];
 pub(crate) const MEDIA_KEYS: &[&str] = &[
@@ -298,8 +325,28 @@ pub(crate) const TRUNK_KEYS: &[&str] = &[
     "max_outbound",
     "cps_burst",
     "media",
+    "weight",
+    "probe",
 ];
 pub(crate) const TRUNK_MEDIA_KEYS: &[&str] = &["anchor"];
+pub(crate) const PROBE_KEYS: &[&str] =
+    &["interval", "timeout", "down_after", "up_after", "ok_codes"];
+pub(crate) const HEALTH_KEYS: &[&str] = &[
+    "breaker_failures",
+    "breaker_window",
+    "breaker_cooldown",
+    "retry_after_max",
+];
+pub(crate) const ROUTE_KEYS: &[&str] = &[
+    "name",
+    "match",
+    "trunks",
+    "strategy",
+    "failover_on",
+    "try_timeout",
+    "max_attempts",
+    "setup_timeout",
+];
 
 impl RawPolicy {
     /// Set `section.key` from an environment override.
@@ -397,6 +444,16 @@ impl RawPolicy {
                     _ => return Err(UnknownName::Key(REGISTER_KEYS)),
                 }
             }
+            "health" => {
+                let t = table(&mut self.health);
+                match key {
+                    "breaker_failures" => &mut t.breaker_failures,
+                    "breaker_window" => &mut t.breaker_window,
+                    "breaker_cooldown" => &mut t.breaker_cooldown,
+                    "retry_after_max" => &mut t.retry_after_max,
+                    _ => return Err(UnknownName::Key(HEALTH_KEYS)),
+                }
+            }
             _ => return Err(UnknownName::Section),
         };
         *slot = Some(field);
@@ -415,7 +472,7 @@ pub(crate) enum UnknownName {
 
 /// The sections that environment overrides reach.
 pub(crate) const ENV_SECTIONS: &[&str] = &[
-    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media",
+    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health",
 ];
 
 /// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).

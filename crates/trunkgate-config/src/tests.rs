@@ -86,6 +86,10 @@ fn embedded_default_has_expected_values() {
             to_prefix: vec![String::new()],
             trunks: vec![0, 1],
             strategy: Strategy::Priority,
+            failover_on: vec![408, 480, 500, 502, 503, 504],
+            try_timeout: Some(Duration::from_secs(3)),
+            max_attempts: 3,
+            setup_timeout: Duration::from_secs(30),
         }]
     );
 }

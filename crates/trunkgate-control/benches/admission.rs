@@ -43,7 +43,8 @@ fn no_dns(hp: &HostPort) -> std::io::Result<SocketAddr> {
 
 fn admission(c: &mut Criterion) {
     let policy = Policy::from_toml(POLICY, "bench.toml").unwrap();
-    let table = RoutingTable::new(&policy, no_dns).unwrap();
+    let table =
+        RoutingTable::new(&policy, &mut trunkgate_control::TrunkIds::default(), no_dns).unwrap();
     let admission = AdmissionControl::new(&policy, &table);
     let decide = |ip: IpAddr| admission.datagram(ip, table.classify(ip));
 
@@ -92,7 +93,7 @@ fn admission(c: &mut Criterion) {
     });
 
     c.bench_function("try_call_rate", |b| {
-        b.iter(|| admission.try_call_rate(black_box(0)))
+        b.iter(|| admission.try_call_rate(black_box(trunkgate_control::TrunkId(0))))
     });
 }
 

@@ -3,32 +3,41 @@
 //! ([`RoutingTable::outbound`]) and in which order its trunks are tried
 //! ([`RoutingTable::candidates`]); and admission ([`admission::AdmissionControl`]): flood
 //! limits and bans per source, call-rate limits per trunk, the REGISTER rate, scanner
-//! User-Agents.
+//! User-Agents; and trunk health ([`Health`]): OPTIONS probes, the circuit breaker and
+//! `Retry-After`, which candidates skip. Trunks are named by stable [`TrunkId`]s.
 //!
 //! What lives here: decisions, as plain data built once from a validated
 //! [`Policy`](trunkgate_config::Policy) and read lock-free per message. What does not:
 //! sockets, timers or tasks (the binary and `trunkgate-sip` own those; admission's token
-//! buckets read governor's clock, and the binary calls its `maintain` every second). Later:
-//! trunk health, capacity statistics.
+//! buckets read governor's clock, and the binary calls its `maintain` every second).
+//! [`Health`] is sans-IO: every method takes `now`. Later: capacity statistics.
 
 pub mod admission;
+pub mod health;
 mod sources;
 pub mod strategy;
+mod trunk_id;
 
-pub use strategy::Candidates;
+pub use health::{
+    BranchOutcome, ChangeReason, Health, ProbeOutcome, StateChange, TrunkHealth, TrunkState,
+};
+pub use trunk_id::{TrunkId, TrunkIds};
+pub use trunkgate_config::{HealthSettings, Probe};
 
 use ipnet::IpNet;
+use smallvec::SmallVec;
 use sources::SourceTable;
 use std::net::{IpAddr, SocketAddr};
-use strategy::Selector;
+use std::time::{Duration, Instant};
+use strategy::{Candidate, Selector};
 use trunkgate_config::{HostPort, PeerTransport, Policy, Strategy};
 
 /// Who sent a datagram, by its source address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     Pbx,
-    /// Index into the policy's trunks (and [`RoutingTable::trunk`]).
-    Trunk(usize),
+    /// A trunk, by its stable id ([`RoutingTable::trunk`]).
+    Trunk(TrunkId),
     /// In no allow list: dropped or refused by admission.
     Unknown,
 }
@@ -45,6 +54,7 @@ pub struct PeerEntry {
 /// A trunk as Trunkgate reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrunkEntry {
+    pub id: TrunkId,
     pub name: String,
     pub address: SocketAddr,
     pub transport: PeerTransport,
@@ -60,23 +70,32 @@ pub struct TrunkEntry {
     pub cps_burst: Option<u32>,
     /// `media.anchor`: this trunk's calls have their media relayed.
     pub anchor_media: bool,
+    /// `weight`: share of first picks under `weighted` (≥ 1).
+    pub weight: u32,
+    /// `probe = { … }`: OPTIONS health probes; `None`: not probed.
+    pub probe: Option<Probe>,
 }
 
-/// An outbound route: its trunks in configured order and how to order them per call.
+/// An outbound route: its trunks in configured order, how to order them per call and how
+/// a call fails over between them.
 #[derive(Debug)]
 pub struct RouteEntry {
     pub name: String,
-    /// Indices of trunks ([`RoutingTable::trunk`]) in the order written.
-    pub trunks: Vec<usize>,
+    /// Position in [`RoutingTable::routes`] (file order), for metrics.
+    pub index: usize,
+    /// The route's trunks ([`RoutingTable::trunk`]) in the order written.
+    pub trunks: Vec<TrunkId>,
     pub strategy: Strategy,
+    /// Final codes (300–699) from a trunk that try the next candidate; timeouts and
+    /// transport errors always do.
+    pub failover_on: Vec<u16>,
+    /// No provisional response from a trunk this long: next candidate. `None`: off.
+    pub try_timeout: Option<Duration>,
+    /// Trunks tried per call, at most (1–16).
+    pub max_attempts: u32,
+    /// Total bound from the INVITE; then the PBX gets the last failure's code, or 408.
+    pub setup_timeout: Duration,
     selector: Selector,
-}
-
-impl RouteEntry {
-    /// Trunk indices in this route's strategy order.
-    pub fn candidates(&self) -> Candidates<'_> {
-        self.selector.candidates(&self.trunks)
-    }
 }
 
 /// Building a [`RoutingTable`] failed.
@@ -90,6 +109,8 @@ pub enum ResolveError {
         #[source]
         source: std::io::Error,
     },
+    #[error("trunk \"{0}\" gets no id: all 65536 trunk ids have been given to other names")]
+    TrunkIdsExhausted(String),
     #[error(
         "{first} and {second} both claim source {net}; every source address must belong to one peer"
     )]
@@ -104,7 +125,10 @@ pub enum ResolveError {
 #[derive(Debug)]
 pub struct RoutingTable {
     pbx: PeerEntry,
+    /// In policy order.
     trunks: Vec<TrunkEntry>,
+    /// `by_id[id]`: the position of trunk `id` in `trunks`, if this policy has it.
+    by_id: Vec<Option<usize>>,
     routes: Vec<RouteEntry>,
     sources: SourceTable,
     /// `(to_prefix, route index)`, longest prefix first, then file order.
@@ -112,11 +136,14 @@ pub struct RoutingTable {
 }
 
 impl RoutingTable {
-    /// Build from `policy`. Addresses that are IP literals are used as written; DNS names go
-    /// through `resolve`, once, here. The resolved IPs classify as their peers (as /32 or
-    /// /128) beside the allow lists.
+    /// Build from `policy`. Trunk ids come from `ids` (assigned there for new names, so
+    /// a first build numbers them in policy order and later ones keep them by name).
+    /// Addresses that are IP literals are used as written; DNS names go through `resolve`,
+    /// once, here. The resolved IPs classify as their peers (as /32 or /128) beside the
+    /// allow lists.
     pub fn new(
         policy: &Policy,
+        ids: &mut TrunkIds,
         resolve: impl Fn(&HostPort) -> std::io::Result<SocketAddr>,
     ) -> Result<RoutingTable, ResolveError> {
         let lookup = |peer: String, hp: &HostPort| match hp.to_socket_addr() {
@@ -133,8 +160,18 @@ impl RoutingTable {
             uri_host: policy.pbx.address.to_string(),
         };
         let mut trunks = Vec::with_capacity(policy.trunks.len());
-        for t in &policy.trunks {
+        let mut by_id: Vec<Option<usize>> = Vec::new();
+        for (position, t) in policy.trunks.iter().enumerate() {
+            let id = ids
+                .assign(&t.name)
+                .ok_or_else(|| ResolveError::TrunkIdsExhausted(t.name.clone()))?;
+            let slot = usize::from(id.0);
+            if by_id.len() <= slot {
+                by_id.resize(slot + 1, None);
+            }
+            by_id[slot] = Some(position);
             trunks.push(TrunkEntry {
+                id,
                 name: t.name.clone(),
                 address: lookup(format!("trunk \"{}\"", t.name), &t.address)?,
                 transport: t.transport,
@@ -145,6 +182,8 @@ impl RoutingTable {
                 max_outbound: t.max_outbound,
                 cps_burst: t.cps_burst,
                 anchor_media: t.anchor_media,
+                weight: t.weight,
+                probe: t.probe.clone(),
             });
         }
 
@@ -154,25 +193,21 @@ impl RoutingTable {
             .iter()
             .copied()
             .chain([IpNet::from(pbx.address.ip())]);
-        let claims = pbx_claims.map(|n| (n, Source::Pbx)).chain(
-            policy
-                .trunks
-                .iter()
-                .zip(&trunks)
-                .enumerate()
-                .flat_map(|(i, (t, e))| {
-                    let own = IpNet::from(e.address.ip());
+        let claims =
+            pbx_claims
+                .map(|n| (n, Source::Pbx))
+                .chain(policy.trunks.iter().zip(&trunks).flat_map(|(t, e)| {
+                    let (own, id) = (IpNet::from(e.address.ip()), e.id);
                     t.allow
                         .iter()
                         .copied()
                         .chain([own])
-                        .map(move |n| (n, Source::Trunk(i)))
-                }),
-        );
+                        .map(move |n| (n, Source::Trunk(id)))
+                }));
         let describe = |s: Source| match s {
             Source::Pbx => "pbx".to_owned(),
-            Source::Trunk(i) => trunks.get(i).map_or_else(
-                || format!("trunk #{i}"),
+            Source::Trunk(id) => trunks.iter().find(|t| t.id == id).map_or_else(
+                || format!("trunk #{id}"),
                 |t| format!("trunk \"{}\"", t.name),
             ),
             Source::Unknown => "nobody".to_owned(),
@@ -186,11 +221,21 @@ impl RoutingTable {
         let routes: Vec<RouteEntry> = policy
             .routes
             .iter()
-            .map(|r| RouteEntry {
+            .enumerate()
+            .map(|(index, r)| RouteEntry {
                 name: r.name.clone(),
-                trunks: r.trunks.clone(),
+                index,
+                trunks: r
+                    .trunks
+                    .iter()
+                    .filter_map(|&i| trunks.get(i).map(|t| t.id))
+                    .collect(),
                 strategy: r.strategy,
-                selector: Selector::new(r.strategy),
+                failover_on: r.failover_on.clone(),
+                try_timeout: r.try_timeout,
+                max_attempts: r.max_attempts,
+                setup_timeout: r.setup_timeout,
+                selector: Selector::new(r.strategy, r.trunks.len()),
             })
             .collect();
         let mut prefixes: Vec<(Box<[u8]>, usize)> = policy
@@ -205,6 +250,7 @@ impl RoutingTable {
         Ok(RoutingTable {
             pbx,
             trunks,
+            by_id,
             routes,
             sources,
             prefixes,
@@ -227,17 +273,47 @@ impl RoutingTable {
             .and_then(|&(_, i)| self.routes.get(i))
     }
 
-    /// Trunk indices of `route` in its strategy's order; try them until one is usable.
-    pub fn candidates<'r>(&self, route: &'r RouteEntry) -> Candidates<'r> {
-        route.candidates()
+    /// The trunks of `route` to try, best first, each once, into `out` (cleared first):
+    /// the route's strategy orders the trunks that `health` says are usable at `now`
+    /// (not down, not cooling down after `Retry-After`, not a half-open trunk whose one
+    /// trial call is already out). `sessions` gives a trunk's sessions in progress (for
+    /// `least-utilized`). Session and call-rate limits are not checked here: the caller
+    /// skips candidates over them. No allocation for routes of up to 8 trunks.
+    pub fn candidates(
+        &self,
+        route: &RouteEntry,
+        now: Instant,
+        health: &Health,
+        sessions: &dyn Fn(TrunkId) -> u32,
+        out: &mut Vec<TrunkId>,
+    ) {
+        out.clear();
+        let mut usable: SmallVec<[Candidate; 8]> = SmallVec::new();
+        for (position, &id) in route.trunks.iter().enumerate() {
+            let Some(trunk) = self.trunk(id) else {
+                continue;
+            };
+            if !health.usable(now, id) {
+                continue;
+            }
+            usable.push(Candidate {
+                id,
+                position,
+                weight: trunk.weight,
+                sessions: sessions(id),
+                max_sessions: trunk.max_sessions,
+            });
+        }
+        route.selector.order(&usable, out);
     }
 
-    /// The trunk at index `i` (as in [`Source::Trunk`] and [`RouteEntry::trunks`]).
-    ///
-    /// # Panics
-    /// If `i` is not below [`RoutingTable::trunk_count`]; indices from this table always are.
-    pub fn trunk(&self, i: usize) -> &TrunkEntry {
-        &self.trunks[i]
+    /// The trunk with id `id`, if this policy has it.
+    pub fn trunk(&self, id: TrunkId) -> Option<&TrunkEntry> {
+        self.by_id
+            .get(usize::from(id.0))
+            .copied()
+            .flatten()
+            .and_then(|i| self.trunks.get(i))
     }
 
     pub fn trunk_count(&self) -> usize {
@@ -249,9 +325,9 @@ impl RoutingTable {
         &self.trunks
     }
 
-    /// The index of the trunk named `name`.
-    pub fn trunk_index(&self, name: &str) -> Option<usize> {
-        self.trunks.iter().position(|t| t.name == name)
+    /// The id of the trunk named `name`, if this policy has it.
+    pub fn trunk_id(&self, name: &str) -> Option<TrunkId> {
+        self.trunks.iter().find(|t| t.name == name).map(|t| t.id)
     }
 
     pub fn pbx(&self) -> &PeerEntry {

@@ -133,6 +133,7 @@ fn lookup<T: Copy + Ord + BitAnd<Output = T>>(levels: &[Level<T>], addr: T) -> S
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::TrunkId;
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
@@ -145,20 +146,20 @@ mod tests {
     fn longest_prefix_wins_in_both_families() {
         let t = SourceTable::new([
             (net("10.0.0.0/8"), Source::Pbx),
-            (net("10.1.0.0/16"), Source::Trunk(0)),
-            (net("10.1.2.3/32"), Source::Trunk(1)),
-            (net("2001:db8::/32"), Source::Trunk(2)),
+            (net("10.1.0.0/16"), Source::Trunk(TrunkId(0))),
+            (net("10.1.2.3/32"), Source::Trunk(TrunkId(1))),
+            (net("2001:db8::/32"), Source::Trunk(TrunkId(2))),
             (net("2001:db8:1::/48"), Source::Pbx),
-            (net("0.0.0.0/0"), Source::Trunk(3)),
+            (net("0.0.0.0/0"), Source::Trunk(TrunkId(3))),
         ])
         .unwrap();
         assert_eq!(t.classify(ip("10.200.0.1")), Source::Pbx);
-        assert_eq!(t.classify(ip("10.1.9.9")), Source::Trunk(0));
-        assert_eq!(t.classify(ip("10.1.2.3")), Source::Trunk(1));
-        assert_eq!(t.classify(ip("::ffff:10.1.2.3")), Source::Trunk(1));
-        assert_eq!(t.classify(ip("192.0.2.1")), Source::Trunk(3));
+        assert_eq!(t.classify(ip("10.1.9.9")), Source::Trunk(TrunkId(0)));
+        assert_eq!(t.classify(ip("10.1.2.3")), Source::Trunk(TrunkId(1)));
+        assert_eq!(t.classify(ip("::ffff:10.1.2.3")), Source::Trunk(TrunkId(1)));
+        assert_eq!(t.classify(ip("192.0.2.1")), Source::Trunk(TrunkId(3)));
         assert_eq!(t.classify(ip("2001:db8:1::7")), Source::Pbx);
-        assert_eq!(t.classify(ip("2001:db8:2::7")), Source::Trunk(2));
+        assert_eq!(t.classify(ip("2001:db8:2::7")), Source::Trunk(TrunkId(2)));
         assert_eq!(t.classify(ip("2001:db9::1")), Source::Unknown);
     }
 
@@ -171,11 +172,14 @@ mod tests {
         assert_eq!(ok.unwrap().classify(ip("10.0.0.1")), Source::Pbx);
         let clash = SourceTable::new([
             (net("10.0.0.1/32"), Source::Pbx),
-            (net("10.0.0.1/32"), Source::Trunk(0)),
+            (net("10.0.0.1/32"), Source::Trunk(TrunkId(0))),
         ]);
         let c = clash.unwrap_err();
         assert_eq!(c.net, net("10.0.0.1/32"));
-        assert_eq!((c.first, c.second), (Source::Pbx, Source::Trunk(0)));
+        assert_eq!(
+            (c.first, c.second),
+            (Source::Pbx, Source::Trunk(TrunkId(0)))
+        );
     }
 
     #[test]

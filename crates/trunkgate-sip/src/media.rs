@@ -51,6 +51,11 @@ pub trait MediaRelay: Send + Sync {
     ) -> Result<(), MediaFailure>;
     /// The dialog ended: free its media session.
     fn delete(&self, dialog: u64);
+    /// The call failed over to another trunk before it was answered: count its media
+    /// there from now on (the trunk leg's ports stay; the new trunk's answer latches).
+    fn moved(&self, dialog: u64, trunk: Option<u16>) {
+        let _ = (dialog, trunk);
+    }
     /// How long the dialog's media has been silent in both directions (since its newest
     /// packet or SDP); `None` when it has no media session.
     fn idle(&self, dialog: u64) -> Option<std::time::Duration>;

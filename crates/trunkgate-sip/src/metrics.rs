@@ -67,6 +67,10 @@ pub struct ProxyMetrics {
     pub media_failures: AtomicU64,
     /// Established calls ended with BYE both ways because their media stopped.
     pub media_timeouts: AtomicU64,
+    /// 2xx answers on branches already given up (ACKed and ended with BYE by us).
+    pub late_answers: AtomicU64,
+    /// Branches ended because the shell could not reach the destination (TCP connect).
+    pub transport_failures: AtomicU64,
 }
 
 impl ProxyMetrics {
@@ -96,6 +100,8 @@ impl ProxyMetrics {
             dialogs_expired: AtomicU64::new(0),
             media_failures: AtomicU64::new(0),
             media_timeouts: AtomicU64::new(0),
+            late_answers: AtomicU64::new(0),
+            transport_failures: AtomicU64::new(0),
         }
     }
 

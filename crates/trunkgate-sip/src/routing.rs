@@ -4,14 +4,20 @@
 
 use crate::transport::Transport;
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// A trunk's stable identity: assigned by the policy layer from the trunk's name and never
+/// reused, so a reload that adds, removes or reorders trunks does not move a live call's
+/// counts to another trunk. Ids are dense (0, 1, 2, …) so per-trunk tables are vectors.
+pub type TrunkId = u16;
 
 /// Which side of Trunkgate a peer is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Party {
     /// The PBX (inside).
     Pbx,
-    /// A trunk, by its index in the policy's trunk list.
-    Trunk(u16),
+    /// A trunk, by its stable id.
+    Trunk(TrunkId),
     /// In no allow list: gets no dialog and no forwarding.
     Unknown,
 }
@@ -39,13 +45,122 @@ pub struct Target {
     pub uri_host: String,
 }
 
+/// A set of final response codes (300–699), as a bitmap: `Copy`, no allocation per call.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct CodeSet([u64; 7]);
+
+impl CodeSet {
+    pub const EMPTY: CodeSet = CodeSet([0; 7]);
+
+    pub fn from_codes(codes: impl IntoIterator<Item = u16>) -> CodeSet {
+        let mut set = CodeSet::EMPTY;
+        for code in codes {
+            set.insert(code);
+        }
+        set
+    }
+
+    /// Add `code`; codes outside 300–699 are ignored.
+    pub fn insert(&mut self, code: u16) {
+        if let Some(bit) = code.checked_sub(300).filter(|b| *b < 400) {
+            if let Some(word) = self.0.get_mut(usize::from(bit / 64)) {
+                *word |= 1 << (bit % 64);
+            }
+        }
+    }
+
+    pub fn contains(&self, code: u16) -> bool {
+        code.checked_sub(300).filter(|b| *b < 400).and_then(|bit| {
+            self.0
+                .get(usize::from(bit / 64))
+                .map(|w| w >> (bit % 64) & 1)
+        }) == Some(1)
+    }
+}
+
+impl std::fmt::Debug for CodeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries((300..700).filter(|c| self.contains(*c)))
+            .finish()
+    }
+}
+
+/// How a new request moves on to its next candidate when a branch fails (`[[route]]`
+/// `failover_on`, `try_timeout`, `max_attempts`, `setup_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverPolicy {
+    /// Final responses that try the next candidate (timeouts and transport errors always
+    /// do, while attempts and time remain).
+    pub failover_on: CodeSet,
+    /// No provisional response from a candidate in this long: try the next one.
+    pub try_timeout: Option<Duration>,
+    /// Candidates tried per request, at most (1: no failover).
+    pub max_attempts: u8,
+    /// Total time from the request's arrival in which new candidates are still tried;
+    /// a branch that has not even sent a provisional response by then is given up.
+    pub setup_timeout: Duration,
+}
+
+impl FailoverPolicy {
+    /// One attempt, no try-timeout: the candidate's answer is the answer.
+    pub const NONE: FailoverPolicy = FailoverPolicy {
+        failover_on: CodeSet::EMPTY,
+        try_timeout: None,
+        max_attempts: 1,
+        setup_timeout: Duration::from_secs(3600),
+    };
+
+    /// The policy default: 408, 480, 500, 502, 503, 504; 3 s; 3 attempts; 30 s.
+    pub fn standard() -> FailoverPolicy {
+        FailoverPolicy {
+            failover_on: CodeSet::from_codes([408, 480, 500, 502, 503, 504]),
+            try_timeout: Some(Duration::from_secs(3)),
+            max_attempts: 3,
+            setup_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What routing decided for a new request besides its candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteChoice {
+    /// The route taken (an index the routing layer can name in metrics), if any.
+    pub route: Option<u16>,
+    pub failover: FailoverPolicy,
+}
+
+impl Default for RouteChoice {
+    fn default() -> Self {
+        RouteChoice {
+            route: None,
+            failover: FailoverPolicy::NONE,
+        }
+    }
+}
+
+/// The core's exact session counts, for strategies that balance by load.
+pub trait TrunkLoad {
+    /// Sessions in progress on `trunk` (both directions).
+    fn sessions(&self, trunk: TrunkId) -> u32;
+}
+
 pub trait Routing: Send + Sync {
     /// Classify a request's source IP address.
     fn classify(&self, source: IpAddr) -> Party;
     /// Candidates for a new out-of-dialog request (INVITE, OPTIONS, MESSAGE, ...) from `from`,
     /// best first, written into `out` (cleared by the caller). `request_user` is the
     /// Request-URI user part (digits for a phone number), if any. Empty: no route.
-    fn candidates(&self, from: Party, request_user: Option<&[u8]>, out: &mut Vec<Target>);
+    /// Candidates that are down or cooling down are left out; limits (sessions, call
+    /// rate) are the core's to check.
+    fn candidates(
+        &self,
+        now: Instant,
+        from: Party,
+        request_user: Option<&[u8]>,
+        load: &dyn TrunkLoad,
+        out: &mut Vec<Target>,
+    ) -> RouteChoice;
     /// Does trunk `trunk` have its calls' media anchored (`media.anchor`, default true)?
     fn anchor_media(&self, trunk: u16) -> bool {
         let _ = trunk;

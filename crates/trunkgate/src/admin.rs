@@ -1,5 +1,5 @@
-//! The admin HTTP API (axum): `GET /health`, `GET /metrics` and `GET /calls` (anchored calls
-//! with per-stream media figures). `/health` and `/metrics` read atomics published by the
+//! The admin HTTP API (axum): `GET /health`, `GET /metrics`, `GET /calls` (anchored calls
+//! with per-stream media figures) and `GET /trunks` (trunk health, sessions, limits). `/health` and `/metrics` read atomics published by the
 //! core task; `/calls` and the media part of `/metrics` take the relay's control lock
 //! briefly (never held on the packet path). Nothing here waits on the SIP core.
 
@@ -18,6 +18,67 @@ pub struct AdminState {
     pub status: Arc<CoreStatus>,
     pub registry: Arc<Registry>,
     pub relay: Option<Arc<trunkgate_media::Relay>>,
+    pub trunks: Option<TrunksView>,
+}
+
+/// What `GET /trunks` reads: trunk health (behind its mutex, held only to copy a view) and
+/// the core's exact session gauges.
+#[derive(Clone)]
+pub struct TrunksView {
+    pub routing: Arc<crate::routing_adapter::PolicyRouting>,
+    pub proxy: Arc<trunkgate_sip::ProxyMetrics>,
+}
+
+impl TrunksView {
+    /// Every trunk: identity, limits, sessions now, and its health.
+    pub fn snapshot(&self, now: std::time::Instant) -> serde_json::Value {
+        let health = {
+            let health = self
+                .routing
+                .health()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            health.view(now)
+        };
+        let table = self.routing.table();
+        let trunks: Vec<serde_json::Value> = table
+            .trunks()
+            .iter()
+            .map(|trunk| {
+                let slot = 2 + usize::from(trunk.id.0);
+                let sessions: i64 = self.proxy.peers.get(slot).map_or(0, |p| {
+                    p.dialogs.iter().map(|d| d.load(Ordering::Relaxed)).sum()
+                });
+                let mut entry = serde_json::json!({
+                    "name": trunk.name,
+                    "id": trunk.id.0,
+                    "address": trunk.address.to_string(),
+                    "sessions": sessions.max(0),
+                    "max_sessions": trunk.max_sessions,
+                    "max_cps": trunk.max_cps,
+                    "weight": trunk.weight,
+                    "probe": trunk.probe.as_ref().map(|p| serde_json::json!({
+                        "interval_ms": p.interval.as_millis() as u64,
+                        "timeout_ms": p.timeout.as_millis() as u64,
+                        "down_after": p.down_after,
+                        "up_after": p.up_after,
+                    })),
+                });
+                let view = health.iter().find(|h| h.trunk == trunk.id);
+                if let (Some(view), Some(object)) = (view, entry.as_object_mut()) {
+                    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(view) {
+                        for (key, value) in fields {
+                            if key != "trunk" && key != "name" {
+                                object.insert(key, value);
+                            }
+                        }
+                    }
+                }
+                entry
+            })
+            .collect();
+        serde_json::json!({ "trunks": trunks })
+    }
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -25,6 +86,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/calls", get(calls))
+        .route("/trunks", get(trunks))
         .with_state(state)
 }
 
@@ -44,6 +106,15 @@ async fn health(State(state): State<AdminState>) -> Response {
         "shutting_down": s.shutting_down.load(Ordering::Relaxed),
     });
     axum::Json(body).into_response()
+}
+
+/// `GET /trunks`: each trunk's state (up, down, half-open), why and since when, its last
+/// probe, sessions against its limit.
+async fn trunks(State(state): State<AdminState>) -> Response {
+    match &state.trunks {
+        Some(view) => axum::Json(view.snapshot(std::time::Instant::now())).into_response(),
+        None => axum::Json(serde_json::json!({ "trunks": [] })).into_response(),
+    }
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> Response {

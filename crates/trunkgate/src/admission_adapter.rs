@@ -4,8 +4,8 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use trunkgate_control::Source;
 use trunkgate_control::admission::{AdmissionControl, DatagramVerdict, UnknownSource as Policy};
+use trunkgate_control::{Source, TrunkId};
 use trunkgate_sip::{Admission, Party, RejectReason, TrunkLimits, UnknownSource, Verdict};
 
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ impl PolicyAdmission {
 fn source(party: Party) -> Source {
     match party {
         Party::Pbx => Source::Pbx,
-        Party::Trunk(i) => Source::Trunk(usize::from(i)),
+        Party::Trunk(i) => Source::Trunk(TrunkId(i)),
         Party::Unknown => Source::Unknown,
     }
 }
@@ -48,7 +48,7 @@ impl Admission for PolicyAdmission {
     }
 
     fn trunk_limits(&self, trunk: u16) -> TrunkLimits {
-        let limits = self.control.trunk_limits(usize::from(trunk));
+        let limits = self.control.trunk_limits(TrunkId(trunk));
         TrunkLimits {
             max_sessions: limits.max_sessions,
             max_inbound: limits.max_inbound,
@@ -57,7 +57,7 @@ impl Admission for PolicyAdmission {
     }
 
     fn try_call_rate(&self, trunk: u16) -> bool {
-        self.control.try_call_rate(usize::from(trunk))
+        self.control.try_call_rate(TrunkId(trunk))
     }
 
     fn try_register(&self, party: Party) -> Option<u32> {
@@ -79,7 +79,12 @@ mod tests {
     #[test]
     fn maps_the_control_decisions() {
         let policy = TomlPolicy::embedded_default().unwrap();
-        let table = RoutingTable::new(&policy, crate::startup::resolve).unwrap();
+        let table = RoutingTable::new(
+            &policy,
+            &mut trunkgate_control::TrunkIds::default(),
+            crate::startup::resolve,
+        )
+        .unwrap();
         let admission = PolicyAdmission::new(Arc::new(AdmissionControl::new(&policy, &table)));
         let pbx: IpAddr = "127.0.0.2".parse().unwrap();
         let stranger: IpAddr = "192.0.2.7".parse().unwrap();

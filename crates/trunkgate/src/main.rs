@@ -19,6 +19,7 @@ mod routing_adapter;
 mod shell;
 mod shutdown;
 mod startup;
+mod trunk_health;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;

@@ -298,7 +298,7 @@ impl Collector for SipCollector {
             "SIP transactions in flight",
             load_i(&p.transactions),
         )?;
-        let counters: [(&str, &str, &AtomicU64); 16] = [
+        let counters: [(&str, &str, &AtomicU64); 18] = [
             (
                 "trunkgate_sip_parse_errors",
                 "Messages that could not be parsed",
@@ -343,6 +343,16 @@ impl Collector for SipCollector {
                 "trunkgate_sip_shutdown_rejects",
                 "New INVITEs answered 503 during shutdown",
                 &p.shutdown_rejects,
+            ),
+            (
+                "trunkgate_sip_late_answers",
+                "2xx on a branch already given up (failover, CANCEL), ACKed and ended with BYE",
+                &p.late_answers,
+            ),
+            (
+                "trunkgate_sip_transport_failures",
+                "Branches ended at once because no connection to the destination could be made",
+                &p.transport_failures,
             ),
             (
                 "trunkgate_sip_media_failures",

@@ -1,24 +1,64 @@
 //! [`trunkgate_sip::Routing`] on top of the control crate's [`RoutingTable`]: the core asks
 //! "who is this source" and "where does this new request go"; the table answers from the
-//! policy snapshot it was built from. A reload builds a new adapter and hands it to
-//! `Proxy::set_routing`.
+//! policy snapshot it was built from, skipping trunks that [`Health`] says are unusable.
+//! A reload builds a new adapter and hands it to `Proxy::set_routing`.
+//!
+//! The adapter shares its [`Health`] (behind a mutex, via [`PolicyRouting::health`]) so
+//! that the binary can feed it probe results and branch outcomes.
 
-use trunkgate_config::PeerTransport;
-use trunkgate_control::{RoutingTable, Source};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use trunkgate_config::{PeerTransport, Policy};
+use trunkgate_control::{Health, RoutingTable, Source, TrunkId};
+use trunkgate_sip::routing::{CodeSet, FailoverPolicy, RouteChoice, TrunkLoad};
 use trunkgate_sip::{Party, Routing, Target, Transport};
 
 #[derive(Debug)]
 pub struct PolicyRouting {
     table: RoutingTable,
+    health: Arc<Mutex<Health>>,
+    /// Each route's failover policy, by route index (built once, not per call).
+    failover: Vec<FailoverPolicy>,
 }
 
 impl PolicyRouting {
-    pub fn new(table: RoutingTable) -> PolicyRouting {
-        PolicyRouting { table }
+    /// `table` with every trunk up, per the policy's `[health]`.
+    pub fn new(table: RoutingTable, policy: &Policy) -> PolicyRouting {
+        let health = Health::new(&table, &policy.health, Instant::now());
+        PolicyRouting::with_health(table, Arc::new(Mutex::new(health)))
+    }
+
+    /// `table` with a health shared with others (a reload keeps the old one, rebuilt).
+    pub fn with_health(table: RoutingTable, health: Arc<Mutex<Health>>) -> PolicyRouting {
+        let failover = table
+            .routes()
+            .iter()
+            .map(|route| FailoverPolicy {
+                failover_on: CodeSet::from_codes(route.failover_on.iter().copied()),
+                try_timeout: route.try_timeout,
+                max_attempts: u8::try_from(route.max_attempts).unwrap_or(u8::MAX),
+                setup_timeout: route.setup_timeout,
+            })
+            .collect();
+        PolicyRouting {
+            table,
+            health,
+            failover,
+        }
+    }
+
+    /// The trunk health this adapter routes by (fed by the core loop's events).
+    pub fn health(&self) -> &Arc<Mutex<Health>> {
+        &self.health
+    }
+
+    /// The routing table this adapter answers from.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
     }
 }
 
-fn transport(t: PeerTransport) -> Option<Transport> {
+pub(crate) fn transport(t: PeerTransport) -> Option<Transport> {
     match t {
         PeerTransport::Auto => None,
         PeerTransport::Udp => Some(Transport::Udp),
@@ -30,28 +70,53 @@ impl Routing for PolicyRouting {
     fn classify(&self, source: std::net::IpAddr) -> Party {
         match self.table.classify(source) {
             Source::Pbx => Party::Pbx,
-            Source::Trunk(i) => u16::try_from(i).map_or(Party::Unknown, Party::Trunk),
+            Source::Trunk(id) => Party::Trunk(id.0),
             Source::Unknown => Party::Unknown,
         }
     }
 
-    fn candidates(&self, from: Party, request_user: Option<&[u8]>, out: &mut Vec<Target>) {
+    fn candidates(
+        &self,
+        now: Instant,
+        from: Party,
+        request_user: Option<&[u8]>,
+        load: &dyn TrunkLoad,
+        out: &mut Vec<Target>,
+    ) -> RouteChoice {
         match from {
             Party::Pbx => {
                 let Some(route) = self.table.outbound(request_user) else {
-                    return;
+                    return RouteChoice::default();
                 };
-                let trunks = self.table.trunks();
-                for i in self.table.candidates(route) {
-                    let (Ok(index), Some(trunk)) = (u16::try_from(i), trunks.get(i)) else {
+                let mut ids = Vec::with_capacity(route.trunks.len());
+                {
+                    let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+                    self.table.candidates(
+                        route,
+                        now,
+                        &health,
+                        &|id: TrunkId| load.sessions(id.0),
+                        &mut ids,
+                    );
+                }
+                for id in ids {
+                    let Some(trunk) = self.table.trunk(id) else {
                         continue;
                     };
                     out.push(Target {
-                        party: Party::Trunk(index),
+                        party: Party::Trunk(id.0),
                         address: trunk.address,
                         transport: transport(trunk.transport),
                         uri_host: trunk.uri_host.clone(),
                     });
+                }
+                RouteChoice {
+                    route: u16::try_from(route.index).ok(),
+                    failover: self
+                        .failover
+                        .get(route.index)
+                        .copied()
+                        .unwrap_or(FailoverPolicy::NONE),
                 }
             }
             Party::Trunk(_) => {
@@ -62,15 +127,15 @@ impl Routing for PolicyRouting {
                     transport: transport(pbx.transport),
                     uri_host: pbx.uri_host.clone(),
                 });
+                RouteChoice::default()
             }
-            Party::Unknown => {}
+            Party::Unknown => RouteChoice::default(),
         }
     }
 
     fn anchor_media(&self, trunk: u16) -> bool {
         self.table
-            .trunks()
-            .get(usize::from(trunk))
+            .trunk(TrunkId(trunk))
             .is_none_or(|t| t.anchor_media)
     }
 }
@@ -78,12 +143,19 @@ impl Routing for PolicyRouting {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trunkgate_config::Policy;
 
     fn routing() -> PolicyRouting {
         let policy = Policy::embedded_default().unwrap();
-        let table = RoutingTable::new(&policy, crate::startup::resolve).unwrap();
-        PolicyRouting::new(table)
+        let mut ids = trunkgate_control::TrunkIds::default();
+        let table = RoutingTable::new(&policy, &mut ids, crate::startup::resolve).unwrap();
+        PolicyRouting::new(table, &policy)
+    }
+
+    struct Idle;
+    impl TrunkLoad for Idle {
+        fn sessions(&self, _trunk: u16) -> u32 {
+            0
+        }
     }
 
     #[test]
@@ -99,7 +171,13 @@ mod tests {
     fn pbx_calls_go_to_the_route_trunks_in_order() {
         let r = routing();
         let mut out = Vec::new();
-        r.candidates(Party::Pbx, Some(b"+15551234567"), &mut out);
+        let choice = r.candidates(
+            Instant::now(),
+            Party::Pbx,
+            Some(b"+15551234567"),
+            &Idle,
+            &mut out,
+        );
         assert_eq!(
             out,
             vec![
@@ -117,18 +195,43 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(choice.route, Some(0));
+        assert_eq!(choice.failover, FailoverPolicy::standard());
+    }
+
+    #[test]
+    fn trunks_health_takes_out_are_skipped() {
+        let r = routing();
+        let now = Instant::now();
+        r.health().lock().unwrap().retry_after(now, TrunkId(0), 60);
+        let mut out = Vec::new();
+        r.candidates(now, Party::Pbx, Some(b"+15551234567"), &Idle, &mut out);
+        let parties: Vec<Party> = out.iter().map(|t| t.party).collect();
+        assert_eq!(parties, [Party::Trunk(1)]);
     }
 
     #[test]
     fn trunk_calls_go_to_the_pbx_and_unknown_sources_nowhere() {
         let r = routing();
         let mut out = Vec::new();
-        r.candidates(Party::Trunk(1), Some(b"100"), &mut out);
+        r.candidates(
+            Instant::now(),
+            Party::Trunk(1),
+            Some(b"100"),
+            &Idle,
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].party, Party::Pbx);
         assert_eq!(out[0].address, "127.0.0.2:5060".parse().unwrap());
         out.clear();
-        r.candidates(Party::Unknown, Some(b"100"), &mut out);
+        r.candidates(
+            Instant::now(),
+            Party::Unknown,
+            Some(b"100"),
+            &Idle,
+            &mut out,
+        );
         assert!(out.is_empty());
     }
 

@@ -2,13 +2,14 @@
 //! wire the core, the TCP tasks, the admin API and the signal handlers together, and wait for
 //! the drain to finish.
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, TrunksView};
 use crate::admission_adapter::PolicyAdmission;
 use crate::media_adapter::RelayAdapter;
 use crate::media_metrics::MediaCollector;
 use crate::metrics::{CoreStatus, ShellMetrics, SipCollector};
 use crate::routing_adapter::PolicyRouting;
 use crate::shell::{self, Ended, SipShell, tcp, udp};
+use crate::trunk_health::{TrunkHealthFeed, TrunkMetrics};
 use anyhow::Context as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
@@ -163,10 +164,14 @@ fn media_config(policy: &Policy) -> MediaConfig {
 const MEDIA_QUARANTINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The routing and admission views of one policy snapshot.
-pub fn build_routing(policy: &Policy) -> anyhow::Result<(Arc<dyn Routing>, Arc<AdmissionControl>)> {
-    let table = RoutingTable::new(policy, resolve).context("resolving peer addresses")?;
+pub fn build_routing(
+    policy: &Policy,
+) -> anyhow::Result<(Arc<PolicyRouting>, Arc<AdmissionControl>)> {
+    // Ids follow policy order on this first build; a reload (later) keeps the registry.
+    let mut ids = trunkgate_control::TrunkIds::default();
+    let table = RoutingTable::new(policy, &mut ids, resolve).context("resolving peer addresses")?;
     let admission = Arc::new(AdmissionControl::new(policy, &table));
-    Ok((Arc::new(PolicyRouting::new(table)), admission))
+    Ok((Arc::new(PolicyRouting::new(table, policy)), admission))
 }
 
 pub fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -191,7 +196,7 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
 
 async fn serve(
     policy: Policy,
-    routing: Arc<dyn Routing>,
+    routing: Arc<PolicyRouting>,
     admission: Arc<AdmissionControl>,
 ) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::install().context("installing signal handlers")?;
@@ -250,12 +255,20 @@ async fn serve(
     .with_admission(admission.clone(), session_limits)
     .into_registry();
     registry.register_collector(Box::new(MediaCollector::new(relay.metrics())));
+    let trunk_metrics = TrunkMetrics::new();
+    trunk_metrics.register(&mut registry);
+    let health_feed = TrunkHealthFeed::new(routing.clone(), trunk_metrics);
 
     let listening: Vec<String> = flows
         .iter()
         .map(|f| format!("{}:{}", f.transport.name(), f.local))
         .collect();
-    let proxy = Proxy::new(proxy_config(&policy, flows), routing, proxy_metrics)
+    let trunks_view = TrunksView {
+        routing: routing.clone(),
+        proxy: proxy_metrics.clone(),
+    };
+    let core_routing: Arc<dyn Routing> = routing;
+    let proxy = Proxy::new(proxy_config(&policy, flows), core_routing, proxy_metrics)
         .with_admission(Arc::new(PolicyAdmission::new(admission.clone())))
         .with_media(Arc::new(RelayAdapter::new(relay.clone())));
     // Flood limiter upkeep: forget idle sources, lift expired bans (one log line each).
@@ -285,6 +298,7 @@ async fn serve(
         status: status.clone(),
         registry: Arc::new(registry),
         relay: Some(relay.clone()),
+        trunks: Some(trunks_view),
     };
     tokio::spawn(admin::serve(admin_listener, admin_state));
 
@@ -322,7 +336,8 @@ async fn serve(
                         .context("registering UDP sockets")?;
                     let core =
                         SipShell::new(proxy, udp, events_rx, tcp_shared, status, grace, spawner)
-                            .with_media_timeouts(media_rx);
+                            .with_media_timeouts(media_rx)
+                            .with_health(health_feed);
                     Ok(core.run(shutdown).await)
                 })
             })();

@@ -12,6 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod admission;
+mod failover;
 mod media;
 mod peers;
 mod routes;
@@ -70,6 +71,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let security = c.security(raw.security.as_ref());
     let flood = c.flood(raw.flood.as_ref());
     let register = c.register(raw.register.as_ref());
+    let health = c.health(raw.health.as_ref());
     let policy = Policy {
         listen,
         sip,
@@ -81,6 +83,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         flood,
         register,
         media,
+        health,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy

@@ -239,7 +239,11 @@ impl Check<'_, '_> {
                 (None, cps) => cps,
             };
             let anchor_media = self.trunk_anchor(t.media.as_ref(), &name);
+            let weight = self.trunk_weight(t.weight.as_ref(), &name);
+            let probe = self.probe(t.probe.as_ref(), &name);
             let trunk = Trunk {
+                weight,
+                probe,
                 anchor_media,
                 name,
                 address,

@@ -125,7 +125,12 @@ impl Check<'_, '_> {
                     })
                 })
                 .unwrap_or(Strategy::Priority);
+            let failover = self.route_failover(&r, &name);
             out.push(Route {
+                failover_on: failover.failover_on,
+                try_timeout: failover.try_timeout,
+                max_attempts: failover.max_attempts,
+                setup_timeout: failover.setup_timeout,
                 name,
                 to_prefix,
                 trunks: route_trunks,

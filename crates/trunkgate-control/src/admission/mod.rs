@@ -23,7 +23,7 @@ mod user_agent;
 #[cfg(test)]
 mod tests;
 
-use crate::{RoutingTable, Source};
+use crate::{RoutingTable, Source, TrunkId};
 use flood::{FloodGuard, FloodVerdict};
 use governor::clock::{Clock, DefaultClock};
 use rate::{CallRates, RegisterRate};
@@ -70,7 +70,7 @@ pub struct AdmissionControl<C: Clock = DefaultClock> {
 }
 
 impl AdmissionControl {
-    /// Build from `policy` and the routing table built from the same policy (trunk indices
+    /// Build from `policy` and the routing table built from the same policy (trunk ids
     /// are the table's), on governor's default clock.
     pub fn new(policy: &Policy, table: &RoutingTable) -> Self {
         Self::with_clock(policy, table, DefaultClock::default())
@@ -80,24 +80,41 @@ impl AdmissionControl {
 impl<C: Clock + Clone> AdmissionControl<C> {
     /// As [`AdmissionControl::new`], on `clock` (tests: `FakeRelativeClock`).
     pub fn with_clock(policy: &Policy, table: &RoutingTable, clock: C) -> Self {
-        let trunks = table.trunks();
+        // Dense by trunk id (ids are handed out in sequence; a gap is a trunk this policy
+        // no longer has: no limits).
+        let slots = table
+            .trunks()
+            .iter()
+            .map(|t| usize::from(t.id.0) + 1)
+            .max()
+            .unwrap_or(0);
+        let by_id: Vec<Option<&crate::TrunkEntry>> = (0..slots)
+            .map(|i| {
+                u16::try_from(i)
+                    .ok()
+                    .and_then(|id| table.trunk(TrunkId(id)))
+            })
+            .collect();
         AdmissionControl {
             exempt_peers: policy.flood.exempt_peers,
             unknown_source: policy.security.unknown_source,
             flood: FloodGuard::new(&policy.flood, clock.clone()),
             user_agents: UserAgents::new(&policy.security.block_user_agents),
-            limits: trunks
+            limits: by_id
                 .iter()
-                .map(|t| TrunkLimits {
-                    max_sessions: t.max_sessions,
-                    max_inbound: t.max_inbound,
-                    max_outbound: t.max_outbound,
+                .map(|t| {
+                    t.map(|t| TrunkLimits {
+                        max_sessions: t.max_sessions,
+                        max_inbound: t.max_inbound,
+                        max_outbound: t.max_outbound,
+                    })
+                    .unwrap_or_default()
                 })
                 .collect(),
             call_rates: CallRates::new(
-                trunks
-                    .iter()
-                    .map(|t| t.max_cps.map(|cps| (cps, t.cps_burst.unwrap_or(cps)))),
+                by_id.iter().map(|t| {
+                    t.and_then(|t| t.max_cps.map(|cps| (cps, t.cps_burst.unwrap_or(cps))))
+                }),
                 &clock,
             ),
             register: RegisterRate::new(&policy.register, &clock),
@@ -161,17 +178,19 @@ impl<C: Clock + Clone> AdmissionControl<C> {
         !self.exempt_peer(source) && self.user_agents.matches(user_agent)
     }
 
-    /// Session limits of trunk `trunk` (index as in [`Source::Trunk`]); no limits for an
-    /// index the policy does not have.
-    pub fn trunk_limits(&self, trunk: usize) -> TrunkLimits {
-        self.limits.get(trunk).copied().unwrap_or_default()
+    /// Session limits of trunk `trunk`; no limits for an id the policy does not have.
+    pub fn trunk_limits(&self, trunk: TrunkId) -> TrunkLimits {
+        self.limits
+            .get(usize::from(trunk.0))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Take one call from trunk `trunk`'s `max_cps` bucket (size `cps_burst`). `false`: over
     /// the rate, nothing taken. `true` for a trunk without `max_cps`.
     #[inline]
-    pub fn try_call_rate(&self, trunk: usize) -> bool {
-        self.call_rates.try_take(trunk)
+    pub fn try_call_rate(&self, trunk: TrunkId) -> bool {
+        self.call_rates.try_take(usize::from(trunk.0))
     }
 
     /// A REGISTER (from any source; all share one `[register]` bucket). `None`: pass.

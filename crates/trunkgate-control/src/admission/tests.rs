@@ -44,9 +44,13 @@ struct Fixture {
 
 fn fixture(extra: &str) -> Fixture {
     let policy = policy(extra);
-    let table = RoutingTable::new(&policy, |hp: &HostPort| -> std::io::Result<SocketAddr> {
-        Err(std::io::Error::other(format!("no DNS: {hp}")))
-    })
+    let table = RoutingTable::new(
+        &policy,
+        &mut crate::TrunkIds::default(),
+        |hp: &HostPort| -> std::io::Result<SocketAddr> {
+            Err(std::io::Error::other(format!("no DNS: {hp}")))
+        },
+    )
     .unwrap();
     let clock = FakeRelativeClock::default();
     let admission = AdmissionControl::with_clock(&policy, &table, clock.clone());
@@ -265,7 +269,7 @@ fn user_agents_are_blocked_case_insensitively_for_non_exempt_sources() {
     assert!(!a.blocked_user_agent(Source::Unknown, b"Yealink SIP-T46S 66.86"));
     assert!(!a.blocked_user_agent(Source::Unknown, b""));
     assert!(!a.blocked_user_agent(Source::Pbx, b"friendly-scanner"));
-    assert!(!a.blocked_user_agent(Source::Trunk(0), b"sipvicious"));
+    assert!(!a.blocked_user_agent(Source::Trunk(TrunkId(0)), b"sipvicious"));
     let none = fixture("[security]\nblock_user_agents = []");
     assert!(
         !none
@@ -287,15 +291,18 @@ fn user_agents_are_blocked_case_insensitively_for_non_exempt_sources() {
 fn trunk_limits_come_from_the_policy() {
     let f = fixture("");
     assert_eq!(
-        f.admission.trunk_limits(0),
+        f.admission.trunk_limits(TrunkId(0)),
         TrunkLimits {
             max_sessions: Some(10),
             max_inbound: Some(4),
             max_outbound: None
         }
     );
-    assert_eq!(f.admission.trunk_limits(1), TrunkLimits::default());
-    assert_eq!(f.admission.trunk_limits(99), TrunkLimits::default());
+    assert_eq!(f.admission.trunk_limits(TrunkId(1)), TrunkLimits::default());
+    assert_eq!(
+        f.admission.trunk_limits(TrunkId(99)),
+        TrunkLimits::default()
+    );
 }
 
 #[test]
@@ -303,27 +310,27 @@ fn call_rate_allows_the_burst_then_refuses_then_refills() {
     let f = fixture("");
     let a = &f.admission;
     for i in 0..3 {
-        assert!(a.try_call_rate(0), "call {i} within cps_burst 3");
+        assert!(a.try_call_rate(TrunkId(0)), "call {i} within cps_burst 3");
     }
-    assert!(!a.try_call_rate(0));
+    assert!(!a.try_call_rate(TrunkId(0)));
     assert!(
-        !a.try_call_rate(0),
+        !a.try_call_rate(TrunkId(0)),
         "a refusal takes no token and gives none"
     );
     // max_cps 5: one token every 200 ms.
     f.clock.advance(Duration::from_millis(200));
-    assert!(a.try_call_rate(0));
-    assert!(!a.try_call_rate(0));
+    assert!(a.try_call_rate(TrunkId(0)));
+    assert!(!a.try_call_rate(TrunkId(0)));
     // No max_cps, or no such trunk: no limit.
-    assert!((0..10_000).all(|_| a.try_call_rate(1)));
-    assert!(a.try_call_rate(42));
+    assert!((0..10_000).all(|_| a.try_call_rate(TrunkId(1))));
+    assert!(a.try_call_rate(TrunkId(42)));
 }
 
 #[test]
 fn cps_burst_defaults_to_max_cps() {
     let f = fixture("[[trunk]]\nname = \"carrier-c\"\naddress = \"198.51.100.9\"\nmax_cps = 4");
     let a = &f.admission;
-    assert_eq!((0..100).filter(|_| a.try_call_rate(2)).count(), 4);
+    assert_eq!((0..100).filter(|_| a.try_call_rate(TrunkId(2))).count(), 4);
 }
 
 #[test]

@@ -1,9 +1,9 @@
-//! Trunk selection strategies: given a route's trunks in configured order, the order to try
-//! them in. As in pingora's `selection`, the caller takes candidates one by one and moves on
-//! while a candidate is unusable (down, drained, at its limits) — failover is "next".
+//! Trunk selection strategies: given the usable trunks of a route in configured order, the
+//! order to try them in. As in pingora's `selection`, the caller takes candidates one by one
+//! and moves on while a candidate is unusable (at its limits) — failover is "next".
+//! Health has already removed the trunks that are down or cooling down.
 //!
-//! Each strategy is one file. For now every order is a rotation of the configured list (a
-//! start index); strategies that need more (weights, utilisation) will widen [`Candidates`].
+//! Each strategy is one file; each writes every usable trunk exactly once, best first.
 
 mod least_utilized;
 mod priority;
@@ -15,15 +15,28 @@ pub use priority::Priority;
 pub use round_robin::RoundRobin;
 pub use weighted::Weighted;
 
+use crate::TrunkId;
 use trunkgate_config::Strategy;
 
-/// A selection strategy: where in the configured list the candidates start.
-pub trait Selection {
-    /// The index of the first candidate among `len` trunks (`len` ≥ 1).
-    fn start(&self, len: usize) -> usize;
+/// A usable trunk of a route, with what strategies weigh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: TrunkId,
+    /// Position in the route's configured trunk list.
+    pub position: usize,
+    pub weight: u32,
+    /// Sessions in progress now.
+    pub sessions: u32,
+    pub max_sessions: Option<u32>,
 }
 
-/// The strategy of one route, with its state (e.g. a round-robin counter).
+/// A selection strategy.
+pub trait Selection {
+    /// Append the ids of `usable` (in configured order) to `out`, best first, each once.
+    fn order(&self, usable: &[Candidate], out: &mut Vec<TrunkId>);
+}
+
+/// The strategy of one route, with its state (a round-robin counter, weighted credits).
 #[derive(Debug)]
 pub(crate) enum Selector {
     Priority(Priority),
@@ -33,75 +46,87 @@ pub(crate) enum Selector {
 }
 
 impl Selector {
-    pub fn new(strategy: Strategy) -> Self {
+    /// For a route of `len` trunks.
+    pub fn new(strategy: Strategy, len: usize) -> Self {
         match strategy {
             Strategy::Priority => Selector::Priority(Priority),
             Strategy::RoundRobin => Selector::RoundRobin(RoundRobin::default()),
-            Strategy::Weighted => Selector::Weighted(Weighted),
+            Strategy::Weighted => Selector::Weighted(Weighted::new(len)),
             Strategy::LeastUtilized => Selector::LeastUtilized(LeastUtilized),
         }
     }
 
-    pub fn candidates<'r>(&self, trunks: &'r [usize]) -> Candidates<'r> {
-        let start = match trunks.len() {
-            0 => 0,
-            len => match self {
-                Selector::Priority(s) => s.start(len),
-                Selector::RoundRobin(s) => s.start(len),
-                Selector::Weighted(s) => s.start(len),
-                Selector::LeastUtilized(s) => s.start(len),
-            },
-        };
-        Candidates {
-            trunks,
-            start,
-            taken: 0,
+    pub fn order(&self, usable: &[Candidate], out: &mut Vec<TrunkId>) {
+        if usable.is_empty() {
+            return;
+        }
+        match self {
+            Selector::Priority(s) => s.order(usable, out),
+            Selector::RoundRobin(s) => s.order(usable, out),
+            Selector::Weighted(s) => s.order(usable, out),
+            Selector::LeastUtilized(s) => s.order(usable, out),
         }
     }
 }
 
-/// Trunk indices (into `Policy::trunks`) in the order to try them; each exactly once.
-#[derive(Debug, Clone)]
-pub struct Candidates<'r> {
-    trunks: &'r [usize],
-    start: usize,
-    taken: usize,
-}
+/// Test helpers shared by the strategies' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
 
-impl Iterator for Candidates<'_> {
-    type Item = usize;
+    /// Trunks `0..n` at positions `0..n` with `weights` (1 when short) and no load.
+    pub fn trunks(n: u16, weights: &[u32]) -> Vec<Candidate> {
+        (0..n)
+            .map(|i| Candidate {
+                id: TrunkId(i),
+                position: usize::from(i),
+                weight: weights.get(usize::from(i)).copied().unwrap_or(1),
+                sessions: 0,
+                max_sessions: None,
+            })
+            .collect()
+    }
 
-    fn next(&mut self) -> Option<usize> {
-        if self.taken >= self.trunks.len() {
-            return None;
+    pub fn order(s: &impl Selection, usable: &[Candidate]) -> Vec<u16> {
+        let mut out = Vec::new();
+        s.order(usable, &mut out);
+        out.into_iter().map(|t| t.0).collect()
+    }
+
+    /// Every strategy: each usable trunk once, nothing for nothing.
+    pub fn each_once(s: &impl Selection) {
+        let usable = trunks(4, &[1, 5, 2, 2]);
+        for _ in 0..10 {
+            let mut got = order(s, &usable);
+            got.sort_unstable();
+            assert_eq!(got, [0, 1, 2, 3]);
         }
-        let i = (self.start + self.taken) % self.trunks.len();
-        self.taken += 1;
-        self.trunks.get(i).copied()
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.trunks.len() - self.taken;
-        (left, Some(left))
+        // A trunk health left out (down, cooling) is never written.
+        let without_2: Vec<Candidate> = usable.iter().copied().filter(|c| c.id.0 != 2).collect();
+        for _ in 0..10 {
+            let mut got = order(s, &without_2);
+            got.sort_unstable();
+            assert_eq!(got, [0, 1, 3]);
+        }
+        assert!(order(s, &[]).is_empty());
     }
 }
-
-impl ExactSizeIterator for Candidates<'_> {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn candidates_rotate_and_end() {
-        let trunks = [4, 7, 9];
-        let c = Candidates {
-            trunks: &trunks,
-            start: 1,
-            taken: 0,
-        };
-        assert_eq!(c.len(), 3);
-        assert_eq!(c.collect::<Vec<_>>(), [7, 9, 4]);
-        assert_eq!(Selector::new(Strategy::Priority).candidates(&[]).count(), 0);
+    fn selector_with_nothing_usable_writes_nothing() {
+        for s in [
+            Strategy::Priority,
+            Strategy::RoundRobin,
+            Strategy::Weighted,
+            Strategy::LeastUtilized,
+        ] {
+            let mut out = Vec::new();
+            Selector::new(s, 3).order(&[], &mut out);
+            assert!(out.is_empty(), "{s:?}");
+        }
     }
 }

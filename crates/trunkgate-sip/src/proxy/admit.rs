@@ -5,28 +5,34 @@ use super::Proxy;
 use crate::admission::RejectReason;
 use crate::metrics::Direction;
 use crate::routing::{Party, Target};
+use std::collections::VecDeque;
 
 impl Proxy {
-    /// Pick the target of a new call: for an outbound call the first candidate trunk under
-    /// its session and call-rate limits (the others overflow to the next, each skip
-    /// counted); for an inbound call the source trunk's own limits. `Err` when none can take
+    /// Take the first target of a new call from `candidates`: for an outbound call the
+    /// first candidate trunk under its session and call-rate limits (the ones before it are
+    /// skipped, each skip counted; the ones after it stay for failover); for an inbound call
+    /// the source trunk's own limits, then the first candidate. `None` when none can take
     /// it (answered 503 with Retry-After).
-    pub(super) fn admit_call(&mut self, from: Party, candidates: &[Target]) -> Result<Target, ()> {
+    pub(super) fn admit_call(
+        &mut self,
+        from: Party,
+        candidates: &mut VecDeque<Target>,
+    ) -> Option<Target> {
         if let Party::Trunk(t) = from {
             if !self.trunk_has_room(t, Direction::Inbound) {
                 self.metrics
                     .reject(from.metric_index(), RejectReason::Sessions);
-                return Err(());
+                return None;
             }
             if !self.admission.try_call_rate(t) {
                 self.metrics.reject(from.metric_index(), RejectReason::Cps);
-                return Err(());
+                return None;
             }
-            return candidates.first().cloned().ok_or(());
+            return candidates.pop_front();
         }
-        for target in candidates {
+        while let Some(target) = candidates.pop_front() {
             let Party::Trunk(t) = target.party else {
-                return Ok(target.clone());
+                return Some(target);
             };
             if !self.trunk_has_room(t, Direction::Outbound) {
                 self.metrics
@@ -38,9 +44,9 @@ impl Proxy {
                     .reject(target.party.metric_index(), RejectReason::Cps);
                 continue;
             }
-            return Ok(target.clone());
+            return Some(target);
         }
-        Err(())
+        None
     }
 
     /// Is trunk `t` under `max_sessions` and its per-direction limit?

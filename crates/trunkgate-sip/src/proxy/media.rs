@@ -7,14 +7,15 @@
 //! offer in a 2xx and its answer in the ACK work the same way.
 
 use super::Proxy;
+use super::event::EndReason;
+use super::originate::OwnRequest;
 use super::request::method_class;
-use super::state::{Dialog, MediaDialog, ServerState, Sub};
+use super::state::{Dialog, MediaDialog, Owner, ServerState};
 use crate::media::{MediaCall, MediaFailure, MediaSide};
 use crate::message::{HeaderName, Method, NameAddr, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::routing::Party;
 use crate::transport::Flow;
-use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -269,7 +270,7 @@ impl Proxy {
         let Some(method) = msg.method() else { return };
         let id = self.next_id();
         let key = Self::server_key(msg, method_class(method, msg));
-        self.insert_server(id, key, msg, flow, source, ServerState::Proceeding);
+        self.insert_server(now, id, key, msg, flow, source, ServerState::Proceeding);
         self.finish_server(now, id, data, code);
     }
 
@@ -337,50 +338,18 @@ impl Proxy {
         ];
         let (trunk, metric_peer) = (dialog.trunk, dialog.metric_peer);
         for (leg, from, to, cseq, route) in byes {
-            let id = self.next_id();
-            let branch = self.branch_for(id);
-            let request_uri = match &leg.contact {
-                Some(contact) => String::from_utf8_lossy(contact).into_owned(),
-                None => format!("sip:{}", leg.address),
+            let uri = Self::leg_uri(&leg);
+            let bye = OwnRequest {
+                method: Method::Bye,
+                uri: &uri,
+                route: &route,
+                from: &from,
+                to: &to,
+                call_id: &call_id,
+                cseq: cseq.saturating_add(1),
+                extra: &[b"Reason: Q.850;cause=102;text=\"media timeout\""],
             };
-            let route = if route.is_empty() {
-                String::new()
-            } else {
-                format!("Route: {}\r\n", String::from_utf8_lossy(&route))
-            };
-            let text = format!(
-                "BYE {request_uri} SIP/2.0\r\n\
-                 Via: SIP/2.0/{} {};branch={branch}\r\n\
-                 Max-Forwards: 70\r\n\
-                 {route}\
-                 From: {}\r\n\
-                 To: {}\r\n\
-                 Call-ID: {}\r\n\
-                 CSeq: {} BYE\r\n\
-                 Reason: Q.850;cause=102;text=\"media timeout\"\r\n\
-                 {}\r\n\
-                 Content-Length: 0\r\n\r\n",
-                leg.flow.transport.via_token(),
-                self.sent_by(&leg.flow),
-                String::from_utf8_lossy(&from),
-                String::from_utf8_lossy(&to),
-                String::from_utf8_lossy(&call_id),
-                cseq.saturating_add(1),
-                self.user_agent_header,
-            );
-            let data = Bytes::from(text);
-            self.send(leg.flow, leg.address, data.clone());
-            self.insert_client(
-                now,
-                id,
-                Sub::Main,
-                Method::Bye,
-                data,
-                leg.flow,
-                leg.address,
-                leg.party,
-                None,
-            );
+            self.send_own(now, &bye, leg.flow, leg.address, leg.party, Owner::Own);
         }
         ProxyMetrics::inc(&self.metrics.media_timeouts);
         if let Some(p) = self.metrics.peer(metric_peer) {
@@ -391,7 +360,7 @@ impl Proxy {
             trunk = ?trunk,
             "no media in either direction for media.timeout: call ended with BYE to both sides"
         );
-        self.remove_dialog(dialog_id, "media timeout");
+        self.remove_dialog(dialog_id, EndReason::MediaTimeout);
         true
     }
 }

@@ -12,7 +12,10 @@
 
 mod addressing;
 mod admit;
+mod branch;
+pub mod event;
 mod media;
+mod originate;
 mod request;
 mod response;
 mod state;
@@ -25,15 +28,18 @@ mod tests;
 #[cfg(test)]
 mod tests_admission;
 #[cfg(test)]
+mod tests_failover;
+#[cfg(test)]
 mod tests_media;
 
 use crate::admission::{Admission, NoAdmission, RejectReason, Verdict};
 use crate::media::MediaRelay;
 use crate::message::{Limits, ParseError, SipMessage};
 use crate::metrics::ProxyMetrics;
-use crate::routing::{Party, Routing};
+use crate::routing::{Party, Routing, TrunkId, TrunkLoad};
 use crate::transport::{Flow, Transmit, Transport};
 use bytes::{Bytes, BytesMut};
+pub use event::{EndReason, Event, Outcome, ProbeResult};
 use state::{ClientTx, Dialog, ServerTx, Sub};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -106,6 +112,7 @@ pub struct Proxy {
     /// `User-Agent: ...` line for requests we write (BYE on media timeout).
     user_agent_header: String,
     out: VecDeque<Transmit>,
+    events: VecDeque<Event>,
     timers: TimerHeap,
     next_id: u64,
     /// Random per process: makes our branches and tags unguessable and unique across restarts.
@@ -167,6 +174,7 @@ impl Proxy {
             media: None,
             metrics,
             out: VecDeque::new(),
+            events: VecDeque::new(),
             timers: TimerHeap::default(),
             next_id: 1,
             salt,
@@ -277,7 +285,7 @@ impl Proxy {
             Timer::ClientRetransmit(id, sub)
             | Timer::ClientTimeout(id, sub)
             | Timer::ClientExpire(id, sub) => clients.contains_key(&(id, sub)),
-            Timer::TimerC(id) | Timer::CancelGuard(id) => {
+            Timer::TimerC(id) | Timer::CancelGuard(id) | Timer::TryTimeout(id) => {
                 clients.get(&(id, Sub::Main)).is_some_and(|c| {
                     matches!(
                         c.state,
@@ -285,6 +293,10 @@ impl Proxy {
                     )
                 })
             }
+            Timer::ProbeTimeout(id) => clients.contains_key(&(id, Sub::Main)),
+            Timer::SetupTimeout(id) => servers
+                .get(&id)
+                .is_some_and(|s| s.state == state::ServerState::Proceeding),
             Timer::DialogExpire(id) => dialogs.contains_key(&id),
         });
     }
@@ -297,6 +309,18 @@ impl Proxy {
     /// Next message to send, if any. Drain after every input or timeout.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.pop_front()
+    }
+
+    /// Next event (call attempts, branch outcomes, answers, ends, probe results), in the
+    /// order they happened. Drain after every input or timeout, like `poll_transmit`.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Sessions in progress on `trunk` (both directions): the exact counts limits use.
+    pub fn trunk_sessions(&self, trunk: TrunkId) -> u32 {
+        let [outbound, inbound] = self.sessions_of(trunk);
+        outbound + inbound
     }
 
     /// A stream connection closed: dialogs and transactions that used it fall back to
@@ -562,8 +586,13 @@ impl Proxy {
         }
     }
 
-    fn remove_dialog(&mut self, id: u64, why: &str) {
+    fn remove_dialog(&mut self, id: u64, why: EndReason) {
         if let Some(dialog) = self.dialogs.remove(&id) {
+            self.events.push_back(Event::CallEnded {
+                dialog: id,
+                trunk: dialog.trunk,
+                reason: why,
+            });
             self.dialog_index.remove(&dialog.index_key);
             if let Some(trunk) = dialog.trunk {
                 self.session_ended(trunk, dialog.direction);
@@ -578,10 +607,21 @@ impl Proxy {
             tracing::debug!(
                 dialog = id,
                 confirmed = dialog.confirmed,
-                why,
+                ?why,
                 "dialog ended"
             );
         }
+    }
+}
+
+/// The core's session counts as [`TrunkLoad`] for routing strategies.
+pub(crate) struct SessionLoad<'a>(pub &'a [[u32; 2]]);
+
+impl TrunkLoad for SessionLoad<'_> {
+    fn sessions(&self, trunk: TrunkId) -> u32 {
+        self.0
+            .get(usize::from(trunk))
+            .map_or(0, |[outbound, inbound]| outbound + inbound)
     }
 }
 

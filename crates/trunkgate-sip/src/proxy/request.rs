@@ -1,10 +1,13 @@
 //! Requests in: transaction matching, CANCEL, Max-Forwards and loop checks, routing (by
 //! policy for new requests, by the dialog table in dialog) and stateful forwarding.
 
-use super::addressing::{contact_uri, retarget_uri, uri_socket_addr, user_part};
+use super::addressing::{contact_uri, uri_socket_addr, user_part};
+use super::branch::Branch;
+use super::event::{EndReason, Event};
 use super::media::Role;
 use super::state::{
-    ClientState, ClientTx, Dialog, Key, Leg, ServerState, ServerTx, Sub, dialog_key,
+    ClientState, ClientTx, Dialog, Key, Leg, Owner, ResponseContext, ServerState, ServerTx, Sub,
+    dialog_key,
 };
 use super::timer::Timer;
 use super::{BRANCH_PREFIX, Fnv, Proxy};
@@ -12,7 +15,7 @@ use crate::admission::RejectReason;
 use crate::message::rewrite;
 use crate::message::{HeaderName, Method, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
-use crate::routing::Party;
+use crate::routing::{Party, Target};
 use crate::transport::{Flow, Transport};
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -25,9 +28,7 @@ pub(super) struct Forward {
     pub address: SocketAddr,
     pub flow: Flow,
     pub request_uri: Option<Vec<u8>>,
-    pub record_route: bool,
     pub dialog: Option<u64>,
-    pub initial: bool,
     /// Sent by the caller's side of `dialog` (initial requests always are).
     pub from_caller: bool,
     /// A replacement body (anchored SDP).
@@ -199,7 +200,7 @@ impl Proxy {
         let ok = self.respond_local(&msg, flow, source, 200, "OK", &[]);
         let key = Self::server_key(&msg, b'C');
         let id = self.next_id();
-        self.insert_server(id, key, &msg, flow, source, ServerState::Completed);
+        self.insert_server(now, id, key, &msg, flow, source, ServerState::Completed);
         if let Some(server) = self.servers.get_mut(&id) {
             server.last_response = Some(ok);
         }
@@ -213,20 +214,7 @@ impl Proxy {
             return;
         }
         invite.canceled = true;
-        let Some(client_id) = invite.client else {
-            return;
-        };
-        let provisional = match self.clients.get_mut(&(client_id, Sub::Main)) {
-            Some(client) if client.provisional => true,
-            Some(client) => {
-                client.cancel_pending = true;
-                false
-            }
-            None => false,
-        };
-        if provisional {
-            self.send_cancel(now, client_id);
-        }
+        self.cancel_branch(now, invite_id);
     }
 
     /// 100 Trying for an INVITE server transaction that has sent nothing yet.
@@ -278,7 +266,7 @@ impl Proxy {
             flow,
             destination,
             party,
-            None,
+            Owner::Own,
         );
     }
 
@@ -332,13 +320,11 @@ impl Proxy {
             address: leg.address,
             flow: leg.flow,
             request_uri,
-            record_route: false,
             dialog: Some(dialog_id),
-            initial: false,
             from_caller,
             body,
         };
-        self.forward_stateful(now, flow, source, &msg, forward);
+        self.forward_in_dialog(now, flow, source, &msg, forward);
     }
 
     /// When the Request-URI names Trunkgate (peers that ignore Record-Route, such as SIPp's
@@ -431,29 +417,13 @@ impl Proxy {
         }
         let mut candidates = std::mem::take(&mut self.scratch);
         candidates.clear();
-        self.routing
-            .candidates(party, user.as_deref(), &mut candidates);
-        let admitted = if candidates.is_empty() {
-            Ok(None)
-        } else if method == Some(Method::Invite) {
-            self.admit_call(party, &candidates).map(Some)
-        } else {
-            Ok(candidates.first().cloned())
-        };
+        let load = super::SessionLoad(&self.sessions);
+        let choice = self
+            .routing
+            .candidates(now, party, user.as_deref(), &load, &mut candidates);
+        let mut remaining: std::collections::VecDeque<Target> = candidates.drain(..).collect();
         self.scratch = candidates;
-        let target = match admitted {
-            Ok(target) => target,
-            Err(()) => {
-                tracing::debug!(
-                    call_id = %String::from_utf8_lossy(msg.call_id()),
-                    "no trunk under its limits: 503"
-                );
-                let retry = self.admission.overflow_retry_after();
-                self.unavailable(&msg, flow, source, retry);
-                return;
-            }
-        };
-        let Some(target) = target else {
+        if remaining.is_empty() {
             ProxyMetrics::inc(&self.metrics.no_route);
             tracing::info!(
                 call_id = %String::from_utf8_lossy(msg.call_id()),
@@ -462,21 +432,31 @@ impl Proxy {
             );
             self.respond_local(&msg, flow, source, 404, "No Route", &[]);
             return;
+        }
+        let invite = method == Some(Method::Invite);
+        let target = if invite {
+            self.admit_call(party, &mut remaining)
+        } else {
+            remaining.pop_front()
         };
-        let transport = target.transport.unwrap_or(flow.transport);
-        let Some(out_flow) = self.listener_for(transport, target.address) else {
+        let Some(target) = target else {
+            tracing::debug!(
+                call_id = %String::from_utf8_lossy(msg.call_id()),
+                "no trunk under its limits: 503"
+            );
+            let retry = self.admission.overflow_retry_after();
+            self.unavailable(&msg, flow, source, retry);
+            return;
+        };
+        let Some(branch) = self.branch_to(&target, flow, &msg) else {
             tracing::warn!(
-                transport = transport.name(),
+                transport = target.transport.unwrap_or(flow.transport).name(),
                 "no listener to reach the target"
             );
             self.respond_local(&msg, flow, source, 503, "Service Unavailable", &[]);
             return;
         };
-        let request_uri = msg
-            .request_uri()
-            .map(|uri| retarget_uri(uri, &target.uri_host));
 
-        let invite = method == Some(Method::Invite);
         let dialog = if invite {
             let Some(caller_tag) = msg.from_tag() else {
                 self.respond_local(&msg, flow, source, 400, "Missing From Tag", &[]);
@@ -502,7 +482,7 @@ impl Proxy {
             let index_key = dialog_key(msg.call_id(), caller_tag).to_vec();
             if let Some(old) = self.dialog_index.get(&index_key).copied() {
                 // A new INVITE reusing a live dialog's Call-ID and tag: replace it.
-                self.remove_dialog(old, "replaced");
+                self.remove_dialog(old, EndReason::Other);
             }
             let dialog = Dialog {
                 index_key: index_key.clone(),
@@ -519,9 +499,9 @@ impl Proxy {
                     contact,
                 },
                 callee: Leg {
-                    party: target.party,
-                    address: target.address,
-                    flow: out_flow,
+                    party: branch.party,
+                    address: branch.address,
+                    flow: branch.flow,
                     contact: None,
                 },
                 media: self.anchors(trunk_index).then(|| Self::media_dialog(&msg)),
@@ -535,6 +515,12 @@ impl Proxy {
             if let Some(p) = self.metrics.peer(trunk.metric_index()) {
                 p.dialogs[direction.index()].fetch_add(1, Ordering::Relaxed);
             }
+            self.events.push_back(Event::CallAttempt {
+                dialog: id,
+                call_id: msg.call_id().into(),
+                from: party,
+                route: choice.route,
+            });
             Some(id)
         } else {
             None
@@ -543,28 +529,33 @@ impl Proxy {
             None | Some((_, Ok(None))) => None,
             Some((_, Ok(Some(body)))) => Some(body),
             Some((id, Err(failure))) => {
-                self.remove_dialog(id, "offer not anchored");
+                self.remove_dialog(id, EndReason::Rejected(488));
                 self.refuse_offer(now, &msg, flow, source, failure);
                 return;
             }
         };
-        let forward = Forward {
-            party: target.party,
-            address: target.address,
-            flow: out_flow,
-            request_uri,
-            record_route: invite,
-            dialog,
-            initial: invite,
-            from_caller: true,
-            body,
-        };
-        self.forward_stateful(now, flow, source, &msg, forward);
+        let server_id = self.open_server(now, flow, source, &msg, dialog, true, true);
+        let body = body.map(Bytes::from);
+        if let Some(server) = self.servers.get_mut(&server_id) {
+            server.context = Some(Box::new(ResponseContext {
+                remaining,
+                attempts: 0,
+                route: choice.route,
+                failover: choice.failover,
+                body: body.clone(),
+                last_failure: None,
+                ringing: false,
+            }));
+        }
+        self.timers.arm(
+            now + choice.failover.setup_timeout,
+            Timer::SetupTimeout(server_id),
+        );
+        self.start_branch(now, server_id, &msg, branch, body.as_deref());
     }
 
-    /// Create the server transaction (and 100 Trying for INVITE), then the client
-    /// transaction, and send the request downstream.
-    fn forward_stateful(
+    /// An in-dialog request: one branch, along the dialog.
+    fn forward_in_dialog(
         &mut self,
         now: Instant,
         flow: Flow,
@@ -572,66 +563,62 @@ impl Proxy {
         msg: &SipMessage,
         fwd: Forward,
     ) {
-        let Some(method) = msg.method() else { return };
-        let invite = method == Method::Invite;
+        let server_id =
+            self.open_server(now, flow, source, msg, fwd.dialog, false, fwd.from_caller);
+        let branch = Branch {
+            party: fwd.party,
+            address: fwd.address,
+            flow: fwd.flow,
+            request_uri: fwd.request_uri,
+            record_route: false,
+        };
+        self.start_branch(now, server_id, msg, branch, fwd.body.as_deref());
+    }
+
+    /// Create the server transaction for `msg` (and 100 Trying for INVITE, sent only if
+    /// nothing else went upstream within 200 ms, RFC 3261 §17.2.1: on a healthy trunk the
+    /// 180 comes first and the 100 is never sent).
+    #[allow(clippy::too_many_arguments)]
+    fn open_server(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        source: SocketAddr,
+        msg: &SipMessage,
+        dialog: Option<u64>,
+        initial: bool,
+        from_caller: bool,
+    ) -> u64 {
         let server_id = self.next_id();
+        let Some(method) = msg.method() else {
+            return server_id;
+        };
         let key = Self::server_key(msg, method_class(method, msg));
-        self.insert_server(server_id, key, msg, flow, source, ServerState::Proceeding);
-        if invite {
-            // 100 Trying only if downstream has not answered within 200 ms (RFC 3261
-            // §17.2.1): on a healthy trunk the 180 comes first and the 100 is never sent.
+        self.insert_server(
+            now,
+            server_id,
+            key,
+            msg,
+            flow,
+            source,
+            ServerState::Proceeding,
+        );
+        if method == Method::Invite {
             self.timers
                 .arm(now + TRYING_DELAY, Timer::Trying(server_id));
         }
-
-        let client_id = self.next_id();
-        let branch = self.branch_for(client_id);
-        let mut record_route = Vec::new();
-        if fwd.record_route {
-            // Double Record-Route when the transport changes (RFC 5658).
-            record_route.push(self.record_route_line(&fwd.flow));
-            if fwd.flow.transport != flow.transport || fwd.flow.local != flow.local {
-                record_route.push(self.record_route_line(&flow));
-            }
-        }
-        let data = self.build_request(
-            msg,
-            &fwd.flow,
-            &branch,
-            &record_route,
-            fwd.request_uri.as_deref(),
-            fwd.body.as_deref(),
-        );
         if let Some(server) = self.servers.get_mut(&server_id) {
-            server.client = Some(client_id);
-            server.dialog = fwd.dialog;
-            server.initial = fwd.initial;
-            server.from_caller = fwd.from_caller;
+            server.dialog = dialog;
+            server.initial = initial && method == Method::Invite;
+            server.from_caller = from_caller;
         }
-        self.send(fwd.flow, fwd.address, data.clone());
-        let timer_c = invite.then(|| now + self.config.timers.timer_c);
-        self.insert_client(
-            now,
-            client_id,
-            Sub::Main,
-            method,
-            data,
-            fwd.flow,
-            fwd.address,
-            fwd.party,
-            Some(server_id),
-        );
-        if let Some(deadline) = timer_c {
-            if let Some(client) = self.clients.get_mut(&(client_id, Sub::Main)) {
-                client.timer_c = Some(deadline);
-            }
-            self.timers.arm(deadline, Timer::TimerC(client_id));
-        }
+        server_id
     }
 
     #[allow(clippy::too_many_arguments)]
     pub(super) fn insert_server(
         &mut self,
+        now: Instant,
         id: u64,
         key: Key,
         msg: &SipMessage,
@@ -654,6 +641,8 @@ impl Proxy {
                 last_response: None,
                 retransmit: self.config.timers.t1,
                 client: None,
+                context: None,
+                arrived: now,
                 dialog: None,
                 initial: false,
                 canceled: false,
@@ -676,7 +665,7 @@ impl Proxy {
         flow: Flow,
         destination: SocketAddr,
         party: Party,
-        server: Option<u64>,
+        owner: Owner,
     ) {
         let t = self.config.timers;
         self.clients.insert(
@@ -689,7 +678,10 @@ impl Proxy {
                 destination,
                 party,
                 retransmit: t.t1,
-                server,
+                owner,
+                sent: now,
+                first_provisional: None,
+                abandoned: false,
                 provisional: false,
                 cancel_pending: false,
                 timer_c: None,

@@ -4,7 +4,8 @@
 
 use super::Proxy;
 use super::addressing::contact_uri;
-use super::state::{ClientState, ServerState, Sub};
+use super::event::{EndReason, Event, Outcome, ProbeResult};
+use super::state::{ClientState, Owner, ServerState, Sub};
 use super::timer::Timer;
 use crate::message::rewrite::{self, Edits};
 use crate::message::{HeaderName, Method, SipMessage};
@@ -24,7 +25,6 @@ impl Proxy {
         party: Party,
         msg: SipMessage,
     ) {
-        let _ = source;
         let Some(code) = msg.status() else { return };
         self.count_response(party.metric_index(), code);
         let cseq_method = msg.cseq().1;
@@ -39,7 +39,7 @@ impl Proxy {
         };
         let Some(client) = self.clients.get(&(id, sub)) else {
             if cseq_method == Method::Invite && (200..300).contains(&code) {
-                self.forward_stray_2xx(&msg);
+                self.forward_stray_2xx(now, flow, source, party, &msg);
             }
             return;
         };
@@ -48,6 +48,27 @@ impl Proxy {
                 self.complete_client(now, id, sub);
             }
             return;
+        }
+        match client.owner {
+            Owner::Probe { trunk } => {
+                if code >= 200 {
+                    let rtt = now.duration_since(client.sent);
+                    self.remove_client(id, sub);
+                    self.events.push_back(Event::Probe {
+                        trunk,
+                        result: ProbeResult::Reply(code),
+                        rtt,
+                    });
+                }
+                return;
+            }
+            Owner::Own => {
+                if code >= 200 {
+                    self.complete_client(now, id, sub);
+                }
+                return;
+            }
+            Owner::Branch { .. } => {}
         }
         if client.method == Method::Invite {
             match code {
@@ -70,25 +91,29 @@ impl Proxy {
         }
         client.state = ClientState::Proceeding;
         client.provisional = true;
+        client.first_provisional.get_or_insert(now);
         let cancel = std::mem::take(&mut client.cancel_pending);
         if code > 100 {
             client.timer_c = Some(now + timer_c);
         }
-        let server = client.server;
+        let (server, abandoned) = (client.server(), client.abandoned);
         if cancel {
             self.send_cancel(now, id);
         }
-        if code > 100 {
-            if let Some(server_id) = server {
-                let proceeding = self
-                    .servers
-                    .get(&server_id)
-                    .is_some_and(|s| s.state == ServerState::Proceeding);
-                if proceeding {
-                    let data = self.relay_upstream(server_id, msg);
-                    if let (Some(data), Some(s)) = (data, self.servers.get_mut(&server_id)) {
-                        s.last_response = Some(data);
-                    }
+        if code == 100 || abandoned {
+            return;
+        }
+        let Some(server_id) = server else { return };
+        let current = self
+            .servers
+            .get(&server_id)
+            .is_some_and(|s| s.state == ServerState::Proceeding && s.client == Some(id));
+        if current {
+            let data = self.relay_upstream(server_id, msg);
+            if let (Some(data), Some(s)) = (data, self.servers.get_mut(&server_id)) {
+                s.last_response = Some(data);
+                if let Some(ctx) = s.context.as_deref_mut() {
+                    ctx.ringing = true;
                 }
             }
         }
@@ -98,7 +123,17 @@ impl Proxy {
         let Some(client) = self.clients.get(&(id, Sub::Main)) else {
             return;
         };
-        let server = client.server;
+        let server = client.server();
+        if client.abandoned {
+            // Another branch took the call, the caller cancelled, or the setup time ran
+            // out: never a second answer to the caller; this callee is hung up on.
+            let (cflow, destination, party) = (client.flow, client.destination, client.party);
+            self.remove_client(id, Sub::Main);
+            self.end_abandoned_2xx(now, msg, cflow, destination, party);
+            return;
+        }
+        let code = msg.status().unwrap_or(200);
+        self.branch_ended(now, id, Outcome::Final(code), Some(msg), false);
         // Nothing is retransmitted, ACKed or cancelled after a 2xx, and retransmissions of
         // this 2xx (or 2xx from other forks) are relayed along the dialog by
         // `forward_stray_2xx`: the client transaction can go now instead of holding memory
@@ -107,7 +142,7 @@ impl Proxy {
         let Some(server_id) = server else { return };
         // Every 2xx is relayed (RFC 3261 §16.7 step 10).
         let Some(data) = self.relay_upstream(server_id, msg) else {
-            self.forward_stray_2xx(msg);
+            self.forward_stray_2xx(now, flow, flow.local, Party::Unknown, msg);
             return;
         };
         let Some(s) = self.servers.get(&server_id) else {
@@ -115,6 +150,7 @@ impl Proxy {
         };
         let dialog = s.dialog;
         let initial = s.initial;
+        let arrived = s.arrived;
         if s.state == ServerState::Proceeding {
             self.finish_server(now, server_id, data, 200);
         }
@@ -142,6 +178,12 @@ impl Proxy {
                     if flow.transport == Transport::Tcp {
                         dialog.callee.flow = flow;
                     }
+                    let to = dialog.callee.party;
+                    self.events.push_back(Event::CallAnswered {
+                        dialog: dialog_id,
+                        to,
+                        setup: now.duration_since(arrived),
+                    });
                 }
             }
         }
@@ -160,19 +202,13 @@ impl Proxy {
             ClientState::Calling | ClientState::Proceeding => {}
         }
         client.state = ClientState::Completed;
-        let server = client.server;
+        let abandoned = client.abandoned;
         self.send_ack(id, msg);
-        self.complete_client(now, id, Sub::Main);
-        let Some(server_id) = server else { return };
-        let proceeding = self
-            .servers
-            .get(&server_id)
-            .is_some_and(|s| s.state == ServerState::Proceeding);
-        if proceeding {
-            if let Some(data) = self.relay_upstream(server_id, msg) {
-                self.finish_server(now, server_id, data, msg.status().unwrap_or(500));
-            }
+        if !abandoned {
+            let code = msg.status().unwrap_or(500);
+            self.branch_ended(now, id, Outcome::Final(code), Some(msg), true);
         }
+        self.complete_client(now, id, Sub::Main);
     }
 
     fn non_invite_response(&mut self, now: Instant, id: u64, code: u16, msg: &SipMessage) {
@@ -182,19 +218,34 @@ impl Proxy {
         if client.state == ClientState::Completed {
             return;
         }
-        let server = client.server;
+        let (server, abandoned) = (client.server(), client.abandoned);
         if code < 200 {
             client.state = ClientState::Proceeding;
+            client.first_provisional.get_or_insert(now);
         } else {
             client.state = ClientState::Completed;
             client.request = Bytes::new();
+        }
+        if abandoned {
+            if code >= 200 {
+                self.complete_client(now, id, Sub::Main);
+            }
+            return;
+        }
+        if code >= 300 {
+            self.branch_ended(now, id, Outcome::Final(code), Some(msg), true);
+            self.complete_client(now, id, Sub::Main);
+            return;
+        }
+        if code >= 200 {
+            self.branch_ended(now, id, Outcome::Final(code), Some(msg), false);
             self.complete_client(now, id, Sub::Main);
         }
         let Some(server_id) = server else { return };
         let proceeding = self
             .servers
             .get(&server_id)
-            .is_some_and(|s| s.state == ServerState::Proceeding);
+            .is_some_and(|s| s.state == ServerState::Proceeding && s.client == Some(id));
         if !proceeding || code == 100 {
             return;
         }
@@ -252,20 +303,36 @@ impl Proxy {
 
     /// A 2xx to INVITE with no client transaction left (retransmitted after Timer M, or
     /// after our server transaction ended): relay it statelessly to the caller's leg of the
-    /// dialog.
-    fn forward_stray_2xx(&mut self, msg: &SipMessage) {
+    /// dialog. One from a peer that is not the dialog's callee (a branch we gave up, after
+    /// its transaction ended), or for a call that is over, is ACKed and ended with BYE:
+    /// the caller never sees a second answer. `party`: who sent it (`Unknown`: not known).
+    fn forward_stray_2xx(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        source: SocketAddr,
+        party: Party,
+        msg: &SipMessage,
+    ) {
         // The From tag names who sent the INVITE: the response goes back to that side.
         let Some((dialog_id, from_caller)) = self.find_dialog(msg) else {
+            if party != Party::Unknown && msg.cseq().1 == Method::Invite {
+                self.end_abandoned_2xx(now, msg, flow, source, party);
+            }
             return;
         };
         let Some(dialog) = self.dialogs.get(&dialog_id) else {
             return;
         };
-        let leg = if from_caller {
-            &dialog.caller
+        let (leg, other) = if from_caller {
+            (&dialog.caller, &dialog.callee)
         } else {
-            &dialog.callee
+            (&dialog.callee, &dialog.caller)
         };
+        if party != Party::Unknown && party != other.party {
+            self.end_abandoned_2xx(now, msg, flow, source, party);
+            return;
+        }
         let (flow, address) = (leg.flow, leg.address);
         // A retransmission of the 2xx that confirmed the dialog is anchored again (same
         // streams, same ports). A 2xx from another fork is not: its SDP must not redirect
@@ -320,18 +387,23 @@ impl Proxy {
         if let Some(dialog) = dialog {
             if method == Method::Bye && !matches!(code, 401 | 407) {
                 // A challenged BYE is sent again with credentials: the call is still up.
-                self.remove_dialog(dialog, "bye");
+                self.remove_dialog(dialog, EndReason::Bye);
             } else if invite && initial && code >= 300 {
-                self.remove_dialog(dialog, "rejected");
+                let reason = if code == 487 {
+                    EndReason::Cancelled
+                } else {
+                    EndReason::Rejected(code)
+                };
+                self.remove_dialog(dialog, reason);
             } else if !initial && matches!(code, 408 | 481) {
                 // RFC 3261 §12.2.1.2: the UAs end the dialog on these; so do we.
-                self.remove_dialog(dialog, "in-dialog 408/481");
+                self.remove_dialog(dialog, EndReason::InDialogFailure);
             }
         }
     }
 
     /// Answer the server transaction ourselves (timeouts): `code` upstream, then finish.
-    fn fail_upstream(&mut self, now: Instant, id: u64, code: u16, reason: &str) {
+    pub(super) fn fail_upstream(&mut self, now: Instant, id: u64, code: u16, reason: &str) {
         let Some(s) = self.servers.get(&id) else {
             return;
         };
@@ -381,11 +453,12 @@ impl Proxy {
                     return;
                 };
                 let invite = c.method == Method::Invite;
-                let active = match c.state {
-                    ClientState::Calling => true,
-                    ClientState::Proceeding => !invite,
-                    ClientState::Completed => false,
-                };
+                let active = !c.abandoned
+                    && match c.state {
+                        ClientState::Calling => true,
+                        ClientState::Proceeding => !invite,
+                        ClientState::Completed => false,
+                    };
                 if !active {
                     return;
                 }
@@ -415,19 +488,24 @@ impl Proxy {
                 if !timed_out {
                     return;
                 }
-                let server = c.server;
-                let method = c.method;
-                let destination = c.destination;
-                self.remove_client(id, sub);
+                let (owner, abandoned, method, destination) =
+                    (c.owner, c.abandoned, c.method, c.destination);
                 ProxyMetrics::inc(&self.metrics.timeouts);
                 tracing::info!(method = method.as_str(), %destination, "no response downstream (Timer B/F)");
-                if let (Sub::Main, Some(server_id)) = (sub, server) {
-                    if self.servers.get(&server_id).is_some_and(|s| s.canceled) {
-                        self.fail_upstream(now, server_id, 487, "Request Terminated");
-                    } else {
-                        self.fail_upstream(now, server_id, 408, "Request Timeout");
+                match (sub, owner) {
+                    (Sub::Main, Owner::Branch { .. }) if !abandoned => {
+                        self.branch_ended(now, id, Outcome::Timeout, None, true);
                     }
+                    (Sub::Main, Owner::Probe { trunk }) => {
+                        self.events.push_back(Event::Probe {
+                            trunk,
+                            result: ProbeResult::Timeout,
+                            rtt: t.t1 * 64,
+                        });
+                    }
+                    _ => {}
                 }
+                self.remove_client(id, sub);
             }
             Timer::ClientExpire(id, sub) => {
                 let done = self
@@ -466,7 +544,7 @@ impl Proxy {
                     idle = ?timeout,
                     "call forgotten after sip.dialog_timeout without an in-dialog request (lost BYE?)"
                 );
-                self.remove_dialog(id, "expired");
+                self.remove_dialog(id, EndReason::Expired);
             }
             Timer::CancelGuard(id) => {
                 let Some(c) = self.clients.get(&(id, Sub::Main)) else {
@@ -475,18 +553,10 @@ impl Proxy {
                 if !matches!(c.state, ClientState::Calling | ClientState::Proceeding) {
                     return;
                 }
-                let server = c.server;
-                self.remove_client(id, Sub::Main);
                 ProxyMetrics::inc(&self.metrics.timeouts);
                 tracing::info!(id, "no final response 64*T1 after CANCEL: INVITE given up");
-                if let Some(server_id) = server {
-                    let canceled = self.servers.get(&server_id).is_some_and(|s| s.canceled);
-                    if canceled {
-                        self.fail_upstream(now, server_id, 487, "Request Terminated");
-                    } else {
-                        self.fail_upstream(now, server_id, 408, "Request Timeout");
-                    }
-                }
+                self.branch_ended(now, id, Outcome::Timeout, None, false);
+                self.remove_client(id, Sub::Main);
             }
             Timer::TimerC(id) => {
                 let Some(c) = self.clients.get(&(id, Sub::Main)) else {
@@ -502,18 +572,33 @@ impl Proxy {
                     }
                     _ => {}
                 }
-                let (provisional, server) = (c.provisional, c.server);
-                ProxyMetrics::inc(&self.metrics.timeouts);
-                tracing::info!(id, "INVITE got no final response in time (Timer C)");
-                if provisional {
-                    self.send_cancel(now, id);
+                let (provisional, abandoned) = (c.provisional, c.abandoned);
+                if abandoned {
+                    return;
                 }
-                if let Some(server_id) = server {
-                    if self.servers.get(&server_id).is_some_and(|s| s.canceled) {
-                        self.fail_upstream(now, server_id, 487, "Request Terminated");
-                    } else {
-                        self.fail_upstream(now, server_id, 408, "Request Timeout");
-                    }
+                ProxyMetrics::inc(&self.metrics.timeouts);
+                tracing::info!(
+                    id,
+                    provisional,
+                    "INVITE got no final response in time (Timer C)"
+                );
+                self.abandon(now, id);
+                self.branch_ended(now, id, Outcome::Timeout, None, false);
+            }
+            Timer::TryTimeout(id) => self.try_timeout(now, id),
+            Timer::SetupTimeout(id) => self.setup_timeout(now, id),
+            Timer::ProbeTimeout(id) => {
+                let Some(c) = self.clients.get(&(id, Sub::Main)) else {
+                    return;
+                };
+                if let Owner::Probe { trunk } = c.owner {
+                    let rtt = now.duration_since(c.sent);
+                    self.remove_client(id, Sub::Main);
+                    self.events.push_back(Event::Probe {
+                        trunk,
+                        result: ProbeResult::Timeout,
+                        rtt,
+                    });
                 }
             }
         }
@@ -521,7 +606,7 @@ impl Proxy {
 }
 
 /// The response with our (top) Via removed (and its body replaced, if given).
-fn pop_via(msg: &SipMessage, body: Option<&[u8]>) -> Bytes {
+pub(super) fn pop_via(msg: &SipMessage, body: Option<&[u8]>) -> Bytes {
     let pops = [HeaderName::Via];
     let edits = Edits {
         pop_first_value: &pops,

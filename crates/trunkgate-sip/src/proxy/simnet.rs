@@ -8,7 +8,7 @@ use super::{Proxy, ProxyConfig, Timers};
 use crate::admission::{Admission, RejectReason, TrunkLimits, UnknownSource, Verdict};
 use crate::message::{Limits, SipMessage};
 use crate::metrics::ProxyMetrics;
-use crate::routing::{Party, Routing, Target};
+use crate::routing::{FailoverPolicy, Party, RouteChoice, Routing, Target, TrunkLoad};
 use crate::transport::{Flow, Transport};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -27,19 +27,42 @@ pub fn addr(s: &str) -> SocketAddr {
 }
 
 /// PBX at 127.0.0.2, trunk 0 at 127.0.0.3, trunk 1 at 127.0.0.4; PBX calls try trunk 0
-/// then trunk 1, trunk calls go to the PBX.
-pub struct TestRouting;
+/// then trunk 1, trunk calls go to the PBX (and to a second PBX node at 127.0.0.5 when
+/// `second_pbx`). `failover`: the route's failover policy (default: none, one attempt).
+#[derive(Debug, Clone, Copy)]
+pub struct TestRouting {
+    pub failover: FailoverPolicy,
+    pub second_pbx: bool,
+}
+
+pub const PBX_B: &str = "127.0.0.5:5060";
+
+impl Default for TestRouting {
+    fn default() -> Self {
+        TestRouting {
+            failover: FailoverPolicy::NONE,
+            second_pbx: false,
+        }
+    }
+}
 
 impl Routing for TestRouting {
     fn classify(&self, source: IpAddr) -> Party {
         match source.to_string().as_str() {
-            "127.0.0.2" => Party::Pbx,
+            "127.0.0.2" | "127.0.0.5" => Party::Pbx,
             "127.0.0.3" => Party::Trunk(0),
             "127.0.0.4" => Party::Trunk(1),
             _ => Party::Unknown,
         }
     }
-    fn candidates(&self, from: Party, _user: Option<&[u8]>, out: &mut Vec<Target>) {
+    fn candidates(
+        &self,
+        _now: Instant,
+        from: Party,
+        _user: Option<&[u8]>,
+        _load: &dyn TrunkLoad,
+        out: &mut Vec<Target>,
+    ) -> RouteChoice {
         match from {
             Party::Pbx => {
                 out.push(Target {
@@ -55,13 +78,27 @@ impl Routing for TestRouting {
                     uri_host: TRUNK_B.into(),
                 });
             }
-            Party::Trunk(_) => out.push(Target {
-                party: Party::Pbx,
-                address: addr(PBX),
-                transport: None,
-                uri_host: PBX.into(),
-            }),
+            Party::Trunk(_) => {
+                out.push(Target {
+                    party: Party::Pbx,
+                    address: addr(PBX),
+                    transport: None,
+                    uri_host: PBX.into(),
+                });
+                if self.second_pbx {
+                    out.push(Target {
+                        party: Party::Pbx,
+                        address: addr(PBX_B),
+                        transport: None,
+                        uri_host: PBX_B.into(),
+                    });
+                }
+            }
             Party::Unknown => {}
+        }
+        RouteChoice {
+            route: Some(0),
+            failover: self.failover,
         }
     }
 }
@@ -141,6 +178,21 @@ impl SimNet {
     }
 
     pub fn with_admission(admission: Option<Arc<dyn Admission>>) -> SimNet {
+        SimNet::with(admission, TestRouting::default())
+    }
+
+    /// PBX calls fail over between the two trunks per `failover`.
+    pub fn with_failover(failover: FailoverPolicy) -> SimNet {
+        SimNet::with(
+            None,
+            TestRouting {
+                failover,
+                second_pbx: true,
+            },
+        )
+    }
+
+    pub fn with(admission: Option<Arc<dyn Admission>>, routing: TestRouting) -> SimNet {
         let flow = Flow {
             transport: Transport::Udp,
             local: addr(PROXY),
@@ -155,7 +207,7 @@ impl SimNet {
             dialog_timeout: Duration::from_secs(12 * 3600),
         };
         let metrics = Arc::new(ProxyMetrics::new(2));
-        let mut proxy = Proxy::new(config, Arc::new(TestRouting), metrics.clone());
+        let mut proxy = Proxy::new(config, Arc::new(routing), metrics.clone());
         if let Some(admission) = admission {
             proxy = proxy.with_admission(admission);
         }
@@ -253,6 +305,30 @@ impl SimNet {
         while let Some(t) = self.proxy.poll_transmit() {
             self.put(t.flow.local, t.destination, t.data);
         }
+    }
+
+    /// Every event the core produced since the last call.
+    pub fn events(&mut self) -> Vec<super::Event> {
+        std::iter::from_fn(|| self.proxy.poll_event()).collect()
+    }
+
+    /// Send an OPTIONS probe to `target` now.
+    pub fn probe(
+        &mut self,
+        trunk: u16,
+        target: &crate::routing::Target,
+        timeout: Duration,
+    ) -> bool {
+        let sent = self.proxy.probe(self.now, trunk, target, timeout);
+        self.drain_proxy();
+        sent
+    }
+
+    /// The shell reports that `destination` cannot be reached over `transport`.
+    pub fn transport_failed(&mut self, transport: Transport, destination: &str) {
+        self.proxy
+            .transport_failed(self.now, transport, addr(destination));
+        self.drain_proxy();
     }
 
     /// Everything `at` received since the last call.

@@ -3,11 +3,11 @@
 
 use crate::message::Method;
 use crate::metrics::Direction;
-use crate::routing::Party;
+use crate::routing::{FailoverPolicy, Party, Target, TrunkId};
 use crate::transport::Flow;
 use bytes::Bytes;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Server transaction states (§17.2.1, §17.2.2, RFC 6026 `Accepted`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +36,13 @@ pub(crate) struct ServerTx {
     /// Last response sent upstream, for retransmitted requests and Timer G.
     pub last_response: Option<Bytes>,
     pub retransmit: Duration,
-    /// The client transaction currently carrying this request downstream.
+    /// The client transaction currently carrying this request downstream (the current
+    /// branch).
     pub client: Option<u64>,
+    /// Out-of-dialog requests: the candidates still to try and what was tried.
+    pub context: Option<Box<ResponseContext>>,
+    /// When the request arrived.
+    pub arrived: Instant,
     /// The dialog this request belongs to or creates.
     pub dialog: Option<u64>,
     /// A dialog-creating INVITE (its failure ends the dialog).
@@ -47,6 +52,38 @@ pub(crate) struct ServerTx {
     /// In a dialog: the request came from the caller's side (its responses from the
     /// callee's), for media anchoring of SDP in responses.
     pub from_caller: bool,
+}
+
+/// The response context of an out-of-dialog request (RFC 3261 §16.6–16.7, serially
+/// forked): every way a branch ends reaches `Proxy::branch_ended`, which relays a final or
+/// tries the next candidate from here.
+#[derive(Debug)]
+pub(crate) struct ResponseContext {
+    /// Candidates not tried yet, best first.
+    pub remaining: std::collections::VecDeque<Target>,
+    /// Branches started so far.
+    pub attempts: u8,
+    pub route: Option<u16>,
+    pub failover: FailoverPolicy,
+    /// The body every branch carries (the anchored SDP offer), when it is not the request's.
+    pub body: Option<Bytes>,
+    /// The last failure relayable to the caller: its code and the response with our Via
+    /// popped.
+    pub last_failure: Option<(u16, Bytes)>,
+    /// A provisional response (> 100) was relayed to the caller.
+    pub ringing: bool,
+}
+
+/// Who a client transaction works for; decides where its responses go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A branch of a relayed request: responses go to server transaction `server`.
+    Branch { server: u64 },
+    /// An OPTIONS probe of ours to a trunk: the result is an event.
+    Probe { trunk: TrunkId },
+    /// A request of our own (CANCEL, BYE on dead media or for an abandoned 2xx, ACK-less
+    /// housekeeping): responses are absorbed.
+    Own,
 }
 
 /// Client transaction states (§17.1.1, §17.1.2). There is no `Accepted`: an INVITE client
@@ -80,14 +117,30 @@ pub(crate) struct ClientTx {
     pub destination: SocketAddr,
     pub party: Party,
     pub retransmit: Duration,
-    /// The server transaction whose request this carries (`None` for our own CANCEL).
-    pub server: Option<u64>,
+    pub owner: Owner,
+    /// When the request was first sent.
+    pub sent: Instant,
+    /// When its first provisional response arrived.
+    pub first_provisional: Option<Instant>,
+    /// Given up by its server transaction (failover, CANCEL, setup timeout): responses are
+    /// no longer relayed; a provisional gets a CANCEL, a 2xx an ACK and a BYE.
+    pub abandoned: bool,
     /// A provisional response arrived (a CANCEL may be sent).
     pub provisional: bool,
     /// Upstream cancelled before any provisional arrived: send CANCEL on the first one.
     pub cancel_pending: bool,
     /// INVITE: Timer C's current deadline (pushed back by each provisional response).
     pub timer_c: Option<std::time::Instant>,
+}
+
+impl ClientTx {
+    /// The server transaction of a relayed branch.
+    pub fn server(&self) -> Option<u64> {
+        match self.owner {
+            Owner::Branch { server } => Some(server),
+            Owner::Probe { .. } | Owner::Own => None,
+        }
+    }
 }
 
 /// One side of a dialog.
@@ -112,7 +165,7 @@ pub(crate) struct Dialog {
     /// Metric slot of the trunk this dialog is counted against.
     pub metric_peer: usize,
     /// The trunk whose session limits this dialog counts against.
-    pub trunk: Option<u16>,
+    pub trunk: Option<TrunkId>,
     pub caller: Leg,
     pub callee: Leg,
     /// Set when the call's media is anchored: what a BYE of our own needs.

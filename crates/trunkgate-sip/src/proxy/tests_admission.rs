@@ -296,8 +296,24 @@ proptest! {
     fn session_counts_never_leak_or_go_negative(steps in prop::collection::vec(step(), 1..60)) {
         let mut admission = TestAdmission::default();
         admission.limits[0] = TrunkLimits { max_sessions: Some(3), ..Default::default() };
-        let mut net = net_with(admission);
-        let mut calls: Vec<Call> = (0..6).map(|i| Call::new(&format!("p{i}"), PBX, TRUNK)).collect();
+        check_session_counts(net_with(admission), steps)?;
+    }
+
+    /// The same with failover between the trunks: a call's session moves with it.
+    #[test]
+    fn session_counts_follow_failovers(steps in prop::collection::vec(step(), 1..60)) {
+        let mut admission = TestAdmission::default();
+        admission.limits[0] = TrunkLimits { max_sessions: Some(3), ..Default::default() };
+        let routing = TestRouting { failover: crate::routing::FailoverPolicy::standard(), second_pbx: false };
+        check_session_counts(SimNet::with(Some(Arc::new(admission)), routing), steps)?;
+    }
+}
+
+fn check_session_counts(mut net: SimNet, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    {
+        let mut calls: Vec<Call> = (0..6)
+            .map(|i| Call::new(&format!("p{i}"), PBX, TRUNK))
+            .collect();
         let mut seen: Vec<Option<(SipMessage, &'static str)>> = vec![None; 6];
         let mut branches: Vec<String> = vec![String::new(); 6];
         for step in steps {
@@ -373,9 +389,16 @@ proptest! {
         }
         net.run_for(Duration::from_secs(120));
         assert_counts_agree(&net);
-        prop_assert_eq!(net.proxy.active_dialogs(), 0, "dialogs left: {:?}", net.proxy.dialogs.len());
+        prop_assert_eq!(
+            net.proxy.active_dialogs(),
+            0,
+            "dialogs left: {:?}",
+            net.proxy.dialogs.len()
+        );
         prop_assert_eq!(net.proxy.active_transactions(), 0);
         prop_assert_eq!(net.metrics.transactions.load(Ordering::Relaxed), 0);
+        prop_assert_eq!(net.proxy.trunk_sessions(0) + net.proxy.trunk_sessions(1), 0);
         let _ = HeaderName::Via;
     }
+    Ok(())
 }

@@ -384,10 +384,17 @@ struct NoAnchor;
 
 impl Routing for NoAnchor {
     fn classify(&self, source: std::net::IpAddr) -> Party {
-        TestRouting.classify(source)
+        TestRouting::default().classify(source)
     }
-    fn candidates(&self, from: Party, user: Option<&[u8]>, out: &mut Vec<Target>) {
-        TestRouting.candidates(from, user, out);
+    fn candidates(
+        &self,
+        now: std::time::Instant,
+        from: Party,
+        user: Option<&[u8]>,
+        load: &dyn crate::routing::TrunkLoad,
+        out: &mut Vec<Target>,
+    ) -> crate::routing::RouteChoice {
+        TestRouting::default().candidates(now, from, user, load, out)
     }
     fn anchor_media(&self, _trunk: u16) -> bool {
         false

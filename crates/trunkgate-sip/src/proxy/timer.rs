@@ -30,6 +30,12 @@ pub(crate) enum Timer {
     /// 64*T1 after we sent CANCEL: an INVITE still without a final response is given up
     /// (RFC 3261 §9.1), so no transaction outlives a peer that never answers.
     CancelGuard(u64),
+    /// `route.try_timeout` after a branch was sent: no provisional yet → next candidate.
+    TryTimeout(u64),
+    /// `route.setup_timeout` after a request arrived: no new candidates after this.
+    SetupTimeout(u64),
+    /// A probe's own timeout (`probe.timeout`, shorter than Timer F).
+    ProbeTimeout(u64),
 }
 
 #[derive(Debug, Default)]

@@ -14,6 +14,7 @@ pub mod tcp;
 pub mod udp;
 
 use crate::metrics::{CoreStatus, ShellMetrics};
+use crate::trunk_health::TrunkHealthFeed;
 use connections::{Connections, SendError};
 use std::io;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct SipShell {
     received: Vec<(bytes::Bytes, std::net::SocketAddr)>,
     /// Dialogs whose media the relay found dead (`media.timeout`).
     media_timeouts: Option<mpsc::UnboundedReceiver<(u64, Duration)>>,
+    /// Trunk health: fed with the core's events, sends probes through the core.
+    health: Option<TrunkHealthFeed>,
 }
 
 /// How the core loop ended.
@@ -88,6 +91,46 @@ impl SipShell {
             udp_batch: Vec::with_capacity(UDP_BATCH * 2),
             received: Vec::with_capacity(udp::RECV_BATCH),
             media_timeouts: None,
+            health: None,
+        }
+    }
+
+    /// Feed the core's events to trunk health, and let it probe trunks.
+    pub fn with_health(mut self, health: TrunkHealthFeed) -> SipShell {
+        self.health = Some(health);
+        self
+    }
+
+    /// The earliest of the core's and trunk health's deadlines.
+    fn next_deadline(&self) -> Option<Instant> {
+        let health = self
+            .health
+            .as_ref()
+            .and_then(TrunkHealthFeed::next_deadline);
+        match (self.proxy.poll_timeout(), health) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Timers are due: the core's, then trunk health's (cooldowns, probes).
+    fn on_timeout(&mut self) {
+        let now = Instant::now();
+        self.proxy.handle_timeout(now);
+        self.drain_events();
+        if let Some(health) = self.health.as_mut() {
+            health.poll(now, &mut self.proxy);
+        }
+        self.flush();
+    }
+
+    /// Hand every event the core produced to trunk health (dropped without it).
+    fn drain_events(&mut self) {
+        let now = Instant::now();
+        while let Some(event) = self.proxy.poll_event() {
+            if let Some(health) = self.health.as_mut() {
+                health.on_event(now, event);
+            }
         }
     }
 
@@ -111,7 +154,7 @@ impl SipShell {
         let mut listening_for_signal = true;
         let mut draining = false;
         loop {
-            let deadline = self.proxy.poll_timeout();
+            let deadline = self.next_deadline();
             if deadline != armed {
                 if let Some(at) = deadline {
                     timer.as_mut().reset(at.into());
@@ -165,8 +208,7 @@ impl SipShell {
                 () = &mut timer, if armed.is_some() => {
                     // Re-arm on the next pass even if the core reports the same deadline.
                     armed = None;
-                    self.proxy.handle_timeout(Instant::now());
-                    self.flush();
+                    self.on_timeout();
                 }
                 () = &mut grace, if draining => {
                     let dialogs = self.proxy.active_dialogs();
@@ -254,6 +296,7 @@ impl SipShell {
     /// Send everything the core has queued: TCP in order per connection, UDP collected and
     /// sent in batches.
     fn flush(&mut self) {
+        self.drain_events();
         while let Some(transmit) = self.proxy.poll_transmit() {
             match transmit.flow.transport {
                 Transport::Udp => self.udp_batch.push(transmit),

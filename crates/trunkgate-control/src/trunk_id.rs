@@ -1,0 +1,83 @@
+//! Stable trunk identity: a [`TrunkId`] per trunk name, assigned once by [`TrunkIds`] and
+//! never reused or changed, so counters, health and drills keyed by id survive a policy
+//! that reorders, removes or adds trunks.
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// A trunk's stable id. On a fresh start ids follow policy order (0, 1, 2, …); a later
+/// policy keeps each known name's id and gives new names new ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrunkId(pub u16);
+
+impl fmt::Display for TrunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl serde::Serialize for TrunkId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(self.0)
+    }
+}
+
+/// The registry of trunk ids by name. Grows only: a name keeps its id for the life of
+/// the process, and an id is never given to another name.
+#[derive(Debug, Clone, Default)]
+pub struct TrunkIds {
+    by_name: HashMap<String, TrunkId>,
+    /// `names[id]`: the name of id `id` (dense: ids are handed out in sequence).
+    names: Vec<String>,
+}
+
+impl TrunkIds {
+    /// The id of `name`, assigning the next free one if it has none. `None` only when all
+    /// 65,536 ids are taken (by that many distinct names over the process's life).
+    pub fn assign(&mut self, name: &str) -> Option<TrunkId> {
+        if let Some(&id) = self.by_name.get(name) {
+            return Some(id);
+        }
+        let id = TrunkId(u16::try_from(self.names.len()).ok()?);
+        self.by_name.insert(name.to_owned(), id);
+        self.names.push(name.to_owned());
+        Some(id)
+    }
+
+    pub fn get(&self, name: &str) -> Option<TrunkId> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn name(&self, id: TrunkId) -> Option<&str> {
+        self.names.get(usize::from(id.0)).map(String::as_str)
+    }
+
+    /// Ids handed out so far (one past the highest id).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_first_sight_and_never_change() {
+        let mut ids = TrunkIds::default();
+        assert_eq!(ids.assign("a"), Some(TrunkId(0)));
+        assert_eq!(ids.assign("b"), Some(TrunkId(1)));
+        assert_eq!(ids.assign("a"), Some(TrunkId(0)));
+        assert_eq!(ids.assign("c"), Some(TrunkId(2)));
+        assert_eq!(ids.get("b"), Some(TrunkId(1)));
+        assert_eq!(ids.get("zz"), None);
+        assert_eq!(ids.name(TrunkId(2)), Some("c"));
+        assert_eq!(ids.name(TrunkId(3)), None);
+        assert_eq!(ids.len(), 3);
+        assert_eq!(TrunkId(7).to_string(), "7");
+    }
+}

@@ -1,0 +1,495 @@
+//! Branches and the one decision point. A request's server transaction owns a response
+//! context (candidates still to try, attempts, the last failure); each candidate tried is a
+//! branch (a client transaction owned by the server transaction). Every way a branch can end
+//! — a final response, Timer B/F/C, the route's try-timeout, a transport error reported by
+//! the shell, the caller's CANCEL, the setup timeout — reaches [`Proxy::branch_ended`], which
+//! either relays a final upstream or starts the next candidate. When a call moves on, its
+//! session count, metrics slot, the dialog's callee leg and its media move with it.
+
+use super::Proxy;
+use super::event::{Event, Outcome};
+use super::state::{ClientState, Leg, Owner, ServerState, Sub};
+use super::timer::Timer;
+use crate::message::{Method, SipMessage};
+use crate::metrics::{Direction, ProxyMetrics};
+use crate::routing::{Party, Target};
+use crate::transport::Flow;
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Where and how one branch is sent.
+pub(super) struct Branch {
+    pub party: Party,
+    pub address: std::net::SocketAddr,
+    pub flow: Flow,
+    pub request_uri: Option<Vec<u8>>,
+    pub record_route: bool,
+}
+
+impl Proxy {
+    /// The branch toward `target` for a request that arrived over `inbound`; `None` when no
+    /// listener can reach it.
+    pub(super) fn branch_to(
+        &self,
+        target: &Target,
+        inbound: Flow,
+        msg: &SipMessage,
+    ) -> Option<Branch> {
+        let transport = target.transport.unwrap_or(inbound.transport);
+        let flow = self.listener_for(transport, target.address)?;
+        let request_uri = msg
+            .request_uri()
+            .map(|uri| super::addressing::retarget_uri(uri, &target.uri_host));
+        Some(Branch {
+            party: target.party,
+            address: target.address,
+            flow,
+            request_uri,
+            record_route: msg.method() == Some(Method::Invite),
+        })
+    }
+
+    /// Send server transaction `server_id`'s request down `branch` as a new client
+    /// transaction, and make it the current branch. `msg` is the request as received (for
+    /// the first branch) or as stored (for the next ones).
+    pub(super) fn start_branch(
+        &mut self,
+        now: Instant,
+        server_id: u64,
+        msg: &SipMessage,
+        branch: Branch,
+        body: Option<&[u8]>,
+    ) {
+        let Some(method) = msg.method() else { return };
+        let Some(server) = self.servers.get(&server_id) else {
+            return;
+        };
+        let inbound = server.flow;
+        let dialog = server.dialog;
+        let client_id = self.next_id();
+        let via_branch = self.branch_for(client_id);
+        let mut record_route = Vec::new();
+        if branch.record_route {
+            // Double Record-Route when the transport changes (RFC 5658).
+            record_route.push(self.record_route_line(&branch.flow));
+            if branch.flow.transport != inbound.transport || branch.flow.local != inbound.local {
+                record_route.push(self.record_route_line(&inbound));
+            }
+        }
+        let data = self.build_request(
+            msg,
+            &branch.flow,
+            &via_branch,
+            &record_route,
+            branch.request_uri.as_deref(),
+            body,
+        );
+        let mut attempt = None;
+        let mut try_timeout = None;
+        if let Some(server) = self.servers.get_mut(&server_id) {
+            server.client = Some(client_id);
+            if let Some(ctx) = server.context.as_deref_mut() {
+                ctx.attempts = ctx.attempts.saturating_add(1);
+                attempt = Some(ctx.attempts);
+                try_timeout = ctx.failover.try_timeout;
+            }
+        }
+        self.send(branch.flow, branch.address, data.clone());
+        self.insert_client(
+            now,
+            client_id,
+            Sub::Main,
+            method,
+            data,
+            branch.flow,
+            branch.address,
+            branch.party,
+            Owner::Branch { server: server_id },
+        );
+        if method == Method::Invite {
+            let deadline = now + self.config.timers.timer_c;
+            if let Some(client) = self.clients.get_mut(&(client_id, Sub::Main)) {
+                client.timer_c = Some(deadline);
+            }
+            self.timers.arm(deadline, Timer::TimerC(client_id));
+        }
+        if let Some(after) = try_timeout.filter(|d| !d.is_zero()) {
+            self.timers.arm(now + after, Timer::TryTimeout(client_id));
+        }
+        if let Some(attempt) = attempt {
+            self.events.push_back(Event::BranchStarted {
+                dialog,
+                method,
+                to: branch.party,
+                attempt,
+            });
+        }
+    }
+
+    /// Give up branch `client_id` without ending it: its responses are no longer relayed; a
+    /// provisional gets a CANCEL (now, if one came already), a 2xx an ACK and a BYE.
+    pub(super) fn abandon(&mut self, now: Instant, client_id: u64) {
+        let Some(client) = self.clients.get_mut(&(client_id, Sub::Main)) else {
+            return;
+        };
+        client.abandoned = true;
+        if client.method != Method::Invite || client.state == ClientState::Completed {
+            return;
+        }
+        if client.provisional {
+            self.send_cancel(now, client_id);
+        } else {
+            client.cancel_pending = true;
+        }
+    }
+
+    /// The decision point: branch `client_id` of its server transaction ended with
+    /// `outcome` (`response`: the final, when there is one). Relay a final upstream, or try
+    /// the next candidate when the route's failover policy allows it. `may_fail_over`:
+    /// false where the outcome must end the request (Timer C after ringing, the CANCEL
+    /// guard, the setup timeout).
+    pub(super) fn branch_ended(
+        &mut self,
+        now: Instant,
+        client_id: u64,
+        outcome: Outcome,
+        response: Option<&SipMessage>,
+        may_fail_over: bool,
+    ) {
+        let Some(client) = self.clients.get(&(client_id, Sub::Main)) else {
+            return;
+        };
+        let Some(server_id) = client.server() else {
+            return;
+        };
+        let (to, sent, first_provisional, method) = (
+            client.party,
+            client.sent,
+            client.first_provisional,
+            client.method,
+        );
+        let retry_after = response.and_then(super::originate::retry_after);
+        if matches!(outcome, Outcome::Final(code) if code < 300) {
+            // Answered: the caller gets this 2xx (the callers relay it); nothing to decide.
+            let Some(server) = self.servers.get(&server_id) else {
+                return;
+            };
+            let Some(route) = server.context.as_deref().map(|c| c.route) else {
+                return;
+            };
+            self.events.push_back(Event::BranchEnded {
+                dialog: server.dialog,
+                method,
+                to,
+                route,
+                outcome,
+                retry_after,
+                first_provisional: first_provisional.map(|at| at.duration_since(sent)),
+                duration: now.duration_since(sent),
+                failover: false,
+            });
+            return;
+        }
+        let failure = match (outcome, response) {
+            (Outcome::Final(code), Some(msg)) if code >= 300 => {
+                Some((code, super::response::pop_via(msg, None)))
+            }
+            _ => None,
+        };
+        let Some(server) = self.servers.get_mut(&server_id) else {
+            return;
+        };
+        let current = server.state == ServerState::Proceeding && server.client == Some(client_id);
+        let canceled = server.canceled;
+        let dialog = server.dialog;
+        let late = now.duration_since(server.arrived);
+        let mut route = None;
+        let mut try_next = false;
+        let mut last_failure = failure.clone();
+        if let Some(ctx) = server.context.as_deref_mut() {
+            route = ctx.route;
+            if current {
+                if failure.is_some() {
+                    ctx.last_failure = failure;
+                }
+                last_failure = ctx.last_failure.clone();
+                let worthy = match outcome {
+                    Outcome::Final(code) => ctx.failover.failover_on.contains(code),
+                    Outcome::Timeout | Outcome::TryTimeout | Outcome::Transport => true,
+                    Outcome::Abandoned => false,
+                };
+                try_next = may_fail_over
+                    && worthy
+                    && !canceled
+                    && ctx.attempts < ctx.failover.max_attempts
+                    && late < ctx.failover.setup_timeout
+                    && !ctx.remaining.is_empty();
+            }
+        }
+        let has_context = server.context.is_some();
+        let mut failover = false;
+        if try_next {
+            failover = self.next_branch(now, server_id);
+        }
+        if has_context {
+            self.events.push_back(Event::BranchEnded {
+                dialog,
+                method,
+                to,
+                route,
+                outcome,
+                retry_after,
+                first_provisional: first_provisional.map(|at| at.duration_since(sent)),
+                duration: now.duration_since(sent),
+                failover,
+            });
+        }
+        if !current || failover {
+            return;
+        }
+        if try_next {
+            tracing::debug!(server = server_id, "no candidate left to fail over to");
+        }
+        self.relay_final(now, server_id, outcome, last_failure);
+    }
+
+    /// No branch left: the caller gets the last failure (a relayed `503` becomes `500`, RFC
+    /// 3261 §16.7: the caller must not stop sending us calls because one carrier is busy),
+    /// `487` after its CANCEL, else `408` (timeouts) or `503` (no trunk reachable).
+    fn relay_final(
+        &mut self,
+        now: Instant,
+        server_id: u64,
+        outcome: Outcome,
+        last_failure: Option<(u16, Bytes)>,
+    ) {
+        let canceled = self.servers.get(&server_id).is_some_and(|s| s.canceled);
+        match last_failure {
+            Some((code, data)) if code != 503 && (!canceled || code == 487) => {
+                let Some(s) = self.servers.get(&server_id) else {
+                    return;
+                };
+                let (flow, source) = (s.flow, s.source);
+                self.count_response(0, code);
+                self.send(flow, source, data.clone());
+                self.finish_server(now, server_id, data, code);
+            }
+            Some((503, _)) if !canceled => {
+                self.fail_upstream(now, server_id, 500, "Service Unavailable Downstream");
+            }
+            _ if canceled => self.fail_upstream(now, server_id, 487, "Request Terminated"),
+            _ => match outcome {
+                Outcome::Transport => {
+                    self.fail_upstream(now, server_id, 503, "Service Unavailable")
+                }
+                _ => self.fail_upstream(now, server_id, 408, "Request Timeout"),
+            },
+        }
+    }
+
+    /// Start the next usable candidate of server transaction `server_id`. False when none
+    /// is left (every remaining one over its limits or unreachable).
+    fn next_branch(&mut self, now: Instant, server_id: u64) -> bool {
+        loop {
+            let Some(server) = self.servers.get_mut(&server_id) else {
+                return false;
+            };
+            let Some(target) = server
+                .context
+                .as_deref_mut()
+                .and_then(|c| c.remaining.pop_front())
+            else {
+                return false;
+            };
+            let dialog = server.dialog;
+            let request = server.request.clone();
+            let inbound = server.flow;
+            let body = server.context.as_deref().and_then(|c| c.body.clone());
+            let Ok(msg) = SipMessage::parse(request, &super::OWN_LIMITS) else {
+                return false;
+            };
+            if dialog.is_some() && !self.admit_next(&target, dialog) {
+                continue;
+            }
+            let Some(branch) = self.branch_to(&target, inbound, &msg) else {
+                continue;
+            };
+            if let Some(dialog_id) = dialog {
+                self.move_callee(dialog_id, &branch);
+            }
+            tracing::debug!(
+                call_id = %String::from_utf8_lossy(msg.call_id()),
+                to = ?branch.party,
+                "failover to the next candidate"
+            );
+            self.start_branch(now, server_id, &msg, branch, body.as_deref());
+            return true;
+        }
+    }
+
+    /// May the call of dialog `dialog` move to `target`? Outbound calls check the trunk's
+    /// session and call-rate limits (the call's own session is on the trunk it leaves).
+    fn admit_next(&mut self, target: &Target, dialog: Option<u64>) -> bool {
+        let outbound = dialog
+            .and_then(|id| self.dialogs.get(&id))
+            .is_some_and(|d| d.direction == Direction::Outbound);
+        let Party::Trunk(t) = target.party else {
+            return true;
+        };
+        if !outbound {
+            return true;
+        }
+        if !self.trunk_has_room(t, Direction::Outbound) {
+            self.metrics
+                .reject(target.party.metric_index(), crate::RejectReason::Sessions);
+            return false;
+        }
+        if !self.admission.try_call_rate(t) {
+            self.metrics
+                .reject(target.party.metric_index(), crate::RejectReason::Cps);
+            return false;
+        }
+        true
+    }
+
+    /// The call of dialog `dialog_id` now goes to `branch`: its callee leg, and for an
+    /// outbound call its trunk's session count, metrics slot and media session.
+    fn move_callee(&mut self, dialog_id: u64, branch: &Branch) {
+        let Some(dialog) = self.dialogs.get_mut(&dialog_id) else {
+            return;
+        };
+        dialog.callee = Leg {
+            party: branch.party,
+            address: branch.address,
+            flow: branch.flow,
+            contact: None,
+        };
+        let direction = dialog.direction;
+        if direction != Direction::Outbound {
+            return;
+        }
+        let Party::Trunk(new) = branch.party else {
+            return;
+        };
+        let old = dialog.trunk.replace(new);
+        let old_peer = std::mem::replace(&mut dialog.metric_peer, branch.party.metric_index());
+        if let Some(old) = old {
+            self.session_ended(old, direction);
+        }
+        self.session_started(new, direction);
+        if let Some(p) = self.metrics.peer(old_peer) {
+            p.dialogs[direction.index()].fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(p) = self.metrics.peer(branch.party.metric_index()) {
+            p.dialogs[direction.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(media) = &self.media {
+            media.moved(dialog_id, Some(new));
+        }
+    }
+
+    /// The shell could not open (or lost) a stream connection to `destination`: every
+    /// transaction still waiting on it ends now instead of at Timer B/F.
+    pub fn transport_failed(
+        &mut self,
+        now: Instant,
+        transport: crate::transport::Transport,
+        destination: std::net::SocketAddr,
+    ) {
+        let failed: Vec<(u64, Sub, Owner, bool)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.flow.transport == transport
+                    && c.destination == destination
+                    && c.state == ClientState::Calling
+            })
+            .map(|(&(id, sub), c)| (id, sub, c.owner, c.abandoned))
+            .collect();
+        for (id, sub, owner, abandoned) in failed {
+            match (sub, owner) {
+                (Sub::Main, Owner::Branch { .. }) if !abandoned => {
+                    ProxyMetrics::inc(&self.metrics.transport_failures);
+                    tracing::info!(%destination, "connection failed: branch ended at once");
+                    self.branch_ended(now, id, Outcome::Transport, None, true);
+                }
+                (Sub::Main, Owner::Probe { trunk }) => {
+                    let rtt = self
+                        .clients
+                        .get(&(id, sub))
+                        .map(|c| now.duration_since(c.sent))
+                        .unwrap_or_default();
+                    self.events.push_back(Event::Probe {
+                        trunk,
+                        result: super::event::ProbeResult::Transport,
+                        rtt,
+                    });
+                }
+                _ => {}
+            }
+            self.remove_client(id, sub);
+        }
+    }
+
+    /// `route.try_timeout`: the current branch sent no provisional response in time.
+    pub(super) fn try_timeout(&mut self, now: Instant, client_id: u64) {
+        let Some(client) = self.clients.get(&(client_id, Sub::Main)) else {
+            return;
+        };
+        if client.state != ClientState::Calling || client.abandoned {
+            return;
+        }
+        tracing::info!(
+            destination = %client.destination,
+            "no provisional response within try_timeout: next candidate"
+        );
+        self.abandon(now, client_id);
+        self.branch_ended(now, client_id, Outcome::TryTimeout, None, true);
+    }
+
+    /// `route.setup_timeout`: no new candidate after this; a current branch that has not
+    /// even sent a provisional response is given up (a ringing one continues).
+    pub(super) fn setup_timeout(&mut self, now: Instant, server_id: u64) {
+        let Some(server) = self.servers.get(&server_id) else {
+            return;
+        };
+        if server.state != ServerState::Proceeding {
+            return;
+        }
+        let Some(client_id) = server.client else {
+            return;
+        };
+        let silent = self
+            .clients
+            .get(&(client_id, Sub::Main))
+            .is_some_and(|c| c.state == ClientState::Calling && !c.abandoned);
+        if silent {
+            tracing::info!(server = server_id, "setup_timeout: call given up");
+            self.abandon(now, client_id);
+            self.branch_ended(now, client_id, Outcome::TryTimeout, None, false);
+        }
+    }
+
+    /// The caller cancelled (RFC 3261 §16.10): a branch that sent a provisional gets our
+    /// CANCEL and its 487 is relayed; one that has not sent anything yet cannot be
+    /// cancelled, so it is given up and the caller gets 487 at once. No candidate is tried
+    /// after a CANCEL.
+    pub(super) fn cancel_branch(&mut self, now: Instant, server_id: u64) {
+        let Some(client_id) = self.servers.get(&server_id).and_then(|s| s.client) else {
+            return;
+        };
+        let provisional = self
+            .clients
+            .get(&(client_id, Sub::Main))
+            .map(|c| c.provisional || c.state == ClientState::Completed);
+        match provisional {
+            Some(true) => self.send_cancel(now, client_id),
+            Some(false) => {
+                self.abandon(now, client_id);
+                self.branch_ended(now, client_id, Outcome::Abandoned, None, false);
+            }
+            None => self.fail_upstream(now, server_id, 487, "Request Terminated"),
+        }
+    }
+}

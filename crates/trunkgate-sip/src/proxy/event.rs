@@ -1,0 +1,126 @@
+//! What the core tells the world, beside the messages it sends: `Proxy::poll_event()` hands
+//! these out in order (like `poll_transmit()`). Health consumes branch outcomes and probe
+//! results; metrics and, later, call records consume the rest. Times are the core's
+//! durations; an event happened during the call that produced it, so the shell stamps it
+//! with its own clock when it drains the queue (and maps that to wall-clock time).
+
+use crate::message::Method;
+use crate::routing::{Party, TrunkId};
+use std::time::Duration;
+
+/// How one branch (one candidate tried for a request) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A final response with this code (2xx: answered).
+    Final(u16),
+    /// No final response in time (Timer B/F, or Timer C after ringing).
+    Timeout,
+    /// No provisional response within the route's `try_timeout`.
+    TryTimeout,
+    /// The connection to the candidate could not be opened or broke.
+    Transport,
+    /// Given up by us: the caller cancelled, the setup time ran out, or another branch
+    /// answered.
+    Abandoned,
+}
+
+impl Outcome {
+    /// The `reason` label of a failover this outcome caused.
+    pub fn reason(self, retry_after: bool) -> &'static str {
+        match self {
+            Outcome::Final(_) if retry_after => "retry-after",
+            Outcome::Final(_) => "code",
+            Outcome::Timeout | Outcome::TryTimeout => "timeout",
+            Outcome::Transport => "transport",
+            Outcome::Abandoned => "abandoned",
+        }
+    }
+
+    /// Did the candidate itself fail (a timeout, a transport error, a 5xx)? A 4xx/6xx is the
+    /// callee's answer, not the trunk's failure.
+    pub fn is_trunk_failure(self) -> bool {
+        match self {
+            Outcome::Final(code) => (500..600).contains(&code) || code == 408,
+            Outcome::Timeout | Outcome::TryTimeout | Outcome::Transport => true,
+            Outcome::Abandoned => false,
+        }
+    }
+}
+
+/// The result of one OPTIONS probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeResult {
+    Reply(u16),
+    Timeout,
+    Transport,
+}
+
+/// Why a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// BYE from either side.
+    Bye,
+    /// Refused or failed before an answer (the final code sent to the caller).
+    Rejected(u16),
+    /// The caller cancelled before an answer.
+    Cancelled,
+    /// No media for `media.timeout`: we sent BYE both ways.
+    MediaTimeout,
+    /// No in-dialog request for `sip.dialog_timeout`.
+    Expired,
+    /// 408/481 to an in-dialog request.
+    InDialogFailure,
+    /// Replaced by a new INVITE with the same Call-ID and tag, or similar bookkeeping.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new INVITE was accepted for routing (a call attempt).
+    CallAttempt {
+        dialog: u64,
+        call_id: Box<[u8]>,
+        from: Party,
+        route: Option<u16>,
+    },
+    /// A branch of a new (out-of-dialog) request was sent to `to` (attempt 1, 2, …).
+    /// In-dialog requests have no branches to choose between and make no branch events.
+    BranchStarted {
+        dialog: Option<u64>,
+        method: Method,
+        to: Party,
+        attempt: u8,
+    },
+    /// A branch ended. `first_provisional`/`duration` are measured from when the branch was
+    /// sent (post-dial delay per trunk). `failover`: the next candidate is tried.
+    BranchEnded {
+        dialog: Option<u64>,
+        method: Method,
+        to: Party,
+        route: Option<u16>,
+        outcome: Outcome,
+        /// The final carried `Retry-After` (seconds), if any.
+        retry_after: Option<u32>,
+        first_provisional: Option<Duration>,
+        duration: Duration,
+        failover: bool,
+    },
+    /// A call was answered (2xx relayed to the caller). `setup`: from the INVITE's arrival.
+    CallAnswered {
+        dialog: u64,
+        to: Party,
+        setup: Duration,
+    },
+    /// A call ended (answered or not).
+    CallEnded {
+        dialog: u64,
+        trunk: Option<TrunkId>,
+        reason: EndReason,
+    },
+    /// An OPTIONS probe to `trunk` finished.
+    Probe {
+        trunk: TrunkId,
+        result: ProbeResult,
+        rtt: Duration,
+    },
+}

@@ -1,0 +1,379 @@
+//! Trunk health in the running process: the core's events (branch outcomes, probe results)
+//! feed the control crate's [`Health`]; a state change becomes one log line and two metrics;
+//! due probes become OPTIONS sent by the core. [`TrunkHealthFeed`] runs on the core thread,
+//! between two inputs, so routing sees a change before the next INVITE.
+//!
+//! Metrics (prometheus-client families, registered once at start):
+//! `trunkgate_failovers_total{route,trunk,reason}`, `trunkgate_trunk_up{trunk}`,
+//! `trunkgate_trunk_state_changes_total{trunk}`, `trunkgate_trunk_attempts_total{trunk}`,
+//! `trunkgate_trunk_answered_total{trunk}` (answer-seizure ratio = answered / attempts),
+//! `trunkgate_trunk_setup_seconds{trunk,stage="provisional"|"answer"}` (post-dial delay per
+//! branch), `trunkgate_trunk_probes_total{trunk,result="ok"|"failed"}`.
+
+use crate::routing_adapter::PolicyRouting;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use trunkgate_control::{BranchOutcome, Health, ProbeOutcome, StateChange, TrunkId, TrunkState};
+use trunkgate_sip::message::Method;
+use trunkgate_sip::{Event, Outcome, Party, ProbeResult, Proxy, Target};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TrunkLabel {
+    trunk: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailoverLabels {
+    route: String,
+    trunk: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    trunk: String,
+    stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    trunk: String,
+    result: String,
+}
+
+const SETUP_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0,
+];
+
+/// The trunk metrics families; cheap to clone (each family is an `Arc`).
+#[derive(Clone, Debug)]
+pub struct TrunkMetrics {
+    failovers: Family<FailoverLabels, Counter>,
+    up: Family<TrunkLabel, Gauge>,
+    state_changes: Family<TrunkLabel, Counter>,
+    attempts: Family<TrunkLabel, Counter>,
+    answered: Family<TrunkLabel, Counter>,
+    setup: Family<StageLabels, Histogram, fn() -> Histogram>,
+    probes: Family<ProbeLabels, Counter>,
+}
+
+fn setup_histogram() -> Histogram {
+    Histogram::new(SETUP_BUCKETS)
+}
+
+impl TrunkMetrics {
+    pub fn new() -> TrunkMetrics {
+        TrunkMetrics {
+            failovers: Family::default(),
+            up: Family::default(),
+            state_changes: Family::default(),
+            attempts: Family::default(),
+            answered: Family::default(),
+            setup: Family::new_with_constructor(setup_histogram as fn() -> Histogram),
+            probes: Family::default(),
+        }
+    }
+
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "trunkgate_failovers",
+            "Calls moved to their next candidate, by route, the trunk left and why",
+            self.failovers.clone(),
+        );
+        registry.register(
+            "trunkgate_trunk_up",
+            "1 while the trunk is up (or half-open), 0 while down",
+            self.up.clone(),
+        );
+        registry.register(
+            "trunkgate_trunk_state_changes",
+            "Trunk health state changes (up, down, half-open)",
+            self.state_changes.clone(),
+        );
+        registry.register(
+            "trunkgate_trunk_attempts",
+            "Call branches sent to the trunk",
+            self.attempts.clone(),
+        );
+        registry.register(
+            "trunkgate_trunk_answered",
+            "Call branches the trunk answered (2xx)",
+            self.answered.clone(),
+        );
+        registry.register(
+            "trunkgate_trunk_setup_seconds",
+            "Per branch: INVITE to first provisional, and to answer (post-dial delay)",
+            self.setup.clone(),
+        );
+        registry.register(
+            "trunkgate_trunk_probes",
+            "OPTIONS probes by result (ok: reachable per the probe's ok rule)",
+            self.probes.clone(),
+        );
+    }
+}
+
+/// Feeds core events to [`Health`] and turns health into probes and metrics.
+pub struct TrunkHealthFeed {
+    routing: Arc<PolicyRouting>,
+    metrics: TrunkMetrics,
+    /// Trunk names by id, and route names by index.
+    trunk_names: Vec<String>,
+    route_names: Vec<String>,
+    due: Vec<TrunkId>,
+    changes: Vec<StateChange>,
+}
+
+impl TrunkHealthFeed {
+    pub fn new(routing: Arc<PolicyRouting>, metrics: TrunkMetrics) -> TrunkHealthFeed {
+        let table = routing.table();
+        let mut trunk_names = Vec::new();
+        for trunk in table.trunks() {
+            let slot = usize::from(trunk.id.0);
+            if trunk_names.len() <= slot {
+                trunk_names.resize(slot + 1, String::new());
+            }
+            trunk_names[slot] = trunk.name.clone();
+            let label = TrunkLabel {
+                trunk: trunk.name.clone(),
+            };
+            metrics.up.get_or_create(&label).set(1);
+            // Exported from the start (at 0), so dashboards and alerts see every trunk.
+            drop(metrics.state_changes.get_or_create(&label));
+            drop(metrics.attempts.get_or_create(&label));
+            drop(metrics.answered.get_or_create(&label));
+        }
+        let route_names = table.routes().iter().map(|r| r.name.clone()).collect();
+        TrunkHealthFeed {
+            routing,
+            metrics,
+            trunk_names,
+            route_names,
+            due: Vec::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    fn name(&self, trunk: u16) -> String {
+        self.trunk_names
+            .get(usize::from(trunk))
+            .cloned()
+            .unwrap_or_else(|| format!("#{trunk}"))
+    }
+
+    fn with_health<R>(&self, f: impl FnOnce(&mut Health) -> R) -> R {
+        let mut health = self
+            .routing
+            .health()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        f(&mut health)
+    }
+
+    /// One event out of the core.
+    pub fn on_event(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::BranchStarted {
+                to: Party::Trunk(t),
+                method,
+                ..
+            } => {
+                if method == Method::Invite {
+                    self.metrics
+                        .attempts
+                        .get_or_create(&TrunkLabel {
+                            trunk: self.name(t),
+                        })
+                        .inc();
+                }
+                let id = TrunkId(t);
+                let change = self.with_health(|h| {
+                    (h.state(now, id) == Some(TrunkState::HalfOpen))
+                        .then(|| h.trial_started(now, id))
+                        .flatten()
+                });
+                self.changed(change);
+            }
+            Event::BranchEnded {
+                to: Party::Trunk(t),
+                method,
+                route,
+                outcome,
+                retry_after,
+                first_provisional,
+                duration,
+                failover,
+                ..
+            } => {
+                let timing = (method == Method::Invite).then_some((first_provisional, duration));
+                self.branch_ended(now, t, route, outcome, retry_after, timing, failover);
+            }
+            Event::Probe { trunk, result, rtt } => {
+                let outcome = match result {
+                    ProbeResult::Reply(code) => ProbeOutcome::Reply(code),
+                    ProbeResult::Timeout => ProbeOutcome::Timeout,
+                    ProbeResult::Transport => ProbeOutcome::TransportError,
+                };
+                let rtt = matches!(result, ProbeResult::Reply(_)).then_some(rtt);
+                let id = TrunkId(trunk);
+                let ok = match outcome {
+                    ProbeOutcome::Reply(code) => self
+                        .routing
+                        .table()
+                        .trunk(id)
+                        .and_then(|t| t.probe.as_ref())
+                        .is_some_and(|p| p.reachable(code)),
+                    _ => false,
+                };
+                let change = self.with_health(|h| h.on_probe(now, id, outcome, rtt));
+                let label = ProbeLabels {
+                    trunk: self.name(trunk),
+                    result: if ok { "ok" } else { "failed" }.to_owned(),
+                };
+                self.metrics.probes.get_or_create(&label).inc();
+                self.changed(change);
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn branch_ended(
+        &mut self,
+        now: Instant,
+        t: u16,
+        route: Option<u16>,
+        outcome: Outcome,
+        retry_after: Option<u32>,
+        // INVITE branches: (time to first provisional, time to the end); `None` for others.
+        timing: Option<(Option<Duration>, Duration)>,
+        failover: bool,
+    ) {
+        let trunk = self.name(t);
+        let first_provisional = timing.and_then(|(p, _)| p);
+        if let Some(provisional) = first_provisional {
+            let stage = StageLabels {
+                trunk: trunk.clone(),
+                stage: "provisional".to_owned(),
+            };
+            self.metrics
+                .setup
+                .get_or_create(&stage)
+                .observe(provisional.as_secs_f64());
+        }
+        let id = TrunkId(t);
+        let branch = match outcome {
+            Outcome::Final(code) if (200..300).contains(&code) => {
+                let Some((_, duration)) = timing else {
+                    return self.changed(
+                        self.with_health(|h| h.on_branch(now, id, BranchOutcome::Answered)),
+                    );
+                };
+                self.metrics
+                    .answered
+                    .get_or_create(&TrunkLabel {
+                        trunk: trunk.clone(),
+                    })
+                    .inc();
+                let stage = StageLabels {
+                    trunk: trunk.clone(),
+                    stage: "answer".to_owned(),
+                };
+                self.metrics
+                    .setup
+                    .get_or_create(&stage)
+                    .observe(duration.as_secs_f64());
+                Some(BranchOutcome::Answered)
+            }
+            Outcome::Final(code) => Some(BranchOutcome::Final(code)),
+            Outcome::Timeout | Outcome::TryTimeout => Some(BranchOutcome::Timeout),
+            Outcome::Transport => Some(BranchOutcome::TransportError),
+            // Given up by us (CANCEL, another branch answered): says nothing of the trunk,
+            // but a half-open trunk's trial is over.
+            Outcome::Abandoned => first_provisional.map(|_| BranchOutcome::Provisional),
+        };
+        let cooled = matches!(outcome, Outcome::Final(503))
+            .then_some(retry_after)
+            .flatten();
+        let change = self.with_health(|h| {
+            if let Some(secs) = cooled {
+                let held = h.retry_after(now, id, secs);
+                if !held.is_zero() {
+                    tracing::info!(trunk = %trunk, retry_after = secs, held = ?held, "503 with Retry-After: new calls avoid the trunk");
+                }
+            }
+            branch.and_then(|b| h.on_branch(now, id, b))
+        });
+        if failover {
+            let route = route
+                .and_then(|r| self.route_names.get(usize::from(r)))
+                .cloned()
+                .unwrap_or_else(|| "none".to_owned());
+            let labels = FailoverLabels {
+                route,
+                trunk: trunk.clone(),
+                reason: outcome.reason(cooled.is_some()).to_owned(),
+            };
+            self.metrics.failovers.get_or_create(&labels).inc();
+        }
+        self.changed(change);
+    }
+
+    fn changed(&mut self, change: Option<StateChange>) {
+        let Some(change) = change else { return };
+        let label = TrunkLabel {
+            trunk: self.name(change.trunk.0),
+        };
+        self.metrics.state_changes.get_or_create(&label).inc();
+        let up = i64::from(change.new != TrunkState::Down);
+        // The one log line per change is written by `Health` itself.
+        self.metrics.up.get_or_create(&label).set(up);
+    }
+
+    /// Time-driven work: cooldowns that ended, probes that are due (sent through `proxy`).
+    pub fn poll(&mut self, now: Instant, proxy: &mut Proxy) {
+        let mut changes = std::mem::take(&mut self.changes);
+        let mut due = std::mem::take(&mut self.due);
+        self.with_health(|h| {
+            h.on_timeout(now, &mut changes);
+            h.due_probes(now, &mut due);
+        });
+        for change in changes.drain(..) {
+            self.changed(Some(change));
+        }
+        let routing = self.routing.clone();
+        let table = routing.table();
+        for id in due.drain(..) {
+            let Some(trunk) = table.trunk(id) else {
+                continue;
+            };
+            let timeout = self
+                .with_health(|h| h.probe_timeout(id))
+                .unwrap_or(Duration::from_secs(2));
+            let target = Target {
+                party: Party::Trunk(id.0),
+                address: trunk.address,
+                transport: crate::routing_adapter::transport(trunk.transport),
+                uri_host: trunk.uri_host.clone(),
+            };
+            if !proxy.probe(now, id.0, &target, timeout) {
+                let change =
+                    self.with_health(|h| h.on_probe(now, id, ProbeOutcome::TransportError, None));
+                self.changed(change);
+            }
+        }
+        self.changes = changes;
+        self.due = due;
+    }
+
+    /// When [`TrunkHealthFeed::poll`] must run next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.with_health(|h| h.next_deadline())
+    }
+}
