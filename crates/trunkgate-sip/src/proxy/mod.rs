@@ -324,6 +324,18 @@ impl Proxy {
         }
     }
 
+    /// A stream connection to `destination` could not be opened or broke before the request
+    /// was written: transactions waiting on it end at once.
+    pub fn transport_failed(
+        &mut self,
+        now: std::time::Instant,
+        transport: Transport,
+        destination: SocketAddr,
+    ) {
+        // Stub: the core's handling lands with the proxy-core rework.
+        let _ = (now, transport, destination);
+    }
+
     /// Swap the routing policy (calls in progress keep their dialogs' targets).
     pub fn set_routing(&mut self, routing: Arc<dyn Routing>) {
         self.routing = routing;

@@ -239,6 +239,17 @@ impl SipShell {
             TcpEvent::Frame { flow, peer, data } => {
                 self.proxy.handle_input(Instant::now(), flow, peer, data);
             }
+            TcpEvent::ConnectFailed { id, destination } => {
+                if let Some(flow) = self.conns.remove(id) {
+                    self.metrics
+                        .tcp_connections_active
+                        .fetch_sub(1, Ordering::Relaxed);
+                    self.proxy.connection_closed(flow);
+                }
+                self.proxy
+                    .transport_failed(Instant::now(), Transport::Tcp, destination);
+                self.flush();
+            }
             TcpEvent::Closed { id } => {
                 if let Some(flow) = self.conns.remove(id) {
                     self.metrics
@@ -304,7 +315,7 @@ impl SipShell {
             None => return self.open_tcp(t),
         };
         match self.conns.send(id, t.data) {
-            Ok(()) => {}
+            Ok(()) => return,
             Err(SendError::Gone) => ShellMetrics::inc(&self.metrics.tcp_send_drops),
             Err(SendError::Full) => {
                 ShellMetrics::inc(&self.metrics.tcp_send_drops);
@@ -312,6 +323,9 @@ impl SipShell {
                 self.conns.close(id);
             }
         }
+        // The message could not be written: whatever waits on it must not wait for Timer B.
+        self.proxy
+            .transport_failed(Instant::now(), Transport::Tcp, t.destination);
     }
 
     /// Open a connection to `t.destination` with `t.data` as its first message.

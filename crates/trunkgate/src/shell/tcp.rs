@@ -26,8 +26,9 @@ use trunkgate_sip::{ConnId, Flow, Transport};
 
 /// Messages queued per connection before the core gives up on it.
 pub const WRITE_QUEUE: usize = 1024;
-/// Outgoing connection attempts give up after this long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Outgoing connection attempts give up after this long (the core then hears
+/// [`TcpEvent::ConnectFailed`] instead of waiting for Timer B).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A single write that makes no progress for this long closes the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer growth step.
@@ -49,8 +50,11 @@ pub enum TcpEvent {
         peer: SocketAddr,
         data: Bytes,
     },
-    /// The connection is gone (closed by either side, failed to connect, idle, framing error).
+    /// The connection is gone (closed by either side, idle, framing error).
     Closed { id: ConnId },
+    /// An outgoing connection to `destination` could not be opened (refused, unreachable,
+    /// timed out): what was queued on it is lost.
+    ConnectFailed { id: ConnId, destination: SocketAddr },
 }
 
 /// Settings and handles every TCP task shares.
@@ -201,7 +205,11 @@ pub async fn connect(
                 .tcp_send_drops
                 .fetch_add(lost, Ordering::Relaxed);
             if let Some(id) = flow.conn {
-                let _ = shared.events.send(TcpEvent::Closed { id }).await;
+                let failed = TcpEvent::ConnectFailed {
+                    id,
+                    destination: peer,
+                };
+                let _ = shared.events.send(failed).await;
             }
         }
     }
