@@ -9,6 +9,7 @@
 //! writer queue, opening a connection when none exists. Since one task feeds the core
 //! sequentially, messages of one dialog leave in the order they arrived.
 
+pub mod admit;
 pub mod connections;
 pub mod tcp;
 pub mod udp;
@@ -330,6 +331,17 @@ impl SipShell {
 
     /// Open a connection to `t.destination` with `t.data` as its first message.
     fn open_tcp(&mut self, t: Transmit) {
+        let slot = match self.tcp.admit.outgoing() {
+            Ok(slot) => slot,
+            Err(reason) => {
+                // The SIP descriptor share is used up: refuse here, never in media's share.
+                self.tcp.refused(t.destination, reason);
+                ShellMetrics::inc(&self.metrics.tcp_send_drops);
+                self.proxy
+                    .transport_failed(Instant::now(), Transport::Tcp, t.destination);
+                return;
+            }
+        };
         let flow = Flow {
             transport: Transport::Tcp,
             local: t.flow.local,
@@ -350,6 +362,7 @@ impl SipShell {
             rx,
             weak,
             self.tcp.clone(),
+            slot,
         ));
     }
 }
