@@ -513,8 +513,32 @@ mod tests {
         proxy.no_route.store(9, Ordering::Relaxed);
         shell.udp_send_drops.store(4, Ordering::Relaxed);
         shell.tcp_connections_active.store(2, Ordering::Relaxed);
+        shell.closed(CloseReason::HeaderTimeout);
+        shell.closed(CloseReason::UnknownSource);
+        shell.closed(CloseReason::UnknownSource);
 
         let text = render(&registry).unwrap();
+        assert_eq!(
+            line(
+                &text,
+                "trunkgate_tcp_connections_closed_total{reason=\"unknown_source\"}"
+            ),
+            "trunkgate_tcp_connections_closed_total{reason=\"unknown_source\"} 2"
+        );
+        assert_eq!(
+            line(
+                &text,
+                "trunkgate_tcp_connections_closed_total{reason=\"header_timeout\"}"
+            ),
+            "trunkgate_tcp_connections_closed_total{reason=\"header_timeout\"} 1"
+        );
+        for reason in CloseReason::ALL {
+            let series = format!(
+                "trunkgate_tcp_connections_closed_total{{reason=\"{}\"}}",
+                reason.as_str()
+            );
+            assert!(text.contains(&series), "{series}");
+        }
         assert_eq!(
             line(&text, "trunkgate_sip_requests_total{method=\"INVITE\"}"),
             "trunkgate_sip_requests_total{method=\"INVITE\"} 3"
