@@ -514,6 +514,77 @@ Max-Forwards: 70\r\nContent-Length: 4\r\n\r\nbody";
         assert!(buf.is_empty());
     }
 
+    struct NoRoutes;
+    impl trunkgate_sip::Routing for NoRoutes {
+        fn classify(&self, _: std::net::IpAddr) -> trunkgate_sip::Party {
+            trunkgate_sip::Party::Unknown
+        }
+        fn candidates(
+            &self,
+            _: trunkgate_sip::Party,
+            _: Option<&[u8]>,
+            _: &mut Vec<trunkgate_sip::Target>,
+        ) {
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_reaches_the_core_at_once_and_gives_its_slot_back() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = closed.local_addr().unwrap();
+        drop(closed); // nothing listens there now: the connect is refused
+        let (events, mut core) = mpsc::channel(4);
+        let admit = Arc::new(Admit::new(
+            Arc::new(NoRoutes),
+            Arc::new(trunkgate_sip::NoAdmission),
+            4,
+            4,
+        ));
+        let settings = TcpSettings {
+            limits: Limits::default(),
+            idle_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            tos: 0,
+        };
+        let shared = Arc::new(TcpShared::new(
+            events,
+            Arc::new(ShellMetrics::default()),
+            settings,
+            admit.clone(),
+        ));
+        let flow = Flow {
+            transport: Transport::Tcp,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            conn: Some(ConnId(7)),
+        };
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        tx.try_send(Bytes::from_static(OPTIONS)).unwrap();
+        let slot = admit.outgoing().unwrap();
+        assert_eq!(admit.open(), 1);
+        let started = std::time::Instant::now();
+        connect(flow, peer, rx, tx.downgrade(), shared.clone(), slot).await;
+        match core.recv().await {
+            Some(TcpEvent::ConnectFailed { id, destination }) => {
+                assert_eq!((id, destination), (ConnId(7), peer));
+            }
+            other => panic!("expected ConnectFailed, got {other:?}"),
+        }
+        assert!(started.elapsed() <= CONNECT_TIMEOUT);
+        assert_eq!(admit.open(), 0, "the slot is given back");
+        assert_eq!(
+            shared.metrics.tcp_connect_failures.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(shared.metrics.tcp_send_drops.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn only_line_ends_do_not_start_the_header_clock() {
+        assert!(only_line_ends(b""));
+        assert!(only_line_ends(b"\r\n"));
+        assert!(!only_line_ends(b"\r\nO"));
+    }
+
     #[test]
     fn refuses_a_message_over_the_limit() {
         let limits = Limits {
