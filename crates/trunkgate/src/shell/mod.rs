@@ -10,6 +10,7 @@
 //! sequentially, messages of one dialog leave in the order they arrived.
 
 pub mod admit;
+pub mod close;
 pub mod connections;
 pub mod tcp;
 pub mod udp;
