@@ -1,5 +1,5 @@
 //! Environment overrides: `TRUNKGATE_<SECTION>__<KEY>=value` sets `key` of the single table
-//! `[section]` (listen, sip, admin, pbx, security, flood, register, media, health). The value is read as a TOML value if it is one
+//! `[section]` (listen, sip, admin, pbx, security, flood, register, media, health, limits). The value is read as a TOML value if it is one
 //! (`["udp:127.0.0.1:5060"]`, `65535`, `"quoted"`), otherwise as a plain string
 //! (`127.0.0.1:9092`, `300ms`). Variables without `__` (e.g. `TRUNKGATE_LOG`) are not
 //! overrides and are left to whoever reads them.

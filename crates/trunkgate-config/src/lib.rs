@@ -44,6 +44,21 @@ pub struct Policy {
     pub media: Media,
     /// `[health]`: the circuit breaker and `Retry-After` handling of every trunk.
     pub health: HealthSettings,
+    pub limits: Limits,
+}
+
+/// `[limits]`: connection caps and the descriptor budget. `None` = `"auto"` (sized from the
+/// process's descriptor limit at start; see docs/operations.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Concurrent SIP connections one allowed source address may hold (accepted ones).
+    pub connections_per_source: u32,
+    /// The SIP connections' share of descriptors = the global connection cap.
+    pub sip_connections: Option<u32>,
+    /// The media share, in calls of one audio stream (4 descriptors each).
+    pub media_calls: Option<u32>,
+    /// Descriptors kept for everything else: listeners, the admin API, logs, files.
+    pub fd_margin: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,6 +126,9 @@ pub struct SipSettings {
     pub timer_c: Duration,
     pub max_message_size: usize,
     pub tcp_idle_timeout: Duration,
+    /// A connection that has not delivered a whole message this long after its first byte
+    /// (of that message) is closed (slowloris).
+    pub tcp_header_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Most header fields a message may carry (400 beyond).
     pub max_headers: u32,
@@ -396,6 +414,7 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::FLOOD_KEYS, "in [flood]"),
             (raw::REGISTER_KEYS, "in [register]"),
             (raw::MEDIA_KEYS, "in [media]"),
+            (raw::LIMITS_KEYS, "in [limits]"),
             (raw::TRUNK_KEYS, "in [[trunk]]"),
             (raw::TRUNK_MEDIA_KEYS, "in a trunk's media"),
             (raw::PROBE_KEYS, "in a trunk's probe"),

@@ -124,6 +124,7 @@ pub(crate) struct RawPolicy {
     pub register: Table<RawRegister>,
     pub media: Table<RawMedia>,
     pub health: Table<RawHealth>,
+    pub limits: Table<RawLimits>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
 }
@@ -152,6 +153,15 @@ pub(crate) struct RawMedia {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub connections_per_source: Option<Field>,
+    pub sip_connections: Option<Field>,
+    pub media_calls: Option<Field>,
+    pub fd_margin: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawTrunkMedia {
     pub anchor: Option<Field>,
 }
@@ -165,6 +175,7 @@ pub(crate) struct RawSip {
     pub timer_c: Option<Field>,
     pub max_message_size: Option<Field>,
     pub tcp_idle_timeout: Option<Field>,
+    pub tcp_header_timeout: Option<Field>,
     pub shutdown_grace: Option<Field>,
     pub max_headers: Option<Field>,
     pub max_via: Option<Field>,
@@ -272,8 +283,14 @@ pub(crate) struct RawMatch {
 
 /// The keys of each table, for "unknown key" hints and environment overrides.
 pub(crate) const ROOT_KEYS: &[&str] = &[
-    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "trunk",
-    "route",
+    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
+    "trunk", "route",
+];
+pub(crate) const LIMITS_KEYS: &[&str] = &[
+    "connections_per_source",
+    "sip_connections",
+    "media_calls",
+    "fd_margin",
 ];
 pub(crate) const LISTEN_KEYS: &[&str] = &["sip", "advertised", "dscp"];
 pub(crate) const MEDIA_KEYS: &[&str] = &[
@@ -294,6 +311,7 @@ pub(crate) const SIP_KEYS: &[&str] = &[
     "timer_c",
     "max_message_size",
     "tcp_idle_timeout",
+    "tcp_header_timeout",
     "shutdown_grace",
     "max_headers",
     "max_via",
@@ -389,12 +407,23 @@ impl RawPolicy {
                     "timer_c" => &mut t.timer_c,
                     "max_message_size" => &mut t.max_message_size,
                     "tcp_idle_timeout" => &mut t.tcp_idle_timeout,
+                    "tcp_header_timeout" => &mut t.tcp_header_timeout,
                     "shutdown_grace" => &mut t.shutdown_grace,
                     "max_headers" => &mut t.max_headers,
                     "max_via" => &mut t.max_via,
                     "overflow_retry_after" => &mut t.overflow_retry_after,
                     "dialog_timeout" => &mut t.dialog_timeout,
                     _ => return Err(UnknownName::Key(SIP_KEYS)),
+                }
+            }
+            "limits" => {
+                let t = table(&mut self.limits);
+                match key {
+                    "connections_per_source" => &mut t.connections_per_source,
+                    "sip_connections" => &mut t.sip_connections,
+                    "media_calls" => &mut t.media_calls,
+                    "fd_margin" => &mut t.fd_margin,
+                    _ => return Err(UnknownName::Key(LIMITS_KEYS)),
                 }
             }
             "admin" => {
@@ -472,7 +501,7 @@ pub(crate) enum UnknownName {
 
 /// The sections that environment overrides reach.
 pub(crate) const ENV_SECTIONS: &[&str] = &[
-    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health",
+    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
 ];
 
 /// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).

@@ -96,6 +96,7 @@ fn start_epoll(
         threads,
         quarantine: Duration::from_secs(1),
         nice: 0,
+        max_sockets: usize::MAX,
     };
     let relay = Relay::start(cfg, vec![], Box::new(|_| {})).unwrap();
     let mut targets = Vec::with_capacity(calls); // (to A leg, to B leg)

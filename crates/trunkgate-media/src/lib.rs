@@ -44,6 +44,10 @@ pub struct MediaConfig {
     /// Raising priority needs CAP_SYS_NICE; without it the threads run at the default and a
     /// warning is logged.
     pub nice: i8,
+    /// The media share of the process's descriptor budget: the most sockets live streams
+    /// may hold (4 per stream: RTP and RTCP per side). A new stream that would go over it
+    /// is refused with [`MediaError::BudgetExhausted`]. `usize::MAX`: no budget.
+    pub max_sockets: usize,
 }
 
 /// `media.latch`: how the relay learns where a peer really sends from.
@@ -120,6 +124,8 @@ pub enum Event {
 pub enum MediaError {
     #[error("no free media port pair in the configured range")]
     PortsExhausted,
+    #[error("the media descriptor budget is used up ({in_use} of {limit} sockets in use)")]
+    BudgetExhausted { in_use: usize, limit: usize },
     #[error("SDP not understood: {0}")]
     BadSdp(&'static str),
     #[error("media socket: {0}")]

@@ -25,6 +25,7 @@ fn config(first: u16, last: u16, latch: Latch) -> MediaConfig {
         threads: 2,
         quarantine: Duration::from_secs(30),
         nice: 0,
+        max_sockets: usize::MAX,
     }
 }
 
@@ -707,6 +708,69 @@ fn ports_exhausted_and_bad_sdp() {
         .unwrap_err();
     assert!(matches!(err, MediaError::BadSdp(_)), "{err}");
     assert_eq!(relay.calls().len(), 1);
+}
+
+#[test]
+fn descriptor_budget_refuses_new_streams_and_frees_on_delete() {
+    // 8 sockets = two audio calls; the range itself would hold five.
+    let mut cfg = config(30460, 30479, Latch::Any);
+    cfg.max_sockets = 8;
+    let (relay, _) = start(cfg);
+    let mut out = Vec::new();
+    for id in [20, 21] {
+        relay
+            .update(
+                &call(id),
+                Side::A,
+                SdpKind::Offer,
+                &sdp(LO, 4000, ""),
+                &mut out,
+            )
+            .unwrap();
+        out.clear();
+    }
+    assert_eq!(relay.sockets_in_use(), 8);
+    let err = relay
+        .update(
+            &call(22),
+            Side::A,
+            SdpKind::Offer,
+            &sdp(LO, 4000, ""),
+            &mut out,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MediaError::BudgetExhausted {
+                in_use: 8,
+                limit: 8
+            }
+        ),
+        "{err}"
+    );
+    assert!(out.is_empty());
+    // An answer for a call that already has its sockets needs none.
+    relay
+        .update(
+            &call(21),
+            Side::B,
+            SdpKind::Answer,
+            &sdp(LO, 4002, ""),
+            &mut out,
+        )
+        .unwrap();
+    relay.delete(20);
+    assert_eq!(relay.sockets_in_use(), 4);
+    relay
+        .update(
+            &call(22),
+            Side::A,
+            SdpKind::Offer,
+            &sdp(LO, 4000, ""),
+            &mut out,
+        )
+        .unwrap();
 }
 
 #[test]

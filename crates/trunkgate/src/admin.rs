@@ -18,6 +18,8 @@ pub struct AdminState {
     pub status: Arc<CoreStatus>,
     pub registry: Arc<Registry>,
     pub relay: Option<Arc<trunkgate_media::Relay>>,
+    /// The descriptor budget and its use (`/health` shows it).
+    pub budget: Option<Arc<crate::fd_budget::BudgetView>>,
     pub trunks: Option<TrunksView>,
 }
 
@@ -104,6 +106,7 @@ async fn health(State(state): State<AdminState>) -> Response {
         "dialogs": s.dialogs.load(Ordering::Relaxed),
         "transactions": s.transactions.load(Ordering::Relaxed),
         "shutting_down": s.shutting_down.load(Ordering::Relaxed),
+        "fd_budget": state.budget.as_ref().map(|b| b.json()),
     });
     axum::Json(body).into_response()
 }

@@ -2,16 +2,29 @@
 //! leg A, trunk side = leg B. The proxy calls this synchronously from its thread; the relay
 //! binds sockets for new streams there and hands them to its own threads.
 
+use crate::fd_budget::BudgetView;
+use std::sync::atomic::Ordering;
 use trunkgate_media::{CallInfo, MediaError, Relay, SdpKind, Side};
 use trunkgate_sip::{MediaCall, MediaFailure, MediaRelay, MediaSide};
 
 pub struct RelayAdapter {
     relay: std::sync::Arc<Relay>,
+    /// Counts refusals of the media descriptor share.
+    budget: Option<std::sync::Arc<BudgetView>>,
 }
 
 impl RelayAdapter {
     pub fn new(relay: std::sync::Arc<Relay>) -> RelayAdapter {
-        RelayAdapter { relay }
+        RelayAdapter {
+            relay,
+            budget: None,
+        }
+    }
+
+    /// Count refusals for the descriptor budget in `budget`.
+    pub fn with_budget(mut self, budget: std::sync::Arc<BudgetView>) -> RelayAdapter {
+        self.budget = Some(budget);
+        self
     }
 
     fn update(
@@ -36,6 +49,20 @@ impl RelayAdapter {
             .update(&info, side, kind, sdp, out)
             .map_err(|error| match error {
                 MediaError::BadSdp(why) => MediaFailure::BadSdp(why),
+                MediaError::BudgetExhausted { in_use, limit } => {
+                    if let Some(b) = &self.budget {
+                        b.media_refusals.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::warn!(
+                        call_id = %String::from_utf8_lossy(call.call_id),
+                        budget = "media",
+                        in_use,
+                        limit,
+                        "media session refused: the media share of the descriptor budget \
+                         (limits.media_calls) is used up; the call gets 503"
+                    );
+                    MediaFailure::Unavailable
+                }
                 MediaError::PortsExhausted | MediaError::Io(_) => {
                     tracing::warn!(%error, "media session not created");
                     MediaFailure::Unavailable

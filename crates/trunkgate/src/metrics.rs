@@ -15,6 +15,8 @@ use trunkgate_control::admission::AdmissionControl;
 use trunkgate_sip::message::Method;
 use trunkgate_sip::{Direction, ProxyMetrics, RejectReason};
 
+pub use crate::shell::close::CloseReason;
+
 /// Counters of the socket shell (UDP/TCP), updated by the core task and connection tasks.
 #[derive(Debug, Default)]
 pub struct ShellMetrics {
@@ -32,11 +34,20 @@ pub struct ShellMetrics {
     pub tcp_send_drops: AtomicU64,
     /// Outgoing TCP connections that failed or timed out.
     pub tcp_connect_failures: AtomicU64,
+    /// TCP connections closed, by [`CloseReason`] (index).
+    pub tcp_closed: [AtomicU64; CloseReason::COUNT],
 }
 
 impl ShellMetrics {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count one connection closed for `reason`.
+    pub fn closed(&self, reason: CloseReason) {
+        if let Some(c) = self.tcp_closed.get(reason as usize) {
+            Self::inc(c);
+        }
     }
 }
 
@@ -298,6 +309,19 @@ impl Collector for SipCollector {
             "SIP transactions in flight",
             load_i(&p.transactions),
         )?;
+        {
+            let mut m = enc.encode_descriptor(
+                "trunkgate_tcp_connections_closed",
+                "TCP connections closed, by reason (the first four are refusals at accept)",
+                None,
+                MetricType::Counter,
+            )?;
+            for reason in CloseReason::ALL {
+                let v = s.tcp_closed.get(reason as usize).map_or(0, load);
+                m.encode_family(&[("reason", reason.as_str())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+            }
+        }
         let counters: [(&str, &str, &AtomicU64); 18] = [
             (
                 "trunkgate_sip_parse_errors",
@@ -436,8 +460,32 @@ mod tests {
         proxy.no_route.store(9, Ordering::Relaxed);
         shell.udp_send_drops.store(4, Ordering::Relaxed);
         shell.tcp_connections_active.store(2, Ordering::Relaxed);
+        shell.closed(CloseReason::HeaderTimeout);
+        shell.closed(CloseReason::UnknownSource);
+        shell.closed(CloseReason::UnknownSource);
 
         let text = render(&registry).unwrap();
+        assert_eq!(
+            line(
+                &text,
+                "trunkgate_tcp_connections_closed_total{reason=\"unknown_source\"}"
+            ),
+            "trunkgate_tcp_connections_closed_total{reason=\"unknown_source\"} 2"
+        );
+        assert_eq!(
+            line(
+                &text,
+                "trunkgate_tcp_connections_closed_total{reason=\"header_timeout\"}"
+            ),
+            "trunkgate_tcp_connections_closed_total{reason=\"header_timeout\"} 1"
+        );
+        for reason in CloseReason::ALL {
+            let series = format!(
+                "trunkgate_tcp_connections_closed_total{{reason=\"{}\"}}",
+                reason.as_str()
+            );
+            assert!(text.contains(&series), "{series}");
+        }
         assert_eq!(
             line(&text, "trunkgate_sip_requests_total{method=\"INVITE\"}"),
             "trunkgate_sip_requests_total{method=\"INVITE\"} 3"

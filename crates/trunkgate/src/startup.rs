@@ -4,10 +4,12 @@
 
 use crate::admin::{self, AdminState, TrunksView};
 use crate::admission_adapter::PolicyAdmission;
+use crate::fd_budget::{BudgetCollector, BudgetView, FdBudget};
 use crate::media_adapter::RelayAdapter;
 use crate::media_metrics::MediaCollector;
 use crate::metrics::{CoreStatus, ShellMetrics, SipCollector};
 use crate::routing_adapter::PolicyRouting;
+use crate::shell::admit::Admit;
 use crate::shell::{self, Ended, SipShell, tcp, udp};
 use crate::trunk_health::{TrunkHealthFeed, TrunkMetrics};
 use anyhow::Context as _;
@@ -22,9 +24,6 @@ use trunkgate_control::admission::AdmissionControl;
 use trunkgate_media::{Event, Latch, MediaConfig, Relay};
 use trunkgate_sip::message::Limits;
 use trunkgate_sip::{Flow, Proxy, ProxyConfig, ProxyMetrics, Routing, Timers};
-
-/// Concurrent TCP connection cap.
-const MAX_TCP_CONNECTIONS: usize = 4096;
 
 /// `--config FILE`, or the embedded default.
 fn load_policy(path: Option<&Path>) -> Result<Policy, PolicyErrors> {
@@ -84,20 +83,34 @@ pub fn resolve(host: &HostPort) -> std::io::Result<SocketAddr> {
     })
 }
 
-/// Raise the soft open-files limit to the hard limit (sockets are file descriptors).
-fn raise_nofile_limit() {
+/// Raise the soft open-files limit to the hard limit (sockets are file descriptors) and
+/// return the soft limit in force afterwards (`None`: it could not be read).
+fn raise_nofile_limit() -> Option<u64> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-files limit"),
+            Ok(()) => {
+                tracing::info!(from = soft, to = hard, "raised the open-files limit");
+                Some(hard)
+            }
             Err(error) => {
-                tracing::warn!(soft, hard, %error, "could not raise the open-files limit")
+                tracing::warn!(soft, hard, %error, "could not raise the open-files limit");
+                Some(soft)
             }
         },
-        Ok((soft, _)) => tracing::debug!(limit = soft, "open-files limit already at its maximum"),
-        Err(error) => tracing::warn!(%error, "could not read the open-files limit"),
+        Ok((soft, _)) => {
+            tracing::debug!(limit = soft, "open-files limit already at its maximum");
+            Some(soft)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not read the open-files limit");
+            None
+        }
     }
 }
+
+/// The open-files limit assumed when it cannot be read (the usual default soft limit).
+const ASSUMED_NOFILE: u64 = 1024;
 
 fn timers(policy: &Policy) -> Timers {
     Timers {
@@ -136,8 +149,8 @@ fn proxy_config(policy: &Policy, listeners: Vec<Flow>) -> ProxyConfig {
     }
 }
 
-/// The relay's configuration from `[media]`.
-fn media_config(policy: &Policy) -> MediaConfig {
+/// The relay's configuration from `[media]` and the media share of the descriptor budget.
+fn media_config(policy: &Policy, budget: &FdBudget) -> MediaConfig {
     let m = &policy.media;
     MediaConfig {
         bind: m.address,
@@ -156,6 +169,7 @@ fn media_config(policy: &Policy) -> MediaConfig {
         threads: m.threads as usize,
         quarantine: MEDIA_QUARANTINE,
         nice: m.nice,
+        max_sockets: usize::try_from(budget.media_sockets()).unwrap_or(usize::MAX),
     }
 }
 
@@ -183,14 +197,23 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    raise_nofile_limit();
+    let nofile = raise_nofile_limit().unwrap_or(ASSUMED_NOFILE);
+    let budget = FdBudget::plan(nofile, &policy.limits).context("sizing the descriptor budget")?;
+    tracing::info!(
+        limit = budget.limit,
+        media_calls = budget.media_calls,
+        media_sockets = budget.media_sockets(),
+        sip_connections = budget.sip_connections,
+        margin = budget.margin,
+        "descriptor budget"
+    );
     let (routing, admission) = build_routing(&policy)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("trunkgate")
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(policy, routing, admission))?;
+    runtime.block_on(serve(policy, routing, admission, budget))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -198,6 +221,7 @@ async fn serve(
     policy: Policy,
     routing: Arc<PolicyRouting>,
     admission: Arc<AdmissionControl>,
+    budget: FdBudget,
 ) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::install().context("installing signal handlers")?;
 
@@ -237,7 +261,7 @@ async fn serve(
     let (media_tx, media_rx) = mpsc::unbounded_channel::<(u64, std::time::Duration)>();
     let relay = Arc::new(
         Relay::start(
-            media_config(&policy),
+            media_config(&policy, &budget),
             trunk_names.clone(),
             Box::new(move |event| match event {
                 Event::Timeout { call, idle, .. } => {
@@ -259,6 +283,18 @@ async fn serve(
     trunk_metrics.register(&mut registry);
     let health_feed = TrunkHealthFeed::new(routing.clone(), trunk_metrics);
 
+    // Stream connections are judged at accept by the same routing table and admission as
+    // datagrams in the core; their caps are the SIP share of the descriptor budget.
+    let policy_admission = Arc::new(PolicyAdmission::new(admission.clone()));
+    let admit = Arc::new(Admit::new(
+        routing.clone(),
+        policy_admission.clone(),
+        usize::try_from(budget.sip_connections).unwrap_or(usize::MAX),
+        policy.limits.connections_per_source,
+    ));
+    let budget_view = Arc::new(BudgetView::new(budget, admit.clone(), relay.clone()));
+    registry.register_collector(Box::new(BudgetCollector(budget_view.clone())));
+
     let listening: Vec<String> = flows
         .iter()
         .map(|f| format!("{}:{}", f.transport.name(), f.local))
@@ -269,8 +305,10 @@ async fn serve(
     };
     let core_routing: Arc<dyn Routing> = routing;
     let proxy = Proxy::new(proxy_config(&policy, flows), core_routing, proxy_metrics)
-        .with_admission(Arc::new(PolicyAdmission::new(admission.clone())))
-        .with_media(Arc::new(RelayAdapter::new(relay.clone())));
+        .with_admission(policy_admission)
+        .with_media(Arc::new(
+            RelayAdapter::new(relay.clone()).with_budget(budget_view.clone()),
+        ));
     // Flood limiter upkeep: forget idle sources, lift expired bans (one log line each).
     let upkeep = admission.clone();
     tokio::spawn(async move {
@@ -285,10 +323,13 @@ async fn serve(
     let tcp_shared = Arc::new(tcp::TcpShared::new(
         events_tx,
         shell_metrics,
-        limits(&policy),
-        policy.sip.tcp_idle_timeout,
-        MAX_TCP_CONNECTIONS,
-        sip_tos,
+        tcp::TcpSettings {
+            limits: limits(&policy),
+            idle_timeout: policy.sip.tcp_idle_timeout,
+            header_timeout: policy.sip.tcp_header_timeout,
+            tos: sip_tos,
+        },
+        admit,
     ));
     for (flow, listener) in tcp_listeners {
         tokio::spawn(tcp::accept_loop(listener, flow, tcp_shared.clone()));
@@ -299,6 +340,7 @@ async fn serve(
         registry: Arc::new(registry),
         relay: Some(relay.clone()),
         trunks: Some(trunks_view),
+        budget: Some(budget_view),
     };
     tokio::spawn(admin::serve(admin_listener, admin_state));
 

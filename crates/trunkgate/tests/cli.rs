@@ -261,17 +261,27 @@ fn run_serves_health_and_metrics_and_drains_on_sigterm() {
     assert_eq!(health["transactions"], 0);
     assert_eq!(health["shutting_down"], false);
 
-    // Garbage on the SIP port must not hurt; a TCP connection that opens and closes is
-    // counted.
+    // Garbage on the SIP port must not hurt; a TCP connection from the PBX that opens and
+    // closes is counted; one from a source in no allow list (127.0.0.1) is refused at
+    // accept and counted as such, not as a connection.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.send_to(b"\x00\x01 not sip", running.sip).unwrap();
     drop(TcpStream::connect(running.sip).unwrap());
+    let pbx = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    pbx.bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+        .unwrap();
+    pbx.connect(&running.sip.into()).unwrap();
+    drop(pbx);
 
     let deadline = Instant::now() + Duration::from_secs(5);
     let text = loop {
         let (status, text) = http_get(running.admin, "/metrics").unwrap();
         assert_eq!(status, 200);
-        let closed = metric_value(&text, "trunkgate_tcp_connections_active") == Some(0.0);
+        let closed = metric_value(&text, "trunkgate_tcp_connections_active") == Some(0.0)
+            && metric_value(
+                &text,
+                "trunkgate_tcp_connections_closed_total{reason=\"unknown_source\"}",
+            ) == Some(1.0);
         if (metric_value(&text, "trunkgate_tcp_connections_total") == Some(1.0) && closed)
             || Instant::now() > deadline
         {
@@ -287,6 +297,14 @@ fn run_serves_health_and_metrics_and_drains_on_sigterm() {
     assert_eq!(
         metric_value(&text, "trunkgate_tcp_connections_active"),
         Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "trunkgate_tcp_connections_closed_total{reason=\"unknown_source\"}"
+        ),
+        Some(1.0),
         "{text}"
     );
     for series in [

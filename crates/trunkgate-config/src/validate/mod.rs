@@ -13,6 +13,7 @@ use toml::Spanned;
 
 mod admission;
 mod failover;
+mod limits;
 mod media;
 mod peers;
 mod routes;
@@ -26,6 +27,7 @@ pub(crate) mod defaults {
     pub const TIMER_C: &str = "180s";
     pub const MAX_MESSAGE_SIZE: i64 = 65535;
     pub const TCP_IDLE_TIMEOUT: &str = "300s";
+    pub const TCP_HEADER_TIMEOUT: &str = "10s";
     pub const SHUTDOWN_GRACE: &str = "30s";
     pub const DIALOG_TIMEOUT: &str = "12h";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9091";
@@ -72,6 +74,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let flood = c.flood(raw.flood.as_ref());
     let register = c.register(raw.register.as_ref());
     let health = c.health(raw.health.as_ref());
+    let limits = c.limits(raw.limits.as_ref());
     let policy = Policy {
         listen,
         sip,
@@ -84,6 +87,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         register,
         media,
         health,
+        limits,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy
@@ -332,6 +336,11 @@ impl Check<'_, '_> {
             "sip.tcp_idle_timeout",
             defaults::TCP_IDLE_TIMEOUT,
         );
+        let (tcp_header_timeout, header_at) = self.duration(
+            field(|t| &t.tcp_header_timeout),
+            "sip.tcp_header_timeout",
+            defaults::TCP_HEADER_TIMEOUT,
+        );
         let (shutdown_grace, _) = self.duration(
             field(|t| &t.shutdown_grace),
             "sip.shutdown_grace",
@@ -341,6 +350,7 @@ impl Check<'_, '_> {
             (t1, &t1_at, "sip.t1"),
             (t4, &t4_at, "sip.t4"),
             (tcp_idle_timeout, &idle_at, "sip.tcp_idle_timeout"),
+            (tcp_header_timeout, &header_at, "sip.tcp_header_timeout"),
         ] {
             if let (true, Some(at)) = (d.is_zero(), at) {
                 self.report
@@ -399,6 +409,7 @@ impl Check<'_, '_> {
             timer_c,
             max_message_size: usize::try_from(max_message_size).unwrap_or(65535),
             tcp_idle_timeout,
+            tcp_header_timeout,
             shutdown_grace,
             max_headers: u32::try_from(max_headers).unwrap_or(128),
             max_via: u32::try_from(max_via).unwrap_or(32),

@@ -293,8 +293,27 @@ impl Relay {
         let mut guard = lock(&self.control);
         let ctl = &mut *guard;
 
-        // 1. Bind what is missing (may fail: then release and leave everything as it was).
+        // 1. Bind what is missing (may fail: then release and leave everything as it was),
+        //    within the descriptor budget: 4 sockets per new stream.
         let existing = ctl.sessions.get(&call.id);
+        let missing = parsed
+            .media
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| {
+                m.port != 0
+                    && !existing
+                        .and_then(|s| s.streams.get(*i))
+                        .is_some_and(Option::is_some)
+            })
+            .count();
+        let in_use = ctl.pool.in_use().saturating_mul(2);
+        if missing > 0 && in_use.saturating_add(missing * 4) > cfg.max_sockets {
+            return Err(MediaError::BudgetExhausted {
+                in_use,
+                limit: cfg.max_sockets,
+            });
+        }
         let mut fresh: SmallVec<[(usize, [BoundLeg; 2]); 4]> = SmallVec::new();
         let mut failed = None;
         for (i, m) in parsed.media.iter().enumerate() {
@@ -527,6 +546,12 @@ impl Relay {
     }
 
     /// Shared metrics, read by the Prometheus collector at scrape time.
+    /// Sockets held by live streams (2 per bound port pair), as counted against
+    /// `MediaConfig::max_sockets`.
+    pub fn sockets_in_use(&self) -> usize {
+        lock(&self.control).pool.in_use().saturating_mul(2)
+    }
+
     pub fn metrics(&self) -> Arc<MediaMetrics> {
         self.metrics.clone()
     }

@@ -9,6 +9,8 @@
 //! writer queue, opening a connection when none exists. Since one task feeds the core
 //! sequentially, messages of one dialog leave in the order they arrived.
 
+pub mod admit;
+pub mod close;
 pub mod connections;
 pub mod tcp;
 pub mod udp;
@@ -281,6 +283,17 @@ impl SipShell {
             TcpEvent::Frame { flow, peer, data } => {
                 self.proxy.handle_input(Instant::now(), flow, peer, data);
             }
+            TcpEvent::ConnectFailed { id, destination } => {
+                if let Some(flow) = self.conns.remove(id) {
+                    self.metrics
+                        .tcp_connections_active
+                        .fetch_sub(1, Ordering::Relaxed);
+                    self.proxy.connection_closed(flow);
+                }
+                self.proxy
+                    .transport_failed(Instant::now(), Transport::Tcp, destination);
+                self.flush();
+            }
             TcpEvent::Closed { id } => {
                 if let Some(flow) = self.conns.remove(id) {
                     self.metrics
@@ -347,7 +360,7 @@ impl SipShell {
             None => return self.open_tcp(t),
         };
         match self.conns.send(id, t.data) {
-            Ok(()) => {}
+            Ok(()) => return,
             Err(SendError::Gone) => ShellMetrics::inc(&self.metrics.tcp_send_drops),
             Err(SendError::Full) => {
                 ShellMetrics::inc(&self.metrics.tcp_send_drops);
@@ -355,10 +368,24 @@ impl SipShell {
                 self.conns.close(id);
             }
         }
+        // The message could not be written: whatever waits on it must not wait for Timer B.
+        self.proxy
+            .transport_failed(Instant::now(), Transport::Tcp, t.destination);
     }
 
     /// Open a connection to `t.destination` with `t.data` as its first message.
     fn open_tcp(&mut self, t: Transmit) {
+        let slot = match self.tcp.admit.outgoing() {
+            Ok(slot) => slot,
+            Err(reason) => {
+                // The SIP descriptor share is used up: refuse here, never in media's share.
+                self.tcp.refused(t.destination, reason);
+                ShellMetrics::inc(&self.metrics.tcp_send_drops);
+                self.proxy
+                    .transport_failed(Instant::now(), Transport::Tcp, t.destination);
+                return;
+            }
+        };
         let flow = Flow {
             transport: Transport::Tcp,
             local: t.flow.local,
@@ -379,6 +406,7 @@ impl SipShell {
             rx,
             weak,
             self.tcp.clone(),
+            slot,
         ));
     }
 }

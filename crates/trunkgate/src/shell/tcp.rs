@@ -1,13 +1,18 @@
 //! TCP: listeners, per-connection reader and writer tasks, and outgoing connects.
 //!
-//! Each connection has a reader task (frames the byte stream with the SIP crate's
-//! `frame_len`, answers RFC 5626 keepalive pings, enforces the idle timeout) and a writer
-//! task draining a bounded FIFO queue, so writes on one connection keep the order the core
-//! produced them in. Frames and open/close events reach the core task over one bounded
+//! A connection is judged at accept before a byte is read ([`super::admit`]): strangers,
+//! banned sources and connections over a cap are reset at once. An admitted one has a
+//! reader task (frames the byte stream with the SIP crate's `frame_len` into a buffer never
+//! larger than `max_message_size + 1`, answers RFC 5626 keepalive pings, enforces the idle
+//! timeout and the header timeout: a message must be whole within `tcp_header_timeout` of
+//! its first byte) and a writer task draining a bounded FIFO queue, so writes on one
+//! connection keep the order the core produced them in. Every close is counted by
+//! [`CloseReason`]. Frames and open/close events reach the core task over one bounded
 //! channel ([`TcpEvent`]); the core owns the connection table (see [`super::connections`]).
 
-use crate::metrics::ShellMetrics;
-use bytes::{Buf, Bytes, BytesMut};
+use super::admit::{Admit, Slot};
+use crate::metrics::{CloseReason, ShellMetrics};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
@@ -26,8 +31,9 @@ use trunkgate_sip::{ConnId, Flow, Transport};
 
 /// Messages queued per connection before the core gives up on it.
 pub const WRITE_QUEUE: usize = 1024;
-/// Outgoing connection attempts give up after this long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Outgoing connection attempts give up after this long (the core then hears
+/// [`TcpEvent::ConnectFailed`] instead of waiting for Timer B).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A single write that makes no progress for this long closes the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer growth step.
@@ -49,8 +55,22 @@ pub enum TcpEvent {
         peer: SocketAddr,
         data: Bytes,
     },
-    /// The connection is gone (closed by either side, failed to connect, idle, framing error).
+    /// The connection is gone (closed by either side, idle, framing error).
     Closed { id: ConnId },
+    /// An outgoing connection to `destination` could not be opened (refused, unreachable,
+    /// timed out): what was queued on it is lost.
+    ConnectFailed { id: ConnId, destination: SocketAddr },
+}
+
+/// What every TCP task needs to know, from the policy.
+#[derive(Debug, Clone)]
+pub struct TcpSettings {
+    pub limits: Limits,
+    /// No bytes either way for this long closes a connection (zero: never).
+    pub idle_timeout: Duration,
+    /// A message still incomplete this long after its first byte closes the connection.
+    pub header_timeout: Duration,
+    pub tos: u8,
 }
 
 /// Settings and handles every TCP task shares.
@@ -59,35 +79,38 @@ pub struct TcpShared {
     pub events: mpsc::Sender<TcpEvent>,
     pub metrics: Arc<ShellMetrics>,
     pub limits: Limits,
-    /// No bytes either way for this long closes a connection.
     pub idle_timeout: Duration,
-    /// Concurrent connection cap; accepts over it are closed at once.
-    pub max_connections: usize,
+    pub header_timeout: Duration,
+    /// Accept-time admission and the connection caps.
+    pub admit: Arc<Admit>,
     pub tos: u8,
     next_conn: AtomicU64,
+}
+
+/// A timeout of zero means "never".
+fn or_never(d: Duration) -> Duration {
+    if d.is_zero() {
+        Duration::from_secs(86_400 * 365)
+    } else {
+        d
+    }
 }
 
 impl TcpShared {
     pub fn new(
         events: mpsc::Sender<TcpEvent>,
         metrics: Arc<ShellMetrics>,
-        limits: Limits,
-        idle_timeout: Duration,
-        max_connections: usize,
-        tos: u8,
+        settings: TcpSettings,
+        admit: Arc<Admit>,
     ) -> TcpShared {
-        let idle_timeout = if idle_timeout.is_zero() {
-            Duration::from_secs(86_400 * 365)
-        } else {
-            idle_timeout
-        };
         TcpShared {
             events,
             metrics,
-            limits,
-            idle_timeout,
-            max_connections,
-            tos,
+            limits: settings.limits,
+            idle_timeout: or_never(settings.idle_timeout),
+            header_timeout: or_never(settings.header_timeout),
+            admit,
+            tos: settings.tos,
             next_conn: AtomicU64::new(1),
         }
     }
@@ -95,6 +118,16 @@ impl TcpShared {
     /// A process-unique connection id (never reused).
     pub fn next_id(&self) -> ConnId {
         ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Count and (rate-limited) log a connection refused for `reason`.
+    pub fn refused(&self, peer: SocketAddr, reason: CloseReason) {
+        self.metrics.closed(reason);
+        if reason == CloseReason::GlobalCap {
+            ShellMetrics::inc(&self.metrics.tcp_connections_rejected);
+        }
+        self.admit
+            .log_refusal(peer.ip(), reason, std::time::Instant::now());
     }
 }
 
@@ -125,7 +158,9 @@ pub fn bind(address: SocketAddr, tos: u8) -> io::Result<(Flow, TcpListener)> {
     ))
 }
 
-/// Accept connections on `listener` until the process ends.
+/// Accept connections on `listener` until the process ends. Each one is judged before a
+/// byte is read ([`Admit::accept`]); a refused one is reset at once (no read, no task, no
+/// allocation beyond the accept itself).
 pub async fn accept_loop(listener: TcpListener, flow: Flow, shared: Arc<TcpShared>) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -137,16 +172,16 @@ pub async fn accept_loop(listener: TcpListener, flow: Flow, shared: Arc<TcpShare
                 continue;
             }
         };
-        let active = shared
-            .metrics
-            .tcp_connections_active
-            .load(Ordering::Relaxed);
-        if usize::try_from(active).unwrap_or(0) >= shared.max_connections {
-            ShellMetrics::inc(&shared.metrics.tcp_connections_rejected);
-            tracing::warn!(%peer, active, "TCP connection cap reached: closing new connection");
-            drop(stream);
-            continue;
-        }
+        let slot = match shared.admit.accept(peer.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                // RST rather than FIN: no TIME_WAIT left behind, nothing told.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                drop(stream);
+                shared.refused(peer, reason);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let conn_flow = Flow {
             conn: Some(shared.next_id()),
@@ -170,25 +205,29 @@ pub async fn accept_loop(listener: TcpListener, flow: Flow, shared: Arc<TcpShare
             rx,
             weak,
             shared.clone(),
+            slot,
         ));
     }
 }
 
 /// Open an outgoing connection for `flow` (its `conn` already assigned by the core, its
-/// queue already holding the first message), then serve it like an accepted one.
+/// queue already holding the first message, its `slot` under the global cap taken), then
+/// serve it like an accepted one.
 pub async fn connect(
     flow: Flow,
     peer: SocketAddr,
     rx: mpsc::Receiver<Bytes>,
     weak: mpsc::WeakSender<Bytes>,
     shared: Arc<TcpShared>,
+    slot: Slot,
 ) {
     match tokio::time::timeout(CONNECT_TIMEOUT, open(flow.local, peer, shared.tos)).await {
         Ok(Ok(stream)) => {
             tracing::debug!(%peer, conn = ?flow.conn, "TCP connection established");
-            run_connection(stream, flow, peer, rx, weak, shared).await;
+            run_connection(stream, flow, peer, rx, weak, shared, slot).await;
         }
         failed => {
+            drop(slot);
             let reason = match failed {
                 Ok(Err(error)) => error.to_string(),
                 _ => "timed out".to_owned(),
@@ -201,7 +240,11 @@ pub async fn connect(
                 .tcp_send_drops
                 .fetch_add(lost, Ordering::Relaxed);
             if let Some(id) = flow.conn {
-                let _ = shared.events.send(TcpEvent::Closed { id }).await;
+                let failed = TcpEvent::ConnectFailed {
+                    id,
+                    destination: peer,
+                };
+                let _ = shared.events.send(failed).await;
             }
         }
     }
@@ -243,7 +286,8 @@ impl Activity {
     }
 }
 
-/// Serve one established connection until it closes, then tell the core.
+/// Serve one established connection until it closes, then tell the core. `slot` (its place
+/// under the caps) is given back when the socket is closed.
 async fn run_connection(
     stream: TcpStream,
     flow: Flow,
@@ -251,6 +295,7 @@ async fn run_connection(
     rx: mpsc::Receiver<Bytes>,
     weak: mpsc::WeakSender<Bytes>,
     shared: Arc<TcpShared>,
+    slot: Slot,
 ) {
     let (reader, writer) = stream.into_split();
     let activity = Arc::new(Activity::new());
@@ -258,7 +303,16 @@ async fn run_connection(
     let mut writer = tokio::spawn(write_loop(writer, rx, activity.clone()));
     let reason = read_loop(reader, flow, peer, &weak, &shared, &activity, &mut writer).await;
     writer.abort();
-    tracing::debug!(%peer, conn = ?flow.conn, reason, "TCP connection closed");
+    drop(slot);
+    shared.metrics.closed(reason);
+    match reason {
+        CloseReason::HeaderTimeout | CloseReason::Idle | CloseReason::Oversized => {
+            tracing::info!(%peer, conn = ?flow.conn, reason = reason.as_str(), "TCP connection closed");
+        }
+        _ => {
+            tracing::debug!(%peer, conn = ?flow.conn, reason = reason.as_str(), "TCP connection closed");
+        }
+    }
     if let Some(id) = flow.conn {
         let _ = shared.events.send(TcpEvent::Closed { id }).await;
     }
@@ -268,22 +322,28 @@ async fn write_loop(
     mut writer: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Bytes>,
     activity: Arc<Activity>,
-) {
+) -> CloseReason {
     while let Some(data) = rx.recv().await {
         match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&data)).await {
             Ok(Ok(())) => activity.touch(),
             Ok(Err(error)) => {
                 tracing::debug!(%error, "TCP write failed");
-                return;
+                return CloseReason::Peer;
             }
             Err(_) => {
                 tracing::warn!("TCP write stalled: closing the connection");
-                return;
+                return CloseReason::WriteStalled;
             }
         }
     }
-    // The core dropped the queue: close our side.
+    // The core dropped the queue (the peer stopped reading, or shutdown): close our side.
     let _ = writer.shutdown().await;
+    CloseReason::NotReading
+}
+
+/// Only line ends: a keepalive (or half of one), not the start of a message.
+fn only_line_ends(buf: &[u8]) -> bool {
+    buf.iter().all(|b| matches!(b, b'\r' | b'\n'))
 }
 
 async fn read_loop(
@@ -293,37 +353,46 @@ async fn read_loop(
     weak: &mpsc::WeakSender<Bytes>,
     shared: &TcpShared,
     activity: &Activity,
-    writer: &mut JoinHandle<()>,
-) -> &'static str {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    writer: &mut JoinHandle<CloseReason>,
+) -> CloseReason {
+    // One byte over the limit is enough to know a message is too large: the buffer never
+    // holds more than `max_message_size + 1` bytes.
+    let most = shared.limits.max_message_size.saturating_add(1);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK.min(most));
     let idle = tokio::time::sleep_until(activity.last() + shared.idle_timeout);
     tokio::pin!(idle);
+    // When the message now in the buffer began (None: nothing pending).
+    let mut started: Option<Instant> = None;
+    let header = tokio::time::sleep_until(Instant::now() + shared.header_timeout);
+    tokio::pin!(header);
     loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-            buf.reserve(READ_CHUNK);
-        }
+        let room = most.saturating_sub(buf.len()).clamp(1, READ_CHUNK);
+        buf.reserve(room);
+        let mut window = (&mut buf).limit(room);
         tokio::select! {
-            read = reader.read_buf(&mut buf) => match read {
-                Ok(0) => return "closed by peer",
+            read = reader.read_buf(&mut window) => match read {
+                Ok(0) | Err(_) => return CloseReason::Peer,
                 Ok(_) => activity.touch(),
-                Err(_) => return "read error",
             },
-            _ = &mut *writer => return "write side ended",
+            reason = &mut *writer => return reason.unwrap_or(CloseReason::Peer),
             () = &mut idle => {
                 let deadline = activity.last() + shared.idle_timeout;
                 if deadline <= Instant::now() {
-                    return "idle timeout";
+                    return CloseReason::Idle;
                 }
                 idle.as_mut().reset(deadline);
                 continue;
             }
+            () = &mut header, if started.is_some() => return CloseReason::HeaderTimeout,
         }
+        let mut cut = false;
         loop {
             match next_frame(&mut buf, &shared.limits) {
                 Ok(FrameStep::Frame(data)) => {
+                    cut = true;
                     let event = TcpEvent::Frame { flow, peer, data };
                     if shared.events.send(event).await.is_err() {
-                        return "shutting down";
+                        return CloseReason::Shutdown;
                     }
                 }
                 Ok(FrameStep::Ping) => {
@@ -335,9 +404,19 @@ async fn read_loop(
                 Err(error) => {
                     ShellMetrics::inc(&shared.metrics.tcp_framing_errors);
                     tracing::info!(%peer, %error, "TCP framing error: closing the connection");
-                    return "framing error";
+                    return match error {
+                        ParseError::TooLarge(_) => CloseReason::Oversized,
+                        _ => CloseReason::Malformed,
+                    };
                 }
             }
+        }
+        if only_line_ends(&buf) {
+            started = None;
+        } else if started.is_none() || cut {
+            let now = Instant::now();
+            started = Some(now);
+            header.as_mut().reset(now + shared.header_timeout);
         }
     }
 }
@@ -433,6 +512,80 @@ Max-Forwards: 70\r\nContent-Length: 4\r\n\r\nbody";
             FrameStep::Ping
         );
         assert!(buf.is_empty());
+    }
+
+    struct NoRoutes;
+    impl trunkgate_sip::Routing for NoRoutes {
+        fn classify(&self, _: std::net::IpAddr) -> trunkgate_sip::Party {
+            trunkgate_sip::Party::Unknown
+        }
+        fn candidates(
+            &self,
+            _: std::time::Instant,
+            _: trunkgate_sip::Party,
+            _: Option<&[u8]>,
+            _: &dyn trunkgate_sip::TrunkLoad,
+            _: &mut Vec<trunkgate_sip::Target>,
+        ) -> trunkgate_sip::RouteChoice {
+            trunkgate_sip::RouteChoice::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_reaches_the_core_at_once_and_gives_its_slot_back() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = closed.local_addr().unwrap();
+        drop(closed); // nothing listens there now: the connect is refused
+        let (events, mut core) = mpsc::channel(4);
+        let admit = Arc::new(Admit::new(
+            Arc::new(NoRoutes),
+            Arc::new(trunkgate_sip::NoAdmission),
+            4,
+            4,
+        ));
+        let settings = TcpSettings {
+            limits: Limits::default(),
+            idle_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            tos: 0,
+        };
+        let shared = Arc::new(TcpShared::new(
+            events,
+            Arc::new(ShellMetrics::default()),
+            settings,
+            admit.clone(),
+        ));
+        let flow = Flow {
+            transport: Transport::Tcp,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            conn: Some(ConnId(7)),
+        };
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        tx.try_send(Bytes::from_static(OPTIONS)).unwrap();
+        let slot = admit.outgoing().unwrap();
+        assert_eq!(admit.open(), 1);
+        let started = std::time::Instant::now();
+        connect(flow, peer, rx, tx.downgrade(), shared.clone(), slot).await;
+        match core.recv().await {
+            Some(TcpEvent::ConnectFailed { id, destination }) => {
+                assert_eq!((id, destination), (ConnId(7), peer));
+            }
+            other => panic!("expected ConnectFailed, got {other:?}"),
+        }
+        assert!(started.elapsed() <= CONNECT_TIMEOUT);
+        assert_eq!(admit.open(), 0, "the slot is given back");
+        assert_eq!(
+            shared.metrics.tcp_connect_failures.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(shared.metrics.tcp_send_drops.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn only_line_ends_do_not_start_the_header_clock() {
+        assert!(only_line_ends(b""));
+        assert!(only_line_ends(b"\r\n"));
+        assert!(!only_line_ends(b"\r\nO"));
     }
 
     #[test]
