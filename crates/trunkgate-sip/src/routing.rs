@@ -43,6 +43,9 @@ pub struct Target {
     /// Host (and port) to write into the Request-URI, e.g. `"127.0.0.3:5060"` or
     /// `"sip.carrier-a.example"`.
     pub uri_host: String,
+    /// Answer a branch to this target here with this final code instead of sending it, as
+    /// if the target had (a `reject-503` failover drill: the real failover path runs).
+    pub local_answer: Option<u16>,
 }
 
 /// A set of final response codes (300–699), as a bitmap: `Copy`, no allocation per call.

@@ -108,6 +108,7 @@ impl Routing for PolicyRouting {
                         address: trunk.address,
                         transport: transport(trunk.transport),
                         uri_host: trunk.uri_host.clone(),
+                        local_answer: None,
                     });
                 }
                 RouteChoice {
@@ -126,6 +127,7 @@ impl Routing for PolicyRouting {
                     address: pbx.address,
                     transport: transport(pbx.transport),
                     uri_host: pbx.uri_host.clone(),
+                    local_answer: None,
                 });
                 RouteChoice::default()
             }
@@ -186,12 +188,14 @@ mod tests {
                     address: "127.0.0.3:5060".parse().unwrap(),
                     transport: None,
                     uri_host: "127.0.0.3:5060".into(),
+                    local_answer: None,
                 },
                 Target {
                     party: Party::Trunk(1),
                     address: "127.0.0.4:5060".parse().unwrap(),
                     transport: None,
                     uri_host: "127.0.0.4:5060".into(),
+                    local_answer: None,
                 },
             ]
         );

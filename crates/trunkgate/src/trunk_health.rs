@@ -361,6 +361,7 @@ impl TrunkHealthFeed {
                 address: trunk.address,
                 transport: crate::routing_adapter::transport(trunk.transport),
                 uri_host: trunk.uri_host.clone(),
+                local_answer: None,
             };
             if !proxy.probe(now, id.0, &target, timeout) {
                 let change =

@@ -25,6 +25,8 @@ pub(super) struct Branch {
     pub flow: Flow,
     pub request_uri: Option<Vec<u8>>,
     pub record_route: bool,
+    /// Answered here with this code instead of being sent (a `reject-503` drill).
+    pub local_answer: Option<u16>,
 }
 
 impl Proxy {
@@ -47,6 +49,7 @@ impl Proxy {
             flow,
             request_uri,
             record_route: msg.method() == Some(Method::Invite),
+            local_answer: target.local_answer,
         })
     }
 
@@ -95,7 +98,10 @@ impl Proxy {
                 try_timeout = ctx.failover.try_timeout;
             }
         }
-        self.send(branch.flow, branch.address, data.clone());
+        let local_answer = branch.local_answer;
+        if local_answer.is_none() {
+            self.send(branch.flow, branch.address, data.clone());
+        }
         self.insert_client(
             now,
             client_id,
@@ -122,8 +128,14 @@ impl Proxy {
                 dialog,
                 method,
                 to: branch.party,
+                address: branch.address,
                 attempt,
             });
+        }
+        if let Some(code) = local_answer {
+            // Nothing was sent: the branch ends here as if the target had answered `code`.
+            self.branch_ended(now, client_id, Outcome::Final(code), None, true);
+            self.remove_client(client_id, Sub::Main);
         }
     }
 
@@ -163,11 +175,12 @@ impl Proxy {
         let Some(server_id) = client.server() else {
             return;
         };
-        let (to, sent, first_provisional, method) = (
+        let (to, sent, first_provisional, method, address) = (
             client.party,
             client.sent,
             client.first_provisional,
             client.method,
+            client.destination,
         );
         let retry_after = response.and_then(super::originate::retry_after);
         if matches!(outcome, Outcome::Final(code) if code < 300) {
@@ -182,6 +195,7 @@ impl Proxy {
                 dialog: server.dialog,
                 method,
                 to,
+                address,
                 route,
                 outcome,
                 retry_after,
@@ -195,6 +209,8 @@ impl Proxy {
             (Outcome::Final(code), Some(msg)) if code >= 300 => {
                 Some((code, super::response::pop_via(msg, None)))
             }
+            // Answered here (a drill): no bytes; `relay_final` writes the response.
+            (Outcome::Final(code), None) if code >= 300 => Some((code, Bytes::new())),
             _ => None,
         };
         let Some(server) = self.servers.get_mut(&server_id) else {
@@ -237,6 +253,7 @@ impl Proxy {
                 dialog,
                 method,
                 to,
+                address,
                 route,
                 outcome,
                 retry_after,
@@ -266,6 +283,9 @@ impl Proxy {
     ) {
         let canceled = self.servers.get(&server_id).is_some_and(|s| s.canceled);
         match last_failure {
+            Some((code, data)) if data.is_empty() && code != 503 && !canceled => {
+                self.fail_upstream(now, server_id, code, "Declined by Trunkgate");
+            }
             Some((code, data)) if code != 503 && (!canceled || code == 487) => {
                 let Some(s) = self.servers.get(&server_id) else {
                     return;

@@ -6,6 +6,7 @@
 
 use crate::message::Method;
 use crate::routing::{Party, TrunkId};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How one branch (one candidate tried for a request) ended.
@@ -89,6 +90,8 @@ pub enum Event {
         dialog: Option<u64>,
         method: Method,
         to: Party,
+        /// Where the branch went (tells PBX nodes apart).
+        address: SocketAddr,
         attempt: u8,
     },
     /// A branch ended. `first_provisional`/`duration` are measured from when the branch was
@@ -97,6 +100,7 @@ pub enum Event {
         dialog: Option<u64>,
         method: Method,
         to: Party,
+        address: SocketAddr,
         route: Option<u16>,
         outcome: Outcome,
         /// The final carried `Retry-After` (seconds), if any.

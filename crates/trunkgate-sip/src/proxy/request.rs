@@ -571,6 +571,7 @@ impl Proxy {
             flow: fwd.flow,
             request_uri: fwd.request_uri,
             record_route: false,
+            local_answer: None,
         };
         self.start_branch(now, server_id, msg, branch, fwd.body.as_deref());
     }

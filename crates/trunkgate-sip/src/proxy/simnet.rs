@@ -33,6 +33,8 @@ pub fn addr(s: &str) -> SocketAddr {
 pub struct TestRouting {
     pub failover: FailoverPolicy,
     pub second_pbx: bool,
+    /// Trunk 0 is answered locally with this code (a `reject-503` drill).
+    pub reject_first: Option<u16>,
 }
 
 pub const PBX_B: &str = "127.0.0.5:5060";
@@ -42,6 +44,7 @@ impl Default for TestRouting {
         TestRouting {
             failover: FailoverPolicy::NONE,
             second_pbx: false,
+            reject_first: None,
         }
     }
 }
@@ -70,12 +73,14 @@ impl Routing for TestRouting {
                     address: addr(TRUNK),
                     transport: None,
                     uri_host: TRUNK.into(),
+                    local_answer: self.reject_first,
                 });
                 out.push(Target {
                     party: Party::Trunk(1),
                     address: addr(TRUNK_B),
                     transport: None,
                     uri_host: TRUNK_B.into(),
+                    local_answer: None,
                 });
             }
             Party::Trunk(_) => {
@@ -84,6 +89,7 @@ impl Routing for TestRouting {
                     address: addr(PBX),
                     transport: None,
                     uri_host: PBX.into(),
+                    local_answer: None,
                 });
                 if self.second_pbx {
                     out.push(Target {
@@ -91,6 +97,7 @@ impl Routing for TestRouting {
                         address: addr(PBX_B),
                         transport: None,
                         uri_host: PBX_B.into(),
+                        local_answer: None,
                     });
                 }
             }
@@ -188,6 +195,7 @@ impl SimNet {
             TestRouting {
                 failover,
                 second_pbx: true,
+                reject_first: None,
             },
         )
     }

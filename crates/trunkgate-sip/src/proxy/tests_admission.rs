@@ -304,7 +304,7 @@ proptest! {
     fn session_counts_follow_failovers(steps in prop::collection::vec(step(), 1..60)) {
         let mut admission = TestAdmission::default();
         admission.limits[0] = TrunkLimits { max_sessions: Some(3), ..Default::default() };
-        let routing = TestRouting { failover: crate::routing::FailoverPolicy::standard(), second_pbx: false };
+        let routing = TestRouting { failover: crate::routing::FailoverPolicy::standard(), ..TestRouting::default() };
         check_session_counts(SimNet::with(Some(Arc::new(admission)), routing), steps)?;
     }
 }

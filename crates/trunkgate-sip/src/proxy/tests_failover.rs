@@ -432,6 +432,7 @@ fn options_probes_report_replies_and_timeouts() {
         address: addr(TRUNK),
         transport: None,
         uri_host: TRUNK.into(),
+        local_answer: None,
     };
     assert!(net.probe(0, &target, Duration::from_secs(2)));
     net.settle();
@@ -468,4 +469,49 @@ fn options_probes_report_replies_and_timeouts() {
     net.send(TRUNK, &reply(&retransmitted[0], 200, "OK", "x", ""));
     net.settle();
     assert!(net.events().is_empty());
+}
+
+#[test]
+fn a_locally_answered_branch_runs_the_real_failover_path() {
+    // A `reject-503` drill on carrier-a: nothing is sent there, the call fails over.
+    let routing = TestRouting {
+        failover: policy(),
+        reject_first: Some(503),
+        ..TestRouting::default()
+    };
+    let mut net = SimNet::with(None, routing);
+    let mut call = Call::new("drill", PBX, TRUNK);
+    let (invite, _) = call.invite();
+    net.send(PBX, &invite);
+    net.settle();
+    assert!(net.take(TRUNK).is_empty(), "carrier-a never sees the call");
+    let at_b = net.take_one(TRUNK_B);
+    answer_at_b_and_hang_up(&mut net, &mut call, &at_b);
+    assert!(net.events().iter().any(|e| matches!(
+        e,
+        Event::BranchEnded {
+            to: Party::Trunk(0),
+            outcome: Outcome::Final(503),
+            failover: true,
+            ..
+        }
+    )));
+    assert_idle_after_timers(&mut net);
+
+    // With no other trunk the PBX gets 500 (a 503 is never relayed).
+    let routing = TestRouting {
+        failover: FailoverPolicy {
+            max_attempts: 1,
+            ..policy()
+        },
+        reject_first: Some(503),
+        ..TestRouting::default()
+    };
+    let mut net = SimNet::with(None, routing);
+    let mut call = Call::new("drill1", PBX, TRUNK);
+    let (invite, _) = call.invite();
+    net.send(PBX, &invite);
+    net.settle();
+    assert_eq!(statuses(&net.take(PBX)), vec![Some(500)]);
+    assert_idle_after_timers(&mut net);
 }
