@@ -191,9 +191,35 @@ pub enum PeerTransport {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pbx {
+    /// The first node (`[pbx]` itself, named `"pbx"`).
     pub address: HostPort,
     pub transport: PeerTransport,
     pub allow: Vec<IpNet>,
+    /// Further nodes (`[[pbx.node]]`), in the order written: calls from trunks try the
+    /// first node, then these (a node whose `dids` match the number goes first).
+    pub nodes: Vec<PbxNode>,
+    /// Failover between the nodes for calls from trunks (the route keys, on `[pbx]`).
+    pub inbound: Failover,
+}
+
+/// A further PBX node (a second site, a standby).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PbxNode {
+    pub name: String,
+    pub address: HostPort,
+    pub transport: PeerTransport,
+    pub allow: Vec<IpNet>,
+    /// Request-URI user prefixes (DIDs) this node takes first.
+    pub dids: Vec<String>,
+}
+
+/// How a call moves on to its next candidate: a route's (or `[pbx]`'s) failover keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    pub failover_on: Vec<u16>,
+    pub try_timeout: Option<Duration>,
+    pub max_attempts: u32,
+    pub setup_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

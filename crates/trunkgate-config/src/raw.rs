@@ -195,6 +195,23 @@ pub(crate) struct RawPbx {
     pub address: Option<Field>,
     pub transport: Option<Field>,
     pub allow: Option<Field>,
+    /// Inbound failover between the nodes (as a route's keys).
+    pub failover_on: Option<Field>,
+    pub try_timeout: Option<Field>,
+    pub max_attempts: Option<Field>,
+    pub setup_timeout: Option<Field>,
+    /// Further PBX nodes (`[[pbx.node]]`), tried after the first.
+    pub node: Option<Spanned<Vec<Spanned<RawPbxNode>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPbxNode {
+    pub name: Option<Field>,
+    pub address: Option<Field>,
+    pub transport: Option<Field>,
+    pub allow: Option<Field>,
+    pub dids: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -319,7 +336,16 @@ pub(crate) const SIP_KEYS: &[&str] = &[
     "dialog_timeout",
 ];
 pub(crate) const ADMIN_KEYS: &[&str] = &["listen"];
-pub(crate) const PBX_KEYS: &[&str] = &["address", "transport", "allow"];
+pub(crate) const PBX_KEYS: &[&str] = &[
+    "address",
+    "transport",
+    "allow",
+    "failover_on",
+    "try_timeout",
+    "max_attempts",
+    "setup_timeout",
+    "node",
+];
 pub(crate) const SECURITY_KEYS: &[&str] = &["unknown_source", "block_user_agents"];
 pub(crate) const FLOOD_KEYS: &[&str] = &[
     "rate",
@@ -439,6 +465,10 @@ impl RawPolicy {
                     "address" => &mut t.address,
                     "transport" => &mut t.transport,
                     "allow" => &mut t.allow,
+                    "failover_on" => &mut t.failover_on,
+                    "try_timeout" => &mut t.try_timeout,
+                    "max_attempts" => &mut t.max_attempts,
+                    "setup_timeout" => &mut t.setup_timeout,
                     _ => return Err(UnknownName::Key(PBX_KEYS)),
                 }
             }

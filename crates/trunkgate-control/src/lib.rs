@@ -42,13 +42,17 @@ pub enum Source {
     Unknown,
 }
 
-/// The PBX as Trunkgate reaches it.
+/// A PBX node as Trunkgate reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerEntry {
+    /// `pbx` for `[pbx]` itself, else the `[[pbx.node]]` name.
+    pub name: String,
     pub address: SocketAddr,
     pub transport: PeerTransport,
     /// The configured `host:port` text, for Request-URIs: `127.0.0.2:5060`, `pbx.lan:5060`.
     pub uri_host: String,
+    /// DID prefixes this node takes first.
+    pub dids: Vec<String>,
 }
 
 /// A trunk as Trunkgate reaches it.
@@ -124,7 +128,10 @@ pub enum ResolveError {
 /// Routing decisions for one policy snapshot. Built once; read concurrently.
 #[derive(Debug)]
 pub struct RoutingTable {
-    pbx: PeerEntry,
+    /// `[pbx]` first, then its `[[pbx.node]]`s (never empty).
+    pbx: Vec<PeerEntry>,
+    /// Failover between the PBX nodes for calls from trunks.
+    inbound: trunkgate_config::Failover,
     /// In policy order.
     trunks: Vec<TrunkEntry>,
     /// `by_id[id]`: the position of trunk `id` in `trunks`, if this policy has it.
@@ -154,11 +161,22 @@ impl RoutingTable {
                 source,
             }),
         };
-        let pbx = PeerEntry {
+        let mut pbx = vec![PeerEntry {
+            name: "pbx".to_owned(),
             address: lookup("pbx".to_owned(), &policy.pbx.address)?,
             transport: policy.pbx.transport,
             uri_host: policy.pbx.address.to_string(),
-        };
+            dids: Vec::new(),
+        }];
+        for node in &policy.pbx.nodes {
+            pbx.push(PeerEntry {
+                name: node.name.clone(),
+                address: lookup(format!("pbx node \"{}\"", node.name), &node.address)?,
+                transport: node.transport,
+                uri_host: node.address.to_string(),
+                dids: node.dids.clone(),
+            });
+        }
         let mut trunks = Vec::with_capacity(policy.trunks.len());
         let mut by_id: Vec<Option<usize>> = Vec::new();
         for (position, t) in policy.trunks.iter().enumerate() {
@@ -191,19 +209,20 @@ impl RoutingTable {
             .pbx
             .allow
             .iter()
+            .chain(policy.pbx.nodes.iter().flat_map(|n| n.allow.iter()))
             .copied()
-            .chain([IpNet::from(pbx.address.ip())]);
-        let claims =
-            pbx_claims
-                .map(|n| (n, Source::Pbx))
-                .chain(policy.trunks.iter().zip(&trunks).flat_map(|(t, e)| {
-                    let (own, id) = (IpNet::from(e.address.ip()), e.id);
-                    t.allow
-                        .iter()
-                        .copied()
-                        .chain([own])
-                        .map(move |n| (n, Source::Trunk(id)))
-                }));
+            .chain(pbx.iter().map(|node| IpNet::from(node.address.ip())))
+            .collect::<Vec<_>>();
+        let claims = pbx_claims.into_iter().map(|n| (n, Source::Pbx)).chain(
+            policy.trunks.iter().zip(&trunks).flat_map(|(t, e)| {
+                let (own, id) = (IpNet::from(e.address.ip()), e.id);
+                t.allow
+                    .iter()
+                    .copied()
+                    .chain([own])
+                    .map(move |n| (n, Source::Trunk(id)))
+            }),
+        );
         let describe = |s: Source| match s {
             Source::Pbx => "pbx".to_owned(),
             Source::Trunk(id) => trunks.iter().find(|t| t.id == id).map_or_else(
@@ -249,6 +268,7 @@ impl RoutingTable {
 
         Ok(RoutingTable {
             pbx,
+            inbound: policy.pbx.inbound.clone(),
             trunks,
             by_id,
             routes,
@@ -330,8 +350,47 @@ impl RoutingTable {
         self.trunks.iter().find(|t| t.name == name).map(|t| t.id)
     }
 
+    /// The first PBX node (`[pbx]` itself).
     pub fn pbx(&self) -> &PeerEntry {
+        // `new` always puts `[pbx]` first.
+        &self.pbx[0]
+    }
+
+    /// How calls from trunks fail over between the PBX nodes (`[pbx]`'s failover keys).
+    pub fn inbound_failover(&self) -> &trunkgate_config::Failover {
+        &self.inbound
+    }
+
+    /// Every PBX node, `[pbx]` first, then `[[pbx.node]]`s as written.
+    pub fn pbx_nodes(&self) -> &[PeerEntry] {
         &self.pbx
+    }
+
+    /// The PBX nodes for an inbound call to `request_user`, best first: nodes whose `dids`
+    /// match the number (longest prefix first), then the others as written.
+    pub fn inbound_candidates(&self, request_user: Option<&[u8]>, out: &mut Vec<usize>) {
+        out.clear();
+        let user = request_user.unwrap_or_default();
+        let matched = |node: &PeerEntry| {
+            node.dids
+                .iter()
+                .filter(|d| user.starts_with(d.as_bytes()))
+                .map(String::len)
+                .max()
+        };
+        let mut ranked: Vec<(usize, usize)> = self
+            .pbx
+            .iter()
+            .enumerate()
+            .filter_map(|(i, node)| matched(node).map(|len| (i, len)))
+            .collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.extend(ranked.iter().map(|(i, _)| *i));
+        for i in 0..self.pbx.len() {
+            if !ranked.iter().any(|(m, _)| *m == i) {
+                out.push(i);
+            }
+        }
     }
 
     /// All routes in file order.

@@ -328,3 +328,42 @@ fn embedded_default_routes() {
         .collect();
     assert_eq!(names, ["carrier-a", "carrier-b"]);
 }
+
+#[test]
+fn pbx_nodes_classify_as_the_pbx_and_dids_pick_the_node() {
+    let t = table(
+        r#"
+[listen]
+sip = ["udp:127.0.0.1:5060"]
+[pbx]
+address = "127.0.0.2:5060"
+[[pbx.node]]
+name = "site-b"
+address = "127.0.0.5:5060"
+allow = ["10.9.0.0/24"]
+dids = ["+44207946"]
+[[pbx.node]]
+name = "site-c"
+address = "127.0.0.6:5060"
+dids = ["+4420794612"]
+[[trunk]]
+name = "a"
+address = "127.0.0.3:5060"
+"#,
+    );
+    for ip in ["127.0.0.2", "127.0.0.5", "10.9.0.7", "127.0.0.6"] {
+        assert_eq!(t.classify(ip.parse().unwrap()), Source::Pbx, "{ip}");
+    }
+    let names = |user: &str| {
+        let mut out = Vec::new();
+        t.inbound_candidates(Some(user.as_bytes()), &mut out);
+        out.iter()
+            .map(|&i| t.pbx_nodes()[i].name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("+15550001"), ["pbx", "site-b", "site-c"]);
+    assert_eq!(names("+442079460000"), ["site-b", "pbx", "site-c"]);
+    // The longest matching prefix goes first.
+    assert_eq!(names("+442079461234"), ["site-c", "site-b", "pbx"]);
+    assert_eq!(t.inbound_failover().max_attempts, 3);
+}

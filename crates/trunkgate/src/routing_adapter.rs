@@ -19,6 +19,17 @@ pub struct PolicyRouting {
     health: Arc<Mutex<Health>>,
     /// Each route's failover policy, by route index (built once, not per call).
     failover: Vec<FailoverPolicy>,
+    /// Failover between PBX nodes for calls from trunks.
+    inbound: FailoverPolicy,
+}
+
+fn failover_policy(f: &trunkgate_config::Failover) -> FailoverPolicy {
+    FailoverPolicy {
+        failover_on: CodeSet::from_codes(f.failover_on.iter().copied()),
+        try_timeout: f.try_timeout,
+        max_attempts: u8::try_from(f.max_attempts).unwrap_or(u8::MAX),
+        setup_timeout: f.setup_timeout,
+    }
 }
 
 impl PolicyRouting {
@@ -40,10 +51,12 @@ impl PolicyRouting {
                 setup_timeout: route.setup_timeout,
             })
             .collect();
+        let inbound = failover_policy(table.inbound_failover());
         PolicyRouting {
             table,
             health,
             failover,
+            inbound,
         }
     }
 
@@ -55,6 +68,16 @@ impl PolicyRouting {
     /// The routing table this adapter answers from.
     pub fn table(&self) -> &RoutingTable {
         &self.table
+    }
+}
+
+fn pbx_target(node: &trunkgate_control::PeerEntry) -> Target {
+    Target {
+        party: Party::Pbx,
+        address: node.address,
+        transport: transport(node.transport),
+        uri_host: node.uri_host.clone(),
+        local_answer: None,
     }
 }
 
@@ -121,15 +144,20 @@ impl Routing for PolicyRouting {
                 }
             }
             Party::Trunk(_) => {
-                let pbx = self.table.pbx();
-                out.push(Target {
-                    party: Party::Pbx,
-                    address: pbx.address,
-                    transport: transport(pbx.transport),
-                    uri_host: pbx.uri_host.clone(),
-                    local_answer: None,
-                });
-                RouteChoice::default()
+                let nodes = self.table.pbx_nodes();
+                if nodes.len() == 1 {
+                    // One PBX (the common case): no ordering to compute.
+                    let pbx = self.table.pbx();
+                    out.push(pbx_target(pbx));
+                } else {
+                    let mut order = Vec::with_capacity(nodes.len());
+                    self.table.inbound_candidates(request_user, &mut order);
+                    out.extend(order.iter().filter_map(|&i| nodes.get(i)).map(pbx_target));
+                }
+                RouteChoice {
+                    route: None,
+                    failover: self.inbound,
+                }
             }
             Party::Unknown => RouteChoice::default(),
         }

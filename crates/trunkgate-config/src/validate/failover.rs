@@ -3,6 +3,7 @@
 //! circuit breaker and `Retry-After`). Every key is optional.
 
 use super::Check;
+use crate::Failover;
 use crate::raw::{Field, RawHealth, RawProbe, RawRoute, Value};
 use crate::{HealthSettings, Probe};
 use std::ops::RangeInclusive;
@@ -26,12 +27,23 @@ pub(crate) mod defaults {
     pub const RETRY_AFTER_MAX: &str = "300s";
 }
 
-/// A route's failover keys.
-pub(super) struct RouteFailover {
-    pub failover_on: Vec<u16>,
-    pub try_timeout: Option<Duration>,
-    pub max_attempts: u32,
-    pub setup_timeout: Duration,
+/// A route's (or `[pbx]`'s) failover keys, as written.
+pub(super) struct FailoverFields<'a> {
+    pub failover_on: Option<&'a Field>,
+    pub try_timeout: Option<&'a Field>,
+    pub max_attempts: Option<&'a Field>,
+    pub setup_timeout: Option<&'a Field>,
+}
+
+impl<'a> FailoverFields<'a> {
+    pub fn of_route(r: &'a RawRoute) -> FailoverFields<'a> {
+        FailoverFields {
+            failover_on: r.failover_on.as_ref(),
+            try_timeout: r.try_timeout.as_ref(),
+            max_attempts: r.max_attempts.as_ref(),
+            setup_timeout: r.setup_timeout.as_ref(),
+        }
+    }
 }
 
 const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(200);
@@ -138,10 +150,11 @@ impl Check<'_, '_> {
         })
     }
 
-    /// `failover_on`, `try_timeout`, `max_attempts` and `setup_timeout` of route `name`.
-    pub(super) fn route_failover(&mut self, r: &RawRoute, name: &str) -> RouteFailover {
-        let what = |key: &str| format!("route \"{name}\" {key}");
-        let failover_on = match &r.failover_on {
+    /// `failover_on`, `try_timeout`, `max_attempts` and `setup_timeout` of `owner`
+    /// (`route "default"`, `pbx`).
+    pub(super) fn failover(&mut self, r: &FailoverFields<'_>, owner: &str) -> Failover {
+        let what = |key: &str| format!("{owner} {key}");
+        let failover_on = match r.failover_on {
             None => defaults::FAILOVER_ON.to_vec(),
             Some(f) => self
                 .codes(
@@ -153,13 +166,13 @@ impl Check<'_, '_> {
                 .unwrap_or_else(|| defaults::FAILOVER_ON.to_vec()),
         };
         let max_attempts = self.count(
-            r.max_attempts.as_ref(),
+            r.max_attempts,
             &what("max_attempts"),
             1..=16,
             defaults::MAX_ATTEMPTS,
         );
         let (setup_timeout, setup_at) = self.duration(
-            r.setup_timeout.as_ref(),
+            r.setup_timeout,
             &what("setup_timeout"),
             defaults::SETUP_TIMEOUT,
         );
@@ -176,11 +189,8 @@ impl Check<'_, '_> {
                 ),
             );
         }
-        let (try_timeout, try_at) = self.duration(
-            r.try_timeout.as_ref(),
-            &what("try_timeout"),
-            defaults::TRY_TIMEOUT,
-        );
+        let (try_timeout, try_at) =
+            self.duration(r.try_timeout, &what("try_timeout"), defaults::TRY_TIMEOUT);
         if let Some(at) = &try_at {
             if !try_timeout.is_zero() && try_timeout < MIN_TRY_TIMEOUT {
                 self.report.error(
@@ -216,7 +226,7 @@ impl Check<'_, '_> {
                 );
             }
         }
-        RouteFailover {
+        Failover {
             failover_on,
             try_timeout: (!try_timeout.is_zero()).then_some(try_timeout),
             max_attempts,

@@ -3,9 +3,9 @@
 
 use super::{Check, PeerSpots, span_of};
 use crate::error::At;
-use crate::raw::{Field, RawPbx, RawTrunk};
+use crate::raw::{Field, RawPbx, RawPbxNode, RawTrunk};
 use crate::values::{self, Problem};
-use crate::{Host, HostPort, Pbx, PeerTransport, Policy, Trunk};
+use crate::{Host, HostPort, Pbx, PbxNode, PeerTransport, Policy, Trunk};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -67,7 +67,8 @@ impl Check<'_, '_> {
         )
     }
 
-    pub(super) fn pbx(&mut self, raw: Option<&Spanned<RawPbx>>) -> (Pbx, PeerSpots) {
+    /// `[pbx]` and its `[[pbx.node]]`s; the spots of every node, the first one first.
+    pub(super) fn pbx(&mut self, raw: Option<&Spanned<RawPbx>>) -> (Pbx, Vec<PeerSpots>) {
         let (table, at) = match raw {
             Some(t) => (Some(t.get_ref()), span_of(t)),
             None => {
@@ -100,11 +101,121 @@ impl Check<'_, '_> {
         };
         let transport = self.transport(t.transport.as_ref(), "pbx.transport");
         let (allow, allow_spots) = self.allow(t.allow.as_ref(), "pbx.allow");
+        let inbound = self.failover(
+            &super::failover::FailoverFields {
+                failover_on: t.failover_on.as_ref(),
+                try_timeout: t.try_timeout.as_ref(),
+                max_attempts: t.max_attempts.as_ref(),
+                setup_timeout: t.setup_timeout.as_ref(),
+            },
+            "pbx",
+        );
+        let mut spots = vec![PeerSpots {
+            allow: allow_spots,
+            address: address_at,
+        }];
+        let mut nodes = Vec::new();
+        let mut names: HashMap<String, At> = HashMap::new();
+        for node in t
+            .node
+            .as_ref()
+            .map(|n| n.get_ref().as_slice())
+            .unwrap_or_default()
+        {
+            let (node, node_spots) = self.pbx_node(node, &mut names);
+            nodes.push(node);
+            spots.push(node_spots);
+        }
         (
             Pbx {
                 address,
                 transport,
                 allow,
+                nodes,
+                inbound,
+            },
+            spots,
+        )
+    }
+
+    /// One `[[pbx.node]]`: a unique name (not `pbx`, the first node's), an address, an allow
+    /// list, DID prefixes.
+    fn pbx_node(
+        &mut self,
+        raw: &Spanned<RawPbxNode>,
+        names: &mut HashMap<String, At>,
+    ) -> (PbxNode, PeerSpots) {
+        let at = span_of(raw);
+        let t = raw.get_ref();
+        let name = match &t.name {
+            None => {
+                self.report.error(
+                    &at,
+                    "[[pbx.node]] has no name",
+                    Some("add name = \"site-b\" (a unique name for the node)".into()),
+                );
+                String::new()
+            }
+            Some(f) => self
+                .parsed(f, "pbx.node name", |s| {
+                    if s.is_empty() || s == "pbx" {
+                        Err(Problem::new(format!("`{s}` cannot name a PBX node"))
+                            .hint("`pbx` is the first node ([pbx] itself); write another name, e.g. \"site-b\""))
+                    } else {
+                        Ok(s.to_owned())
+                    }
+                })
+                .unwrap_or_default(),
+        };
+        if let (Some(f), false) = (&t.name, name.is_empty()) {
+            if let Some(first) = names.get(&name) {
+                let hint = format!(
+                    "it is first defined at {}; every node needs its own name",
+                    self.report.describe(first)
+                );
+                self.report.error(
+                    &f.at,
+                    format!("PBX node \"{name}\" is defined twice"),
+                    Some(hint),
+                );
+            } else {
+                names.insert(name.clone(), f.at.clone());
+            }
+        }
+        let what = format!("pbx.node \"{name}\"");
+        let (address, address_at) = self.address(
+            t.address.as_ref(),
+            &format!("{what} address"),
+            &at,
+            &format!("{what} has no address"),
+        );
+        let transport = self.transport(t.transport.as_ref(), &format!("{what} transport"));
+        let (allow, allow_spots) = self.allow(t.allow.as_ref(), &format!("{what} allow"));
+        let mut dids = Vec::new();
+        if let Some(f) = &t.dids {
+            let dids_what = format!("{what} dids");
+            for (p, p_at) in self.strings(f, &dids_what).unwrap_or_default() {
+                match values::to_prefix(p) {
+                    Ok(()) if !p.is_empty() => dids.push(p.to_owned()),
+                    Ok(()) => self.report.error(
+                        p_at,
+                        format!("{dids_what}: an empty prefix would match every number"),
+                        Some(
+                            "list the DID prefixes this node takes first, e.g. [\"+44207946\"]"
+                                .into(),
+                        ),
+                    ),
+                    Err(e) => self.problem(p_at, &dids_what, e),
+                }
+            }
+        }
+        (
+            PbxNode {
+                name,
+                address,
+                transport,
+                allow,
+                dids,
             },
             PeerSpots {
                 allow: allow_spots,
@@ -271,7 +382,7 @@ impl Check<'_, '_> {
     pub(super) fn disjoint_sources(
         &mut self,
         policy: &Policy,
-        pbx: &PeerSpots,
+        pbx: &[PeerSpots],
         trunks: &[(Trunk, PeerSpots)],
     ) {
         struct Claim<'p> {
@@ -281,18 +392,27 @@ impl Check<'_, '_> {
             at: &'p At,
         }
         let mut claims: Vec<Claim<'_>> = Vec::new();
-        let peers = std::iter::once((
-            "pbx".to_owned(),
-            &policy.pbx.address,
-            &policy.pbx.allow,
-            pbx,
-        ))
-        .chain(
-            trunks
-                .iter()
-                .map(|(t, s)| (format!("trunk \"{}\"", t.name), &t.address, &t.allow, s)),
-        );
-        for (owner, (who, address, allow, spots)) in peers.enumerate() {
+        // Every PBX node is the PBX (owner 0): their allow lists may overlap each other.
+        let nodes = std::iter::once(("pbx".to_owned(), &policy.pbx.address, &policy.pbx.allow))
+            .chain(
+                policy
+                    .pbx
+                    .nodes
+                    .iter()
+                    .map(|n| (format!("pbx node \"{}\"", n.name), &n.address, &n.allow)),
+            )
+            .zip(pbx)
+            .map(|((who, address, allow), spots)| (0usize, who, address, allow, spots));
+        let peers = nodes.chain(trunks.iter().enumerate().map(|(i, (t, s))| {
+            (
+                i + 1,
+                format!("trunk \"{}\"", t.name),
+                &t.address,
+                &t.allow,
+                s,
+            )
+        }));
+        for (owner, who, address, allow, spots) in peers {
             for (net, at) in allow.iter().zip(&spots.allow) {
                 claims.push(Claim {
                     owner,

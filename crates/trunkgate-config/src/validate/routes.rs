@@ -125,7 +125,10 @@ impl Check<'_, '_> {
                     })
                 })
                 .unwrap_or(Strategy::Priority);
-            let failover = self.route_failover(&r, &name);
+            let failover = self.failover(
+                &super::failover::FailoverFields::of_route(&r),
+                &format!("route \"{name}\""),
+            );
             out.push(Route {
                 failover_on: failover.failover_on,
                 try_timeout: failover.try_timeout,

@@ -460,12 +460,35 @@ impl Proxy {
         if client.state != ClientState::Calling || client.abandoned {
             return;
         }
+        // With nothing left to try, a slow first provisional is no reason to give up the
+        // only candidate: Timer B still bounds it.
+        let Some(server_id) = client.server() else {
+            return;
+        };
+        if !self.may_try_next(now, server_id) {
+            return;
+        }
+        let Some(client) = self.clients.get(&(client_id, Sub::Main)) else {
+            return;
+        };
         tracing::info!(
             destination = %client.destination,
             "no provisional response within try_timeout: next candidate"
         );
         self.abandon(now, client_id);
         self.branch_ended(now, client_id, Outcome::TryTimeout, None, true);
+    }
+
+    /// Could server transaction `server_id` still start another candidate now?
+    fn may_try_next(&self, now: Instant, server_id: u64) -> bool {
+        self.servers.get(&server_id).is_some_and(|s| {
+            !s.canceled
+                && s.context.as_deref().is_some_and(|ctx| {
+                    ctx.attempts < ctx.failover.max_attempts
+                        && now.duration_since(s.arrived) < ctx.failover.setup_timeout
+                        && !ctx.remaining.is_empty()
+                })
+        })
     }
 
     /// `route.setup_timeout`: no new candidate after this; a current branch that has not

@@ -515,3 +515,22 @@ fn a_locally_answered_branch_runs_the_real_failover_path() {
     assert_eq!(statuses(&net.take(PBX)), vec![Some(500)]);
     assert_idle_after_timers(&mut net);
 }
+
+#[test]
+fn try_timeout_never_gives_up_the_last_candidate() {
+    // Only carrier-a is left (max_attempts 1): a slow first provisional is waited for.
+    let mut net = SimNet::with_failover(FailoverPolicy {
+        max_attempts: 1,
+        ..policy()
+    });
+    let mut call = Call::new("slow", PBX, TRUNK);
+    let at_a = invite_to_a(&mut net, &mut call);
+    net.run_for(Duration::from_secs(5));
+    assert!(net.take(TRUNK_B).is_empty());
+    assert!(statuses(&net.take(PBX)).iter().all(|s| *s == Some(100)));
+    net.send(TRUNK, &reply(&at_a, 180, "Ringing", "a1", TRUNK));
+    net.send(TRUNK, &reply(&at_a, 200, "OK", "a1", TRUNK));
+    net.settle();
+    let got: Vec<_> = statuses(&net.take(PBX));
+    assert_eq!(got, vec![Some(180), Some(200)]);
+}

@@ -375,3 +375,86 @@ fn commented_failover_keys_of_the_embedded_default_are_valid_uncommented() {
     assert_eq!(p.routes[0].max_attempts, 3);
     assert_eq!(p.health.retry_after_max, S(300));
 }
+
+/// `BASE` with `lines` after it (they start at line 11).
+fn with(lines: &str) -> String {
+    format!("{BASE}{lines}\n")
+}
+
+#[test]
+fn pbx_nodes_and_inbound_failover() {
+    let p = ok(&with(
+        "[[pbx.node]]\nname = \"site-b\"\naddress = \"127.0.0.5:5060\"\nallow = [\"127.0.0.5/32\"]\ndids = [\"+44207946\", \"0207946\"]\n",
+    ));
+    assert_eq!(p.pbx.nodes.len(), 1);
+    let node = &p.pbx.nodes[0];
+    assert_eq!(node.name, "site-b");
+    assert_eq!(node.address.to_string(), "127.0.0.5:5060");
+    assert_eq!(node.dids, ["+44207946", "0207946"]);
+    // Inbound failover has the route defaults.
+    assert_eq!(p.pbx.inbound.failover_on, [408, 480, 500, 502, 503, 504]);
+    assert_eq!(p.pbx.inbound.max_attempts, 3);
+    assert_eq!(p.pbx.inbound.try_timeout, Some(S(3)));
+    // Written on [pbx] itself.
+    let src = BASE.replace(
+        "allow = [\"127.0.0.2/32\"]\n",
+        "allow = [\"127.0.0.2/32\"]\nmax_attempts = 2\ntry_timeout = \"0s\"\n",
+    );
+    let p = ok(&src);
+    assert_eq!(
+        (p.pbx.inbound.max_attempts, p.pbx.inbound.try_timeout),
+        (2, None)
+    );
+}
+
+#[test]
+fn pbx_nodes_are_refused_with_their_position() {
+    refused(
+        &with("[[pbx.node]]\naddress = \"127.0.0.5:5060\"\n"),
+        11,
+        1,
+        "[[pbx.node]] has no name",
+        "name =",
+    );
+    refused(
+        &with("[[pbx.node]]\nname = \"pbx\"\naddress = \"127.0.0.5:5060\"\n"),
+        12,
+        8,
+        "cannot name a PBX node",
+        "first node",
+    );
+    refused(
+        &with(
+            "[[pbx.node]]\nname = \"b\"\naddress = \"127.0.0.5:5060\"\n[[pbx.node]]\nname = \"b\"\naddress = \"127.0.0.6:5060\"\n",
+        ),
+        15,
+        8,
+        "defined twice",
+        "its own name",
+    );
+    refused(
+        &with("[[pbx.node]]\nname = \"b\"\naddress = \"127.0.0.5:5060\"\ndids = [\"\"]\n"),
+        14,
+        9,
+        "empty prefix",
+        "DID prefixes",
+    );
+    // A node's source overlapping a trunk's.
+    refused(
+        &with("[[pbx.node]]\nname = \"b\"\naddress = \"127.0.0.3:5060\"\n"),
+        10,
+        11,
+        "overlaps",
+        "disjoint",
+    );
+    refused(
+        &BASE.replace(
+            "allow = [\"127.0.0.2/32\"]\n",
+            "allow = [\"127.0.0.2/32\"]\nmax_attempts = 0\n",
+        ),
+        7,
+        16,
+        "pbx max_attempts",
+        "",
+    );
+}
