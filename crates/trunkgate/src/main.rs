@@ -20,6 +20,8 @@ mod routing_adapter;
 mod shell;
 mod shutdown;
 mod startup;
+#[cfg(test)]
+mod strategy_sim;
 mod trunk_health;
 
 use clap::{Parser, Subcommand};

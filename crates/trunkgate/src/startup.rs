@@ -130,6 +130,12 @@ fn limits(policy: &Policy) -> Limits {
 }
 
 /// The core's static configuration, with the listeners' actual bound addresses.
+/// The core's configuration as `run` builds it, for tests that drive a core directly.
+#[cfg(test)]
+pub(crate) fn proxy_config_for_tests(policy: &Policy, listeners: Vec<Flow>) -> ProxyConfig {
+    proxy_config(policy, listeners)
+}
+
 fn proxy_config(policy: &Policy, listeners: Vec<Flow>) -> ProxyConfig {
     let advertised = if policy.listen.advertised.is_empty() {
         listeners
