@@ -368,6 +368,9 @@ impl Relay {
             streams: Vec::new(),
         });
         session.last_update = now;
+        // A call that failed over to another trunk before its answer: its media counts
+        // there from the new trunk's SDP on.
+        session.slot = slot;
         let Some(w) = self.workers.get(session.thread) else {
             return Err(MediaError::Io(io::Error::other("relay stopped")));
         };

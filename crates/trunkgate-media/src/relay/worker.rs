@@ -334,6 +334,7 @@ impl Worker {
                     streams: SmallVec::new(),
                 });
                 s.last_update = s.last_update.max(at);
+                s.trunk = trunk;
             }
             Cmd::AddStream {
                 call,
