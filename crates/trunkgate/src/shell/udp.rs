@@ -244,8 +244,16 @@ pub fn send_batch(socket: &UdpSocket, batch: &[Transmit]) -> usize {
     use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
+    // The system calls go straight to the socket, not through tokio's readiness (`try_io`):
+    // the core never waits for writability (a full buffer drops and counts), and tokio
+    // reports WouldBlock until its reactor has seen the socket writable once — which dropped
+    // the very first datagram after start (an OPTIONS probe sent before anything arrived).
     if let [one] = batch {
-        return usize::from(socket.try_send_to(&one.data, one.destination).is_ok());
+        let to = SockaddrStorage::from(one.destination);
+        return usize::from(
+            nix::sys::socket::sendto(socket.as_raw_fd(), &one.data, &to, MsgFlags::empty())
+                .is_ok(),
+        );
     }
     // `sent` counts datagrams dealt with (delivered or skipped on their own error).
     let mut sent = 0;
@@ -258,18 +266,16 @@ pub fn send_batch(socket: &UdpSocket, batch: &[Transmit]) -> usize {
             .map(|t| Some(SockaddrStorage::from(t.destination)))
             .collect();
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(rest.len(), None);
-        let result = socket.try_io(tokio::io::Interest::WRITABLE, || {
-            sendmmsg(
-                socket.as_raw_fd(),
-                &mut headers,
-                &slices,
-                &addrs,
-                [],
-                MsgFlags::empty(),
-            )
-            .map(|results| results.count())
-            .map_err(io::Error::from)
-        });
+        let result = sendmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            &slices,
+            &addrs,
+            [],
+            MsgFlags::empty(),
+        )
+        .map(|results| results.count())
+        .map_err(io::Error::from);
         match result {
             Ok(n) if n > 0 => sent += n,
             Err(error) if error.kind() != io::ErrorKind::WouldBlock => {
