@@ -495,6 +495,12 @@ impl SippPeer {
     pub fn messages(&self) -> Vec<LoggedMessage> {
         read_message_log(&self.messages)
     }
+
+    /// The SIPp process id while it runs (to stop and continue it with signals); `None` once
+    /// [`SippPeer::wait`] has reaped it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Drop for SippPeer {
@@ -582,6 +588,12 @@ pub fn read_message_log(path: &Path) -> Vec<LoggedMessage> {
         });
     }
     out
+}
+
+/// A SIPp time stamp (`YYYY-MM-DD HH:MM:SS.ffffff`, as in `-trace_msg` logs and the
+/// `StartTime` of `-trace_stat` files) in the seconds of [`LoggedMessage::time`].
+pub fn stamp_seconds(stamp: &str) -> Option<f64> {
+    parse_stamp(stamp)
 }
 
 /// `YYYY-MM-DD HH:MM:SS.ffffff` (either separator) → seconds on a naive calendar.
