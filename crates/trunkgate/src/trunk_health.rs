@@ -119,10 +119,21 @@ impl TrunkMetrics {
     }
 }
 
+/// The per-call metrics of one trunk, taken from their families once: counting a call is
+/// an atomic add, with no label lookup, lock or allocation.
+struct PerTrunk {
+    attempts: Counter,
+    answered: Counter,
+    to_provisional: Histogram,
+    to_answer: Histogram,
+}
+
 /// Feeds core events to [`Health`] and turns health into probes and metrics.
 pub struct TrunkHealthFeed {
     routing: Arc<PolicyRouting>,
     metrics: TrunkMetrics,
+    /// By trunk id.
+    per_trunk: Vec<Option<PerTrunk>>,
     /// Trunk names by id, and route names by index.
     trunk_names: Vec<String>,
     route_names: Vec<String>,
@@ -134,10 +145,12 @@ impl TrunkHealthFeed {
     pub fn new(routing: Arc<PolicyRouting>, metrics: TrunkMetrics) -> TrunkHealthFeed {
         let table = routing.table();
         let mut trunk_names = Vec::new();
+        let mut per_trunk = Vec::new();
         for trunk in table.trunks() {
             let slot = usize::from(trunk.id.0);
             if trunk_names.len() <= slot {
                 trunk_names.resize(slot + 1, String::new());
+                per_trunk.resize_with(slot + 1, || None);
             }
             trunk_names[slot] = trunk.name.clone();
             let label = TrunkLabel {
@@ -146,13 +159,28 @@ impl TrunkHealthFeed {
             metrics.up.get_or_create(&label).set(1);
             // Exported from the start (at 0), so dashboards and alerts see every trunk.
             drop(metrics.state_changes.get_or_create(&label));
-            drop(metrics.attempts.get_or_create(&label));
-            drop(metrics.answered.get_or_create(&label));
+            let stage = |stage: &str| StageLabels {
+                trunk: trunk.name.clone(),
+                stage: stage.to_owned(),
+            };
+            // One statement each: a family's guard lives to the end of its statement, and
+            // a second insert into the same family under it would deadlock.
+            let attempts = metrics.attempts.get_or_create(&label).clone();
+            let answered = metrics.answered.get_or_create(&label).clone();
+            let to_provisional = metrics.setup.get_or_create(&stage("provisional")).clone();
+            let to_answer = metrics.setup.get_or_create(&stage("answer")).clone();
+            per_trunk[slot] = Some(PerTrunk {
+                attempts,
+                answered,
+                to_provisional,
+                to_answer,
+            });
         }
         let route_names = table.routes().iter().map(|r| r.name.clone()).collect();
         TrunkHealthFeed {
             routing,
             metrics,
+            per_trunk,
             trunk_names,
             route_names,
             due: Vec::new(),
@@ -185,12 +213,9 @@ impl TrunkHealthFeed {
                 ..
             } => {
                 if method == Method::Invite {
-                    self.metrics
-                        .attempts
-                        .get_or_create(&TrunkLabel {
-                            trunk: self.name(t),
-                        })
-                        .inc();
+                    if let Some(m) = self.per_trunk.get(usize::from(t)).and_then(Option::as_ref) {
+                        m.attempts.inc();
+                    }
                 }
                 let id = TrunkId(t);
                 let change = self.with_health(|h| {
@@ -255,40 +280,18 @@ impl TrunkHealthFeed {
         timing: Option<(Option<Duration>, Duration)>,
         failover: bool,
     ) {
-        let trunk = self.name(t);
         let first_provisional = timing.and_then(|(p, _)| p);
-        if let Some(provisional) = first_provisional {
-            let stage = StageLabels {
-                trunk: trunk.clone(),
-                stage: "provisional".to_owned(),
-            };
-            self.metrics
-                .setup
-                .get_or_create(&stage)
-                .observe(provisional.as_secs_f64());
+        let per_trunk = self.per_trunk.get(usize::from(t)).and_then(Option::as_ref);
+        if let (Some(provisional), Some(m)) = (first_provisional, per_trunk) {
+            m.to_provisional.observe(provisional.as_secs_f64());
         }
         let id = TrunkId(t);
         let branch = match outcome {
             Outcome::Final(code) if (200..300).contains(&code) => {
-                let Some((_, duration)) = timing else {
-                    return self.changed(
-                        self.with_health(|h| h.on_branch(now, id, BranchOutcome::Answered)),
-                    );
-                };
-                self.metrics
-                    .answered
-                    .get_or_create(&TrunkLabel {
-                        trunk: trunk.clone(),
-                    })
-                    .inc();
-                let stage = StageLabels {
-                    trunk: trunk.clone(),
-                    stage: "answer".to_owned(),
-                };
-                self.metrics
-                    .setup
-                    .get_or_create(&stage)
-                    .observe(duration.as_secs_f64());
+                if let (Some((_, duration)), Some(m)) = (timing, per_trunk) {
+                    m.answered.inc();
+                    m.to_answer.observe(duration.as_secs_f64());
+                }
                 Some(BranchOutcome::Answered)
             }
             Outcome::Final(code) => Some(BranchOutcome::Final(code)),
@@ -305,7 +308,7 @@ impl TrunkHealthFeed {
             if let Some(secs) = cooled {
                 let held = h.retry_after(now, id, secs);
                 if !held.is_zero() {
-                    tracing::info!(trunk = %trunk, retry_after = secs, held = ?held, "503 with Retry-After: new calls avoid the trunk");
+                    tracing::info!(trunk = t, retry_after = secs, held = ?held, "503 with Retry-After: new calls avoid the trunk");
                 }
             }
             branch.and_then(|b| h.on_branch(now, id, b))
@@ -317,7 +320,7 @@ impl TrunkHealthFeed {
                 .unwrap_or_else(|| "none".to_owned());
             let labels = FailoverLabels {
                 route,
-                trunk: trunk.clone(),
+                trunk: self.name(t),
                 reason: outcome.reason(cooled.is_some()).to_owned(),
             };
             self.metrics.failovers.get_or_create(&labels).inc();
