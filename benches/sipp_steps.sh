@@ -3,6 +3,7 @@
 #
 #   benches/sipp_steps.sh [--with-kamailio] [--rates "1000 2000 ..."] [--seconds N] [--smoke]
 #                         [--no-trunkgate] [--no-ringing] [--anchor-media]
+#                         [--baseline-bin PATH] [--rounds N]
 #
 # For each rate: a fresh SIPp UAC sends rate*seconds calls (default 10 s worth; the built-in
 # `uac` scenario: INVITE, 180, 200, ACK, BYE, 200) from the "PBX" address through the proxy
@@ -28,6 +29,11 @@
 # rtpengine. --anchor-media keeps Trunkgate's default (every call's SDP rewritten, 4 media
 # sockets bound per call) to measure the cost of anchoring (offer/answer/delete per call).
 #
+# --baseline-bin PATH: also run the same steps through another Trunkgate build (e.g. the
+# release binary of an earlier commit, built in a `git worktree`), on the same policy and
+# addresses, alternating with the current build for --rounds N rounds (default 1), and print
+# the CPU-per-call ratio current/baseline per rate: a change's cost, measured side by side.
+#
 # Loopback only; every step is bounded (SIPp -timeout, plus a hard `timeout`). Results also
 # go to target/bench/sipp_steps-<time>.csv.
 set -euo pipefail
@@ -40,6 +46,8 @@ WITH_KAMAILIO=0
 WITH_TRUNKGATE=1
 UAS_SCENARIO=(-sn uas)
 ANCHOR_MEDIA=0
+BASELINE_BIN=""
+ROUNDS=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --with-kamailio) WITH_KAMAILIO=1 ;;
@@ -48,8 +56,10 @@ while [ $# -gt 0 ]; do
         --smoke) RATES="200"; SECONDS_PER_STEP=5 ;;
         --no-trunkgate) WITH_TRUNKGATE=0 ;; # reference only
         --anchor-media) ANCHOR_MEDIA=1 ;;
+        --baseline-bin) BASELINE_BIN="$2"; shift ;;
+        --rounds) ROUNDS="$2"; shift ;;
         --no-ringing) UAS_SCENARIO=(-sf "$ROOT/benches/sipp/uas_no_ringing.xml") ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -196,6 +206,27 @@ header() {
 }
 
 # ---- Trunkgate ------------------------------------------------------------------------
+# run_trunkgate NAME BINARY: start BINARY on the bench policy, run the steps, stop it.
+run_trunkgate() {
+    local name=$1 bin=$2 status=""
+    "$bin" check --config "$WORK/trunkgate.toml"
+    RUST_LOG=${RUST_LOG:-warn} "$bin" run --config "$WORK/trunkgate.toml" > "$WORK/$name.log" 2>&1 &
+    TG_PID=$!
+    PIDS+=("$TG_PID")
+    for _ in $(seq 100); do
+        status=$(http_get 127.0.50.1 9091 /health 2>/dev/null || true)
+        [[ "$status" == "HTTP/1."?" 200"* ]] && break
+        kill -0 "$TG_PID" 2>/dev/null || { echo "$name exited:" >&2; tail -20 "$WORK/$name.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    [[ "$status" == "HTTP/1."?" 200"* ]] || { echo "$name /health not 200 after 10 s" >&2; exit 1; }
+    echo
+    run_steps "$name" "$TG_PID" 127.0.50.1 127.0.50.2
+    http_get 127.0.50.1 9091 /metrics > "$WORK/$name-metrics.txt" 2>/dev/null || true
+    kill -TERM "$TG_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$TG_PID" 2>/dev/null || break; sleep 0.1; done
+}
+
 if [ "$WITH_TRUNKGATE" = 1 ]; then
     echo "building trunkgate (release)..."
     cargo build --release -p trunkgate
@@ -208,22 +239,24 @@ if [ "$WITH_TRUNKGATE" = 1 ]; then
     if [ "$ANCHOR_MEDIA" = 0 ]; then
         sed -i 's/^max_cps *=.*/&\nmedia = { anchor = false }/' "$WORK/trunkgate.toml"
     fi
-    "$TG_BIN" check --config "$WORK/trunkgate.toml"
-    RUST_LOG=${RUST_LOG:-warn} "$TG_BIN" run --config "$WORK/trunkgate.toml" > "$WORK/trunkgate.log" 2>&1 &
-    TG_PID=$!
-    PIDS+=("$TG_PID")
-    for _ in $(seq 100); do
-        status=$(http_get 127.0.50.1 9091 /health 2>/dev/null || true)
-        [[ "$status" == "HTTP/1."?" 200"* ]] && break
-        kill -0 "$TG_PID" 2>/dev/null || { echo "trunkgate exited:" >&2; tail -20 "$WORK/trunkgate.log" >&2; exit 1; }
-        sleep 0.1
-    done
-    [[ "$status" == "HTTP/1."?" 200"* ]] || { echo "trunkgate /health not 200 after 10 s" >&2; exit 1; }
     start_uas trunkgate 127.0.50.3
-    echo
-    run_steps trunkgate "$TG_PID" 127.0.50.1 127.0.50.2
-    http_get 127.0.50.1 9091 /metrics > "$WORK/trunkgate-metrics.txt" 2>/dev/null || true
-    kill -TERM "$TG_PID" 2>/dev/null || true
+    for round in $(seq "$ROUNDS"); do
+        if [ -n "$BASELINE_BIN" ]; then
+            run_trunkgate baseline "$BASELINE_BIN"
+        fi
+        run_trunkgate trunkgate "$TG_BIN"
+    done
+    if [ -n "$BASELINE_BIN" ]; then
+        echo
+        awk -F, 'NR > 1 && ($1 == "trunkgate" || $1 == "baseline") && $10 != "-" {
+                sum[$1 "," $2] += $10; n[$1 "," $2]++; rates[$2] = 1 }
+            END {
+                for (r in rates) if (n["trunkgate," r] && n["baseline," r])
+                    printf "at %d cps: CPU per call trunkgate %.1f us, baseline %.1f us (mean of %d), ratio %.3f\n",
+                        r, sum["trunkgate," r] / n["trunkgate," r], sum["baseline," r] / n["baseline," r],
+                        n["trunkgate," r], (sum["trunkgate," r] / n["trunkgate," r]) / (sum["baseline," r] / n["baseline," r])
+            }' "$CSV" | sort -n -k2
+    fi
 fi
 
 # ---- Kamailio (reference) ------------------------------------------------------------
