@@ -183,26 +183,32 @@ impl Proxy {
             client.destination,
         );
         let retry_after = response.and_then(super::originate::retry_after);
+        let Some(server) = self.servers.get(&server_id) else {
+            return;
+        };
+        // Branch events exist for requests with a response context (out of dialog) only.
+        let (dialog, route, has_context) = (
+            server.dialog,
+            server.context.as_deref().and_then(|c| c.route),
+            server.context.is_some(),
+        );
+        let ended = move |failover: bool| Event::BranchEnded {
+            dialog,
+            method,
+            to,
+            address,
+            route,
+            outcome,
+            retry_after,
+            first_provisional: first_provisional.map(|at| at.duration_since(sent)),
+            duration: now.duration_since(sent),
+            failover,
+        };
         if matches!(outcome, Outcome::Final(code) if code < 300) {
             // Answered: the caller gets this 2xx (the callers relay it); nothing to decide.
-            let Some(server) = self.servers.get(&server_id) else {
-                return;
-            };
-            let Some(route) = server.context.as_deref().map(|c| c.route) else {
-                return;
-            };
-            self.events.push_back(Event::BranchEnded {
-                dialog: server.dialog,
-                method,
-                to,
-                address,
-                route,
-                outcome,
-                retry_after,
-                first_provisional: first_provisional.map(|at| at.duration_since(sent)),
-                duration: now.duration_since(sent),
-                failover: false,
-            });
+            if has_context {
+                self.events.push_back(ended(false));
+            }
             return;
         }
         let failure = match (outcome, response) {
@@ -218,13 +224,10 @@ impl Proxy {
         };
         let current = server.state == ServerState::Proceeding && server.client == Some(client_id);
         let canceled = server.canceled;
-        let dialog = server.dialog;
         let late = now.duration_since(server.arrived);
-        let mut route = None;
         let mut try_next = false;
         let mut last_failure = failure.clone();
         if let Some(ctx) = server.context.as_deref_mut() {
-            route = ctx.route;
             if current {
                 if failure.is_some() {
                     ctx.last_failure = failure;
@@ -243,24 +246,12 @@ impl Proxy {
                     && !ctx.remaining.is_empty();
             }
         }
-        let has_context = server.context.is_some();
         let mut failover = false;
         if try_next {
             failover = self.next_branch(now, server_id);
         }
         if has_context {
-            self.events.push_back(Event::BranchEnded {
-                dialog,
-                method,
-                to,
-                address,
-                route,
-                outcome,
-                retry_after,
-                first_provisional: first_provisional.map(|at| at.duration_since(sent)),
-                duration: now.duration_since(sent),
-                failover,
-            });
+            self.events.push_back(ended(failover));
         }
         if !current || failover {
             return;
