@@ -360,9 +360,11 @@ impl Proxy {
         }
         let udp = s.flow.transport == Transport::Udp;
         let invite = s.method == Method::Invite;
-        // Past Proceeding the request copy is never needed again: free it now rather than
-        // after Timer J/L (32 s of memory per call at thousands of calls/s).
+        // Past Proceeding the request copy and the response context (candidates, the
+        // anchored offer) are never needed again: free them now rather than after Timer J/L
+        // (32 s of memory per call at thousands of calls/s).
         s.request = Bytes::new();
+        s.context = None;
         // After a 2xx to INVITE nothing is resent from here (the UAS retransmits its 2xx).
         s.last_response = (!(invite && (200..300).contains(&code))).then_some(data);
         let (dialog, initial, method, from_caller) = (s.dialog, s.initial, s.method, s.from_caller);
