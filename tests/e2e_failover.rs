@@ -1420,3 +1420,73 @@ fn first_probe_after_start_is_answered() {
         started.elapsed().as_secs_f64()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Inbound: two PBX nodes, the first probed down
+// ---------------------------------------------------------------------------------------
+
+/// A second PBX site (`[[pbx.node]]`): with the first node dead and probed down, calls from
+/// carrier-a go straight to the second, and `/trunks` and `trunkgate_pbx_up` say why.
+#[test]
+fn inbound_calls_go_to_the_second_pbx_node_when_the_first_is_probed_down() {
+    const CALLS: u32 = 20;
+    let net = Net::new(76);
+    let dir = scratch_dir("inbound_calls_go_to_the_second_pbx_node");
+    let site_b = SocketAddr::new(IpAddr::from([127, 0, 76, 6]), 5060);
+    // Nothing listens on the first node (127.0.76.2): its probes time out.
+    let b = carrier(&dir, net, "pbx_b", Scenario::Builtin("uas"), site_b.ip());
+    let mut policy = failover_policy(net, &Edits::default());
+    let pbx_allow = format!("allow = [\"{}/32\"]", net.pbx_ip());
+    assert!(
+        policy.contains(&pbx_allow),
+        "[pbx] allow line not found:\n{policy}"
+    );
+    policy = policy.replacen(
+        &pbx_allow,
+        &format!(
+            "{pbx_allow}\nprobe = {{ interval = \"500ms\", timeout = \"300ms\", down_after = 1, up_after = 1 }}"
+        ),
+        1,
+    );
+    policy.push_str(&format!(
+        "\n[[pbx.node]]\nname = \"site-b\"\naddress = \"{site_b}\"\nallow = [\"{}/32\"]\n",
+        site_b.ip()
+    ));
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, &policy).expect("write policy");
+    Trunkgate::check(&path);
+    let tg = Trunkgate::start(&dir, Some(&path), admin(net));
+
+    poll(Duration::from_secs(10), || {
+        (metric(&tg, "trunkgate_pbx_up", &[("node", "pbx")]) == 0.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the first PBX node was not probed down\n{}", tg.metrics()));
+    let listing = http_get(admin(net), "/trunks").expect("GET /trunks").1;
+    let json: Value = serde_json::from_str(&listing).expect("/trunks JSON");
+    let nodes = json["pbx"].as_array().expect("a pbx array");
+    assert_eq!(nodes.len(), 2, "{listing}");
+    assert_eq!(text(&nodes[0], "state"), "down", "{listing}");
+    assert!(text(&nodes[0], "why").contains("probe"), "{listing}");
+    assert_eq!(text(&nodes[1], "state"), "up", "{listing}");
+
+    let mut uac = SippPeer::spawn(
+        &dir,
+        "carrier_a",
+        Scenario::Builtin("uac"),
+        net.carrier_a_ip(),
+        Some(net.sip()),
+        &["-s", "100", "-r", "10", "-m", &CALLS.to_string()].map(str::to_owned),
+        Duration::from_secs(30),
+    );
+    let result = uac.wait();
+    result.assert_all_succeeded(CALLS);
+    // None went to the dead node first: no failover, and site-b answered them all.
+    assert_eq!(metric(&tg, "trunkgate_pbx_up", &[("node", "site-b")]), 1.0);
+    let failovers: f64 = samples(&tg.metrics(), FAILOVERS)
+        .iter()
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(failovers, 0.0, "{}", failover_metrics(&tg));
+    drop(b);
+    tg.assert_dialogs_drain(Duration::from_secs(10));
+}

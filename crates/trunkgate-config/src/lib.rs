@@ -195,6 +195,8 @@ pub struct Pbx {
     pub address: HostPort,
     pub transport: PeerTransport,
     pub allow: Vec<IpNet>,
+    /// OPTIONS probes of the first node (`None`: not probed).
+    pub probe: Option<Probe>,
     /// Further nodes (`[[pbx.node]]`), in the order written: calls from trunks try the
     /// first node, then these (a node whose `dids` match the number goes first).
     pub nodes: Vec<PbxNode>,
@@ -211,6 +213,8 @@ pub struct PbxNode {
     pub allow: Vec<IpNet>,
     /// Request-URI user prefixes (DIDs) this node takes first.
     pub dids: Vec<String>,
+    /// OPTIONS probes of this node (`None`: not probed).
+    pub probe: Option<Probe>,
 }
 
 /// How a call moves on to its next candidate: a route's (or `[pbx]`'s) failover keys.

@@ -200,6 +200,7 @@ pub(crate) struct RawPbx {
     pub try_timeout: Option<Field>,
     pub max_attempts: Option<Field>,
     pub setup_timeout: Option<Field>,
+    pub probe: Option<Spanned<RawProbe>>,
     /// Further PBX nodes (`[[pbx.node]]`), tried after the first.
     pub node: Option<Spanned<Vec<Spanned<RawPbxNode>>>>,
 }
@@ -212,6 +213,7 @@ pub(crate) struct RawPbxNode {
     pub transport: Option<Field>,
     pub allow: Option<Field>,
     pub dids: Option<Field>,
+    pub probe: Option<Spanned<RawProbe>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -344,6 +346,7 @@ pub(crate) const PBX_KEYS: &[&str] = &[
     "try_timeout",
     "max_attempts",
     "setup_timeout",
+    "probe",
     "node",
 ];
 pub(crate) const SECURITY_KEYS: &[&str] = &["unknown_source", "block_user_agents"];

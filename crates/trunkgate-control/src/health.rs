@@ -215,24 +215,56 @@ impl Health {
     /// schedule (a probe that appears is due at once); new trunks start `Up`; trunks gone
     /// from `table` are forgotten.
     pub fn rebuild(&mut self, table: &RoutingTable, settings: &HealthSettings, now: Instant) {
+        let peers = table
+            .trunks()
+            .iter()
+            .map(|t| (t.id, t.name.as_str(), t.probe.as_ref()));
+        self.rebuild_peers(peers, settings, now);
+    }
+
+    /// The health of the PBX nodes of `table` (by node index, as a [`TrunkId`]): the same
+    /// probes, breaker and half-open trials as trunks.
+    pub fn for_pbx_nodes(table: &RoutingTable, settings: &HealthSettings, now: Instant) -> Health {
+        let mut health = Health {
+            settings: settings.clone(),
+            trunks: Vec::new(),
+        };
+        let peers = table.pbx_nodes().iter().enumerate().filter_map(|(i, n)| {
+            Some((
+                TrunkId(u16::try_from(i).ok()?),
+                n.name.as_str(),
+                n.probe.as_ref(),
+            ))
+        });
+        health.rebuild_peers(peers, settings, now);
+        health
+    }
+
+    /// [`Health::rebuild`] over any peers: `(id, name, probe)`.
+    pub fn rebuild_peers<'p>(
+        &mut self,
+        peers: impl IntoIterator<Item = (TrunkId, &'p str, Option<&'p Probe>)>,
+        settings: &HealthSettings,
+        now: Instant,
+    ) {
         self.settings = settings.clone();
         let mut old = std::mem::take(&mut self.trunks);
         let mut probed = 0u32;
-        for t in table.trunks() {
-            let slot = usize::from(t.id.0);
+        for (id, name, probe) in peers {
+            let slot = usize::from(id.0);
             if self.trunks.len() <= slot {
                 self.trunks.resize_with(slot + 1, || None);
             }
             let kept = old.get_mut(slot).and_then(Option::take).map(|mut r| {
-                if r.probe.is_none() || t.probe.is_none() {
-                    r.next_probe = t.probe.as_ref().map(|_| now);
+                if r.probe.is_none() || probe.is_none() {
+                    r.next_probe = probe.map(|_| now);
                 }
-                r.probe = t.probe.clone();
-                r.name = t.name.clone();
+                r.probe = probe.cloned();
+                r.name = name.to_owned();
                 r
             });
             let record = kept.unwrap_or_else(|| {
-                let spread = t.probe.as_ref().map_or(Duration::ZERO, |p| {
+                let spread = probe.map_or(Duration::ZERO, |p| {
                     let step = PROBE_SPREAD * probed;
                     if step < p.interval {
                         step
@@ -240,7 +272,7 @@ impl Health {
                         Duration::ZERO
                     }
                 });
-                Record::new(&t.name, t.probe.clone(), now, spread)
+                Record::new(name, probe.cloned(), now, spread)
             });
             if record.probe.is_some() {
                 probed += 1;

@@ -53,6 +53,8 @@ pub struct PeerEntry {
     pub uri_host: String,
     /// DID prefixes this node takes first.
     pub dids: Vec<String>,
+    /// OPTIONS probes of this node.
+    pub probe: Option<trunkgate_config::Probe>,
 }
 
 /// A trunk as Trunkgate reaches it.
@@ -167,6 +169,7 @@ impl RoutingTable {
             transport: policy.pbx.transport,
             uri_host: policy.pbx.address.to_string(),
             dids: Vec::new(),
+            probe: policy.pbx.probe.clone(),
         }];
         for node in &policy.pbx.nodes {
             pbx.push(PeerEntry {
@@ -175,6 +178,7 @@ impl RoutingTable {
                 transport: node.transport,
                 uri_host: node.address.to_string(),
                 dids: node.dids.clone(),
+                probe: node.probe.clone(),
             });
         }
         let mut trunks = Vec::with_capacity(policy.trunks.len());

@@ -67,19 +67,40 @@ impl TrunksView {
                     })),
                 });
                 let view = health.iter().find(|h| h.trunk == trunk.id);
-                if let (Some(view), Some(object)) = (view, entry.as_object_mut()) {
-                    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(view) {
-                        for (key, value) in fields {
-                            if key != "trunk" && key != "name" {
-                                object.insert(key, value);
-                            }
-                        }
-                    }
-                }
+                merge_health(&mut entry, view);
                 entry
             })
             .collect();
-        serde_json::json!({ "trunks": trunks })
+        let pbx_health = {
+            let health = self
+                .routing
+                .pbx_health()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            health.view(now)
+        };
+        let pbx: Vec<serde_json::Value> = table
+            .pbx_nodes()
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let mut entry = serde_json::json!({
+                    "name": node.name,
+                    "address": node.address.to_string(),
+                    "dids": node.dids,
+                    "probe": node.probe.as_ref().map(|p| serde_json::json!({
+                        "interval_ms": p.interval.as_millis() as u64,
+                        "timeout_ms": p.timeout.as_millis() as u64,
+                        "down_after": p.down_after,
+                        "up_after": p.up_after,
+                    })),
+                });
+                let view = pbx_health.iter().find(|h| usize::from(h.trunk.0) == i);
+                merge_health(&mut entry, view);
+                entry
+            })
+            .collect();
+        serde_json::json!({ "trunks": trunks, "pbx": pbx })
     }
 }
 
@@ -109,6 +130,20 @@ async fn health(State(state): State<AdminState>) -> Response {
         "fd_budget": state.budget.as_ref().map(|b| b.json()),
     });
     axum::Json(body).into_response()
+}
+
+/// Copy a health view's fields (state, why, probes, …) into a `/trunks` entry.
+fn merge_health(entry: &mut serde_json::Value, view: Option<&trunkgate_control::TrunkHealth>) {
+    let (Some(view), Some(object)) = (view, entry.as_object_mut()) else {
+        return;
+    };
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(view) {
+        for (key, value) in fields {
+            if key != "trunk" && key != "name" {
+                object.insert(key, value);
+            }
+        }
+    }
 }
 
 /// `GET /trunks`: each trunk's state (up, down, half-open), why and since when, its last

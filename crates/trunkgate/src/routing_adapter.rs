@@ -17,6 +17,8 @@ use trunkgate_sip::{Party, Routing, Target, Transport};
 pub struct PolicyRouting {
     table: RoutingTable,
     health: Arc<Mutex<Health>>,
+    /// The PBX nodes' health, by node index (as a `TrunkId`).
+    pbx_health: Arc<Mutex<Health>>,
     /// Each route's failover policy, by route index (built once, not per call).
     failover: Vec<FailoverPolicy>,
     /// Failover between PBX nodes for calls from trunks.
@@ -52,9 +54,16 @@ impl PolicyRouting {
             })
             .collect();
         let inbound = failover_policy(table.inbound_failover());
+        let settings = health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .settings()
+            .clone();
+        let pbx_health = Health::for_pbx_nodes(&table, &settings, Instant::now());
         PolicyRouting {
             table,
             health,
+            pbx_health: Arc::new(Mutex::new(pbx_health)),
             failover,
             inbound,
         }
@@ -65,13 +74,18 @@ impl PolicyRouting {
         &self.health
     }
 
+    /// The PBX nodes' health (node index as the id).
+    pub fn pbx_health(&self) -> &Arc<Mutex<Health>> {
+        &self.pbx_health
+    }
+
     /// The routing table this adapter answers from.
     pub fn table(&self) -> &RoutingTable {
         &self.table
     }
 }
 
-fn pbx_target(node: &trunkgate_control::PeerEntry) -> Target {
+pub(crate) fn pbx_target(node: &trunkgate_control::PeerEntry) -> Target {
     Target {
         party: Party::Pbx,
         address: node.address,
@@ -152,6 +166,15 @@ impl Routing for PolicyRouting {
                 } else {
                     let mut order = Vec::with_capacity(nodes.len());
                     self.table.inbound_candidates(request_user, &mut order);
+                    let health = self.pbx_health.lock().unwrap_or_else(|e| e.into_inner());
+                    let usable = |i: &usize| {
+                        u16::try_from(*i).is_ok_and(|id| health.usable(now, TrunkId(id)))
+                    };
+                    // Nodes that are down are skipped; with every node down all are tried
+                    // anyway: calls from the outside have nowhere else to go.
+                    if order.iter().any(usable) {
+                        order.retain(usable);
+                    }
                     out.extend(order.iter().filter_map(|&i| nodes.get(i)).map(pbx_target));
                 }
                 RouteChoice {
@@ -272,5 +295,68 @@ mod tests {
         assert_eq!(transport(PeerTransport::Auto), None);
         assert_eq!(transport(PeerTransport::Udp), Some(Transport::Udp));
         assert_eq!(transport(PeerTransport::Tcp), Some(Transport::Tcp));
+    }
+}
+
+#[cfg(test)]
+mod pbx_node_tests {
+    use super::*;
+
+    struct Idle;
+    impl TrunkLoad for Idle {
+        fn sessions(&self, _trunk: u16) -> u32 {
+            0
+        }
+    }
+
+    fn routing() -> PolicyRouting {
+        let src = r#"
+[listen]
+sip = ["udp:127.0.0.1:5060"]
+[pbx]
+address = "127.0.0.2:5060"
+probe = { interval = "1s", down_after = 1 }
+[[pbx.node]]
+name = "site-b"
+address = "127.0.0.5:5060"
+probe = { interval = "1s", down_after = 1 }
+[[trunk]]
+name = "a"
+address = "127.0.0.3:5060"
+"#;
+        let policy = Policy::from_toml(src, "t.toml").unwrap();
+        let table =
+            RoutingTable::new(&policy, &mut trunkgate_control::TrunkIds::default(), |_| {
+                Err(std::io::Error::other("no DNS"))
+            })
+            .unwrap();
+        PolicyRouting::new(table, &policy)
+    }
+
+    fn inbound(r: &PolicyRouting, now: Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        let choice = r.candidates(now, Party::Trunk(0), Some(b"100"), &Idle, &mut out);
+        assert_eq!(choice.failover, FailoverPolicy::standard());
+        out.iter().map(|t| t.address.to_string()).collect()
+    }
+
+    #[test]
+    fn a_pbx_node_that_is_down_is_skipped_unless_all_are() {
+        let r = routing();
+        let now = Instant::now();
+        assert_eq!(inbound(&r, now), ["127.0.0.2:5060", "127.0.0.5:5060"]);
+        let down = |id: u16| {
+            r.pbx_health().lock().unwrap().on_probe(
+                now,
+                TrunkId(id),
+                trunkgate_control::ProbeOutcome::Timeout,
+                None,
+            )
+        };
+        assert!(down(0).is_some());
+        assert_eq!(inbound(&r, now), ["127.0.0.5:5060"]);
+        assert!(down(1).is_some());
+        // Every node down: all are offered anyway.
+        assert_eq!(inbound(&r, now), ["127.0.0.2:5060", "127.0.0.5:5060"]);
     }
 }

@@ -8,7 +8,9 @@
 //! `trunkgate_trunk_state_changes_total{trunk}`, `trunkgate_trunk_attempts_total{trunk}`,
 //! `trunkgate_trunk_answered_total{trunk}` (answer-seizure ratio = answered / attempts),
 //! `trunkgate_trunk_setup_seconds{trunk,stage="provisional"|"answer"}` (post-dial delay per
-//! branch), `trunkgate_trunk_probes_total{trunk,result="ok"|"failed"}`.
+//! branch), `trunkgate_trunk_probes_total{trunk,result="ok"|"failed"}`,
+//! `trunkgate_pbx_up{node}`. PBX nodes have a `Health` of their own (node index as the id):
+//! the same probes, breaker and half-open trials, fed by branches and probes to the PBX.
 
 use crate::routing_adapter::PolicyRouting;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -51,6 +53,32 @@ const SETUP_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0,
 ];
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
+
+/// What a branch's end says of its peer, for the circuit breaker.
+fn branch_outcome(outcome: Outcome, provisional: bool) -> Option<BranchOutcome> {
+    match outcome {
+        Outcome::Final(200..=299) => Some(BranchOutcome::Answered),
+        Outcome::Final(code) => Some(BranchOutcome::Final(code)),
+        Outcome::Timeout | Outcome::TryTimeout => Some(BranchOutcome::Timeout),
+        Outcome::Transport => Some(BranchOutcome::TransportError),
+        // Given up by us (CANCEL, another branch answered): says nothing of the peer,
+        // but a half-open peer's trial is over.
+        Outcome::Abandoned => provisional.then_some(BranchOutcome::Provisional),
+    }
+}
+
+fn probe_outcome(result: ProbeResult) -> ProbeOutcome {
+    match result {
+        ProbeResult::Reply(code) => ProbeOutcome::Reply(code),
+        ProbeResult::Timeout => ProbeOutcome::Timeout,
+        ProbeResult::Transport => ProbeOutcome::TransportError,
+    }
+}
+
 /// The trunk metrics families; cheap to clone (each family is an `Arc`).
 #[derive(Clone, Debug)]
 pub struct TrunkMetrics {
@@ -61,6 +89,7 @@ pub struct TrunkMetrics {
     answered: Family<TrunkLabel, Counter>,
     setup: Family<StageLabels, Histogram, fn() -> Histogram>,
     probes: Family<ProbeLabels, Counter>,
+    pbx_up: Family<NodeLabel, Gauge>,
 }
 
 fn setup_histogram() -> Histogram {
@@ -77,6 +106,7 @@ impl TrunkMetrics {
             answered: Family::default(),
             setup: Family::new_with_constructor(setup_histogram as fn() -> Histogram),
             probes: Family::default(),
+            pbx_up: Family::default(),
         }
     }
 
@@ -110,6 +140,11 @@ impl TrunkMetrics {
             "trunkgate_trunk_setup_seconds",
             "Per branch: INVITE to first provisional, and to answer (post-dial delay)",
             self.setup.clone(),
+        );
+        registry.register(
+            "trunkgate_pbx_up",
+            "1 while the PBX node is up (or half-open), 0 while down (probes or circuit breaker)",
+            self.pbx_up.clone(),
         );
         registry.register(
             "trunkgate_trunk_probes",
@@ -176,6 +211,14 @@ impl TrunkHealthFeed {
                 to_answer,
             });
         }
+        for node in table.pbx_nodes() {
+            metrics
+                .pbx_up
+                .get_or_create(&NodeLabel {
+                    node: node.name.clone(),
+                })
+                .set(1);
+        }
         let route_names = table.routes().iter().map(|r| r.name.clone()).collect();
         TrunkHealthFeed {
             routing,
@@ -239,12 +282,46 @@ impl TrunkHealthFeed {
                 let timing = (method == Method::Invite).then_some((first_provisional, duration));
                 self.branch_ended(now, t, route, outcome, retry_after, timing, failover);
             }
-            Event::Probe { trunk, result, rtt } => {
-                let outcome = match result {
-                    ProbeResult::Reply(code) => ProbeOutcome::Reply(code),
-                    ProbeResult::Timeout => ProbeOutcome::Timeout,
-                    ProbeResult::Transport => ProbeOutcome::TransportError,
-                };
+            Event::Probe {
+                to: Party::Pbx,
+                address,
+                result,
+                rtt,
+            } => self.pbx_probe(now, address, result, rtt),
+            Event::BranchStarted {
+                to: Party::Pbx,
+                address,
+                ..
+            } => {
+                if let Some(id) = self.pbx_node(address) {
+                    let change = self.with_pbx_health(|h| {
+                        (h.state(now, id) == Some(TrunkState::HalfOpen))
+                            .then(|| h.trial_started(now, id))
+                            .flatten()
+                    });
+                    self.pbx_changed(change);
+                }
+            }
+            Event::BranchEnded {
+                to: Party::Pbx,
+                address,
+                outcome,
+                first_provisional,
+                ..
+            } => {
+                let branch = branch_outcome(outcome, first_provisional.is_some());
+                if let (Some(id), Some(branch)) = (self.pbx_node(address), branch) {
+                    let change = self.with_pbx_health(|h| h.on_branch(now, id, branch));
+                    self.pbx_changed(change);
+                }
+            }
+            Event::Probe {
+                to: Party::Trunk(trunk),
+                result,
+                rtt,
+                ..
+            } => {
+                let outcome = probe_outcome(result);
                 let rtt = matches!(result, ProbeResult::Reply(_)).then_some(rtt);
                 let id = TrunkId(trunk);
                 let ok = match outcome {
@@ -286,21 +363,13 @@ impl TrunkHealthFeed {
             m.to_provisional.observe(provisional.as_secs_f64());
         }
         let id = TrunkId(t);
-        let branch = match outcome {
-            Outcome::Final(code) if (200..300).contains(&code) => {
-                if let (Some((_, duration)), Some(m)) = (timing, per_trunk) {
-                    m.answered.inc();
-                    m.to_answer.observe(duration.as_secs_f64());
-                }
-                Some(BranchOutcome::Answered)
-            }
-            Outcome::Final(code) => Some(BranchOutcome::Final(code)),
-            Outcome::Timeout | Outcome::TryTimeout => Some(BranchOutcome::Timeout),
-            Outcome::Transport => Some(BranchOutcome::TransportError),
-            // Given up by us (CANCEL, another branch answered): says nothing of the trunk,
-            // but a half-open trunk's trial is over.
-            Outcome::Abandoned => first_provisional.map(|_| BranchOutcome::Provisional),
-        };
+        if let (Outcome::Final(200..=299), Some((_, duration)), Some(m)) =
+            (outcome, timing, per_trunk)
+        {
+            m.answered.inc();
+            m.to_answer.observe(duration.as_secs_f64());
+        }
+        let branch = branch_outcome(outcome, first_provisional.is_some());
         let cooled = matches!(outcome, Outcome::Final(503))
             .then_some(retry_after)
             .flatten();
@@ -326,6 +395,57 @@ impl TrunkHealthFeed {
             self.metrics.failovers.get_or_create(&labels).inc();
         }
         self.changed(change);
+    }
+
+    fn with_pbx_health<R>(&self, f: impl FnOnce(&mut Health) -> R) -> R {
+        let mut health = self
+            .routing
+            .pbx_health()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        f(&mut health)
+    }
+
+    /// The PBX node at `address` (its index, as the id of the PBX nodes' health).
+    fn pbx_node(&self, address: std::net::SocketAddr) -> Option<TrunkId> {
+        let i = self
+            .routing
+            .table()
+            .pbx_nodes()
+            .iter()
+            .position(|n| n.address == address)?;
+        u16::try_from(i).ok().map(TrunkId)
+    }
+
+    fn pbx_probe(
+        &mut self,
+        now: Instant,
+        address: std::net::SocketAddr,
+        result: ProbeResult,
+        rtt: Duration,
+    ) {
+        let Some(id) = self.pbx_node(address) else {
+            return;
+        };
+        let outcome = probe_outcome(result);
+        let rtt = matches!(result, ProbeResult::Reply(_)).then_some(rtt);
+        let change = self.with_pbx_health(|h| h.on_probe(now, id, outcome, rtt));
+        self.pbx_changed(change);
+    }
+
+    fn pbx_changed(&mut self, change: Option<StateChange>) {
+        let Some(change) = change else { return };
+        let name = self
+            .routing
+            .table()
+            .pbx_nodes()
+            .get(usize::from(change.trunk.0))
+            .map_or_else(|| format!("#{}", change.trunk.0), |n| n.name.clone());
+        let up = i64::from(change.new != TrunkState::Down);
+        self.metrics
+            .pbx_up
+            .get_or_create(&NodeLabel { node: name })
+            .set(up);
     }
 
     fn changed(&mut self, change: Option<StateChange>) {
@@ -366,10 +486,32 @@ impl TrunkHealthFeed {
                 uri_host: trunk.uri_host.clone(),
                 local_answer: None,
             };
-            if !proxy.probe(now, id.0, &target, timeout) {
+            if !proxy.probe(now, &target, timeout) {
                 let change =
                     self.with_health(|h| h.on_probe(now, id, ProbeOutcome::TransportError, None));
                 self.changed(change);
+            }
+        }
+        // The PBX nodes' probes and cooldowns.
+        self.with_pbx_health(|h| {
+            h.on_timeout(now, &mut changes);
+            h.due_probes(now, &mut due);
+        });
+        for change in changes.drain(..) {
+            self.pbx_changed(Some(change));
+        }
+        for id in due.drain(..) {
+            let Some(node) = table.pbx_nodes().get(usize::from(id.0)) else {
+                continue;
+            };
+            let timeout = self
+                .with_pbx_health(|h| h.probe_timeout(id))
+                .unwrap_or(Duration::from_secs(2));
+            let target = crate::routing_adapter::pbx_target(node);
+            if !proxy.probe(now, &target, timeout) {
+                let change = self
+                    .with_pbx_health(|h| h.on_probe(now, id, ProbeOutcome::TransportError, None));
+                self.pbx_changed(change);
             }
         }
         self.changes = changes;
@@ -378,6 +520,11 @@ impl TrunkHealthFeed {
 
     /// When [`TrunkHealthFeed::poll`] must run next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.with_health(|h| h.next_deadline())
+        let trunks = self.with_health(|h| h.next_deadline());
+        let pbx = self.with_pbx_health(|h| h.next_deadline());
+        match (trunks, pbx) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

@@ -62,10 +62,11 @@ impl Check<'_, '_> {
         )
     }
 
-    /// `probe = { … }` of trunk `name`; `None` when absent (no probes).
-    pub(super) fn probe(&mut self, raw: Option<&Spanned<RawProbe>>, name: &str) -> Option<Probe> {
+    /// `probe = { … }` of `owner` (`trunk "a"`, `pbx`, `pbx.node "b"`); `None` when absent
+    /// (no probes).
+    pub(super) fn probe(&mut self, raw: Option<&Spanned<RawProbe>>, owner: &str) -> Option<Probe> {
         let t = raw?.get_ref();
-        let what = |key: &str| format!("trunk \"{name}\" probe.{key}");
+        let what = |key: &str| format!("{owner} probe.{key}");
         let (interval, interval_at) = self.duration(
             t.interval.as_ref(),
             &what("interval"),

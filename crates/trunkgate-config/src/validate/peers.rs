@@ -101,6 +101,7 @@ impl Check<'_, '_> {
         };
         let transport = self.transport(t.transport.as_ref(), "pbx.transport");
         let (allow, allow_spots) = self.allow(t.allow.as_ref(), "pbx.allow");
+        let probe = self.probe(t.probe.as_ref(), "pbx");
         let inbound = self.failover(
             &super::failover::FailoverFields {
                 failover_on: t.failover_on.as_ref(),
@@ -131,6 +132,7 @@ impl Check<'_, '_> {
                 address,
                 transport,
                 allow,
+                probe,
                 nodes,
                 inbound,
             },
@@ -191,6 +193,7 @@ impl Check<'_, '_> {
         );
         let transport = self.transport(t.transport.as_ref(), &format!("{what} transport"));
         let (allow, allow_spots) = self.allow(t.allow.as_ref(), &format!("{what} allow"));
+        let probe = self.probe(t.probe.as_ref(), &what);
         let mut dids = Vec::new();
         if let Some(f) = &t.dids {
             let dids_what = format!("{what} dids");
@@ -216,6 +219,7 @@ impl Check<'_, '_> {
                 transport,
                 allow,
                 dids,
+                probe,
             },
             PeerSpots {
                 allow: allow_spots,
@@ -351,7 +355,7 @@ impl Check<'_, '_> {
             };
             let anchor_media = self.trunk_anchor(t.media.as_ref(), &name);
             let weight = self.trunk_weight(t.weight.as_ref(), &name);
-            let probe = self.probe(t.probe.as_ref(), &name);
+            let probe = self.probe(t.probe.as_ref(), &format!("trunk \"{name}\""));
             let trunk = Trunk {
                 weight,
                 probe,

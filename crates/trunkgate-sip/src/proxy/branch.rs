@@ -425,17 +425,8 @@ impl Proxy {
                     tracing::info!(%destination, "connection failed: branch ended at once");
                     self.branch_ended(now, id, Outcome::Transport, None, true);
                 }
-                (Sub::Main, Owner::Probe { trunk }) => {
-                    let rtt = self
-                        .clients
-                        .get(&(id, sub))
-                        .map(|c| now.duration_since(c.sent))
-                        .unwrap_or_default();
-                    self.events.push_back(Event::Probe {
-                        trunk,
-                        result: super::event::ProbeResult::Transport,
-                        rtt,
-                    });
+                (Sub::Main, Owner::Probe) => {
+                    self.probe_done(now, id, super::event::ProbeResult::Transport);
                 }
                 _ => {}
             }

@@ -121,9 +121,10 @@ pub enum Event {
         trunk: Option<TrunkId>,
         reason: EndReason,
     },
-    /// An OPTIONS probe to `trunk` finished.
+    /// An OPTIONS probe to `to` (a trunk, or a PBX node at `address`) finished.
     Probe {
-        trunk: TrunkId,
+        to: Party,
+        address: SocketAddr,
         result: ProbeResult,
         rtt: Duration,
     },

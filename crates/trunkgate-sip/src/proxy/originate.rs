@@ -7,7 +7,7 @@ use super::Proxy;
 use super::state::{Owner, Sub};
 use super::timer::Timer;
 use crate::message::{Method, SipMessage};
-use crate::routing::{Target, TrunkId};
+use crate::routing::Target;
 use crate::transport::Flow;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -96,16 +96,10 @@ impl Proxy {
         id
     }
 
-    /// Send an OPTIONS probe to trunk `trunk` at `target`; its result comes out of
+    /// Send an OPTIONS probe to `target` (a trunk or a PBX node); its result comes out of
     /// `poll_event()` as [`super::Event::Probe`] within `timeout` (a reply, a timeout or a
     /// transport error). Returns false when no listener can reach the target.
-    pub fn probe(
-        &mut self,
-        now: Instant,
-        trunk: TrunkId,
-        target: &Target,
-        timeout: Duration,
-    ) -> bool {
+    pub fn probe(&mut self, now: Instant, target: &Target, timeout: Duration) -> bool {
         let transport = target.transport.unwrap_or(crate::transport::Transport::Udp);
         let Some(flow) = self.listener_for(transport, target.address) else {
             return false;
@@ -114,7 +108,7 @@ impl Proxy {
         let from = format!(
             "<sip:trunkgate@{}>;tag=tgp{:x}",
             super::host_port(&self.config.advertised, flow.local.port()),
-            self.salt.rotate_left(17) ^ u64::from(trunk),
+            self.salt.rotate_left(17) ^ self.next_id,
         );
         let to = format!("<{uri}>");
         let call_id = format!("tgprobe-{:x}-{:x}", self.salt & 0xffff_ffff, self.next_id);
@@ -128,10 +122,24 @@ impl Proxy {
             cseq: 1,
             extra: &[b"Accept: application/sdp"],
         };
-        let owner = Owner::Probe { trunk };
-        let id = self.send_own(now, &req, flow, target.address, target.party, owner);
+        let id = self.send_own(now, &req, flow, target.address, target.party, Owner::Probe);
         self.timers.arm(now + timeout, Timer::ProbeTimeout(id));
         true
+    }
+
+    /// Probe `id` ended with `result`: forget it and report it.
+    pub(super) fn probe_done(&mut self, now: Instant, id: u64, result: super::event::ProbeResult) {
+        let Some(c) = self.clients.get(&(id, Sub::Main)) else {
+            return;
+        };
+        let event = super::event::Event::Probe {
+            to: c.party,
+            address: c.destination,
+            result,
+            rtt: now.duration_since(c.sent),
+        };
+        self.remove_client(id, Sub::Main);
+        self.events.push_back(event);
     }
 
     /// A 2xx arrived for a branch we had given up (another trunk took the call, the caller

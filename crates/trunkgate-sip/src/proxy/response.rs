@@ -50,15 +50,9 @@ impl Proxy {
             return;
         }
         match client.owner {
-            Owner::Probe { trunk } => {
+            Owner::Probe => {
                 if code >= 200 {
-                    let rtt = now.duration_since(client.sent);
-                    self.remove_client(id, sub);
-                    self.events.push_back(Event::Probe {
-                        trunk,
-                        result: ProbeResult::Reply(code),
-                        rtt,
-                    });
+                    self.probe_done(now, id, ProbeResult::Reply(code));
                 }
                 return;
             }
@@ -498,12 +492,8 @@ impl Proxy {
                     (Sub::Main, Owner::Branch { .. }) if !abandoned => {
                         self.branch_ended(now, id, Outcome::Timeout, None, true);
                     }
-                    (Sub::Main, Owner::Probe { trunk }) => {
-                        self.events.push_back(Event::Probe {
-                            trunk,
-                            result: ProbeResult::Timeout,
-                            rtt: t.t1 * 64,
-                        });
+                    (Sub::Main, Owner::Probe) => {
+                        self.probe_done(now, id, ProbeResult::Timeout);
                     }
                     _ => {}
                 }
@@ -593,14 +583,8 @@ impl Proxy {
                 let Some(c) = self.clients.get(&(id, Sub::Main)) else {
                     return;
                 };
-                if let Owner::Probe { trunk } = c.owner {
-                    let rtt = now.duration_since(c.sent);
-                    self.remove_client(id, Sub::Main);
-                    self.events.push_back(Event::Probe {
-                        trunk,
-                        result: ProbeResult::Timeout,
-                        rtt,
-                    });
+                if c.owner == Owner::Probe {
+                    self.probe_done(now, id, ProbeResult::Timeout);
                 }
             }
         }

@@ -321,13 +321,8 @@ impl SimNet {
     }
 
     /// Send an OPTIONS probe to `target` now.
-    pub fn probe(
-        &mut self,
-        trunk: u16,
-        target: &crate::routing::Target,
-        timeout: Duration,
-    ) -> bool {
-        let sent = self.proxy.probe(self.now, trunk, target, timeout);
+    pub fn probe(&mut self, target: &crate::routing::Target, timeout: Duration) -> bool {
+        let sent = self.proxy.probe(self.now, target, timeout);
         self.drain_proxy();
         sent
     }

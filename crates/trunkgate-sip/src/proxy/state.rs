@@ -80,7 +80,7 @@ pub(crate) enum Owner {
     /// A branch of a relayed request: responses go to server transaction `server`.
     Branch { server: u64 },
     /// An OPTIONS probe of ours to a trunk: the result is an event.
-    Probe { trunk: TrunkId },
+    Probe,
     /// A request of our own (CANCEL, BYE on dead media or for an abandoned 2xx, ACK-less
     /// housekeeping): responses are absorbed.
     Own,
@@ -138,7 +138,7 @@ impl ClientTx {
     pub fn server(&self) -> Option<u64> {
         match self.owner {
             Owner::Branch { server } => Some(server),
-            Owner::Probe { .. } | Owner::Own => None,
+            Owner::Probe | Owner::Own => None,
         }
     }
 }

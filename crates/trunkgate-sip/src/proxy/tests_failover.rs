@@ -434,7 +434,7 @@ fn options_probes_report_replies_and_timeouts() {
         uri_host: TRUNK.into(),
         local_answer: None,
     };
-    assert!(net.probe(0, &target, Duration::from_secs(2)));
+    assert!(net.probe(&target, Duration::from_secs(2)));
     net.settle();
     let options = net.take_one(TRUNK);
     assert_eq!(options.method(), Some(Method::Options));
@@ -445,19 +445,19 @@ fn options_probes_report_replies_and_timeouts() {
     assert!(matches!(
         events.as_slice(),
         [Event::Probe {
-            trunk: 0,
+            to: Party::Trunk(0),
             result: ProbeResult::Reply(404),
             ..
         }]
     ));
     // Unanswered: a timeout at the probe's own timeout, not Timer F.
-    net.probe(0, &target, Duration::from_secs(2));
+    net.probe(&target, Duration::from_secs(2));
     net.run_for(Duration::from_millis(2100));
     let events = net.events();
     assert!(matches!(
         events.as_slice(),
         [Event::Probe {
-            trunk: 0,
+            to: Party::Trunk(0),
             result: ProbeResult::Timeout,
             ..
         }]

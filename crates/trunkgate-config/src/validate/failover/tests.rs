@@ -458,3 +458,24 @@ fn pbx_nodes_are_refused_with_their_position() {
         "",
     );
 }
+
+#[test]
+fn pbx_nodes_take_probes() {
+    let src = BASE.replace(
+        "allow = [\"127.0.0.2/32\"]\n",
+        "allow = [\"127.0.0.2/32\"]\nprobe = { interval = \"5s\" }\n",
+    ) + "[[pbx.node]]\nname = \"b\"\naddress = \"127.0.0.5:5060\"\nprobe = { down_after = 2 }\n";
+    let p = ok(&src);
+    assert_eq!(p.pbx.probe.as_ref().map(|p| p.interval), Some(S(5)));
+    assert_eq!(p.pbx.nodes[0].probe.as_ref().map(|p| p.down_after), Some(2));
+    refused(
+        &BASE.replace(
+            "allow = [\"127.0.0.2/32\"]\n",
+            "allow = [\"127.0.0.2/32\"]\nprobe = { interval = \"10ms\" }\n",
+        ),
+        7,
+        22,
+        "pbx probe.interval",
+        "",
+    );
+}
