@@ -251,8 +251,7 @@ pub fn send_batch(socket: &UdpSocket, batch: &[Transmit]) -> usize {
     if let [one] = batch {
         let to = SockaddrStorage::from(one.destination);
         return usize::from(
-            nix::sys::socket::sendto(socket.as_raw_fd(), &one.data, &to, MsgFlags::empty())
-                .is_ok(),
+            nix::sys::socket::sendto(socket.as_raw_fd(), &one.data, &to, MsgFlags::empty()).is_ok(),
         );
     }
     // `sent` counts datagrams dealt with (delivered or skipped on their own error).
