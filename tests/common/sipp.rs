@@ -95,7 +95,8 @@ pub struct Uas {
 }
 
 impl Uas {
-    /// Start a UAS on `ip:5060` and check it is still alive after it has had time to bind.
+    /// Start a UAS on `ip:5060` and wait (up to 10 s) until its socket is bound there, as
+    /// the kernel's socket table says (never a fixed sleep); panics if SIPp exits first.
     pub fn start(
         dir: &Path,
         name: &str,
@@ -114,15 +115,71 @@ impl Uas {
             child: Some(child),
             files,
         };
-        std::thread::sleep(Duration::from_millis(400));
-        if let Some(status) = uas.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            panic!(
-                "SIPp UAS {name} on {ip} exited at start ({status}):\n{}",
-                uas.files.report()
-            );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = uas.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!(
+                    "SIPp UAS {name} on {ip} exited at start ({status}):\n{}",
+                    uas.files.report()
+                );
+            }
+            if bound(ip, 5060, transport) {
+                return uas;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "SIPp UAS {name} did not bind {ip}:5060 within 10 s:\n{}",
+                    uas.files.report()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        uas
     }
+}
+
+/// Is a socket bound to `ip:port` (UDP), or listening there (TCP)? Read from
+/// `/proc/net/{udp,tcp}{,6}`, so asking never races the process that binds.
+pub fn bound(ip: IpAddr, port: u16, transport: Transport) -> bool {
+    let (file, local) = match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            let name = match transport {
+                Transport::Udp => "/proc/net/udp",
+                Transport::Tcp => "/proc/net/tcp",
+            };
+            // The kernel prints the address as one host-order (little-endian) word.
+            (
+                name,
+                format!(
+                    "{:02X}{:02X}{:02X}{:02X}:{port:04X}",
+                    o[3], o[2], o[1], o[0]
+                ),
+            )
+        }
+        IpAddr::V6(v6) => {
+            let name = match transport {
+                Transport::Udp => "/proc/net/udp6",
+                Transport::Tcp => "/proc/net/tcp6",
+            };
+            let words: String = v6
+                .octets()
+                .chunks(4)
+                .map(|w| format!("{:02X}{:02X}{:02X}{:02X}", w[3], w[2], w[1], w[0]))
+                .collect();
+            (name, format!("{words}:{port:04X}"))
+        }
+    };
+    let table = std::fs::read_to_string(file).unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace();
+        let (Some(_slot), Some(address), Some(_remote), Some(state)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return false;
+        };
+        // TCP: 0A = LISTEN; UDP sockets are 07 (unconnected), any state will do.
+        address == local && (transport == Transport::Udp || state == "0A")
+    })
 }
 
 impl Drop for Uas {

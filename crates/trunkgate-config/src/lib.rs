@@ -38,6 +38,8 @@ pub struct Policy {
     pub pbx: Pbx,
     pub trunks: Vec<Trunk>,
     pub routes: Vec<Route>,
+    /// `[[account]]`: limits shared by several trunks of one provider account.
+    pub accounts: Vec<Account>,
     pub security: Security,
     pub flood: Flood,
     pub register: Register,
@@ -248,6 +250,25 @@ pub struct Trunk {
     pub probe: Option<Probe>,
 }
 
+/// A provider account (`[[account]]`): session and call-rate limits that several trunks
+/// draw on together, on top of each trunk's own. A trunk belongs to at most one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    /// Indices into `Policy::trunks`, in the order written.
+    pub trunks: Vec<usize>,
+    /// Concurrent calls on all the account's trunks together, both directions.
+    pub max_sessions: Option<u32>,
+    /// Within `max_sessions`: calls from the account's trunks to the PBX.
+    pub max_inbound: Option<u32>,
+    /// Within `max_sessions`: calls from the PBX to the account's trunks.
+    pub max_outbound: Option<u32>,
+    /// New calls per second on all the account's trunks together.
+    pub max_cps: Option<u32>,
+    /// Bucket size of `max_cps`: `Some(max_cps)` when not written, `None` without `max_cps`.
+    pub cps_burst: Option<u32>,
+}
+
 /// A trunk's `probe = { interval, timeout, down_after, up_after, ok_codes }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -450,6 +471,7 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::PROBE_KEYS, "in a trunk's probe"),
             (raw::HEALTH_KEYS, "in [health]"),
             (raw::ROUTE_KEYS, "in [[route]]"),
+            (raw::ACCOUNT_KEYS, "in [[account]]"),
             (&["to_prefix"], "in route match"),
         ]
         .iter()
@@ -464,7 +486,10 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
         return;
     }
     let hint = if message.contains("expected a sequence") || message.contains("invalid type: map") {
-        Some("trunks and routes are arrays of tables: write [[trunk]] and [[route]]".to_owned())
+        Some(
+            "trunks, routes and accounts are arrays of tables: write [[trunk]], [[route]] and [[account]]"
+                .to_owned(),
+        )
     } else {
         None
     };

@@ -127,6 +127,7 @@ pub(crate) struct RawPolicy {
     pub limits: Table<RawLimits>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
+    pub account: Option<Spanned<Vec<Spanned<RawAccount>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +295,19 @@ pub(crate) struct RawRoute {
     pub setup_timeout: Option<Field>,
 }
 
+/// `[[account]]`: limits shared by several trunks of one provider account.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccount {
+    pub name: Option<Field>,
+    pub trunks: Option<Field>,
+    pub max_sessions: Option<Field>,
+    pub max_inbound: Option<Field>,
+    pub max_outbound: Option<Field>,
+    pub max_cps: Option<Field>,
+    pub cps_burst: Option<Field>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMatch {
@@ -303,7 +317,7 @@ pub(crate) struct RawMatch {
 /// The keys of each table, for "unknown key" hints and environment overrides.
 pub(crate) const ROOT_KEYS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "trunk", "route",
+    "trunk", "route", "account",
 ];
 pub(crate) const LIMITS_KEYS: &[&str] = &[
     "connections_per_source",
@@ -383,6 +397,15 @@ pub(crate) const HEALTH_KEYS: &[&str] = &[
     "breaker_window",
     "breaker_cooldown",
     "retry_after_max",
+];
+pub(crate) const ACCOUNT_KEYS: &[&str] = &[
+    "name",
+    "trunks",
+    "max_sessions",
+    "max_inbound",
+    "max_outbound",
+    "max_cps",
+    "cps_burst",
 ];
 pub(crate) const ROUTE_KEYS: &[&str] = &[
     "name",

@@ -21,7 +21,7 @@ mod trunk_id;
 pub use health::{
     BranchOutcome, ChangeReason, Health, ProbeOutcome, StateChange, TrunkHealth, TrunkState,
 };
-pub use trunk_id::{TrunkId, TrunkIds};
+pub use trunk_id::{AccountId, TrunkId, TrunkIds};
 pub use trunkgate_config::{HealthSettings, Probe};
 
 use ipnet::IpNet;
@@ -80,6 +80,23 @@ pub struct TrunkEntry {
     pub weight: u32,
     /// `probe = { … }`: OPTIONS health probes; `None`: not probed.
     pub probe: Option<Probe>,
+    /// The `[[account]]` this trunk belongs to, if any.
+    pub account: Option<AccountId>,
+}
+
+/// A provider account: limits its trunks draw on together (on top of their own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountEntry {
+    pub id: AccountId,
+    pub name: String,
+    /// Its trunks, in the order written.
+    pub trunks: Vec<TrunkId>,
+    pub max_sessions: Option<u32>,
+    pub max_inbound: Option<u32>,
+    pub max_outbound: Option<u32>,
+    pub max_cps: Option<u32>,
+    /// Bucket size of `max_cps` (`Some` exactly when `max_cps` is).
+    pub cps_burst: Option<u32>,
 }
 
 /// An outbound route: its trunks in configured order, how to order them per call and how
@@ -117,6 +134,8 @@ pub enum ResolveError {
     },
     #[error("trunk \"{0}\" gets no id: all 65536 trunk ids have been given to other names")]
     TrunkIdsExhausted(String),
+    #[error("account \"{0}\" gets no id: all 65536 account ids have been given to other names")]
+    AccountIdsExhausted(String),
     #[error(
         "{first} and {second} both claim source {net}; every source address must belong to one peer"
     )]
@@ -139,6 +158,8 @@ pub struct RoutingTable {
     /// `by_id[id]`: the position of trunk `id` in `trunks`, if this policy has it.
     by_id: Vec<Option<usize>>,
     routes: Vec<RouteEntry>,
+    /// `[[account]]`s in policy order.
+    accounts: Vec<AccountEntry>,
     sources: SourceTable,
     /// `(to_prefix, route index)`, longest prefix first, then file order.
     prefixes: Vec<(Box<[u8]>, usize)>,
@@ -206,6 +227,30 @@ impl RoutingTable {
                 anchor_media: t.anchor_media,
                 weight: t.weight,
                 probe: t.probe.clone(),
+                account: None,
+            });
+        }
+        let mut accounts = Vec::with_capacity(policy.accounts.len());
+        for a in &policy.accounts {
+            let id = ids
+                .assign_account(&a.name)
+                .ok_or_else(|| ResolveError::AccountIdsExhausted(a.name.clone()))?;
+            let mut members = Vec::with_capacity(a.trunks.len());
+            for &i in &a.trunks {
+                if let Some(trunk) = trunks.get_mut(i) {
+                    trunk.account = Some(id);
+                    members.push(trunk.id);
+                }
+            }
+            accounts.push(AccountEntry {
+                id,
+                name: a.name.clone(),
+                trunks: members,
+                max_sessions: a.max_sessions,
+                max_inbound: a.max_inbound,
+                max_outbound: a.max_outbound,
+                max_cps: a.max_cps,
+                cps_burst: a.cps_burst,
             });
         }
 
@@ -276,6 +321,7 @@ impl RoutingTable {
             trunks,
             by_id,
             routes,
+            accounts,
             sources,
             prefixes,
         })
@@ -400,6 +446,16 @@ impl RoutingTable {
     /// All routes in file order.
     pub fn routes(&self) -> &[RouteEntry] {
         &self.routes
+    }
+
+    /// All `[[account]]`s in file order.
+    pub fn accounts(&self) -> &[AccountEntry] {
+        &self.accounts
+    }
+
+    /// The account with id `id`, if this policy has it.
+    pub fn account(&self, id: AccountId) -> Option<&AccountEntry> {
+        self.accounts.iter().find(|a| a.id == id)
     }
 }
 

@@ -2,11 +2,16 @@
 //! before work"): may this datagram be looked at at all, may this new call take this trunk,
 //! may this REGISTER pass. Implemented by the binary on top of `trunkgate-control` (governor
 //! token buckets, bans), and by simple fakes in tests. Session *counting* is not here: the
-//! core counts sessions exactly in its dialog table; this trait only gives the limits.
+//! core counts sessions exactly in its dialog table (per trunk and per account); this trait
+//! only gives the limits, which trunk belongs to which account, and the call-rate buckets.
 
 use std::net::IpAddr;
 
-use crate::routing::Party;
+use crate::routing::{Party, TrunkId};
+
+/// A provider account's stable id (`[[account]]`): limits shared by several trunks. Dense
+/// (0, 1, 2, …) like [`TrunkId`]s, so per-account tables are vectors.
+pub type AccountId = u16;
 
 /// What happens to a datagram before it is parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +32,8 @@ pub enum UnknownSource {
     Reject,
 }
 
-/// Concurrent-session limits of one trunk (`None` = no limit).
+/// Concurrent-session limits of one trunk, or of one account (all its trunks together);
+/// `None` = no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TrunkLimits {
     pub max_sessions: Option<u32>,
@@ -42,6 +48,10 @@ pub struct TrunkLimits {
 pub enum RejectReason {
     Sessions,
     Cps,
+    /// The trunk's account is at its `max_sessions` (or per-direction share).
+    AccountSessions,
+    /// The trunk's account is over its `max_cps`.
+    AccountCps,
     Flood,
     UnknownSource,
     UserAgent,
@@ -51,10 +61,12 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const COUNT: usize = 8;
-    pub const ALL: [RejectReason; 8] = [
+    pub const COUNT: usize = 10;
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::Sessions,
         RejectReason::Cps,
+        RejectReason::AccountSessions,
+        RejectReason::AccountCps,
         RejectReason::Flood,
         RejectReason::UnknownSource,
         RejectReason::UserAgent,
@@ -66,6 +78,8 @@ impl RejectReason {
         match self {
             RejectReason::Sessions => "sessions",
             RejectReason::Cps => "cps",
+            RejectReason::AccountSessions => "account_sessions",
+            RejectReason::AccountCps => "account_cps",
             RejectReason::Flood => "flood",
             RejectReason::UnknownSource => "unknown_source",
             RejectReason::UserAgent => "user_agent",
@@ -98,6 +112,27 @@ pub trait Admission: Send + Sync {
     /// Take one token from the trunk's call-rate bucket (`max_cps`, `cps_burst`); `false`
     /// when the trunk is over its rate (the token is not taken).
     fn try_call_rate(&self, trunk: u16) -> bool;
+
+    /// Give back the token [`Admission::try_call_rate`] took for a call that was not placed
+    /// after all (its account refused it), so the trunk's own rate is not spent on it.
+    fn give_back_call_rate(&self, _trunk: TrunkId) {}
+
+    /// The account (`[[account]]`) trunk `trunk` belongs to, if any. Asked per new call:
+    /// an array lookup, no allocation.
+    fn trunk_account(&self, _trunk: TrunkId) -> Option<AccountId> {
+        None
+    }
+
+    /// Session limits of account `account`: all its trunks together.
+    fn account_limits(&self, _account: AccountId) -> TrunkLimits {
+        TrunkLimits::default()
+    }
+
+    /// Take one token from the account's call-rate bucket; `false` when the account is over
+    /// its rate (nothing taken). Asked only after the trunk's own checks passed.
+    fn try_account_rate(&self, _account: AccountId) -> bool {
+        true
+    }
 
     /// A REGISTER from `party`: `None` passes, `Some(secs)` refuses it with `503` and
     /// `Retry-After: secs` (randomised within the policy's window).

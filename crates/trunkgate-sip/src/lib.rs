@@ -18,7 +18,9 @@ pub mod proxy;
 pub mod routing;
 pub mod transport;
 
-pub use admission::{Admission, NoAdmission, RejectReason, TrunkLimits, UnknownSource, Verdict};
+pub use admission::{
+    AccountId, Admission, NoAdmission, RejectReason, TrunkLimits, UnknownSource, Verdict,
+};
 pub use media::{MediaCall, MediaFailure, MediaRelay, MediaSide};
 pub use metrics::{Direction, ProxyMetrics};
 pub use proxy::{EndReason, Event, Outcome, ProbeResult, Proxy, ProxyConfig, Timers};

@@ -71,11 +71,19 @@ pub struct ProxyMetrics {
     pub late_answers: AtomicU64,
     /// Branches ended because the shell could not reach the destination (TCP connect).
     pub transport_failures: AtomicU64,
+    /// Sessions in progress per account (`[[account]]`), by account id: the core's exact
+    /// counts, both directions together.
+    pub accounts: Box<[AtomicI64]>,
 }
 
 impl ProxyMetrics {
-    /// `trunks`: how many trunks the policy defines.
+    /// `trunks`: how many trunks the policy defines (no accounts).
     pub fn new(trunks: usize) -> ProxyMetrics {
+        ProxyMetrics::with_accounts(trunks, 0)
+    }
+
+    /// `trunks` and `accounts`: slots for that many trunk and account ids.
+    pub fn with_accounts(trunks: usize, accounts: usize) -> ProxyMetrics {
         let peers = (0..trunks + 2)
             .map(|_| PeerCounters {
                 responses: Default::default(),
@@ -102,7 +110,13 @@ impl ProxyMetrics {
             media_timeouts: AtomicU64::new(0),
             late_answers: AtomicU64::new(0),
             transport_failures: AtomicU64::new(0),
+            accounts: (0..accounts).map(|_| AtomicI64::new(0)).collect(),
         }
+    }
+
+    /// The session gauge of account `id`, if it has a slot.
+    pub(crate) fn account(&self, id: crate::admission::AccountId) -> Option<&AtomicI64> {
+        self.accounts.get(usize::from(id))
     }
 
     pub(crate) fn peer(&self, index: usize) -> Option<&PeerCounters> {

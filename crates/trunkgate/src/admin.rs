@@ -1,5 +1,6 @@
 //! The admin HTTP API (axum): `GET /health`, `GET /metrics`, `GET /calls` (anchored calls
-//! with per-stream media figures) and `GET /trunks` (trunk health, sessions, limits). `/health` and `/metrics` read atomics published by the
+//! with per-stream media figures) and `GET /trunks` (trunk health, sessions, limits, and
+//! the provider accounts the trunks share limits with). `/health` and `/metrics` read atomics published by the
 //! core task; `/calls` and the media part of `/metrics` take the relay's control lock
 //! briefly (never held on the packet path). Nothing here waits on the SIP core.
 
@@ -32,7 +33,16 @@ pub struct TrunksView {
 }
 
 impl TrunksView {
-    /// Every trunk: identity, limits, sessions now, and its health.
+    /// Sessions in progress on account `id` (all its trunks), from the core's gauge.
+    fn account_sessions(&self, id: trunkgate_control::AccountId) -> i64 {
+        self.proxy
+            .accounts
+            .get(usize::from(id.0))
+            .map_or(0, |g| g.load(Ordering::Relaxed).max(0))
+    }
+
+    /// Every trunk: identity, limits, sessions now, its account, and its health; then
+    /// every account: its trunks, limits and sessions now.
     pub fn snapshot(&self, now: std::time::Instant) -> serde_json::Value {
         let health = {
             let health = self
@@ -51,6 +61,7 @@ impl TrunksView {
                 let sessions: i64 = self.proxy.peers.get(slot).map_or(0, |p| {
                     p.dialogs.iter().map(|d| d.load(Ordering::Relaxed)).sum()
                 });
+                let account = trunk.account.and_then(|id| table.account(id));
                 let mut entry = serde_json::json!({
                     "name": trunk.name,
                     "id": trunk.id.0,
@@ -59,6 +70,9 @@ impl TrunksView {
                     "max_sessions": trunk.max_sessions,
                     "max_cps": trunk.max_cps,
                     "weight": trunk.weight,
+                    "account": account.map(|a| a.name.as_str()),
+                    "account_sessions": account.map(|a| self.account_sessions(a.id)),
+                    "account_max_sessions": account.and_then(|a| a.max_sessions),
                     "probe": trunk.probe.as_ref().map(|p| serde_json::json!({
                         "interval_ms": p.interval.as_millis() as u64,
                         "timeout_ms": p.timeout.as_millis() as u64,
@@ -100,7 +114,29 @@ impl TrunksView {
                 entry
             })
             .collect();
-        serde_json::json!({ "trunks": trunks, "pbx": pbx })
+        let accounts: Vec<serde_json::Value> = table
+            .accounts()
+            .iter()
+            .map(|a| {
+                let trunks: Vec<&str> = a
+                    .trunks
+                    .iter()
+                    .filter_map(|id| table.trunk(*id).map(|t| t.name.as_str()))
+                    .collect();
+                serde_json::json!({
+                    "name": a.name,
+                    "id": a.id.0,
+                    "trunks": trunks,
+                    "sessions": self.account_sessions(a.id),
+                    "max_sessions": a.max_sessions,
+                    "max_inbound": a.max_inbound,
+                    "max_outbound": a.max_outbound,
+                    "max_cps": a.max_cps,
+                    "cps_burst": a.cps_burst,
+                })
+            })
+            .collect();
+        serde_json::json!({ "trunks": trunks, "accounts": accounts, "pbx": pbx })
     }
 }
 
@@ -151,7 +187,7 @@ fn merge_health(entry: &mut serde_json::Value, view: Option<&trunkgate_control::
 async fn trunks(State(state): State<AdminState>) -> Response {
     match &state.trunks {
         Some(view) => axum::Json(view.snapshot(std::time::Instant::now())).into_response(),
-        None => axum::Json(serde_json::json!({ "trunks": [] })).into_response(),
+        None => axum::Json(serde_json::json!({ "trunks": [], "accounts": [] })).into_response(),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use trunkgate_control::admission::{AdmissionControl, DatagramVerdict, UnknownSource as Policy};
-use trunkgate_control::{Source, TrunkId};
+use trunkgate_control::{AccountId, Source, TrunkId};
 use trunkgate_sip::{Admission, Party, RejectReason, TrunkLimits, UnknownSource, Verdict};
 
 #[derive(Debug, Clone)]
@@ -60,6 +60,27 @@ impl Admission for PolicyAdmission {
         self.control.try_call_rate(TrunkId(trunk))
     }
 
+    fn give_back_call_rate(&self, trunk: u16) {
+        self.control.give_back_call_rate(TrunkId(trunk));
+    }
+
+    fn trunk_account(&self, trunk: u16) -> Option<trunkgate_sip::AccountId> {
+        self.control.trunk_account(TrunkId(trunk)).map(|a| a.0)
+    }
+
+    fn account_limits(&self, account: trunkgate_sip::AccountId) -> TrunkLimits {
+        let limits = self.control.account_limits(AccountId(account));
+        TrunkLimits {
+            max_sessions: limits.max_sessions,
+            max_inbound: limits.max_inbound,
+            max_outbound: limits.max_outbound,
+        }
+    }
+
+    fn try_account_rate(&self, account: trunkgate_sip::AccountId) -> bool {
+        self.control.try_account_rate(AccountId(account))
+    }
+
     fn try_register(&self, party: Party) -> Option<u32> {
         self.control.try_register(source(party))
     }
@@ -97,5 +118,38 @@ mod tests {
         assert_eq!(admission.trunk_limits(0).max_sessions, Some(300));
         assert!(admission.blocked_user_agent(Party::Unknown, b"friendly-scanner"));
         assert!(!admission.blocked_user_agent(Party::Pbx, b"friendly-scanner"));
+        assert_eq!(
+            admission.trunk_account(0),
+            None,
+            "the default has no accounts"
+        );
+    }
+
+    #[test]
+    fn maps_accounts_and_their_buckets() {
+        let text = trunkgate_config::EMBEDDED_DEFAULT.to_owned()
+            + "\n[[account]]\nname = \"acme\"\ntrunks = [\"carrier-b\", \"carrier-a\"]\nmax_sessions = 10\nmax_outbound = 8\nmax_cps = 1\n";
+        let policy = TomlPolicy::from_toml(&text, "t.toml").unwrap();
+        let table = RoutingTable::new(
+            &policy,
+            &mut trunkgate_control::TrunkIds::default(),
+            crate::startup::resolve,
+        )
+        .unwrap();
+        let admission = PolicyAdmission::new(Arc::new(AdmissionControl::new(&policy, &table)));
+        let acme = admission.trunk_account(0).unwrap();
+        assert_eq!(admission.trunk_account(1), Some(acme));
+        let limits = admission.account_limits(acme);
+        assert_eq!(
+            (limits.max_sessions, limits.max_inbound, limits.max_outbound),
+            (Some(10), None, Some(8))
+        );
+        assert!(admission.try_account_rate(acme));
+        assert!(!admission.try_account_rate(acme), "max_cps 1, burst 1");
+        // carrier-a's own bucket (150/s, burst 150): a token given back is there again.
+        let taken = (0..200).filter(|_| admission.try_call_rate(0)).count();
+        admission.give_back_call_rate(0);
+        assert!(admission.try_call_rate(0));
+        assert!(taken >= 150);
     }
 }

@@ -10,6 +10,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod account_metrics;
 mod admin;
 mod admission_adapter;
 mod fd_budget;

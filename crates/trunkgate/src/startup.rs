@@ -2,6 +2,7 @@
 //! wire the core, the TCP tasks, the admin API and the signal handlers together, and wait for
 //! the drain to finish.
 
+use crate::account_metrics::AccountCollector;
 use crate::admin::{self, AdminState, TrunksView};
 use crate::admission_adapter::PolicyAdmission;
 use crate::fd_budget::{BudgetCollector, BudgetView, FdBudget};
@@ -194,6 +195,27 @@ pub fn build_routing(
     Ok((Arc::new(PolicyRouting::new(table, policy)), admission))
 }
 
+/// Name and `max_sessions` of each account id (dense; a gap, which a first build never has,
+/// is labelled `#ID`).
+fn account_slots(routing: &PolicyRouting) -> Vec<(String, Option<u32>)> {
+    let accounts = routing.table().accounts();
+    let slots = accounts
+        .iter()
+        .map(|a| usize::from(a.id.0) + 1)
+        .max()
+        .unwrap_or(0);
+    (0..slots)
+        .map(|i| {
+            accounts
+                .iter()
+                .find(|a| usize::from(a.id.0) == i)
+                .map_or((format!("#{i}"), None), |a| {
+                    (a.name.clone(), a.max_sessions)
+                })
+        })
+        .collect()
+}
+
 pub fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let policy = match load_policy(path) {
         Ok(policy) => policy,
@@ -257,7 +279,10 @@ async fn serve(
         .map(|l| l.flow)
         .chain(tcp_listeners.iter().map(|(flow, _)| *flow))
         .collect();
-    let proxy_metrics = Arc::new(ProxyMetrics::new(policy.trunks.len()));
+    let proxy_metrics = Arc::new(ProxyMetrics::with_accounts(
+        policy.trunks.len(),
+        policy.accounts.len(),
+    ));
     let shell_metrics = Arc::new(ShellMetrics::default());
     let status = Arc::new(CoreStatus::default());
     let trunk_names: Vec<String> = policy.trunks.iter().map(|t| t.name.clone()).collect();
@@ -285,6 +310,10 @@ async fn serve(
     .with_admission(admission.clone(), session_limits)
     .into_registry();
     registry.register_collector(Box::new(MediaCollector::new(relay.metrics())));
+    registry.register_collector(Box::new(AccountCollector::new(
+        proxy_metrics.clone(),
+        account_slots(&routing),
+    )));
     let trunk_metrics = TrunkMetrics::new();
     trunk_metrics.register(&mut registry);
     let health_feed = TrunkHealthFeed::new(routing.clone(), trunk_metrics);

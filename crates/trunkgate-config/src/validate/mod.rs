@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use toml::Spanned;
 
+mod accounts;
 mod admission;
 mod failover;
 mod limits;
@@ -70,6 +71,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let pbx = c.pbx(raw.pbx.as_ref());
     let (trunks, trunk_names) = c.trunks(raw.trunk);
     let routes = c.routes(raw.route, &trunk_names);
+    let accounts = c.accounts(raw.account, &trunk_names);
     let security = c.security(raw.security.as_ref());
     let flood = c.flood(raw.flood.as_ref());
     let register = c.register(raw.register.as_ref());
@@ -82,6 +84,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         pbx: pbx.0,
         trunks: trunks.iter().map(|t| t.0.clone()).collect(),
         routes,
+        accounts,
         security,
         flood,
         register,

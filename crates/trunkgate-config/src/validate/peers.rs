@@ -310,49 +310,16 @@ impl Check<'_, '_> {
             );
             let transport = self.transport(t.transport.as_ref(), &what("transport"));
             let (allow, allow_spots) = self.allow(t.allow.as_ref(), &what("allow"));
-            let limit = |c: &mut Self, f: &Option<Field>, key: &str| {
-                f.as_ref()
-                    .and_then(|f| c.integer(f, &what(key), 1..=i64::from(u32::MAX)))
-                    .and_then(|n| u32::try_from(n).ok())
-            };
-            let max_sessions = limit(self, &t.max_sessions, "max_sessions");
-            let max_cps = limit(self, &t.max_cps, "max_cps");
-            let within_sessions = |c: &mut Self, f: &Option<Field>, key: &str| {
-                let n = limit(c, f, key)?;
-                match (max_sessions, f) {
-                    (Some(total), Some(f)) if n > total => {
-                        let hint = format!(
-                            "{key} is a share of max_sessions: lower it to at most {total}, or raise max_sessions"
-                        );
-                        c.report.error(
-                            &f.at,
-                            format!(
-                                "trunk \"{name}\" {key} = {n} is more than max_sessions = {total}"
-                            ),
-                            Some(hint),
-                        );
-                        None
-                    }
-                    _ => Some(n),
-                }
-            };
-            let max_inbound = within_sessions(self, &t.max_inbound, "max_inbound");
-            let max_outbound = within_sessions(self, &t.max_outbound, "max_outbound");
-            let burst = limit(self, &t.cps_burst, "cps_burst");
-            let cps_burst = match (&t.cps_burst, max_cps) {
-                (Some(f), None) => {
-                    let hint = "cps_burst is the bucket size of max_cps: set max_cps too, or remove cps_burst";
-                    self.report.error(
-                        &f.at,
-                        format!("trunk \"{name}\" has cps_burst but no max_cps"),
-                        Some(hint.into()),
-                    );
-                    None
-                }
-                // One second's worth of calls unless written.
-                (Some(_), Some(cps)) => burst.or(Some(cps)),
-                (None, cps) => cps,
-            };
+            let limits = self.call_limits(
+                &super::accounts::LimitFields {
+                    max_sessions: t.max_sessions.as_ref(),
+                    max_inbound: t.max_inbound.as_ref(),
+                    max_outbound: t.max_outbound.as_ref(),
+                    max_cps: t.max_cps.as_ref(),
+                    cps_burst: t.cps_burst.as_ref(),
+                },
+                &format!("trunk \"{name}\""),
+            );
             let anchor_media = self.trunk_anchor(t.media.as_ref(), &name);
             let weight = self.trunk_weight(t.weight.as_ref(), &name);
             let probe = self.probe(t.probe.as_ref(), &format!("trunk \"{name}\""));
@@ -364,11 +331,11 @@ impl Check<'_, '_> {
                 address,
                 transport,
                 allow,
-                max_sessions,
-                max_cps,
-                max_inbound,
-                max_outbound,
-                cps_burst,
+                max_sessions: limits.max_sessions,
+                max_cps: limits.max_cps,
+                max_inbound: limits.max_inbound,
+                max_outbound: limits.max_outbound,
+                cps_burst: limits.cps_burst,
             };
             out.push((
                 trunk,

@@ -7,9 +7,14 @@
 //! - [`AdmissionControl::blocked_user_agent`]: scanner signatures (`security.block_user_agents`).
 //! - [`AdmissionControl::try_call_rate`] / [`AdmissionControl::trunk_limits`]: per-trunk
 //!   `max_cps` buckets and session limits (sessions are *counted* by the SIP core).
+//! - [`AdmissionControl::trunk_account`], [`AdmissionControl::account_limits`],
+//!   [`AdmissionControl::try_account_rate`]: the same for `[[account]]`s, which several
+//!   trunks share; [`AdmissionControl::give_back_call_rate`] returns a trunk's token when
+//!   its account refuses the call.
 //! - [`AdmissionControl::try_register`]: the REGISTER rate, with a randomised `Retry-After`.
 //!
-//! Token buckets are governor's (GCRA), reading governor's clock; tests substitute
+//! Token buckets are GCRA on governor's clock (call rates: our own refundable
+//! `CallBucket`; floods and REGISTER: governor's limiters); tests substitute
 //! `governor::clock::FakeRelativeClock` through [`AdmissionControl::with_clock`]. Every
 //! method takes `&self`: the SIP core calls it per datagram while the binary's maintenance
 //! task calls [`AdmissionControl::maintain`] every second. The only lock is the ban map's,
@@ -23,7 +28,7 @@ mod user_agent;
 #[cfg(test)]
 mod tests;
 
-use crate::{RoutingTable, Source, TrunkId};
+use crate::{AccountId, RoutingTable, Source, TrunkId};
 use flood::{FloodGuard, FloodVerdict};
 use governor::clock::{Clock, DefaultClock};
 use rate::{CallRates, RegisterRate};
@@ -65,6 +70,11 @@ pub struct AdmissionControl<C: Clock = DefaultClock> {
     user_agents: UserAgents,
     limits: Vec<TrunkLimits>,
     call_rates: CallRates<C>,
+    /// By trunk id: the trunk's account.
+    trunk_accounts: Vec<Option<AccountId>>,
+    /// By account id: its session limits and its call-rate bucket.
+    account_limits: Vec<TrunkLimits>,
+    account_rates: CallRates<C>,
     register: RegisterRate<C>,
     overflow_retry_after: u32,
 }
@@ -95,6 +105,20 @@ impl<C: Clock + Clone> AdmissionControl<C> {
                     .and_then(|id| table.trunk(TrunkId(id)))
             })
             .collect();
+        // Dense by account id, the same way.
+        let account_slots = table
+            .accounts()
+            .iter()
+            .map(|a| usize::from(a.id.0) + 1)
+            .max()
+            .unwrap_or(0);
+        let accounts: Vec<Option<&crate::AccountEntry>> = (0..account_slots)
+            .map(|i| {
+                u16::try_from(i)
+                    .ok()
+                    .and_then(|id| table.account(AccountId(id)))
+            })
+            .collect();
         AdmissionControl {
             exempt_peers: policy.flood.exempt_peers,
             unknown_source: policy.security.unknown_source,
@@ -114,6 +138,24 @@ impl<C: Clock + Clone> AdmissionControl<C> {
             call_rates: CallRates::new(
                 by_id.iter().map(|t| {
                     t.and_then(|t| t.max_cps.map(|cps| (cps, t.cps_burst.unwrap_or(cps))))
+                }),
+                &clock,
+            ),
+            trunk_accounts: by_id.iter().map(|t| t.and_then(|t| t.account)).collect(),
+            account_limits: accounts
+                .iter()
+                .map(|a| {
+                    a.map(|a| TrunkLimits {
+                        max_sessions: a.max_sessions,
+                        max_inbound: a.max_inbound,
+                        max_outbound: a.max_outbound,
+                    })
+                    .unwrap_or_default()
+                })
+                .collect(),
+            account_rates: CallRates::new(
+                accounts.iter().map(|a| {
+                    a.and_then(|a| a.max_cps.map(|cps| (cps, a.cps_burst.unwrap_or(cps))))
                 }),
                 &clock,
             ),
@@ -193,6 +235,38 @@ impl<C: Clock + Clone> AdmissionControl<C> {
         self.call_rates.try_take(usize::from(trunk.0))
     }
 
+    /// Give back a token taken by [`AdmissionControl::try_call_rate`] for a call that was
+    /// not placed (its account refused it): the trunk's rate is not spent on it.
+    #[inline]
+    pub fn give_back_call_rate(&self, trunk: TrunkId) {
+        self.call_rates.give_back(usize::from(trunk.0));
+    }
+
+    /// The `[[account]]` trunk `trunk` belongs to, if any.
+    #[inline]
+    pub fn trunk_account(&self, trunk: TrunkId) -> Option<AccountId> {
+        self.trunk_accounts
+            .get(usize::from(trunk.0))
+            .copied()
+            .flatten()
+    }
+
+    /// Session limits of account `account` (all its trunks together); none for an id the
+    /// policy does not have.
+    pub fn account_limits(&self, account: AccountId) -> TrunkLimits {
+        self.account_limits
+            .get(usize::from(account.0))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Take one call from account `account`'s `max_cps` bucket. `false`: over the rate,
+    /// nothing taken. `true` for an account without `max_cps`.
+    #[inline]
+    pub fn try_account_rate(&self, account: AccountId) -> bool {
+        self.account_rates.try_take(usize::from(account.0))
+    }
+
     /// A REGISTER (from any source; all share one `[register]` bucket). `None`: pass.
     /// `Some(secs)`: refuse with `503` and `Retry-After: secs`, uniformly random within
     /// `[retry_after_min, retry_after_max]`.
@@ -214,6 +288,8 @@ impl<C: Clock + Clone> fmt::Debug for AdmissionControl<C> {
             .field("tracked_sources", &self.tracked_sources())
             .field("banned_sources", &self.banned_sources())
             .field("limits", &self.limits)
+            .field("trunk_accounts", &self.trunk_accounts)
+            .field("account_limits", &self.account_limits)
             .finish_non_exhaustive()
     }
 }

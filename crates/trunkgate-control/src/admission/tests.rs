@@ -385,3 +385,96 @@ fn shared_between_threads() {
     });
     assert!(f.admission.tracked_sources() <= 20_000);
 }
+
+/// carrier-a (cps 5, burst 3) and carrier-b in account "acme" (10 sessions, 4 inbound,
+/// 2 calls/s, burst 2); carrier-c alone.
+const ACME: &str = "[[trunk]]\nname = \"carrier-c\"\naddress = \"198.51.100.9\"\n\
+    [[account]]\nname = \"acme\"\ntrunks = [\"carrier-a\", \"carrier-b\"]\n\
+    max_sessions = 10\nmax_inbound = 4\nmax_cps = 2\n";
+
+#[test]
+fn accounts_map_their_trunks_and_limits() {
+    let f = fixture(ACME);
+    let a = &f.admission;
+    let acme = a.trunk_account(TrunkId(0)).expect("carrier-a is in acme");
+    assert_eq!(a.trunk_account(TrunkId(1)), Some(acme));
+    assert_eq!(
+        a.trunk_account(TrunkId(2)),
+        None,
+        "carrier-c is in no account"
+    );
+    assert_eq!(a.trunk_account(TrunkId(99)), None);
+    assert_eq!(
+        a.account_limits(acme),
+        TrunkLimits {
+            max_sessions: Some(10),
+            max_inbound: Some(4),
+            max_outbound: None
+        }
+    );
+    assert_eq!(a.account_limits(AccountId(7)), TrunkLimits::default());
+    let entry = f.table.account(acme).unwrap();
+    assert_eq!(entry.name, "acme");
+    assert_eq!(entry.trunks, vec![TrunkId(0), TrunkId(1)]);
+    assert_eq!((entry.max_cps, entry.cps_burst), (Some(2), Some(2)));
+    assert_eq!(f.table.trunk(TrunkId(1)).unwrap().account, Some(acme));
+}
+
+#[test]
+fn the_account_rate_is_shared_and_refills() {
+    let f = fixture(ACME);
+    let a = &f.admission;
+    let acme = a.trunk_account(TrunkId(1)).unwrap();
+    assert!(a.try_account_rate(acme));
+    assert!(a.try_account_rate(acme));
+    assert!(!a.try_account_rate(acme), "burst 2, whichever trunk asks");
+    f.clock.advance(Duration::from_millis(500));
+    assert!(a.try_account_rate(acme), "2/s: one more every 500 ms");
+    assert!(!a.try_account_rate(acme));
+    assert!(
+        a.try_account_rate(AccountId(9)),
+        "no such account: no limit"
+    );
+}
+
+#[test]
+fn a_trunk_token_given_back_is_not_spent() {
+    let f = fixture("");
+    let a = &f.admission;
+    for _ in 0..3 {
+        assert!(a.try_call_rate(TrunkId(0)));
+    }
+    assert!(!a.try_call_rate(TrunkId(0)), "burst 3 spent");
+    a.give_back_call_rate(TrunkId(0));
+    assert!(
+        a.try_call_rate(TrunkId(0)),
+        "the token given back is there again"
+    );
+    assert!(!a.try_call_rate(TrunkId(0)));
+    // Giving back never fills the bucket past its burst.
+    f.clock.advance(Duration::from_secs(10));
+    for _ in 0..5 {
+        a.give_back_call_rate(TrunkId(0));
+    }
+    assert_eq!((0..10).filter(|_| a.try_call_rate(TrunkId(0))).count(), 3);
+    // Trunks without max_cps (or unknown ids) ignore it.
+    a.give_back_call_rate(TrunkId(1));
+    a.give_back_call_rate(TrunkId(42));
+}
+
+#[test]
+fn account_ids_survive_a_rebuild_by_name() {
+    let mut ids = crate::TrunkIds::default();
+    let no_dns = |hp: &HostPort| -> std::io::Result<SocketAddr> {
+        Err(std::io::Error::other(format!("no DNS: {hp}")))
+    };
+    let extra = "[[account]]\nname = \"zeta\"\ntrunks = [\"carrier-c\"]\n";
+    let first = RoutingTable::new(&policy(&format!("{extra}{ACME}")), &mut ids, no_dns).unwrap();
+    let zeta = first.trunk(TrunkId(2)).and_then(|t| t.account);
+    // A later policy drops zeta and writes acme first: acme keeps its id, zeta's is not reused.
+    let second = RoutingTable::new(&policy(ACME), &mut ids, no_dns).unwrap();
+    let acme = second.accounts()[0].id;
+    assert_eq!(first.accounts()[1].id, acme);
+    assert_ne!(Some(acme), zeta);
+    assert_eq!(ids.account("acme"), Some(acme));
+}

@@ -340,32 +340,30 @@ impl Proxy {
     }
 
     /// May the call of dialog `dialog` move to `target`? Outbound calls check the trunk's
-    /// session and call-rate limits (the call's own session is on the trunk it leaves).
+    /// and its account's session and call-rate limits (the call's own session is on the
+    /// trunk it leaves, and stays in its account when it moves to a sibling trunk).
     fn admit_next(&mut self, target: &Target, dialog: Option<u64>) -> bool {
-        let outbound = dialog
-            .and_then(|id| self.dialogs.get(&id))
-            .is_some_and(|d| d.direction == Direction::Outbound);
+        let Some(dialog) = dialog.and_then(|id| self.dialogs.get(&id)) else {
+            return true;
+        };
+        let (outbound, holding) = (dialog.direction == Direction::Outbound, dialog.account);
         let Party::Trunk(t) = target.party else {
             return true;
         };
         if !outbound {
             return true;
         }
-        if !self.trunk_has_room(t, Direction::Outbound) {
-            self.metrics
-                .reject(target.party.metric_index(), crate::RejectReason::Sessions);
-            return false;
+        match self.take_trunk(t, Direction::Outbound, holding) {
+            Ok(()) => true,
+            Err(reason) => {
+                self.metrics.reject(target.party.metric_index(), reason);
+                false
+            }
         }
-        if !self.admission.try_call_rate(t) {
-            self.metrics
-                .reject(target.party.metric_index(), crate::RejectReason::Cps);
-            return false;
-        }
-        true
     }
 
     /// The call of dialog `dialog_id` now goes to `branch`: its callee leg, and for an
-    /// outbound call its trunk's session count, metrics slot and media session.
+    /// outbound call its trunk's (and account's) session count, metrics slot and media session.
     fn move_callee(&mut self, dialog_id: u64, branch: &Branch) {
         let Some(dialog) = self.dialogs.get_mut(&dialog_id) else {
             return;
@@ -383,12 +381,14 @@ impl Proxy {
         let Party::Trunk(new) = branch.party else {
             return;
         };
+        let account = self.admission.trunk_account(new);
         let old = dialog.trunk.replace(new);
+        let old_account = std::mem::replace(&mut dialog.account, account);
         let old_peer = std::mem::replace(&mut dialog.metric_peer, branch.party.metric_index());
         if let Some(old) = old {
-            self.session_ended(old, direction);
+            self.session_ended(old, old_account, direction);
         }
-        self.session_started(new, direction);
+        self.session_started(new, account, direction);
         if let Some(p) = self.metrics.peer(old_peer) {
             p.dialogs[direction.index()].fetch_sub(1, Ordering::Relaxed);
         }

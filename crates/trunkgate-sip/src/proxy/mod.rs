@@ -8,7 +8,8 @@
 //! `addressing.rs` (what a forwarded request looks like; recognising ourselves),
 //! `response.rs` (responses in, and what each timer does), `timer.rs` (the deadline heap).
 //! Tests: `simnet.rs` drives PBX ↔ proxy ↔ trunks over a simulated lossy network with a
-//! fake clock; `tests.rs` (call flows), `tests_admission.rs` (limits, property test).
+//! fake clock; `tests.rs` (call flows), `tests_admission.rs` (limits, property test),
+//! `tests_accounts.rs` (limits shared by a provider account's trunks).
 
 mod addressing;
 mod admit;
@@ -26,13 +27,15 @@ mod simnet;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_accounts;
+#[cfg(test)]
 mod tests_admission;
 #[cfg(test)]
 mod tests_failover;
 #[cfg(test)]
 mod tests_media;
 
-use crate::admission::{Admission, NoAdmission, RejectReason, Verdict};
+use crate::admission::{AccountId, Admission, NoAdmission, RejectReason, Verdict};
 use crate::media::MediaRelay;
 use crate::message::{Limits, ParseError, SipMessage};
 use crate::metrics::ProxyMetrics;
@@ -125,6 +128,10 @@ pub struct Proxy {
     /// Sessions (dialogs) in progress per trunk index, by [`crate::Direction::index`]: the
     /// exact counts the limits are checked against.
     sessions: Vec<[u32; 2]>,
+    /// The same per account id (`[[account]]`), from the same events: a dialog remembers
+    /// its account at creation and when it moves (`move_callee`), so the count it gives
+    /// back is the one it took, whatever a later policy says about the trunk's account.
+    account_sessions: Vec<[u32; 2]>,
     shutting_down: bool,
     /// Rate limit for the "unknown source" warning.
     last_unknown_warn: Option<Instant>,
@@ -184,6 +191,7 @@ impl Proxy {
             dialogs: HashMap::new(),
             dialog_index: HashMap::new(),
             sessions: Vec::new(),
+            account_sessions: Vec::new(),
             shutting_down: false,
             last_unknown_warn: None,
             unknown_since_warn: 0,
@@ -323,6 +331,13 @@ impl Proxy {
         outbound + inbound
     }
 
+    /// Sessions in progress on all trunks of account `account` (both directions): the exact
+    /// counts the account's limits use.
+    pub fn account_sessions(&self, account: AccountId) -> u32 {
+        let [outbound, inbound] = self.account_sessions_of(account);
+        outbound + inbound
+    }
+
     /// A stream connection closed: dialogs and transactions that used it fall back to
     /// opening a new connection to the peer's address.
     pub fn connection_closed(&mut self, flow: Flow) {
@@ -427,18 +442,44 @@ impl Proxy {
             .unwrap_or_default()
     }
 
-    fn session_started(&mut self, trunk: u16, direction: crate::Direction) {
-        let index = usize::from(trunk);
-        if self.sessions.len() <= index {
-            self.sessions.resize(index + 1, [0, 0]);
-        }
-        self.sessions[index][direction.index()] += 1;
+    /// Sessions in progress on account `account`, by direction.
+    fn account_sessions_of(&self, account: AccountId) -> [u32; 2] {
+        self.account_sessions
+            .get(usize::from(account))
+            .copied()
+            .unwrap_or_default()
     }
 
-    fn session_ended(&mut self, trunk: u16, direction: crate::Direction) {
-        if let Some(counts) = self.sessions.get_mut(usize::from(trunk)) {
-            let count = &mut counts[direction.index()];
-            *count = count.saturating_sub(1);
+    /// A session starts on `trunk` (and its `account`): both exact counts go up together.
+    fn session_started(
+        &mut self,
+        trunk: u16,
+        account: Option<AccountId>,
+        direction: crate::Direction,
+    ) {
+        count_up(&mut self.sessions, usize::from(trunk), direction);
+        if let Some(account) = account {
+            count_up(&mut self.account_sessions, usize::from(account), direction);
+            if let Some(gauge) = self.metrics.account(account) {
+                gauge.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A session on `trunk` (counted against `account` when it started or moved) ends.
+    fn session_ended(
+        &mut self,
+        trunk: u16,
+        account: Option<AccountId>,
+        direction: crate::Direction,
+    ) {
+        count_down(&mut self.sessions, usize::from(trunk), direction);
+        if let Some(account) = account {
+            if count_down(&mut self.account_sessions, usize::from(account), direction) {
+                if let Some(gauge) = self.metrics.account(account) {
+                    gauge.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -595,7 +636,7 @@ impl Proxy {
             });
             self.dialog_index.remove(&dialog.index_key);
             if let Some(trunk) = dialog.trunk {
-                self.session_ended(trunk, dialog.direction);
+                self.session_ended(trunk, dialog.account, dialog.direction);
             }
             if let (Some(media), Some(_)) = (&self.media, &dialog.media) {
                 media.delete(id);
@@ -611,6 +652,27 @@ impl Proxy {
                 "dialog ended"
             );
         }
+    }
+}
+
+fn count_up(counts: &mut Vec<[u32; 2]>, index: usize, direction: crate::Direction) {
+    if counts.len() <= index {
+        counts.resize(index + 1, [0, 0]);
+    }
+    counts[index][direction.index()] += 1;
+}
+
+/// One session fewer; `false` when there was none to end (never below zero).
+fn count_down(counts: &mut [[u32; 2]], index: usize, direction: crate::Direction) -> bool {
+    match counts
+        .get_mut(index)
+        .map(|pair| &mut pair[direction.index()])
+    {
+        Some(count) if *count > 0 => {
+            *count -= 1;
+            true
+        }
+        _ => false,
     }
 }
 

@@ -478,6 +478,7 @@ impl Proxy {
                 Party::Trunk(t) => Some(t),
                 _ => None,
             };
+            let account = trunk_index.and_then(|t| self.admission.trunk_account(t));
             let id = self.next_id();
             let index_key = dialog_key(msg.call_id(), caller_tag).to_vec();
             if let Some(old) = self.dialog_index.get(&index_key).copied() {
@@ -492,6 +493,7 @@ impl Proxy {
                 direction,
                 metric_peer: trunk.metric_index(),
                 trunk: trunk_index,
+                account,
                 caller: Leg {
                     party,
                     address: caller_address,
@@ -509,7 +511,7 @@ impl Proxy {
             self.dialog_index.insert(index_key, id);
             self.dialogs.insert(id, dialog);
             if let Some(t) = trunk_index {
-                self.session_started(t, direction);
+                self.session_started(t, account, direction);
             }
             self.metrics.dialogs_total.fetch_add(1, Ordering::Relaxed);
             if let Some(p) = self.metrics.peer(trunk.metric_index()) {

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::{Proxy, ProxyConfig, Timers};
-use crate::admission::{Admission, RejectReason, TrunkLimits, UnknownSource, Verdict};
+use crate::admission::{AccountId, Admission, RejectReason, TrunkLimits, UnknownSource, Verdict};
 use crate::message::{Limits, SipMessage};
 use crate::metrics::ProxyMetrics;
 use crate::routing::{FailoverPolicy, Party, RouteChoice, Routing, Target, TrunkLoad};
@@ -20,6 +20,8 @@ pub const PROXY: &str = "127.0.0.1:5060";
 pub const PBX: &str = "127.0.0.2:5060";
 pub const TRUNK: &str = "127.0.0.3:5060";
 pub const TRUNK_B: &str = "127.0.0.4:5060";
+/// Trunk 2, routed only with `TestRouting::third_trunk`.
+pub const TRUNK_C: &str = "127.0.0.6:5060";
 pub const STRANGER: &str = "127.0.0.9:5060";
 
 pub fn addr(s: &str) -> SocketAddr {
@@ -27,14 +29,17 @@ pub fn addr(s: &str) -> SocketAddr {
 }
 
 /// PBX at 127.0.0.2, trunk 0 at 127.0.0.3, trunk 1 at 127.0.0.4; PBX calls try trunk 0
-/// then trunk 1, trunk calls go to the PBX (and to a second PBX node at 127.0.0.5 when
-/// `second_pbx`). `failover`: the route's failover policy (default: none, one attempt).
+/// then trunk 1 (then trunk 2 at 127.0.0.6 when `third_trunk`), trunk calls go to the PBX
+/// (and to a second PBX node at 127.0.0.5 when `second_pbx`). `failover`: the route's
+/// failover policy (default: none, one attempt).
 #[derive(Debug, Clone, Copy)]
 pub struct TestRouting {
     pub failover: FailoverPolicy,
     pub second_pbx: bool,
     /// Trunk 0 is answered locally with this code (a `reject-503` drill).
     pub reject_first: Option<u16>,
+    /// PBX calls may also use trunk 2 (after trunks 0 and 1).
+    pub third_trunk: bool,
 }
 
 pub const PBX_B: &str = "127.0.0.5:5060";
@@ -45,6 +50,7 @@ impl Default for TestRouting {
             failover: FailoverPolicy::NONE,
             second_pbx: false,
             reject_first: None,
+            third_trunk: false,
         }
     }
 }
@@ -55,6 +61,7 @@ impl Routing for TestRouting {
             "127.0.0.2" | "127.0.0.5" => Party::Pbx,
             "127.0.0.3" => Party::Trunk(0),
             "127.0.0.4" => Party::Trunk(1),
+            "127.0.0.6" => Party::Trunk(2),
             _ => Party::Unknown,
         }
     }
@@ -82,6 +89,15 @@ impl Routing for TestRouting {
                     uri_host: TRUNK_B.into(),
                     local_answer: None,
                 });
+                if self.third_trunk {
+                    out.push(Target {
+                        party: Party::Trunk(2),
+                        address: addr(TRUNK_C),
+                        transport: None,
+                        uri_host: TRUNK_C.into(),
+                        local_answer: None,
+                    });
+                }
             }
             Party::Trunk(_) => {
                 out.push(Target {
@@ -116,6 +132,12 @@ pub struct TestAdmission {
     pub limits: [TrunkLimits; 2],
     /// Call-rate tokens left per trunk (`None`: unlimited).
     pub cps_tokens: Mutex<[Option<u32>; 2]>,
+    /// The account of trunks 0, 1 and 2 (`[[account]]`).
+    pub accounts: [Option<AccountId>; 3],
+    /// Session limits of accounts 0 and 1.
+    pub account_limits: [TrunkLimits; 2],
+    /// Call-rate tokens left per account (`None`: unlimited).
+    pub account_tokens: Mutex<[Option<u32>; 2]>,
     pub unknown: UnknownSource,
     pub blocked_agent: Option<&'static str>,
     pub register_retry: Option<u32>,
@@ -148,6 +170,32 @@ impl Admission for TestAdmission {
     fn try_call_rate(&self, trunk: u16) -> bool {
         let mut tokens = self.cps_tokens.lock().unwrap();
         match tokens.get_mut(usize::from(trunk)) {
+            Some(Some(0)) => false,
+            Some(Some(n)) => {
+                *n -= 1;
+                true
+            }
+            _ => true,
+        }
+    }
+    fn give_back_call_rate(&self, trunk: u16) {
+        let mut tokens = self.cps_tokens.lock().unwrap();
+        if let Some(Some(n)) = tokens.get_mut(usize::from(trunk)) {
+            *n += 1;
+        }
+    }
+    fn trunk_account(&self, trunk: u16) -> Option<AccountId> {
+        self.accounts.get(usize::from(trunk)).copied().flatten()
+    }
+    fn account_limits(&self, account: AccountId) -> TrunkLimits {
+        self.account_limits
+            .get(usize::from(account))
+            .copied()
+            .unwrap_or_default()
+    }
+    fn try_account_rate(&self, account: AccountId) -> bool {
+        let mut tokens = self.account_tokens.lock().unwrap();
+        match tokens.get_mut(usize::from(account)) {
             Some(Some(0)) => false,
             Some(Some(n)) => {
                 *n -= 1;
@@ -196,6 +244,7 @@ impl SimNet {
                 failover,
                 second_pbx: true,
                 reject_first: None,
+                third_trunk: false,
             },
         )
     }
@@ -214,7 +263,7 @@ impl SimNet {
             server_name: "Trunkgate/test".into(),
             dialog_timeout: Duration::from_secs(12 * 3600),
         };
-        let metrics = Arc::new(ProxyMetrics::new(2));
+        let metrics = Arc::new(ProxyMetrics::with_accounts(3, 2));
         let mut proxy = Proxy::new(config, Arc::new(routing), metrics.clone());
         if let Some(admission) = admission {
             proxy = proxy.with_admission(admission);

@@ -166,6 +166,9 @@ pub(crate) struct Dialog {
     pub metric_peer: usize,
     /// The trunk whose session limits this dialog counts against.
     pub trunk: Option<TrunkId>,
+    /// That trunk's account when the dialog was counted (set with `trunk`): the account
+    /// count this dialog gives back when it ends or moves.
+    pub account: Option<crate::admission::AccountId>,
     pub caller: Leg,
     pub callee: Leg,
     /// Set when the call's media is anchored: what a BYE of our own needs.

@@ -14,23 +14,26 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-fn net_with(admission: TestAdmission) -> SimNet {
+pub(super) fn net_with(admission: TestAdmission) -> SimNet {
     SimNet::with_admission(Some(Arc::new(admission)))
 }
 
-fn rejects(metrics: &ProxyMetrics, slot: usize, reason: RejectReason) -> u64 {
+pub(super) fn rejects(metrics: &ProxyMetrics, slot: usize, reason: RejectReason) -> u64 {
     metrics.peers[slot].rejects[reason.index()].load(Ordering::Relaxed)
 }
 
 /// Send an INVITE for `call` from the PBX; return what arrived where.
-fn offer(net: &mut SimNet, call: &mut Call) -> (Vec<SipMessage>, Vec<SipMessage>, Vec<SipMessage>) {
+pub(super) fn offer(
+    net: &mut SimNet,
+    call: &mut Call,
+) -> (Vec<SipMessage>, Vec<SipMessage>, Vec<SipMessage>) {
     let (invite, _) = call.invite();
     net.send(call.caller, &invite);
     net.settle();
     (net.take(PBX), net.take(TRUNK), net.take(TRUNK_B))
 }
 
-fn statuses(msgs: &[SipMessage]) -> Vec<u16> {
+pub(super) fn statuses(msgs: &[SipMessage]) -> Vec<u16> {
     msgs.iter().filter_map(SipMessage::status).collect()
 }
 
@@ -239,7 +242,7 @@ fn oversized_and_too_deep_messages_are_answered_513_and_400() {
 
 /// One step of a random call mix; call slots are chosen by index.
 #[derive(Debug, Clone)]
-enum Step {
+pub(super) enum Step {
     Invite(usize),
     Respond(usize, u16),
     Ack(usize),
@@ -249,7 +252,7 @@ enum Step {
     Wait(u64),
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(super) fn step() -> impl Strategy<Value = Step> {
     let slot = 0usize..6;
     prop_oneof![
         slot.clone().prop_map(Step::Invite),
@@ -266,13 +269,25 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// The core's own session counts, the dialog table and the exported gauges agree, and
-/// nothing is negative.
+/// The core's own session counts (per trunk and per account), the dialog table and the
+/// exported gauges agree, nothing is negative, and no trunk or account is over its
+/// `max_sessions`.
 fn assert_counts_agree(net: &SimNet) {
-    let mut per_trunk = [[0i64; 2]; 2];
+    const TRUNKS: usize = 3;
+    const ACCOUNTS: usize = 2;
+    let mut per_trunk = [[0i64; 2]; TRUNKS];
+    let mut per_account = [[0i64; 2]; ACCOUNTS];
     for dialog in net.proxy.dialogs.values() {
         if let Some(t) = dialog.trunk {
             per_trunk[usize::from(t)][dialog.direction.index()] += 1;
+            assert_eq!(
+                dialog.account,
+                net.proxy.admission.trunk_account(t),
+                "a dialog counts against its trunk's account"
+            );
+        }
+        if let Some(a) = dialog.account {
+            per_account[usize::from(a)][dialog.direction.index()] += 1;
         }
     }
     for (t, counts) in per_trunk.iter().enumerate() {
@@ -286,6 +301,29 @@ fn assert_counts_agree(net: &SimNet) {
             );
             assert_eq!(gauge, counts[d], "gauge, trunk {t} dir {d}");
         }
+        let limit = net.proxy.admission.trunk_limits(t as u16).max_sessions;
+        assert!(
+            limit.is_none_or(|max| core[0] + core[1] <= max),
+            "trunk {t} over its limit {limit:?}: {core:?}"
+        );
+    }
+    for (a, counts) in per_account.iter().enumerate() {
+        let core = net.proxy.account_sessions_of(a as u16);
+        for d in 0..2 {
+            assert_eq!(
+                i64::from(core[d]),
+                counts[d],
+                "core count, account {a} dir {d}"
+            );
+        }
+        let gauge = net.metrics.accounts[a].load(Ordering::Relaxed);
+        assert_eq!(gauge, counts[0] + counts[1], "gauge, account {a}");
+        assert_eq!(net.proxy.account_sessions(a as u16), core[0] + core[1]);
+        let limit = net.proxy.admission.account_limits(a as u16).max_sessions;
+        assert!(
+            limit.is_none_or(|max| core[0] + core[1] <= max),
+            "account {a} over its limit {limit:?}: {core:?}"
+        );
     }
 }
 
@@ -309,7 +347,7 @@ proptest! {
     }
 }
 
-fn check_session_counts(mut net: SimNet, steps: Vec<Step>) -> Result<(), TestCaseError> {
+pub(super) fn check_session_counts(mut net: SimNet, steps: Vec<Step>) -> Result<(), TestCaseError> {
     {
         let mut calls: Vec<Call> = (0..6)
             .map(|i| Call::new(&format!("p{i}"), PBX, TRUNK))
@@ -351,7 +389,7 @@ fn check_session_counts(mut net: SimNet, steps: Vec<Step>) -> Result<(), TestCas
             }
             net.settle();
             // Remember the latest INVITE each trunk saw per call, so responses can be made.
-            for at in [TRUNK, TRUNK_B] {
+            for at in [TRUNK, TRUNK_B, TRUNK_C] {
                 for msg in net.take(at) {
                     if msg.method() == Some(Method::Invite) {
                         let id = String::from_utf8_lossy(msg.call_id()).to_string();
@@ -363,13 +401,11 @@ fn check_session_counts(mut net: SimNet, steps: Vec<Step>) -> Result<(), TestCas
             }
             net.take(PBX);
             assert_counts_agree(&net);
-            let a = net.proxy.sessions_of(0);
-            prop_assert!(a[0] + a[1] <= 3, "trunk 0 over its limit: {a:?}");
         }
         // Let every transaction and Timer C run out: everything returns to zero.
         for _ in 0..8 {
             net.run_for(Duration::from_secs(60));
-            for at in [TRUNK, TRUNK_B, PBX] {
+            for at in [TRUNK, TRUNK_B, TRUNK_C, PBX] {
                 net.take(at);
             }
         }
@@ -380,7 +416,7 @@ fn check_session_counts(mut net: SimNet, steps: Vec<Step>) -> Result<(), TestCas
             }
         }
         net.settle();
-        for at in [TRUNK, TRUNK_B] {
+        for at in [TRUNK, TRUNK_B, TRUNK_C] {
             for msg in net.take(at) {
                 if msg.method() == Some(Method::Bye) {
                     net.send(at, &reply(&msg, 200, "OK", "", ""));
@@ -397,7 +433,16 @@ fn check_session_counts(mut net: SimNet, steps: Vec<Step>) -> Result<(), TestCas
         );
         prop_assert_eq!(net.proxy.active_transactions(), 0);
         prop_assert_eq!(net.metrics.transactions.load(Ordering::Relaxed), 0);
-        prop_assert_eq!(net.proxy.trunk_sessions(0) + net.proxy.trunk_sessions(1), 0);
+        for t in 0..3 {
+            prop_assert_eq!(net.proxy.trunk_sessions(t), 0, "trunk {}", t);
+        }
+        for a in 0..2 {
+            prop_assert_eq!(net.proxy.account_sessions(a), 0, "account {}", a);
+            prop_assert_eq!(
+                net.metrics.accounts[usize::from(a)].load(Ordering::Relaxed),
+                0
+            );
+        }
         let _ = HeaderName::Via;
     }
     Ok(())
