@@ -48,11 +48,14 @@ pub enum RejectReason {
     RegisterRate,
     TooLarge,
     Malformed,
+    /// A well-formed request asking for what Trunkgate does not do: a Request-URI scheme it
+    /// cannot route (`416`), a `Proxy-Require` option it does not know (`420`).
+    Unsupported,
 }
 
 impl RejectReason {
-    pub const COUNT: usize = 8;
-    pub const ALL: [RejectReason; 8] = [
+    pub const COUNT: usize = 9;
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::Sessions,
         RejectReason::Cps,
         RejectReason::Flood,
@@ -61,6 +64,7 @@ impl RejectReason {
         RejectReason::RegisterRate,
         RejectReason::TooLarge,
         RejectReason::Malformed,
+        RejectReason::Unsupported,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -72,6 +76,7 @@ impl RejectReason {
             RejectReason::RegisterRate => "register_rate",
             RejectReason::TooLarge => "too_large",
             RejectReason::Malformed => "malformed",
+            RejectReason::Unsupported => "unsupported",
         }
     }
     pub fn index(self) -> usize {

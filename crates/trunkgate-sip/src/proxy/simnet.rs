@@ -287,8 +287,13 @@ impl SimNet {
                 self.proxy.handle_input(now, flow, from, data);
                 self.drain_proxy();
             } else {
-                let msg = SipMessage::parse(data, &super::OWN_LIMITS)
-                    .expect("the proxy sent an unparseable message");
+                let msg = match SipMessage::parse(data.clone(), &super::OWN_LIMITS) {
+                    Ok(msg) => msg,
+                    Err(e) => panic!(
+                        "the proxy sent an unparseable message ({e:?}):\n{}",
+                        String::from_utf8_lossy(&data)
+                    ),
+                };
                 self.inbox.entry(to).or_default().push(msg);
             }
         }
@@ -446,7 +451,7 @@ Content-Length: 0
 ",
             caller = self.caller,
             ftag = self.from_tag,
-            ttag = self.to_tag.clone().unwrap_or_default(),
+            ttag = self.to_tag.as_deref().unwrap_or("none-yet"),
             cid = self.call_id,
             cseq = self.cseq,
         )
@@ -470,7 +475,7 @@ Content-Length: 0
             caller = self.caller,
             callee = self.callee,
             ftag = self.from_tag,
-            ttag = self.to_tag.clone().unwrap_or_default(),
+            ttag = self.to_tag.as_deref().unwrap_or("none-yet"),
             cid = self.call_id,
         )
     }
