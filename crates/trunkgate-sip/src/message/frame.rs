@@ -3,7 +3,7 @@
 //! rest of a frame is [`SipMessage::parse`](super::SipMessage::parse)'s business, so one bad
 //! message does not desynchronise the stream.
 
-use super::lex::{is_token, parse_u64, trim_lws};
+use super::lex::{is_sip_version, is_token, parse_u64, trim_lws};
 use super::{Limits, ParseError};
 use memchr::memchr;
 
@@ -47,9 +47,12 @@ pub fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseErro
     // SIP): refuse it so the connection is closed rather than resynchronised by guesswork.
     let start_line = buf.get(..first_lf).unwrap_or(&[]);
     let start_line = start_line.strip_suffix(b"\r").unwrap_or(start_line);
-    let is_sip = start_line.len() >= 8
-        && (start_line[..8].eq_ignore_ascii_case(b"SIP/2.0 ")
-            || start_line[start_line.len() - 8..].eq_ignore_ascii_case(b" SIP/2.0"));
+    // A status line, or a request line ending in a SIP version (another version than 2.0
+    // is framed too, so that it can be answered 505).
+    let is_sip = (start_line.len() >= 8 && start_line[..8].eq_ignore_ascii_case(b"SIP/2.0 "))
+        || memchr::memrchr(b' ', start_line)
+            .and_then(|sp| start_line.get(sp + 1..))
+            .is_some_and(is_sip_version);
     if !is_sip {
         return Err(ParseError::BadStartLine);
     }
@@ -171,6 +174,15 @@ mod tests {
         assert_eq!(skip_keepalive(b"\r\n"), 2);
         assert_eq!(skip_keepalive(b""), 0);
         assert_eq!(frame_len(b"", &lim), Ok(None));
+        // Another SIP version is framed (to be answered 505); HTTP is not.
+        let s = b"OPTIONS sip:a SIP/7.0\r\nX: y\r\n\r\n";
+        assert_eq!(frame_len(s, &lim), Ok(Some(s.len())));
+        let s = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(frame_len(s, &lim), Err(ParseError::BadStartLine));
+        assert_eq!(
+            frame_len(b"OPTIONS sip:a SIP/2.\r\n\r\n", &lim),
+            Err(ParseError::BadStartLine)
+        );
         assert_eq!(frame_len(b"\r\n", &lim), Err(ParseError::BadStartLine));
         assert_eq!(
             frame_len(b"THIS IS NOT SIP\r\nno colon\r\n\r\n", &lim),

@@ -2,7 +2,7 @@
 //! (request or status line, RFC 3261 §7.1, §7.2), and the header index (one memchr pass,
 //! offsets only, folds joined, RFC 3261 §7.3.1).
 
-use super::lex::{is_lws, is_token, is_token_str};
+use super::lex::{is_lws, is_sip_version, is_token, is_token_str};
 use super::uri::has_scheme;
 use super::{HeaderEntry, HeaderName, Method, ParseError, SipUri, StartLine};
 use memchr::{memchr, memrchr};
@@ -174,14 +174,8 @@ pub(super) fn parse_start_line(b: &[u8], s: usize, e: usize) -> Result<StartLine
         return Err(ERR);
     }
     if !version.eq_ignore_ascii_case(b"SIP/2.0") {
-        // `SIP/x.y` (RFC 3261 §7.1: 1*DIGIT "." 1*DIGIT) is another version: 505.
-        let other_version = version.len() > 4
-            && version[..4].eq_ignore_ascii_case(b"SIP/")
-            && version[4..].iter().filter(|&&c| c == b'.').count() == 1
-            && version[4..]
-                .split(|&c| c == b'.')
-                .all(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
-        return Err(if other_version {
+        // Another `SIP/x.y` is another version: 505.
+        return Err(if is_sip_version(version) {
             ParseError::BadVersion
         } else {
             ERR

@@ -63,6 +63,23 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// `SIP/` 1*DIGIT "." 1*DIGIT (RFC 3261 §7.1 SIP-Version; `SIP` in any case).
+pub(crate) fn is_sip_version(v: &[u8]) -> bool {
+    let Some(n) = v
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case(b"SIP/"))
+        .and_then(|_| v.get(4..))
+    else {
+        return false;
+    };
+    let dot = n.iter().position(|&c| c == b'.').unwrap_or(0);
+    let (major, minor) = (&n[..dot], n.get(dot + 1..).unwrap_or(&[]));
+    !major.is_empty()
+        && !minor.is_empty()
+        && major.iter().all(u8::is_ascii_digit)
+        && minor.iter().all(u8::is_ascii_digit)
+}
+
 #[inline]
 pub(crate) fn is_token_str(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_token(b))

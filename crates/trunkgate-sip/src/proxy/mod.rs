@@ -28,6 +28,8 @@ mod tests;
 #[cfg(test)]
 mod tests_admission;
 #[cfg(test)]
+mod tests_conformance;
+#[cfg(test)]
 mod tests_failover;
 #[cfg(test)]
 mod tests_media;
