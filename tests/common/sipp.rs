@@ -87,6 +87,32 @@ fn command(
     cmd
 }
 
+/// Whether a socket is bound on `addr` (UDP) or listening on it (TCP), per `/proc/net`.
+pub fn bound(addr: SocketAddr, transport: Transport) -> bool {
+    let (table, listening) = match (addr.ip(), transport) {
+        (IpAddr::V4(_), Transport::Udp) => ("/proc/net/udp", None),
+        (IpAddr::V4(_), Transport::Tcp) => ("/proc/net/tcp", Some("0A")),
+        (IpAddr::V6(_), Transport::Udp) => ("/proc/net/udp6", None),
+        (IpAddr::V6(_), Transport::Tcp) => ("/proc/net/tcp6", Some("0A")),
+    };
+    let local = match addr.ip() {
+        IpAddr::V4(ip) => format!("{:08X}", u32::from_le_bytes(ip.octets())),
+        IpAddr::V6(ip) => ip
+            .octets()
+            .chunks(4)
+            .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+            .collect(),
+    };
+    let want = format!("{local}:{:04X}", addr.port());
+    std::fs::read_to_string(table).is_ok_and(|text| {
+        text.lines().skip(1).any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.get(1) == Some(&want.as_str())
+                && listening.is_none_or(|st| cols.get(3) == Some(&st))
+        })
+    })
+}
+
 /// A SIPp `uas` answering every call; it never exits by itself and is killed on drop.
 pub struct Uas {
     child: Option<Child>,
@@ -114,14 +140,26 @@ impl Uas {
             child: Some(child),
             files,
         };
-        std::thread::sleep(Duration::from_millis(400));
-        if let Some(status) = uas.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            panic!(
-                "SIPp UAS {name} on {ip} exited at start ({status}):\n{}",
+        // Ready when its socket is bound (polled in /proc/net, not guessed with a sleep).
+        let addr = SocketAddr::new(ip, 5060);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = uas.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!(
+                    "SIPp UAS {name} on {ip} exited at start ({status}):\n{}",
+                    uas.files.report()
+                );
+            }
+            if bound(addr, transport) {
+                return uas;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SIPp UAS {name} not bound on {addr} within 10 s:\n{}",
                 uas.files.report()
             );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        uas
     }
 }
 

@@ -76,3 +76,87 @@ pub(super) fn parse_cseq(v: &[u8]) -> Option<(u32, Range<usize>)> {
     }
     Some((seq, ms..ms + ml))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_ids() {
+        for good in [
+            &b"a"[..],
+            b"7f3e9a1c-2b4d@10.0.0.5",
+            b"intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{",
+            b"[2001:db8::1]",
+        ] {
+            assert!(call_id_valid(good), "{}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b""[..],
+            b"a@",
+            b"@b",
+            b"a@b@c",
+            b"a b",
+            b"a,b",
+            b"a;b",
+            b"caf\xc3\xa9",
+        ] {
+            assert!(!call_id_valid(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn media_types() {
+        for good in [
+            &b"application/sdp"[..],
+            b"multipart/mixed;boundary=7a9cbec02ceef655",
+            b"text/plain ; charset = \"utf-8\"",
+            b"application / sdp",
+        ] {
+            assert!(media_type_valid(good), "{}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b""[..],
+            b"application",
+            b"application/",
+            b"/sdp",
+            b"application/sdp, text/plain",
+            b"application/sdp;",
+            b"application/sdp;;charset=x",
+        ] {
+            assert!(!media_type_valid(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn name_addrs_with_their_uris() {
+        assert!(name_addr(b"<sip:a@b>", HeaderName::Contact).is_ok());
+        assert!(name_addr(b"<tel:+1555>", HeaderName::To).is_ok());
+        assert!(name_addr(b"<name:John_Smith>", HeaderName::Contact).is_ok());
+        assert_eq!(
+            name_addr(b"<sip:@b>", HeaderName::Contact).unwrap_err(),
+            ParseError::BadHeaderValue("Contact")
+        );
+        assert!(
+            name_addr_list(b"<sip:a@b>, \"x, y\" <sip:c@d>;q=0.5", HeaderName::Contact).is_ok()
+        );
+        assert!(name_addr_list(b"<sip:a@b>,", HeaderName::Route).is_err());
+        assert!(name_addr_list(b"", HeaderName::Route).is_err());
+    }
+
+    #[test]
+    fn cseqs() {
+        assert_eq!(parse_cseq(b"4294967295 INVITE"), Some((u32::MAX, 11..17)));
+        assert_eq!(parse_cseq(b"0009\r\n  INVITE"), Some((9, 8..14)));
+        for bad in [
+            &b"4294967296 INVITE"[..],
+            b"1",
+            b"INVITE",
+            b"1 INVITE x",
+            b"-1 BYE",
+        ] {
+            assert_eq!(parse_cseq(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

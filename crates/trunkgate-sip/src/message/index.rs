@@ -48,18 +48,20 @@ pub(super) fn index_headers(
         if pos >= len {
             break len;
         }
-        let lf = match memchr(b'\n', &b[pos..]) {
-            Some(i) => pos + i,
-            None if lenient => len - 1,
+        // `lf`: where the line ends (its LF, or the buffer's end for a last line without
+        // one, lenient only); `next`: where the next line starts.
+        let (lf, next) = match memchr(b'\n', &b[pos..]) {
+            Some(i) => (pos + i, pos + i + 1),
+            None if lenient => (len, len),
             None => return Err(ParseError::BadHeader(pos)),
         };
-        // pos <= lf < len
+        // pos <= lf <= len
         let mut eol = lf;
         if eol > pos && b[eol - 1] == b'\r' {
             eol -= 1;
         }
         if eol == pos {
-            break lf + 1;
+            break next;
         }
         let first = b[pos];
         if first == b' ' || first == b'\t' {
@@ -67,12 +69,12 @@ pub(super) fn index_headers(
             let last = match headers.last_mut() {
                 Some(last) if !skipped => last,
                 _ if lenient => {
-                    pos = lf + 1;
+                    pos = next;
                     continue;
                 }
                 _ => return Err(ParseError::BadHeader(pos)),
             };
-            last.line_end = u32_of(lf + 1);
+            last.line_end = u32_of(next);
             let mut a = pos;
             let mut z = eol;
             while a < z && is_lws(b[a]) {
@@ -87,7 +89,7 @@ pub(super) fn index_headers(
                 }
                 last.value_end = u32_of(z);
             }
-            pos = lf + 1;
+            pos = next;
             continue;
         }
         let line = &b[pos..eol];
@@ -102,7 +104,7 @@ pub(super) fn index_headers(
         if name_end == 0 || line.get(colon) != Some(&b':') {
             if lenient {
                 skipped = true;
-                pos = lf + 1;
+                pos = next;
                 continue;
             }
             return Err(ParseError::BadHeader(pos));
@@ -126,11 +128,11 @@ pub(super) fn index_headers(
         headers.push(HeaderEntry {
             name: HeaderName::from_bytes(name),
             line_start: u32_of(pos),
-            line_end: u32_of(lf + 1),
+            line_end: u32_of(next),
             value_start: u32_of(vs),
             value_end: u32_of(ve),
         });
-        pos = lf + 1;
+        pos = next;
     };
     Ok((headers, body_start))
 }

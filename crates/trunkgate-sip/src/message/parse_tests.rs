@@ -512,3 +512,89 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn answerable_reading_of_refused_requests() {
+    let a = |s: &[u8]| SipMessage::parse_answerable(Bytes::copy_from_slice(s));
+    // Duplicate Call-ID: refused by parse, readable for the answer (first values used).
+    let dup = minimal("Call-ID: c2\r\n");
+    assert_eq!(
+        p(dup.as_bytes()).unwrap_err(),
+        ParseError::DuplicateHeader("Call-ID")
+    );
+    let m = a(dup.as_bytes()).unwrap();
+    assert_eq!(m.call_id(), b"c1");
+    assert_eq!(m.cseq(), (1, Method::Options));
+    assert_eq!(m.from_tag(), Some(&b"1"[..]));
+    assert_eq!(m.top_via().branch(), Some(&b"z9hG4bK1"[..]));
+    assert_eq!(m.method(), Some(Method::Options));
+    // A line that is not a header is left out; its folds with it.
+    let s = minimal("Bad line\r\n folded\r\nX-A: 1\r\n");
+    let m = a(s.as_bytes()).unwrap();
+    assert_eq!(m.first_named(b"x-a"), Some(&b"1"[..]));
+    assert_eq!(m.headers().len(), 6);
+    // A last line without LF keeps its whole value.
+    let m =
+        a(b"OPTIONS sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nCall-ID: abc").unwrap();
+    assert_eq!(m.call_id(), b"abc");
+    // A malformed Via that still names protocol and sent-by can carry the answer.
+    let s = minimal("").replace(";branch=z9hG4bK1", ";;branch=z9hG4bK1");
+    assert_eq!(
+        p(s.as_bytes()).unwrap_err(),
+        ParseError::BadHeaderValue("Via")
+    );
+    assert!(a(s.as_bytes()).is_some());
+    // Never: responses, ACKs (by method or CSeq), no Via, a Via that is not one, empty.
+    let ack = minimal("").replace("OPTIONS sip:", "ACK sip:");
+    let cseq_ack = minimal("").replace("CSeq: 1 OPTIONS", "CSeq: 1 ACK");
+    let no_via = minimal("").replace("Via: SIP/2.0/UDP a.example;branch=z9hG4bK1\r\n", "");
+    let bad_via = minimal("").replace("SIP/2.0/UDP a.example;branch=z9hG4bK1", "junk");
+    for none in [
+        &b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\nCall-ID: x, y\r\n\r\n"[..],
+        b"SIP/2.0 2x0 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n",
+        ack.as_bytes(),
+        cseq_ack.as_bytes(),
+        no_via.as_bytes(),
+        bad_via.as_bytes(),
+        b"",
+        b"\r\n\r\n",
+        b"no line end",
+    ] {
+        assert!(a(none).is_none(), "{}", String::from_utf8_lossy(none));
+    }
+}
+
+#[test]
+fn the_rfc_4475_valid_messages_parse() {
+    // wsinv (RFC 4475 §3.1.1.1), with its body shortened.
+    let wsinv = b"INVITE sip:vivekg@chair-dnrc.example.com;unknownparam SIP/2.0\r\n\
+TO :\r\n sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n\r\n\
+from   : \"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8\r\n\
+MaX-fOrWaRdS: 0068\r\nCall-ID: wsinv.ndaksdj@192.0.2.1\r\nContent-Length   : 0\r\n\
+cseq: 0009\r\n  INVITE\r\nVia  : SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw\r\n\
+s :\r\nNewFangledHeader:   newfangled value\r\n continued newfangled value\r\n\
+UnknownHeaderWithUnusualValue: ;;,,;;,;\r\nContent-Type: application/sdp\r\n\
+Route:\r\n <sip:services.example.com;lr;unknownwith=value;unknown-no-value>\r\n\
+v:  SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ,\r\n \
+SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239\r\n\
+m:\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =\r\n      newvalue ;\r\n  \
+secondparam ; q = 0.33\r\n\r\n";
+    let m = ok(wsinv);
+    assert_eq!(m.via_count(), 3);
+    assert_eq!(m.max_forwards(), Some(68));
+    assert_eq!(m.cseq(), (9, Method::Invite));
+    assert_eq!(m.from_tag(), Some(&b"98asjd8"[..]));
+    assert_eq!(m.to_tag(), Some(&b"1918181833n"[..]));
+    // esc02, lwsdisp, semiuri, transports, escnull, inv2543 (headers that matter).
+    for s in [
+        &b"RE%47IST%45R sip:registrar.example.com SIP/2.0\r\nTo: \"%Z%45\" <sip:resource@example.com>\r\nFrom: \"%Z%45\" <sip:resource@example.com>;tag=f232jadfj23\r\nCall-ID: esc02.asdfnqwo34rq23i34jrjasdcnl23nrlknsdf\r\nVia: SIP/2.0/TCP host.example.com;branch=z9hG4bK209323ee\r\nCSeq: 29344 RE%47IST%45R\r\nMax-Forwards: 70\r\nContact: <sip:alias1@host1.example.com>\r\nC%6Fntact: <sip:alias2@host2.example.com>\r\nl: 0\r\n\r\n"[..],
+        b"OPTIONS sip:user@example.com SIP/2.0\r\nTo: sip:user@example.com\r\nFrom: caller<sip:caller@example.com>;tag=323\r\nMax-Forwards: 70\r\nCall-ID: lwsdisp.1234abcd@funky.example.com\r\nCSeq: 60 OPTIONS\r\nVia: SIP/2.0/UDP funky.example.com;branch=z9hG4bKkdjuw\r\nl: 0\r\n\r\n",
+        b"OPTIONS sip:user;par=u%40example.net@example.com SIP/2.0\r\nTo: sip:j_user@example.com\r\nFrom: sip:caller@example.org;tag=33242\r\nMax-Forwards: 3\r\nCall-ID: semiuri.0ha0isndaksdj\r\nCSeq: 8 OPTIONS\r\nAccept: application/sdp, application/pkcs7-mime,\r\n        multipart/mixed, multipart/signed,\r\n        message/sip, message/sipfrag\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKkdjuw\r\nl: 0\r\n\r\n",
+        b"OPTIONS sip:user@example.com SIP/2.0\r\nTo: sip:user@example.com\r\nFrom: <sip:caller@example.com>;tag=323\r\nMax-Forwards: 70\r\nCall-ID:  transports.kijh4akdnaqjkwendsasfdj\r\nAccept: application/sdp\r\nCSeq: 60 OPTIONS\r\nVia: SIP/2.0/UDP t1.example.com;branch=z9hG4bKkdjuw\r\nVia: SIP/2.0/SCTP t2.example.com;branch=z9hG4bKklasjdhf\r\nVia: SIP/2.0/TLS t3.example.com;branch=z9hG4bK2980unddj\r\nVia: SIP/2.0/UNKNOWN t4.example.com;branch=z9hG4bKasd0f3en\r\nVia: SIP/2.0/TCP t5.example.com;branch=z9hG4bK0a9idfnee\r\nl: 0\r\n\r\n",
+        b"REGISTER sip:example.com SIP/2.0\r\nTo: sip:null-%00-null@example.com\r\nFrom: sip:null-%00-null@example.com;tag=839923423\r\nMax-Forwards: 70\r\nCall-ID: escnull.39203ndfvkjdasfkq3w4otrq0adsfdfnavd\r\nCSeq: 14398234 REGISTER\r\nVia: SIP/2.0/UDP host5.example.com;branch=z9hG4bKkdjuw\r\nContact: <sip:%00@host5.example.com>\r\nContact: <sip:%00%00@host5.example.com>\r\nL:0\r\n\r\n",
+        b"INVITE sip:UserB@example.com SIP/2.0\r\nVia: SIP/2.0/UDP iftgw.example.com\r\nFrom: <sip:+13035551111@ift.client.example.net;user=phone>\r\nRecord-Route: <sip:UserB@example.com;maddr=ss1.example.com>\r\nTo: sip:+16505552222@ss1.example.net;user=phone\r\nCall-ID: inv2543.1717@ift.client.example.com\r\nCSeq: 56 INVITE\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n",
+        b"REGISTER sip:[2001:db8::10]:5070 SIP/2.0\r\nTo: sip:user@example.com\r\nFrom: sip:user@example.com;tag=81x2\r\nVia: SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3-111\r\nCall-ID: SSG9559905523997077@hlau_4100\r\nMax-Forwards: 70\r\nContact: \"Caller\" <sip:caller@[2001:db8::1]>\r\nCSeq: 98176 REGISTER\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        ok(s);
+    }
+}
