@@ -23,6 +23,16 @@ pub(crate) fn is_word(b: u8) -> bool {
 const TOKEN: u8 = 1;
 const LWS: u8 = 2;
 const WORD: u8 = 4;
+/// Visible ASCII other than `<`, `>`, `"` ([`is_uri_char`]).
+pub(crate) const URI: u8 = 8;
+/// `[` or `]`.
+pub(crate) const BRACKET: u8 = 16;
+
+/// The class bits of a byte (`TOKEN`, `LWS`, `WORD`, `URI`, `BRACKET`).
+#[inline]
+pub(crate) fn class(b: u8) -> u8 {
+    CLASS[b as usize]
+}
 
 /// Byte classes: one table lookup instead of a chain of comparisons.
 static CLASS: [u8; 256] = {
@@ -57,6 +67,12 @@ static CLASS: [u8; 256] = {
         }
         if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
             t[i] |= LWS;
+        }
+        if b >= 0x21 && b <= 0x7e && !matches!(b, b'<' | b'>' | b'"') {
+            t[i] |= URI;
+        }
+        if matches!(b, b'[' | b']') {
+            t[i] |= BRACKET;
         }
         i += 1;
     }
@@ -155,7 +171,7 @@ pub(crate) fn parse_host(s: &[u8]) -> Option<(&[u8], usize)> {
 /// Visible ASCII that may appear unquoted inside a URI (no space, controls, `<`, `>`, `"`).
 #[inline]
 pub(crate) fn is_uri_char(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b) && !matches!(b, b'<' | b'>' | b'"')
+    CLASS[b as usize] & URI != 0
 }
 
 /// Iterator over `;name[=value]` parameters (quote-aware; names and values trimmed; the

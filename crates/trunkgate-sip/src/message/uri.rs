@@ -2,8 +2,8 @@
 
 use super::ParseError;
 use super::lex::{
-    closing_quote, find_param, is_lws, is_token, is_uri_char, params_strict, parse_host,
-    parse_port, trim_end_lws, trim_lws, trim_start_lws,
+    BRACKET, URI, class, closing_quote, find_param, is_lws, is_token, is_uri_char, params_strict,
+    parse_host, parse_port, trim_end_lws, trim_lws, trim_start_lws,
 };
 use memchr::{memchr, memrchr};
 
@@ -216,11 +216,7 @@ impl<'a> NameAddr<'a> {
             let semi = memchr(b';', s).unwrap_or(s.len());
             let (uri, params) = s.split_at(semi);
             let uri = trim_end_lws(uri);
-            if !has_scheme(uri)
-                || uri
-                    .iter()
-                    .any(|&b| !is_uri_char(b) || b == b',' || b == b'?')
-            {
+            if !uri_shape(uri) || uri.iter().any(|&b| b == b',' || b == b'?') {
                 return Err(ERR);
             }
             NameAddr {
@@ -247,12 +243,54 @@ impl<'a> NameAddr<'a> {
     }
 }
 
+/// The shape of a URI inside a header, in one pass: a scheme (`ALPHA *(ALPHA / DIGIT / + - .)`)
+/// and `:`, then visible ASCII other than `<>"` and whitespace, with IPv6 brackets balanced
+/// and not nested. The URI is not parsed further: the proxy parses the ones it uses
+/// (Contact, Route, Record-Route) when it uses them.
+fn uri_shape(uri: &[u8]) -> bool {
+    let Some(colon) = memchr(b':', uri) else {
+        return false;
+    };
+    let (scheme, rest) = uri.split_at(colon);
+    if !scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        || !scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return false;
+    }
+    // One table lookup per byte; brackets are rare and looked at only when present.
+    let mut brackets = false;
+    for &b in rest {
+        let c = class(b);
+        if c & URI == 0 {
+            return false;
+        }
+        brackets |= c & BRACKET != 0;
+    }
+    !brackets || brackets_balanced(rest)
+}
+
+/// `[`…`]` pairs, not nested, none left open or closed without opening.
+fn brackets_balanced(s: &[u8]) -> bool {
+    let mut open = false;
+    for &b in s {
+        match b {
+            b'[' if !open => open = true,
+            b']' if open => open = false,
+            b'[' | b']' => return false,
+            _ => {}
+        }
+    }
+    !open
+}
+
 /// `s` starts with `<`: returns (uri, params).
 fn angle(s: &[u8]) -> Result<(&[u8], &[u8]), ParseError> {
     const ERR: ParseError = ParseError::BadUri;
     let gt = memchr(b'>', s).ok_or(ERR)?;
     let uri = s.get(1..gt).ok_or(ERR)?;
-    if !has_scheme(uri) || !uri.iter().all(|&b| is_uri_char(b)) {
+    if !uri_shape(uri) {
         return Err(ERR);
     }
     let params = trim_start_lws(s.get(gt + 1..).ok_or(ERR)?);
