@@ -162,7 +162,7 @@ impl SipMessage {
     /// one); From, To and every Contact, Route, Record-Route, Reply-To, Refer-To,
     /// Referred-By, P-Asserted-Identity and P-Preferred-Identity value a well-formed
     /// name-addr or addr-spec (balanced quotes and angle brackets, no empty parameters or
-    /// list elements; sip/sips/tel URIs parse); Call-ID a `word[@word]`; CSeq `number
+    /// list elements; a URI of the right shape); Call-ID a `word[@word]`; CSeq `number
     /// method` (u32) with the request's method; Max-Forwards 0–255; Content-Length a number
     /// no larger than the bytes present (bytes past it are ignored); Content-Type a media
     /// type; Proxy-Require option tags. Headers the proxy does not know are not looked at
