@@ -196,6 +196,8 @@ pub(crate) fn list_elements(value: &[u8]) -> ListElements<'_> {
     ListElements {
         inner: SplitValues { s: value, pos: 0 },
         done: false,
+        // No comma at all (nearly every real value): one element, the (trimmed) value.
+        single: memchr::memchr(b',', value).is_none(),
     }
 }
 
@@ -204,6 +206,7 @@ pub(crate) fn list_elements(value: &[u8]) -> ListElements<'_> {
 pub(crate) struct ListElements<'a> {
     inner: SplitValues<'a>,
     done: bool,
+    single: bool,
 }
 
 impl<'a> Iterator for ListElements<'a> {
@@ -213,6 +216,17 @@ impl<'a> Iterator for ListElements<'a> {
             return None;
         }
         let s = self.inner.s;
+        if self.single {
+            self.done = true;
+            let (mut a, mut z) = (0, s.len());
+            while a < z && s.get(a).is_some_and(|&b| is_lws(b)) {
+                a += 1;
+            }
+            while z > a && s.get(z - 1).is_some_and(|&b| is_lws(b)) {
+                z -= 1;
+            }
+            return Some(a..z);
+        }
         let (range, end) = self.inner.element_at(self.inner.pos);
         // `end` is the comma that ended the element, or the end of the value.
         if end >= s.len() {
@@ -373,5 +387,8 @@ mod tests {
         let v = b",x";
         let parts: Vec<&[u8]> = list_elements(v).map(|r| &v[r]).collect();
         assert_eq!(parts, vec![&b""[..], b"x"]);
+        let v = b" <sip:a@b;x=\"q\"> ";
+        let parts: Vec<&[u8]> = list_elements(v).map(|r| &v[r]).collect();
+        assert_eq!(parts, vec![&b"<sip:a@b;x=\"q\">"[..]]);
     }
 }
