@@ -60,7 +60,7 @@ pub enum ParseError {
     BadHeaderValue(&'static str),
     #[error("more than one {0} header (it allows one value)")]
     DuplicateHeader(&'static str),
-    #[error("Content-Length larger than the message")]
+    #[error("Content-Length does not match the message")]
     BadContentLength,
     #[error("malformed Request-URI")]
     BadUri,
