@@ -1,20 +1,89 @@
-//! Parse arbitrary bytes as one SIP datagram; on success exercise every accessor, the lazy
-//! parsers (Via, URI, name-addr) on the headers that carry them, and the rewriters.
+//! Parse arbitrary bytes as one SIP datagram; on success check the conformance rules hold
+//! (issue 11: single-value headers once, every Via and name-addr well-formed, Max-Forwards
+//! 0–255, CSeq method = request method, no `?headers` in a sip Request-URI) and exercise
+//! every accessor, the lazy parsers and the rewriters; on failure check the refusal: its
+//! answer, and the loose reading that addresses it (never for a response or an ACK).
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use trunkgate_sip::message::rewrite::{Edits, ack_or_cancel, response, rewrite};
 use trunkgate_sip::message::{
-    HeaderName, Limits, Method, NameAddr, SipMessage, SipUri, Via, frame_len, split_values,
+    HeaderName, Limits, Method, NameAddr, ParseError, SipMessage, SipUri, Via, frame_len,
+    split_values,
 };
+
+/// A refused message: its answer is a 4xx/5xx, and only a request that is not an ACK and
+/// has a usable Via can be answered.
+fn refused(data: &[u8], error: &ParseError) {
+    if let Some((code, reason)) = error.response() {
+        assert!((400..=599).contains(&code) && !reason.is_empty(), "{error:?}");
+    }
+    let Some(m) = SipMessage::parse_answerable(Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    assert!(m.is_request());
+    assert_ne!(m.method(), Some(Method::Ack));
+    assert!(Via::answerable(m.top_via_raw()));
+    let _ = (m.call_id(), m.from_tag(), m.to_tag(), m.cseq(), m.top_via().branch());
+    let mut out = BytesMut::new();
+    response(&m, 400, "Malformed Via", Some(b"t1"), &[], &mut out);
+    assert!(out.starts_with(b"SIP/2.0 400 Malformed Via\r\n"));
+    assert!(out.ends_with(b"Content-Length: 0\r\n\r\n"));
+}
+
+/// An accepted message obeys the conformance rules.
+fn accepted(m: &SipMessage) {
+    for name in [
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::MaxForwards,
+        HeaderName::ContentLength,
+        HeaderName::ContentType,
+    ] {
+        let lines = m.headers().iter().filter(|h| h.name == name).count();
+        assert!(lines <= 1, "{} {name:?} lines accepted", lines);
+    }
+    for v in m.values(HeaderName::Via) {
+        assert!(Via::parse(v).is_ok(), "a malformed Via value accepted");
+    }
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::Route,
+        HeaderName::RecordRoute,
+        HeaderName::PAssertedIdentity,
+    ] {
+        for v in m.values(name) {
+            assert!(NameAddr::parse(v).is_ok(), "a malformed {name:?} accepted");
+        }
+    }
+    assert!(m.max_forwards().is_none_or(|n| n <= 255));
+    if let Some(token) = m.method_token() {
+        assert_eq!(token, m.cseq_method_token(), "CSeq method differs");
+        let uri = m.request_uri().unwrap_or_default();
+        if let Ok(u) = SipUri::parse(uri) {
+            assert!(u.is_tel() || u.headers.is_empty(), "?headers in a Request-URI");
+        }
+    }
+    if let Some(n) = m.content_length() {
+        assert_eq!(m.body().len(), n);
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
     let _ = frame_len(data, &limits);
-    let Ok(m) = SipMessage::parse(Bytes::copy_from_slice(data), &limits) else {
-        return;
+    let m = match SipMessage::parse(Bytes::copy_from_slice(data), &limits) {
+        Ok(m) => m,
+        Err(error) => {
+            refused(data, &error);
+            return;
+        }
     };
+    accepted(&m);
 
     let _ = (
         m.start_line(),

@@ -87,6 +87,32 @@ fn command(
     cmd
 }
 
+/// Whether a socket is bound on `addr` (UDP) or listening on it (TCP), per `/proc/net`.
+pub fn bound(addr: SocketAddr, transport: Transport) -> bool {
+    let (table, listening) = match (addr.ip(), transport) {
+        (IpAddr::V4(_), Transport::Udp) => ("/proc/net/udp", None),
+        (IpAddr::V4(_), Transport::Tcp) => ("/proc/net/tcp", Some("0A")),
+        (IpAddr::V6(_), Transport::Udp) => ("/proc/net/udp6", None),
+        (IpAddr::V6(_), Transport::Tcp) => ("/proc/net/tcp6", Some("0A")),
+    };
+    let local = match addr.ip() {
+        IpAddr::V4(ip) => format!("{:08X}", u32::from_le_bytes(ip.octets())),
+        IpAddr::V6(ip) => ip
+            .octets()
+            .chunks(4)
+            .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+            .collect(),
+    };
+    let want = format!("{local}:{:04X}", addr.port());
+    std::fs::read_to_string(table).is_ok_and(|text| {
+        text.lines().skip(1).any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.get(1) == Some(&want.as_str())
+                && listening.is_none_or(|st| cols.get(3) == Some(&st))
+        })
+    })
+}
+
 /// A SIPp `uas` answering every call; it never exits by itself and is killed on drop.
 pub struct Uas {
     child: Option<Child>,
@@ -115,6 +141,8 @@ impl Uas {
             child: Some(child),
             files,
         };
+        // Ready when its socket is bound (polled in /proc/net, not guessed with a sleep).
+        let addr = SocketAddr::new(ip, 5060);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = uas.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -123,63 +151,17 @@ impl Uas {
                     uas.files.report()
                 );
             }
-            if bound(ip, 5060, transport) {
+            if bound(addr, transport) {
                 return uas;
             }
-            if Instant::now() >= deadline {
-                panic!(
-                    "SIPp UAS {name} did not bind {ip}:5060 within 10 s:\n{}",
-                    uas.files.report()
-                );
-            }
+            assert!(
+                Instant::now() < deadline,
+                "SIPp UAS {name} not bound on {addr} within 10 s:\n{}",
+                uas.files.report()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// Is a socket bound to `ip:port` (UDP), or listening there (TCP)? Read from
-/// `/proc/net/{udp,tcp}{,6}`, so asking never races the process that binds.
-pub fn bound(ip: IpAddr, port: u16, transport: Transport) -> bool {
-    let (file, local) = match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            let name = match transport {
-                Transport::Udp => "/proc/net/udp",
-                Transport::Tcp => "/proc/net/tcp",
-            };
-            // The kernel prints the address as one host-order (little-endian) word.
-            (
-                name,
-                format!(
-                    "{:02X}{:02X}{:02X}{:02X}:{port:04X}",
-                    o[3], o[2], o[1], o[0]
-                ),
-            )
-        }
-        IpAddr::V6(v6) => {
-            let name = match transport {
-                Transport::Udp => "/proc/net/udp6",
-                Transport::Tcp => "/proc/net/tcp6",
-            };
-            let words: String = v6
-                .octets()
-                .chunks(4)
-                .map(|w| format!("{:02X}{:02X}{:02X}{:02X}", w[3], w[2], w[1], w[0]))
-                .collect();
-            (name, format!("{words}:{port:04X}"))
-        }
-    };
-    let table = std::fs::read_to_string(file).unwrap_or_default();
-    table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace();
-        let (Some(_slot), Some(address), Some(_remote), Some(state)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            return false;
-        };
-        // TCP: 0A = LISTEN; UDP sockets are 07 (unconnected), any state will do.
-        address == local && (transport == Transport::Udp || state == "0A")
-    })
 }
 
 impl Drop for Uas {

@@ -58,11 +58,14 @@ pub enum RejectReason {
     RegisterRate,
     TooLarge,
     Malformed,
+    /// A well-formed request asking for what Trunkgate does not do: a Request-URI scheme it
+    /// cannot route (`416`), a `Proxy-Require` option it does not know (`420`).
+    Unsupported,
 }
 
 impl RejectReason {
-    pub const COUNT: usize = 10;
-    pub const ALL: [RejectReason; 10] = [
+    pub const COUNT: usize = 11;
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::Sessions,
         RejectReason::Cps,
         RejectReason::AccountSessions,
@@ -73,6 +76,7 @@ impl RejectReason {
         RejectReason::RegisterRate,
         RejectReason::TooLarge,
         RejectReason::Malformed,
+        RejectReason::Unsupported,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -86,6 +90,7 @@ impl RejectReason {
             RejectReason::RegisterRate => "register_rate",
             RejectReason::TooLarge => "too_large",
             RejectReason::Malformed => "malformed",
+            RejectReason::Unsupported => "unsupported",
         }
     }
     pub fn index(self) -> usize {

@@ -205,7 +205,7 @@ mod tests {
             (r.retry_after_min, r.retry_after_max),
             (Duration::from_secs(30), Duration::from_secs(120))
         );
-        assert_eq!((p.sip.max_headers, p.sip.max_via), (128, 32));
+        assert_eq!((p.sip.max_headers, p.sip.max_via), (512, 128));
         assert_eq!(p.sip.overflow_retry_after, Duration::from_secs(10));
         let t = &p.trunks[0];
         assert_eq!(

@@ -32,8 +32,8 @@ pub(crate) mod defaults {
     pub const SHUTDOWN_GRACE: &str = "30s";
     pub const DIALOG_TIMEOUT: &str = "12h";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9091";
-    pub const MAX_HEADERS: i64 = 128;
-    pub const MAX_VIA: i64 = 32;
+    pub const MAX_HEADERS: i64 = 512;
+    pub const MAX_VIA: i64 = 128;
     pub const OVERFLOW_RETRY_AFTER: &str = "10s";
     pub const BLOCK_USER_AGENTS: &[&str] = &[
         "friendly-scanner",
@@ -414,8 +414,8 @@ impl Check<'_, '_> {
             tcp_idle_timeout,
             tcp_header_timeout,
             shutdown_grace,
-            max_headers: u32::try_from(max_headers).unwrap_or(128),
-            max_via: u32::try_from(max_via).unwrap_or(32),
+            max_headers: u32::try_from(max_headers).unwrap_or(512),
+            max_via: u32::try_from(max_via).unwrap_or(128),
             overflow_retry_after,
             dialog_timeout,
         }

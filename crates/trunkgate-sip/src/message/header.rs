@@ -20,6 +20,11 @@ pub enum HeaderName {
     Supported,
     Require,
     ProxyRequire,
+    ReplyTo,
+    ReferTo,
+    ReferredBy,
+    PAssertedIdentity,
+    PPreferredIdentity,
     Other,
 }
 
@@ -42,6 +47,8 @@ impl HeaderName {
             (1, b'l') => ContentLength,
             (1, b'c') => ContentType,
             (1, b'k') => Supported,
+            (1, b'r') => ReferTo,
+            (1, b'b') => ReferredBy,
             (2, b't') if eq(b"to") => To,
             (3, b'v') if eq(b"via") => Via,
             (4, b'f') if eq(b"from") => From,
@@ -56,6 +63,11 @@ impl HeaderName {
             (12, b'r') if eq(b"record-route") => RecordRoute,
             (12, b'c') if eq(b"content-type") => ContentType,
             (13, b'p') if eq(b"proxy-require") => ProxyRequire,
+            (8, b'r') if eq(b"reply-to") => ReplyTo,
+            (8, b'r') if eq(b"refer-to") => ReferTo,
+            (11, b'r') if eq(b"referred-by") => ReferredBy,
+            (19, b'p') if eq(b"p-asserted-identity") => PAssertedIdentity,
+            (20, b'p') if eq(b"p-preferred-identity") => PPreferredIdentity,
             (14, b'c') if eq(b"content-length") => ContentLength,
             _ => Other,
         }
@@ -80,6 +92,11 @@ impl HeaderName {
             HeaderName::Supported => "Supported",
             HeaderName::Require => "Require",
             HeaderName::ProxyRequire => "Proxy-Require",
+            HeaderName::ReplyTo => "Reply-To",
+            HeaderName::ReferTo => "Refer-To",
+            HeaderName::ReferredBy => "Referred-By",
+            HeaderName::PAssertedIdentity => "P-Asserted-Identity",
+            HeaderName::PPreferredIdentity => "P-Preferred-Identity",
             HeaderName::Other => "",
         }
     }
@@ -95,6 +112,8 @@ impl HeaderName {
             HeaderName::ContentLength => "l",
             HeaderName::ContentType => "c",
             HeaderName::Supported => "k",
+            HeaderName::ReferTo => "r",
+            HeaderName::ReferredBy => "b",
             _ => return None,
         })
     }
@@ -169,6 +188,55 @@ pub fn split_values(value: &[u8]) -> SplitValues<'_> {
     SplitValues { s: value, pos: 0 }
 }
 
+/// Every comma-separated element of a list header, empty ones included, each trimmed
+/// (commas inside quotes or `<...>` do not split). RFC 3261 lists (`x *(COMMA x)`) have no
+/// empty elements, so `a,,b`, a leading or trailing comma and an empty value each yield an
+/// empty element the caller refuses; [`split_values`] skips them instead.
+pub(crate) fn list_elements(value: &[u8]) -> ListElements<'_> {
+    ListElements {
+        inner: SplitValues { s: value, pos: 0 },
+        done: false,
+        // No comma at all (nearly every real value): one element, the (trimmed) value.
+        single: memchr::memchr(b',', value).is_none(),
+    }
+}
+
+/// Iterator returned by [`list_elements`].
+#[derive(Debug, Clone)]
+pub(crate) struct ListElements<'a> {
+    inner: SplitValues<'a>,
+    done: bool,
+    single: bool,
+}
+
+impl<'a> Iterator for ListElements<'a> {
+    type Item = std::ops::Range<usize>;
+    fn next(&mut self) -> Option<std::ops::Range<usize>> {
+        if self.done {
+            return None;
+        }
+        let s = self.inner.s;
+        if self.single {
+            self.done = true;
+            let (mut a, mut z) = (0, s.len());
+            while a < z && s.get(a).is_some_and(|&b| is_lws(b)) {
+                a += 1;
+            }
+            while z > a && s.get(z - 1).is_some_and(|&b| is_lws(b)) {
+                z -= 1;
+            }
+            return Some(a..z);
+        }
+        let (range, end) = self.inner.element_at(self.inner.pos);
+        // `end` is the comma that ended the element, or the end of the value.
+        if end >= s.len() {
+            self.done = true;
+        }
+        self.inner.pos = end + 1;
+        Some(range)
+    }
+}
+
 /// Iterator returned by [`split_values`].
 #[derive(Debug, Clone)]
 pub struct SplitValues<'a> {
@@ -183,35 +251,41 @@ impl<'a> SplitValues<'a> {
             if self.pos >= self.s.len() {
                 return None;
             }
-            let start = self.pos;
-            let mut i = start;
-            let mut in_quote = false;
-            let mut in_angle = false;
-            while let Some(&b) = self.s.get(i) {
-                match b {
-                    b'"' if !in_angle => in_quote = !in_quote,
-                    b'\\' if in_quote => i += 1,
-                    b'<' if !in_quote => in_angle = true,
-                    b'>' if !in_quote => in_angle = false,
-                    b',' if !in_quote && !in_angle => break,
-                    _ => {}
-                }
-                i += 1;
-            }
-            let end = i.min(self.s.len());
+            let (range, end) = self.element_at(self.pos);
             self.pos = end + 1;
-            let mut a = start;
-            let mut z = end;
-            while a < z && self.s.get(a).is_some_and(|&b| is_lws(b)) {
-                a += 1;
-            }
-            while z > a && self.s.get(z - 1).is_some_and(|&b| is_lws(b)) {
-                z -= 1;
-            }
-            if a < z {
-                return Some(a..z);
+            if !range.is_empty() {
+                return Some(range);
             }
         }
+    }
+
+    /// The element starting at `start`: its trimmed range (possibly empty) and the index of
+    /// the comma that ends it (or the input length).
+    fn element_at(&self, start: usize) -> (std::ops::Range<usize>, usize) {
+        let mut i = start;
+        let mut in_quote = false;
+        let mut in_angle = false;
+        while let Some(&b) = self.s.get(i) {
+            match b {
+                b'"' if !in_angle => in_quote = !in_quote,
+                b'\\' if in_quote => i += 1,
+                b'<' if !in_quote => in_angle = true,
+                b'>' if !in_quote => in_angle = false,
+                b',' if !in_quote && !in_angle => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        let end = i.min(self.s.len());
+        let mut a = start.min(end);
+        let mut z = end;
+        while a < z && self.s.get(a).is_some_and(|&b| is_lws(b)) {
+            a += 1;
+        }
+        while z > a && self.s.get(z - 1).is_some_and(|&b| is_lws(b)) {
+            z -= 1;
+        }
+        (a..z, end)
     }
 }
 
@@ -269,6 +343,11 @@ mod tests {
             HeaderName::Supported,
             HeaderName::Require,
             HeaderName::ProxyRequire,
+            HeaderName::ReplyTo,
+            HeaderName::ReferTo,
+            HeaderName::ReferredBy,
+            HeaderName::PAssertedIdentity,
+            HeaderName::PPreferredIdentity,
         ] {
             assert_eq!(HeaderName::from_bytes(n.canonical().as_bytes()), n);
             if let Some(c) = n.compact() {
@@ -296,5 +375,20 @@ mod tests {
         assert_eq!(split_values(b"").count(), 0);
         assert_eq!(split_values(b" , ,").count(), 0);
         assert_eq!(split_values(b"\"unterminated, x").count(), 1);
+    }
+
+    #[test]
+    fn list_elements_keep_empty_ones() {
+        let v = b"a, <b,c> ,,d,";
+        let parts: Vec<&[u8]> = list_elements(v).map(|r| &v[r]).collect();
+        assert_eq!(parts, vec![&b"a"[..], b"<b,c>", b"", b"d", b""]);
+        assert_eq!(list_elements(b"").count(), 1);
+        assert_eq!(list_elements(b"x").count(), 1);
+        let v = b",x";
+        let parts: Vec<&[u8]> = list_elements(v).map(|r| &v[r]).collect();
+        assert_eq!(parts, vec![&b""[..], b"x"]);
+        let v = b" <sip:a@b;x=\"q\"> ";
+        let parts: Vec<&[u8]> = list_elements(v).map(|r| &v[r]).collect();
+        assert_eq!(parts, vec![&b"<sip:a@b;x=\"q\">"[..]]);
     }
 }

@@ -14,8 +14,25 @@ pub(crate) fn is_token(b: u8) -> bool {
     CLASS[b as usize] & TOKEN != 0
 }
 
+/// RFC 3261 `word` characters (Call-ID): `token` plus `( ) < > : \ " / [ ] ? { }`.
+#[inline]
+pub(crate) fn is_word(b: u8) -> bool {
+    CLASS[b as usize] & WORD != 0
+}
+
 const TOKEN: u8 = 1;
 const LWS: u8 = 2;
+const WORD: u8 = 4;
+/// Visible ASCII other than `<`, `>`, `"` ([`is_uri_char`]).
+pub(crate) const URI: u8 = 8;
+/// `[` or `]`.
+pub(crate) const BRACKET: u8 = 16;
+
+/// The class bits of a byte (`TOKEN`, `LWS`, `WORD`, `URI`, `BRACKET`).
+#[inline]
+pub(crate) fn class(b: u8) -> u8 {
+    CLASS[b as usize]
+}
 
 /// Byte classes: one table lookup instead of a chain of comparisons.
 static CLASS: [u8; 256] = {
@@ -29,15 +46,55 @@ static CLASS: [u8; 256] = {
                 b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
             )
         {
-            t[i] |= TOKEN;
+            t[i] |= TOKEN | WORD;
+        }
+        if matches!(
+            b,
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
+        ) {
+            t[i] |= WORD;
         }
         if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
             t[i] |= LWS;
+        }
+        if b >= 0x21 && b <= 0x7e && !matches!(b, b'<' | b'>' | b'"') {
+            t[i] |= URI;
+        }
+        if matches!(b, b'[' | b']') {
+            t[i] |= BRACKET;
         }
         i += 1;
     }
     t
 };
+
+/// `SIP/` 1*DIGIT "." 1*DIGIT (RFC 3261 §7.1 SIP-Version; `SIP` in any case).
+pub(crate) fn is_sip_version(v: &[u8]) -> bool {
+    let Some(n) = v
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case(b"SIP/"))
+        .and_then(|_| v.get(4..))
+    else {
+        return false;
+    };
+    let dot = n.iter().position(|&c| c == b'.').unwrap_or(0);
+    let (major, minor) = (&n[..dot], n.get(dot + 1..).unwrap_or(&[]));
+    !major.is_empty()
+        && !minor.is_empty()
+        && major.iter().all(u8::is_ascii_digit)
+        && minor.iter().all(u8::is_ascii_digit)
+}
 
 #[inline]
 pub(crate) fn is_token_str(s: &[u8]) -> bool {
@@ -114,7 +171,7 @@ pub(crate) fn parse_host(s: &[u8]) -> Option<(&[u8], usize)> {
 /// Visible ASCII that may appear unquoted inside a URI (no space, controls, `<`, `>`, `"`).
 #[inline]
 pub(crate) fn is_uri_char(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b) && !matches!(b, b'<' | b'>' | b'"')
+    CLASS[b as usize] & URI != 0
 }
 
 /// Iterator over `;name[=value]` parameters (quote-aware; names and values trimmed; the
@@ -180,24 +237,59 @@ pub(crate) fn find_param<'a>(raw: &'a [u8], name: &[u8]) -> Option<Option<&'a [u
         .map(|(_, v)| v)
 }
 
-/// Structural check of a raw parameter list: every name a token; every value a token-ish
-/// run (token chars plus `:[]` for IPv6 `received=`) or a quoted string.
-pub(crate) fn params_valid(raw: &[u8]) -> bool {
-    Params::new(raw).all(|(n, v)| {
-        is_token_str(n)
-            && match v {
-                None => true,
-                Some(v) => {
-                    if v.first() == Some(&b'"') {
-                        v.len() >= 2 && v.last() == Some(&b'"')
-                    } else {
-                        !v.is_empty()
-                            && v.iter()
-                                .all(|&b| is_token(b) || matches!(b, b':' | b'[' | b']'))
-                    }
-                }
+/// Strict check of a raw parameter list (RFC 3261 `*( SEMI generic-param )`): empty, or
+/// `;` separated pieces, each `token [ EQUAL gen-value ]` where gen-value is a token-ish run
+/// (token characters plus `:[]` for IPv6 `received=`/`maddr=`) or one whole quoted string.
+/// Linear whitespace may surround `;` and `=`. An empty piece (`;;`, a trailing `;`) fails:
+/// those are the "stray separators" RFC 4475 §3.1.2.1 wants refused.
+pub(crate) fn params_strict(raw: &[u8]) -> bool {
+    let raw = trim_lws(raw);
+    let Some(rest) = raw.strip_prefix(b";") else {
+        return raw.is_empty();
+    };
+    let mut s = rest;
+    loop {
+        let mut i = 0;
+        let mut in_quote = false;
+        while let Some(&b) = s.get(i) {
+            match b {
+                b'"' => in_quote = !in_quote,
+                b'\\' if in_quote => i += 1,
+                b';' if !in_quote => break,
+                _ => {}
             }
-    })
+            i += 1;
+        }
+        let end = i.min(s.len());
+        if !param_valid(trim_lws(s.get(..end).unwrap_or(&[]))) {
+            return false;
+        }
+        match s.get(end + 1..) {
+            Some(next) if end < s.len() => s = next,
+            _ => return true,
+        }
+    }
+}
+
+/// One `name[=value]` piece, already trimmed.
+fn param_valid(piece: &[u8]) -> bool {
+    let (name, value) = match memchr(b'=', piece) {
+        Some(eq) => (
+            trim_lws(piece.get(..eq).unwrap_or(&[])),
+            Some(trim_lws(piece.get(eq + 1..).unwrap_or(&[]))),
+        ),
+        None => (piece, None),
+    };
+    is_token_str(name)
+        && match value {
+            None => true,
+            Some(v) if v.first() == Some(&b'"') => closing_quote(v) == Some(v.len() - 1),
+            Some(v) => {
+                !v.is_empty()
+                    && v.iter()
+                        .all(|&b| is_token(b) || matches!(b, b':' | b'[' | b']'))
+            }
+        }
 }
 
 /// Index of the closing `"` of a quoted string whose opening quote is at `s[0]`.
@@ -246,8 +338,27 @@ mod tests {
             Some(Some(&b"[2001:db8::1]"[..]))
         );
         assert_eq!(find_param(raw, b"x"), Some(Some(&b"\"a;b\""[..])));
-        assert!(params_valid(raw));
-        assert!(!params_valid(b";a b=c"));
+        assert!(params_strict(raw));
+        assert!(params_strict(b""));
+        assert!(params_strict(b" ;\r\n  tag = 98asjd8"));
+        assert!(params_strict(b";q = 0.33;x=\"a\\\"b;c\""));
+        for bad in [
+            &b";a b=c"[..],
+            b";;tag=1",
+            b";tag=1;",
+            b";tag=1;;",
+            b";",
+            b"tag=1",
+            b";=x",
+            b";x=",
+            b";x=\"open",
+            b";x=\"a\"b",
+            b";x=a,b",
+        ] {
+            assert!(!params_strict(bad), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(is_word(b'<') && is_word(b'"') && is_word(b'a') && !is_word(b'@'));
+        assert!(!is_word(b',') && !is_word(b';') && !is_word(b' '));
     }
 
     #[test]

@@ -15,15 +15,19 @@
 //! Editing (for forwarding) is done by splicing: see [`rewrite`]; the original buffer is
 //! never modified.
 
+mod check;
+mod frame;
 pub mod header;
+mod index;
 mod lex;
 pub mod parse;
 pub mod rewrite;
 pub mod uri;
 pub mod via;
 
+pub use frame::{frame_len, skip_keepalive};
 pub use header::{HeaderEntry, HeaderName, SplitValues, expand_compact, names_equal, split_values};
-pub use parse::{Limits, ParseError, SipMessage, StartLine, frame_len, skip_keepalive};
+pub use parse::{Limits, ParseError, SipMessage, StartLine};
 pub use uri::{NameAddr, SipUri};
 pub use via::Via;
 

@@ -2,8 +2,8 @@
 
 use super::ParseError;
 use super::lex::{
-    closing_quote, find_param, is_uri_char, parse_host, parse_port, trim_end_lws, trim_lws,
-    trim_start_lws,
+    BRACKET, URI, class, closing_quote, find_param, is_lws, is_token, is_uri_char, params_strict,
+    parse_host, parse_port, trim_end_lws, trim_lws, trim_start_lws,
 };
 use memchr::{memchr, memrchr};
 
@@ -179,10 +179,16 @@ impl<'a> NameAddr<'a> {
     /// its quotes (escapes left as written) or the unquoted token run, trimmed; `None` when
     /// absent. The URI must have a `scheme:`; it is not parsed further (use
     /// [`SipUri::parse`] on `uri`).
+    ///
+    /// Strict, as RFC 3261 §25.1 writes it: an unquoted display name is tokens and
+    /// whitespace only (`Bell, Alexander <sip:...>` fails), a quoted one must close; nothing
+    /// but the URI between `<` and `>` (no whitespace: `< sip:a@b >` fails); a bare addr-spec
+    /// holds no `,` or `?` (such a URI must be bracketed, §20); the header parameters are
+    /// `;name[=value]` with no empty ones (`;;tag=1` fails).
     pub fn parse(input: &'a [u8]) -> Result<NameAddr<'a>, ParseError> {
         const ERR: ParseError = ParseError::BadUri;
         let s = trim_lws(input);
-        if s.first() == Some(&b'"') {
+        let na = if s.first() == Some(&b'"') {
             let close = closing_quote(s).ok_or(ERR)?;
             let display = s.get(1..close).ok_or(ERR)?;
             let rest = trim_start_lws(s.get(close + 1..).ok_or(ERR)?);
@@ -190,35 +196,39 @@ impl<'a> NameAddr<'a> {
                 return Err(ERR);
             }
             let (uri, params) = angle(rest)?;
-            Ok(NameAddr {
+            NameAddr {
                 display: Some(display),
                 uri,
                 params,
-            })
+            }
         } else if let Some(lt) = memchr(b'<', s) {
             let display = trim_lws(s.get(..lt).ok_or(ERR)?);
-            if display.contains(&b'"') {
+            if !display.iter().all(|&b| is_token(b) || is_lws(b)) {
                 return Err(ERR);
             }
             let (uri, params) = angle(s.get(lt..).ok_or(ERR)?)?;
-            Ok(NameAddr {
+            NameAddr {
                 display: (!display.is_empty()).then_some(display),
                 uri,
                 params,
-            })
+            }
         } else {
             let semi = memchr(b';', s).unwrap_or(s.len());
             let (uri, params) = s.split_at(semi);
             let uri = trim_end_lws(uri);
-            if !has_scheme(uri) || uri.iter().any(|&b| !is_uri_char(b)) {
+            if !uri_shape(uri) || uri.iter().any(|&b| b == b',' || b == b'?') {
                 return Err(ERR);
             }
-            Ok(NameAddr {
+            NameAddr {
                 display: None,
                 uri,
                 params,
-            })
+            }
+        };
+        if !params_strict(na.params) {
+            return Err(ERR);
         }
+        Ok(na)
     }
     /// Header parameter value (`tag`, `expires`, ...); names compare case-insensitively.
     pub fn param(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
@@ -233,12 +243,54 @@ impl<'a> NameAddr<'a> {
     }
 }
 
+/// The shape of a URI inside a header, in one pass: a scheme (`ALPHA *(ALPHA / DIGIT / + - .)`)
+/// and `:`, then visible ASCII other than `<>"` and whitespace, with IPv6 brackets balanced
+/// and not nested. The URI is not parsed further: the proxy parses the ones it uses
+/// (Contact, Route, Record-Route) when it uses them.
+fn uri_shape(uri: &[u8]) -> bool {
+    let Some(colon) = memchr(b':', uri) else {
+        return false;
+    };
+    let (scheme, rest) = uri.split_at(colon);
+    if !scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        || !scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return false;
+    }
+    // One table lookup per byte; brackets are rare and looked at only when present.
+    let mut brackets = false;
+    for &b in rest {
+        let c = class(b);
+        if c & URI == 0 {
+            return false;
+        }
+        brackets |= c & BRACKET != 0;
+    }
+    !brackets || brackets_balanced(rest)
+}
+
+/// `[`…`]` pairs, not nested, none left open or closed without opening.
+fn brackets_balanced(s: &[u8]) -> bool {
+    let mut open = false;
+    for &b in s {
+        match b {
+            b'[' if !open => open = true,
+            b']' if open => open = false,
+            b'[' | b']' => return false,
+            _ => {}
+        }
+    }
+    !open
+}
+
 /// `s` starts with `<`: returns (uri, params).
 fn angle(s: &[u8]) -> Result<(&[u8], &[u8]), ParseError> {
     const ERR: ParseError = ParseError::BadUri;
     let gt = memchr(b'>', s).ok_or(ERR)?;
-    let uri = trim_lws(s.get(1..gt).ok_or(ERR)?);
-    if !has_scheme(uri) {
+    let uri = s.get(1..gt).ok_or(ERR)?;
+    if !uri_shape(uri) {
         return Err(ERR);
     }
     let params = trim_start_lws(s.get(gt + 1..).ok_or(ERR)?);
@@ -335,6 +387,14 @@ mod tests {
         assert_eq!(n.tag(), Some(&b"a6c85cf"[..]));
 
         let n = NameAddr::parse(b"  Bob  Smith <sip:bob@b;lr> ; tag = 1 ; expires=60 ").unwrap();
+        assert_eq!(
+            NameAddr::parse(b"caller<sip:c@example.com>;tag=323")
+                .unwrap()
+                .display,
+            Some(&b"caller"[..])
+        );
+        let n2 = NameAddr::parse(b"token1~` token2'+_ token3*%!.- <sip:m@example.com>;p''~+*_!.-%=\"\xd1\x80\";tag=_t~1'+`*%!-.").unwrap();
+        assert_eq!(n2.tag(), Some(&b"_t~1'+`*%!-."[..]));
         assert_eq!(n.display, Some(&b"Bob  Smith"[..]));
         assert_eq!(n.uri, b"sip:bob@b;lr");
         assert_eq!(n.tag(), Some(&b"1"[..]));
@@ -365,6 +425,18 @@ mod tests {
             b"nohost",
             b"<nocolon>",
             b"a\"b <sip:x@y>",
+            b"\"Mr. J. User <sip:j.user@example.com>",
+            b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            b"\"Watson, Thomas\" < sip:t.watson@example.org >",
+            b"<sip:a@b >",
+            b"sip:caller@example.net;;tag=134161461246",
+            b"\"Joe\" <sip:joe@example.org>;;;;",
+            b"<sip:a@b>;tag=1;",
+            b"sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            b"sip:a@b,sip:c@d",
+            b"<sip:a@b>, <sip:c@d>",
+            b"<sip:a@b>>",
+            b"<sip:a<b>",
         ] {
             assert!(
                 NameAddr::parse(bad).is_err(),

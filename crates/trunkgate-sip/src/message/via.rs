@@ -2,7 +2,7 @@
 
 use super::ParseError;
 use super::lex::{
-    find_param, is_lws, is_token, params_valid, parse_host, parse_port, trim_end_lws,
+    find_param, is_lws, is_token, params_strict, parse_host, parse_port, trim_end_lws,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,10 @@ impl<'a> Cur<'a> {
 
 impl<'a> Via<'a> {
     /// Parse one Via value (not a comma-joined list). Linear whitespace may appear around
-    /// `/`, `:` and `;` and across folds.
+    /// `/`, `:` and `;` and across folds. Strict about the rest (RFC 3261 §20.42): protocol
+    /// `SIP/2.0`, a transport token, a sent-by host (name, IPv4 or bracketed IPv6) with an
+    /// optional port, then only `;name[=value]` parameters — no empty ones (`;;`, a trailing
+    /// `;`), no stray text.
     pub fn parse(input: &'a [u8]) -> Result<Via<'a>, ParseError> {
         const ERR: ParseError = ParseError::BadHeaderValue("Via");
         let mut c = Cur { s: input, i: 0 };
@@ -90,7 +93,7 @@ impl<'a> Via<'a> {
             c.skip_lws();
         }
         let params = trim_end_lws(c.rest());
-        if !params.is_empty() && (params.first() != Some(&b';') || !params_valid(params)) {
+        if !params_strict(params) {
             return Err(ERR);
         }
         Ok(Via {
@@ -99,6 +102,27 @@ impl<'a> Via<'a> {
             port,
             params,
         })
+    }
+
+    /// Whether `input` starts like a Via value a response can be sent back on: `name / version
+    /// / transport` tokens (any version: a `505` answers `SIP/7.0` too), whitespace and a
+    /// sent-by that is at least one byte. Looser than [`Via::parse`] on purpose: it decides
+    /// whether a request that failed to parse can still be answered.
+    pub fn answerable(input: &[u8]) -> bool {
+        let mut c = Cur { s: input, i: 0 };
+        for part in 0..3 {
+            c.skip_lws();
+            if c.token().is_empty() {
+                return false;
+            }
+            c.skip_lws();
+            if part < 2 && !c.eat(b'/') {
+                return false;
+            }
+        }
+        c.i > 0
+            && c.s.get(c.i - 1).is_some_and(|&b| is_lws(b))
+            && !trim_end_lws(c.rest()).is_empty()
     }
 
     /// Parameter by name (case-insensitive): `Some(None)` for a flag, `Some(Some(v))` for
@@ -188,6 +212,30 @@ mod tests {
     }
 
     #[test]
+    fn answerable_needs_protocol_and_sent_by() {
+        for good in [
+            &b"SIP/2.0/UDP h"[..],
+            b"SIP/7.0/UDP c.example.com;branch=z9hG4bKkdjuw",
+            b"SIP / 2.0 / TCP  x;;",
+            b"SIP/2.0/UDP 192.0.2.15;;",
+            b"SIP/2.0/UDP [2001:db8::1]:5060;branch=x",
+        ] {
+            assert!(Via::answerable(good), "{}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b""[..],
+            b"SIP/2.0/UDP",
+            b"SIP/2.0/UDP ",
+            b"SIP/2.0 UDP h",
+            b"garbage",
+            b"SIP//UDP h",
+            b"SIP/2.0/UDPh",
+        ] {
+            assert!(!Via::answerable(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
     fn rejects() {
         for bad in [
             &b""[..],
@@ -205,6 +253,14 @@ mod tests {
             b"SIP/2.0/UDP h;branch=a b",
             b"SIP/2.0/UDP h;=x",
             b"SIP/2.0/UDP h junk",
+            b"SIP/2.0/UDP h;;",
+            b"SIP/2.0/UDP h;branch=z9hG4bK1;",
+            b"SIP/2.0/UDP h;;branch=z9hG4bK1",
+            b"SIP/2.0/UDP h;branch=",
+            b"SIP/2.0/UDP h:5060;",
+            b"SIP/2.0/UDP 192.0.2.15;;",
+            b"SIP/2.0/UDP bad host;branch=z9hG4bK1",
+            b"SIP/2.0/UDP h;branch=z9hG4bK1 extra",
         ] {
             assert!(Via::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }

@@ -31,6 +31,8 @@ mod tests_accounts;
 #[cfg(test)]
 mod tests_admission;
 #[cfg(test)]
+mod tests_conformance;
+#[cfg(test)]
 mod tests_failover;
 #[cfg(test)]
 mod tests_media;
@@ -385,9 +387,12 @@ impl Proxy {
 
     // ---- shared helpers ------------------------------------------------------------
 
-    /// A message that did not parse. Over a bound (size, headers, Via depth) and still
-    /// answerable: `513`/`400` so the sender knows; anything else is dropped. Counted
-    /// either way, never a panic.
+    /// A message that did not parse, or a request over the policy's bounds. Counted either
+    /// way (`parse_errors`, a `malformed` or `too_large` reject), never a panic. A request
+    /// from an allowed source that can still be answered gets the answer RFC 3261 gives
+    /// (the error's [`ParseError::response`]: `400` naming the problem, `505`, `513`);
+    /// everything else is dropped: responses (a trunk's malformed response is never relayed
+    /// half-parsed), ACKs, sources in no allow list, and garbage without a usable top Via.
     fn unparseable(
         &mut self,
         flow: Flow,
@@ -397,27 +402,21 @@ impl Proxy {
         error: &ParseError,
     ) {
         ProxyMetrics::inc(&self.metrics.parse_errors);
-        let (reason, code, phrase) = match error {
-            ParseError::TooLarge(_) => (RejectReason::TooLarge, 513, "Message Too Large"),
-            ParseError::TooManyHeaders => (RejectReason::Malformed, 400, "Too Many Headers"),
-            ParseError::TooManyVias => (RejectReason::Malformed, 400, "Too Many Via Headers"),
-            _ => {
-                self.metrics.reject(0, RejectReason::Malformed);
-                tracing::debug!(%source, %error, "unparseable SIP message dropped");
-                return;
-            }
+        let reason = match error {
+            ParseError::TooLarge(_) => RejectReason::TooLarge,
+            _ => RejectReason::Malformed,
         };
         self.metrics.reject(0, reason);
-        tracing::debug!(%source, %error, code, "SIP message over a bound refused");
-        if party == Party::Unknown {
+        let answer = (party != Party::Unknown)
+            .then(|| error.response())
+            .flatten()
+            .and_then(|answer| Some((answer, SipMessage::parse_answerable(data)?)));
+        let Some(((code, phrase), msg)) = answer else {
+            tracing::debug!(%source, %error, "unparseable SIP message dropped");
             return;
-        }
-        // Parse once more without our bounds, only to address the answer.
-        if let Ok(msg) = SipMessage::parse(data, &OWN_LIMITS) {
-            if msg.is_request() && msg.method() != Some(crate::message::Method::Ack) {
-                self.respond_local(&msg, flow, source, code, phrase, &[]);
-            }
-        }
+        };
+        tracing::debug!(%source, %error, code, "malformed SIP request refused");
+        self.respond_local(&msg, flow, source, code, &phrase, &[]);
     }
 
     /// A request over the policy's bounds (it parsed only thanks to the headroom).

@@ -83,6 +83,16 @@ impl Proxy {
             return;
         }
 
+        if let Some(uri) = msg.request_uri() {
+            if !routable_scheme(uri) {
+                // RFC 3261 §16.3 step 2: a scheme we cannot route (parse already refused
+                // malformed sip, sips and tel URIs).
+                self.metrics.reject(0, RejectReason::Unsupported);
+                self.respond_local(&msg, flow, source, 416, "Unsupported URI Scheme", &[]);
+                return;
+            }
+        }
+
         let to_us = self.addressed_to_us(&msg);
         if method == Method::Options && to_us && msg.to_tag().is_none() {
             // Keepalive probes from the PBX and providers (RFC 3261 §11).
@@ -98,6 +108,14 @@ impl Proxy {
             ProxyMetrics::inc(&self.metrics.loops);
             tracing::warn!(call_id = %String::from_utf8_lossy(msg.call_id()), "loop detected");
             self.respond_local(&msg, flow, source, 482, "Loop Detected", &[]);
+            return;
+        }
+
+        if let Some(unsupported) = unsupported_proxy_options(&msg) {
+            // RFC 3261 §16.3 step 5: option tags this proxy does not understand.
+            self.metrics.reject(0, RejectReason::Unsupported);
+            let line = format!("Unsupported: {unsupported}");
+            self.respond_local(&msg, flow, source, 420, "Bad Extension", &[line.as_bytes()]);
             return;
         }
 
@@ -128,7 +146,10 @@ impl Proxy {
         let via = msg.top_via();
         let mut key = Key::new();
         match via.branch() {
-            Some(branch) if branch.starts_with(b"z9hG4bK") => key.extend_from_slice(branch),
+            // A bare cookie carries no identifier (RFC 4475 §3.2.1): keyed as RFC 2543.
+            Some(branch) if branch.len() > 7 && branch.starts_with(b"z9hG4bK") => {
+                key.extend_from_slice(branch)
+            }
             _ => {
                 key.extend_from_slice(msg.call_id());
                 key.extend_from_slice(&msg.cseq().0.to_be_bytes());
@@ -713,6 +734,38 @@ const TRYING_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 const ALLOW: &[u8] =
     b"Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY, MESSAGE";
 const ACCEPT: &[u8] = b"Accept: application/sdp";
+
+/// Request-URI schemes Trunkgate routes: sip, sips and tel (case-insensitive).
+fn routable_scheme(uri: &[u8]) -> bool {
+    let scheme = uri.split(|&b| b == b':').next().unwrap_or_default();
+    [&b"sip"[..], b"sips", b"tel"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+}
+
+/// Proxy-Require option tags Trunkgate implements as a proxy: none. (Require is the UAS's
+/// business and passes through; Supported is not looked at.)
+const PROXY_OPTIONS: &[&[u8]] = &[];
+
+/// The Proxy-Require option tags of `msg` we do not support, as the `Unsupported` value
+/// (comma-separated, as written), or `None` when there are none.
+fn unsupported_proxy_options(msg: &SipMessage) -> Option<String> {
+    let mut out: Option<String> = None;
+    for tag in msg.values(HeaderName::ProxyRequire) {
+        if PROXY_OPTIONS
+            .iter()
+            .any(|known| tag.eq_ignore_ascii_case(known))
+        {
+            continue;
+        }
+        let list = out.get_or_insert_with(String::new);
+        if !list.is_empty() {
+            list.push_str(", ");
+        }
+        list.push_str(&String::from_utf8_lossy(tag));
+    }
+    out
+}
 
 /// Server-transaction method class: INVITE and ACK share `I`, CANCEL is `C`, other methods
 /// are keyed by their token (`O`).

@@ -222,6 +222,8 @@ pub struct SimNet {
     /// (deliver at, from, to, bytes); `to == PROXY` goes into the core.
     in_flight: Vec<(Instant, SocketAddr, SocketAddr, Bytes)>,
     inbox: HashMap<SocketAddr, Vec<SipMessage>>,
+    /// What the proxy sent that does not parse (answers to malformed requests).
+    unparsed: HashMap<SocketAddr, Vec<Bytes>>,
     /// Return true to drop a packet (from, to, text).
     pub drop_rule: Option<DropRule>,
     pub dropped: usize,
@@ -275,6 +277,7 @@ impl SimNet {
             latency: Duration::from_millis(5),
             in_flight: Vec::new(),
             inbox: HashMap::new(),
+            unparsed: HashMap::new(),
             drop_rule: None,
             dropped: 0,
         }
@@ -344,9 +347,12 @@ impl SimNet {
                 self.proxy.handle_input(now, flow, from, data);
                 self.drain_proxy();
             } else {
-                let msg = SipMessage::parse(data, &super::OWN_LIMITS)
-                    .expect("the proxy sent an unparseable message");
-                self.inbox.entry(to).or_default().push(msg);
+                match SipMessage::parse(data.clone(), &super::OWN_LIMITS) {
+                    Ok(msg) => self.inbox.entry(to).or_default().push(msg),
+                    // An answer to a malformed request copies its malformed headers: kept
+                    // raw for `take_raw`; `take` refuses to hand them out as parsed.
+                    Err(_) => self.unparsed.entry(to).or_default().push(data),
+                }
             }
         }
     }
@@ -384,8 +390,35 @@ impl SimNet {
     }
 
     /// Everything `at` received since the last call.
+    /// What `at` received, parsed. Panics if the proxy sent `at` something that does not
+    /// parse (only answers to malformed requests may: see [`Self::take_raw`]).
     pub fn take(&mut self, at: &str) -> Vec<SipMessage> {
+        if let Some(raw) = self.unparsed.remove(&addr(at)) {
+            let text: Vec<_> = raw.iter().map(|d| String::from_utf8_lossy(d)).collect();
+            panic!(
+                "the proxy sent {at} unparseable messages:\n{}",
+                text.join("\n")
+            );
+        }
         self.inbox.remove(&addr(at)).unwrap_or_default()
+    }
+
+    /// Everything `at` received, as bytes: parsed messages first, then unparseable ones.
+    pub fn take_raw(&mut self, at: &str) -> Vec<Bytes> {
+        let mut out: Vec<Bytes> = self
+            .inbox
+            .remove(&addr(at))
+            .unwrap_or_default()
+            .iter()
+            .map(|m| m.buffer().clone())
+            .collect();
+        out.extend(self.unparsed.remove(&addr(at)).unwrap_or_default());
+        out
+    }
+
+    /// An endpoint sends exactly `data` to the proxy (no line-end conversion).
+    pub fn send_bytes(&mut self, from: &str, data: &[u8]) {
+        self.put(addr(from), addr(PROXY), Bytes::copy_from_slice(data));
     }
 
     /// The one message `at` received (panics otherwise, naming what arrived).
@@ -498,7 +531,7 @@ Content-Length: 0
 ",
             caller = self.caller,
             ftag = self.from_tag,
-            ttag = self.to_tag.clone().unwrap_or_default(),
+            ttag = self.to_tag.as_deref().unwrap_or("none-yet"),
             cid = self.call_id,
             cseq = self.cseq,
         )
@@ -522,7 +555,7 @@ Content-Length: 0
             caller = self.caller,
             callee = self.callee,
             ftag = self.from_tag,
-            ttag = self.to_tag.clone().unwrap_or_default(),
+            ttag = self.to_tag.as_deref().unwrap_or("none-yet"),
             cid = self.call_id,
         )
     }

@@ -25,8 +25,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use trunkgate_sip::message::parse::{frame_len, skip_keepalive};
 use trunkgate_sip::message::{Limits, ParseError};
+use trunkgate_sip::message::{frame_len, skip_keepalive};
 use trunkgate_sip::{ConnId, Flow, Transport};
 
 /// Messages queued per connection before the core gives up on it.
