@@ -6,11 +6,13 @@
 //! - [`routing`]: the trait through which the core asks policy where a request goes.
 //! - [`admission`]: the trait through which it asks whether a datagram, call or REGISTER
 //!   may pass (limits, floods, allow lists).
+//! - [`digest`]: HTTP Digest answers (MD5, SHA-256) for trunks that challenge.
 //! - [`media`]: the trait through which it anchors SDP offers/answers at the media relay.
 //!
 //! The async shell that owns sockets lives in the `trunkgate` binary crate.
 
 pub mod admission;
+pub mod digest;
 pub mod media;
 pub mod message;
 pub mod metrics;

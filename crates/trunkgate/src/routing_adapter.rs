@@ -325,11 +325,10 @@ name = "a"
 address = "127.0.0.3:5060"
 "#;
         let policy = Policy::from_toml(src, "t.toml").unwrap();
-        let table =
-            RoutingTable::new(&policy, &mut trunkgate_control::TrunkIds::default(), |_| {
-                Err(std::io::Error::other("no DNS"))
-            })
-            .unwrap();
+        let table = RoutingTable::new(&policy, &mut trunkgate_control::TrunkIds::default(), |_| {
+            Err(std::io::Error::other("no DNS"))
+        })
+        .unwrap();
         PolicyRouting::new(table, &policy)
     }
 

@@ -12,6 +12,7 @@
 
 mod addressing;
 mod admit;
+mod auth;
 mod branch;
 pub mod event;
 mod media;
@@ -27,6 +28,8 @@ mod simnet;
 mod tests;
 #[cfg(test)]
 mod tests_admission;
+#[cfg(test)]
+mod tests_auth;
 #[cfg(test)]
 mod tests_failover;
 #[cfg(test)]
@@ -130,6 +133,8 @@ pub struct Proxy {
     last_unknown_warn: Option<Instant>,
     unknown_since_warn: u64,
     scratch: Vec<crate::routing::Target>,
+    /// Credentials per trunk for answering its 401/407 on the PBX's behalf (`auth.rs`).
+    trunk_auth: HashMap<TrunkId, Arc<crate::digest::Credentials>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -188,6 +193,7 @@ impl Proxy {
             last_unknown_warn: None,
             unknown_since_warn: 0,
             scratch: Vec::new(),
+            trunk_auth: HashMap::new(),
         }
     }
 
