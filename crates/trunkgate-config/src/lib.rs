@@ -246,6 +246,29 @@ pub struct Trunk {
     pub weight: u32,
     /// `probe = { … }`: SIP OPTIONS health probes; `None`: this trunk is not probed.
     pub probe: Option<Probe>,
+    /// `auth = { … }`: credentials Trunkgate answers this trunk's 401/407 with on the
+    /// PBX's behalf; `None`: challenges are relayed to the PBX.
+    pub auth: Option<Auth>,
+}
+
+/// Digest credentials of a trunk (`auth = { user, password_file | password_env, realm }`).
+/// The policy names where the password is, never the password: the binary reads it at
+/// start (and on reload) and hands it to the SIP core as a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    pub user: String,
+    pub password: PasswordSource,
+    /// Answer only challenges for this realm; `None`: any realm the trunk names.
+    pub realm: Option<String>,
+}
+
+/// Where a password is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// `password_file`: the file's first line (a trailing newline is not part of it).
+    File(std::path::PathBuf),
+    /// `password_env`: this environment variable of the process.
+    Env(String),
 }
 
 /// A trunk's `probe = { interval, timeout, down_after, up_after, ok_codes }`.
@@ -448,6 +471,7 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::TRUNK_KEYS, "in [[trunk]]"),
             (raw::TRUNK_MEDIA_KEYS, "in a trunk's media"),
             (raw::PROBE_KEYS, "in a trunk's probe"),
+            (raw::AUTH_KEYS, "in a trunk's auth"),
             (raw::HEALTH_KEYS, "in [health]"),
             (raw::ROUTE_KEYS, "in [[route]]"),
             (&["to_prefix"], "in route match"),

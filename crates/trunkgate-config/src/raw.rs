@@ -231,6 +231,17 @@ pub(crate) struct RawTrunk {
     pub media: Option<Spanned<RawTrunkMedia>>,
     pub weight: Option<Field>,
     pub probe: Option<Spanned<RawProbe>>,
+    pub auth: Option<Spanned<RawAuth>>,
+}
+
+/// A trunk's `auth = { user, password_file | password_env, realm }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub user: Option<Field>,
+    pub password_file: Option<Field>,
+    pub password_env: Option<Field>,
+    pub realm: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -374,7 +385,9 @@ pub(crate) const TRUNK_KEYS: &[&str] = &[
     "media",
     "weight",
     "probe",
+    "auth",
 ];
+pub(crate) const AUTH_KEYS: &[&str] = &["user", "password_file", "password_env", "realm"];
 pub(crate) const TRUNK_MEDIA_KEYS: &[&str] = &["anchor"];
 pub(crate) const PROBE_KEYS: &[&str] =
     &["interval", "timeout", "down_after", "up_after", "ok_codes"];

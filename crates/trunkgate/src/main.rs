@@ -12,6 +12,7 @@
 
 mod admin;
 mod admission_adapter;
+mod credentials;
 mod fd_budget;
 mod media_adapter;
 mod media_metrics;

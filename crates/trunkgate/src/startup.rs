@@ -310,11 +310,15 @@ async fn serve(
         proxy: proxy_metrics.clone(),
     };
     let core_routing: Arc<dyn Routing> = routing;
-    let proxy = Proxy::new(proxy_config(&policy, flows), core_routing, proxy_metrics)
+    let mut proxy = Proxy::new(proxy_config(&policy, flows), core_routing, proxy_metrics)
         .with_admission(policy_admission)
         .with_media(Arc::new(
             RelayAdapter::new(relay.clone()).with_budget(budget_view.clone()),
         ));
+    // Trunk ids follow policy order on this first build (`build_routing`).
+    for (trunk, credentials) in crate::credentials::trunk_credentials(&policy)? {
+        proxy.set_trunk_credentials(trunk, Some(credentials));
+    }
     // Flood limiter upkeep: forget idle sources, lift expired bans (one log line each).
     let upkeep = admission.clone();
     tokio::spawn(async move {

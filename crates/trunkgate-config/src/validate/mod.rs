@@ -12,6 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod admission;
+mod credentials;
 mod failover;
 mod limits;
 mod media;
