@@ -23,6 +23,9 @@ pub mod transport;
 pub use admission::{Admission, NoAdmission, RejectReason, TrunkLimits, UnknownSource, Verdict};
 pub use media::{MediaCall, MediaFailure, MediaRelay, MediaSide};
 pub use metrics::{Direction, ProxyMetrics};
-pub use proxy::{EndReason, Event, Outcome, ProbeResult, Proxy, ProxyConfig, Timers};
+pub use proxy::{
+    EndReason, Event, Outcome, ProbeResult, Proxy, ProxyConfig, RegistrationConfig,
+    RegistrationResult, Timers,
+};
 pub use routing::{FailoverPolicy, Party, RouteChoice, Routing, Target, TrunkId, TrunkLoad};
 pub use transport::{ConnId, Flow, Transmit, Transport};

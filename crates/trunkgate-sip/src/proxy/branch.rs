@@ -445,6 +445,9 @@ impl Proxy {
                 (Sub::Main, Owner::Probe) => {
                     self.probe_done(now, id, super::event::ProbeResult::Transport);
                 }
+                (Sub::Main, Owner::Register { trunk }) => {
+                    self.register_timeout(now, id, trunk, true);
+                }
                 _ => {}
             }
             self.remove_client(id, sub);

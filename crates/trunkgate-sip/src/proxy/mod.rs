@@ -17,6 +17,7 @@ mod branch;
 pub mod event;
 mod media;
 mod originate;
+mod register;
 mod request;
 mod response;
 mod state;
@@ -34,6 +35,8 @@ mod tests_auth;
 mod tests_failover;
 #[cfg(test)]
 mod tests_media;
+#[cfg(test)]
+mod tests_register;
 
 use crate::admission::{Admission, NoAdmission, RejectReason, Verdict};
 use crate::media::MediaRelay;
@@ -42,7 +45,8 @@ use crate::metrics::ProxyMetrics;
 use crate::routing::{Party, Routing, TrunkId, TrunkLoad};
 use crate::transport::{Flow, Transmit, Transport};
 use bytes::{Bytes, BytesMut};
-pub use event::{EndReason, Event, Outcome, ProbeResult};
+pub use event::{EndReason, Event, Outcome, ProbeResult, RegistrationResult};
+pub use register::RegistrationConfig;
 use state::{ClientTx, Dialog, ServerTx, Sub};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -135,6 +139,8 @@ pub struct Proxy {
     scratch: Vec<crate::routing::Target>,
     /// Credentials per trunk for answering its 401/407 on the PBX's behalf (`auth.rs`).
     trunk_auth: HashMap<TrunkId, Arc<crate::digest::Credentials>>,
+    /// Outbound registrations per trunk (`register.rs`).
+    registrations: HashMap<TrunkId, register::Registration>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -194,6 +200,7 @@ impl Proxy {
             unknown_since_warn: 0,
             scratch: Vec::new(),
             trunk_auth: HashMap::new(),
+            registrations: HashMap::new(),
         }
     }
 
@@ -304,6 +311,7 @@ impl Proxy {
                 .get(&id)
                 .is_some_and(|s| s.state == state::ServerState::Proceeding),
             Timer::DialogExpire(id) => dialogs.contains_key(&id),
+            Timer::Register(_) => true,
         });
     }
 

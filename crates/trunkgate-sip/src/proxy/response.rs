@@ -62,6 +62,10 @@ impl Proxy {
                 }
                 return;
             }
+            Owner::Register { trunk } => {
+                self.register_response(now, id, trunk, &msg);
+                return;
+            }
             Owner::Branch { .. } => {}
         }
         if client.method == Method::Invite {
@@ -502,6 +506,9 @@ impl Proxy {
                     (Sub::Main, Owner::Probe) => {
                         self.probe_done(now, id, ProbeResult::Timeout);
                     }
+                    (Sub::Main, Owner::Register { trunk }) => {
+                        self.register_timeout(now, id, trunk, false);
+                    }
                     _ => {}
                 }
                 self.remove_client(id, sub);
@@ -585,6 +592,7 @@ impl Proxy {
                 self.branch_ended(now, id, Outcome::Timeout, None, false);
             }
             Timer::TryTimeout(id) => self.try_timeout(now, id),
+            Timer::Register(trunk) => self.register_due(now, trunk),
             Timer::SetupTimeout(id) => self.setup_timeout(now, id),
             Timer::ProbeTimeout(id) => {
                 let Some(c) = self.clients.get(&(id, Sub::Main)) else {

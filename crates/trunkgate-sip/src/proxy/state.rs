@@ -84,6 +84,8 @@ pub(crate) enum Owner {
     Branch { server: u64 },
     /// An OPTIONS probe of ours to a trunk: the result is an event.
     Probe,
+    /// A REGISTER of trunk `trunk`'s outbound registration (`register.rs`).
+    Register { trunk: TrunkId },
     /// A request of our own (CANCEL, BYE on dead media or for an abandoned 2xx, ACK-less
     /// housekeeping): responses are absorbed.
     Own,
@@ -143,7 +145,7 @@ impl ClientTx {
     pub fn server(&self) -> Option<u64> {
         match self.owner {
             Owner::Branch { server } => Some(server),
-            Owner::Probe | Owner::Own => None,
+            Owner::Probe | Owner::Own | Owner::Register { .. } => None,
         }
     }
 }
