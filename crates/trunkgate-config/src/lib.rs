@@ -249,6 +249,22 @@ pub struct Trunk {
     /// `auth = { … }`: credentials Trunkgate answers this trunk's 401/407 with on the
     /// PBX's behalf; `None`: challenges are relayed to the PBX.
     pub auth: Option<Auth>,
+    /// `register = { … }`: Trunkgate registers with this trunk's registrar.
+    pub register: Option<TrunkRegistration>,
+}
+
+/// A trunk's outbound registration (`register = { … }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkRegistration {
+    /// Account, realm and where the password is (as in `auth`).
+    pub auth: Auth,
+    /// Requested expiry (10 s ..= 1 day; default 600 s).
+    pub expires: Duration,
+    /// User part of the Contact registered (default: `user`).
+    pub contact_user: String,
+    /// Route calls to the trunk while its registration is down (default false: a trunk
+    /// that is not registered is not a candidate).
+    pub route_when_down: bool,
 }
 
 /// Digest credentials of a trunk (`auth = { user, password_file | password_env, realm }`).
@@ -472,6 +488,7 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::TRUNK_MEDIA_KEYS, "in a trunk's media"),
             (raw::PROBE_KEYS, "in a trunk's probe"),
             (raw::AUTH_KEYS, "in a trunk's auth"),
+            (raw::TRUNK_REGISTER_KEYS, "in a trunk's register"),
             (raw::HEALTH_KEYS, "in [health]"),
             (raw::ROUTE_KEYS, "in [[route]]"),
             (&["to_prefix"], "in route match"),

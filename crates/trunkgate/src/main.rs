@@ -17,6 +17,7 @@ mod fd_budget;
 mod media_adapter;
 mod media_metrics;
 mod metrics;
+mod registration;
 mod routing_adapter;
 mod shell;
 mod shutdown;

@@ -287,6 +287,9 @@ async fn serve(
     registry.register_collector(Box::new(MediaCollector::new(relay.metrics())));
     let trunk_metrics = TrunkMetrics::new();
     trunk_metrics.register(&mut registry);
+    let registrations = crate::registration::Registrations::new(&policy, routing.table())?;
+    registrations.register_metrics(&mut registry);
+    routing.set_registration_gate(registrations.gate());
     let health_feed = TrunkHealthFeed::new(routing.clone(), trunk_metrics);
 
     // Stream connections are judged at accept by the same routing table and admission as
@@ -389,7 +392,8 @@ async fn serve(
                     let core =
                         SipShell::new(proxy, udp, events_rx, tcp_shared, status, grace, spawner)
                             .with_media_timeouts(media_rx)
-                            .with_health(health_feed);
+                            .with_health(health_feed)
+                            .with_registrations(registrations);
                     Ok(core.run(shutdown).await)
                 })
             })();

@@ -3,22 +3,88 @@
 //! password itself, so a policy file, its `--diff` and `ctl` output carry no secret.
 
 use super::{Check, span_of};
-use crate::raw::{Field, RawAuth};
-use crate::{Auth, PasswordSource};
+use crate::raw::{Field, RawAuth, RawTrunkRegister};
+use crate::{Auth, PasswordSource, TrunkRegistration};
+use std::time::Duration;
 use toml::Spanned;
 
+pub(crate) mod defaults {
+    pub const REGISTER_EXPIRES: &str = "600s";
+}
+
+const MIN_EXPIRES: Duration = Duration::from_secs(10);
+const MAX_EXPIRES: Duration = Duration::from_secs(86_400);
+
 impl Check<'_, '_> {
-    /// `auth = { … }` of `owner` (`trunk "a"`); `None` when absent or invalid (reported).
-    pub(super) fn auth(&mut self, raw: Option<&Spanned<RawAuth>>, owner: &str) -> Option<Auth> {
+    /// `register = { … }` of `owner`; `None` when absent or invalid (reported).
+    pub(super) fn trunk_register(
+        &mut self,
+        raw: Option<&Spanned<RawTrunkRegister>>,
+        owner: &str,
+    ) -> Option<TrunkRegistration> {
         let spanned = raw?;
         let t = spanned.get_ref();
         let at = span_of(spanned);
-        let what = |key: &str| format!("{owner} auth.{key}");
+        let as_auth = RawAuth {
+            user: t.user.clone(),
+            password_file: t.password_file.clone(),
+            password_env: t.password_env.clone(),
+            realm: t.realm.clone(),
+        };
+        let auth = self.credentials(&as_auth, &at, owner, "register");
+        let what = format!("{owner} register.expires");
+        let (expires, expires_at) =
+            self.duration(t.expires.as_ref(), &what, defaults::REGISTER_EXPIRES);
+        if let Some(at) = expires_at {
+            if !(MIN_EXPIRES..=MAX_EXPIRES).contains(&expires) {
+                self.report.error(
+                    &at,
+                    format!("{what} ({expires:?}) is outside 10s ..= 1 day"),
+                    Some(
+                        "registrars grant minutes to hours: write e.g. \"600s\" (at least \"10s\")"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        let contact_user = match &t.contact_user {
+            None => None,
+            Some(f) => Some(self.non_empty(f, &format!("{owner} register.contact_user"))?),
+        };
+        let route_when_down = match &t.route_when_down {
+            None => false,
+            Some(f) => self.boolean(f, &format!("{owner} register.route_when_down"))?,
+        };
+        let auth = auth?;
+        Some(TrunkRegistration {
+            contact_user: contact_user.unwrap_or_else(|| auth.user.clone()),
+            auth,
+            expires,
+            route_when_down,
+        })
+    }
+
+    /// `auth = { … }` of `owner` (`trunk "a"`); `None` when absent or invalid (reported).
+    pub(super) fn auth(&mut self, raw: Option<&Spanned<RawAuth>>, owner: &str) -> Option<Auth> {
+        let spanned = raw?;
+        self.credentials(spanned.get_ref(), &span_of(spanned), owner, "auth")
+    }
+
+    /// `user`, `password_file | password_env` and `realm` of table `table` of `owner`.
+    fn credentials(
+        &mut self,
+        t: &RawAuth,
+        at: &crate::error::At,
+        owner: &str,
+        table: &str,
+    ) -> Option<Auth> {
+        let at = at.clone();
+        let what = |key: &str| format!("{owner} {table}.{key}");
         let user = match &t.user {
             None => {
                 self.report.error(
                     &at,
-                    format!("{owner} auth has no user"),
+                    format!("{owner} {table} has no user"),
                     Some("write the account the provider gave you, e.g. auth = { user = \"4930123456\", password_file = \"/etc/trunkgate/carrier-a.pw\" }".into()),
                 );
                 None
@@ -33,7 +99,7 @@ impl Check<'_, '_> {
             (Some(_), Some(env)) => {
                 self.report.error(
                     &env.at,
-                    format!("{owner} auth has both password_file and password_env"),
+                    format!("{owner} {table} has both password_file and password_env"),
                     Some("name one place for the password: keep password_file or password_env, not both".into()),
                 );
                 None
@@ -41,7 +107,7 @@ impl Check<'_, '_> {
             (None, None) => {
                 self.report.error(
                     &at,
-                    format!("{owner} auth has no password_file or password_env"),
+                    format!("{owner} {table} has no password_file or password_env"),
                     Some("the password is never written in the policy: add password_file = \"/path\" (first line) or password_env = \"VARIABLE\"".into()),
                 );
                 None
@@ -124,6 +190,42 @@ allow = ["127.0.0.3/32"]
         assert_eq!(auth.password, PasswordSource::Env("CARRIER_A_PW".into()));
         assert_eq!(auth.realm, None);
         assert!(policy("").unwrap().trunks[0].auth.is_none());
+    }
+
+    #[test]
+    fn register_with_defaults_and_limits() {
+        let p = policy(r#"register = { user = "acct", password_env = "PW", expires = "10s" }"#)
+            .unwrap();
+        let r = p.trunks[0].register.clone().unwrap();
+        assert_eq!(r.expires, std::time::Duration::from_secs(10));
+        assert_eq!(r.contact_user, "acct");
+        assert!(!r.route_when_down);
+        let p = policy(r#"register = { user = "a", password_env = "PW", contact_user = "tg", route_when_down = true }"#)
+            .unwrap();
+        let r = p.trunks[0].register.clone().unwrap();
+        assert_eq!(r.expires, std::time::Duration::from_secs(600));
+        assert_eq!((r.contact_user.as_str(), r.route_when_down), ("tg", true));
+        for (text, expect) in [
+            (
+                r#"register = { user = "a", password_env = "PW", expires = "5s" }"#,
+                "outside 10s",
+            ),
+            (
+                r#"register = { user = "a", password_env = "PW", expires = 60 }"#,
+                "bare number",
+            ),
+            (
+                r#"register = { user = "a" }"#,
+                "register has no password_file",
+            ),
+            (
+                r#"register = { user = "a", password_env = "PW", refresh = "1s" }"#,
+                "unknown key `refresh`",
+            ),
+        ] {
+            let err = policy(text).unwrap_err();
+            assert!(err.contains(expect), "{text}: {err}");
+        }
     }
 
     #[test]
