@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod garbage;
+pub mod kamailio;
 pub mod sipp;
 pub mod trunkgate;
 
