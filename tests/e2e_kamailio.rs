@@ -9,16 +9,25 @@
 //! 2. Wrong password: `registration_up 0`, the failure counted and logged with Kamailio's
 //!    code, at most a handful of attempts in a minute (exponential backoff).
 //!
-//! Neither the log nor `/metrics` ever contains a password (both tests grep for it).
-//! Net numbers 90–91 (see `common::Net`). Kamailio is started as a child, stopped by PID.
+//! 3. carrier-a is a Kamailio proxy (`tests/kamailio/proxy_auth.cfg`) that challenges every
+//!    INVITE, and every BYE from Trunkgate, with 407 and forwards to a SIPp UAS: 200 calls
+//!    from the PBX's SIPp at 10 calls/s complete, the PBX never receives a 401/407 (its
+//!    message trace), and the UAS sees the INVITE at CSeq 2 and the PBX's BYE at CSeq 4.
+//!
+//! Neither the log nor `/metrics` ever contains a password (every test greps for it).
+//! Net numbers 90–92 (see `common::Net`); the UAS behind Kamailio is `127.0.92.6`.
+//! Kamailio is started as a child, stopped by PID.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use common::kamailio::Kamailio;
+use common::sipp::{LoggedMessage, Scenario, SippPeer};
 use common::trunkgate::Trunkgate;
 use common::{Net, poll, scratch_dir, test_policy, value};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -164,4 +173,171 @@ fn a_wrong_password_stays_down_counted_logged_and_backs_off() {
     tg.stop(STOP_WITHIN);
     let log = std::fs::read_to_string(dir.join("trunkgate.log")).unwrap();
     assert!(!log.contains(wrong));
+}
+
+/// The test policy with carrier-a's `auth` (`password_file` in `dir`).
+fn policy_with_auth(net: Net, dir: &Path, password: &str) -> std::path::PathBuf {
+    let pw = dir.join("carrier-a.pw");
+    std::fs::write(&pw, format!("{password}\n")).unwrap();
+    let text = test_policy(net);
+    let anchor = format!("address = \"{}:5060\"", net.carrier_a_ip());
+    let auth = format!(
+        "{anchor}\nauth = {{ user = \"acct-a\", password_file = \"{}\", realm = \"carrier-a\" }}",
+        pw.display()
+    );
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text.replacen(&anchor, &auth, 1)).unwrap();
+    Trunkgate::check(&path);
+    path
+}
+
+/// OPTIONS to `to` from `from` until it answers (SIPp's `-aa`), within 10 s.
+fn wait_answering(from: IpAddr, to: SocketAddr) {
+    let socket = UdpSocket::bind((from, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let local = socket.local_addr().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "{to} did not answer OPTIONS in 10 s"
+        );
+        let msg = format!(
+            "OPTIONS sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{i}\r\n\
+             From: <sip:ready@{local}>;tag=r{i}\r\nTo: <sip:{to}>\r\n\
+             Call-ID: ready-{i}-{}@{}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+             Content-Length: 0\r\n\r\n",
+            std::process::id(),
+            local.ip()
+        );
+        let _ = socket.send_to(msg.as_bytes(), to);
+        let mut buf = [0u8; 4096];
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200") {
+                return;
+            }
+        }
+    }
+}
+
+fn cseqs(log: &[LoggedMessage], method: &str) -> HashSet<String> {
+    log.iter()
+        .filter(|m| !m.sent && m.is_request(method))
+        .filter_map(|m| m.header("CSeq").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn invites_and_byes_challenged_by_kamailio_are_answered_for_the_pbx() {
+    const CALLS: u32 = 200;
+    let net = Net::new(92);
+    let dir = scratch_dir("kamailio_invite_auth");
+    let uas_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 92, 6));
+    let uas_addr = SocketAddr::new(uas_ip, 5060);
+    let uas = SippPeer::spawn(
+        &dir,
+        "uas",
+        Scenario::Builtin("uas"),
+        uas_ip,
+        None,
+        &[],
+        Duration::from_secs(120),
+    );
+    wait_answering(net.unknown_ip(), uas_addr);
+    let listen = format!("{}:5060", net.carrier_a_ip());
+    let tg_ip = net.trunkgate_ip().to_string();
+    let uas_text = uas_addr.to_string();
+    let kam = Kamailio::start(
+        &dir,
+        "proxy_auth.cfg",
+        &[
+            ("LISTEN", &listen),
+            ("PASSWORD", PASSWORD),
+            ("UAS", &uas_text),
+            ("TRUNKGATE", &tg_ip),
+        ],
+    );
+    let policy = policy_with_auth(net, &dir, PASSWORD);
+    let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
+    let args: Vec<String> = ["-s", "1000", "-r", "10", "-m", &CALLS.to_string()]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let mut pbx = SippPeer::spawn(
+        &dir,
+        "pbx",
+        Scenario::Builtin("uac"),
+        net.pbx_ip(),
+        Some(net.sip()),
+        &args,
+        Duration::from_secs(90),
+    );
+    let result = pbx.wait();
+    let pbx_log = pbx.messages();
+    let challenges: Vec<&str> = pbx_log
+        .iter()
+        .filter(|m| !m.sent)
+        .map(LoggedMessage::start_line)
+        .filter(|l| l.starts_with("SIP/2.0 401") || l.starts_with("SIP/2.0 407"))
+        .collect();
+    assert!(
+        challenges.is_empty(),
+        "the PBX saw {} challenges",
+        challenges.len()
+    );
+    assert!(
+        result.failed == 0 && result.successful == u64::from(CALLS),
+        "{} successful, {} failed\n{}\n{}\n{}",
+        result.successful,
+        result.failed,
+        pbx.report(),
+        tg.log_tail(),
+        kam.log_tail()
+    );
+    // The PBX's own CSeqs: INVITE 1, BYE 2; behind Kamailio: INVITE 2, BYE 4 (each
+    // challenged once).
+    assert_eq!(
+        cseqs(&pbx_log, "INVITE"),
+        HashSet::new(),
+        "the PBX receives no INVITE"
+    );
+    let pbx_byes_ok = pbx_log
+        .iter()
+        .filter(|m| !m.sent && m.is_response(200, "BYE"))
+        .filter(|m| m.header("CSeq") == Some("2 BYE"))
+        .count();
+    assert_eq!(
+        pbx_byes_ok, CALLS as usize,
+        "200 to BYE with the PBX's CSeq"
+    );
+    let at_uas = poll(Duration::from_secs(5), || {
+        let log = uas.messages();
+        let byes = log
+            .iter()
+            .filter(|m| !m.sent && m.is_request("BYE"))
+            .count();
+        (byes >= CALLS as usize).then_some(log)
+    })
+    .unwrap_or_else(|| uas.messages());
+    assert_eq!(
+        cseqs(&at_uas, "INVITE"),
+        HashSet::from(["2 INVITE".to_owned()])
+    );
+    assert_eq!(cseqs(&at_uas, "ACK"), HashSet::from(["2 ACK".to_owned()]));
+    assert_eq!(cseqs(&at_uas, "BYE"), HashSet::from(["4 BYE".to_owned()]));
+    let metrics = tg.metrics();
+    let answered = value(
+        &metrics,
+        "trunkgate_digest_challenges_total",
+        &[("trunk", "carrier-a"), ("result", "answered")],
+    );
+    assert_eq!(
+        answered,
+        f64::from(2 * CALLS),
+        "one INVITE and one BYE challenge per call"
+    );
+    assert_no_password(&tg, &dir.join("trunkgate.log"), PASSWORD);
+    tg.stop(STOP_WITHIN);
 }
