@@ -14,8 +14,12 @@
 //!    from the PBX's SIPp at 10 calls/s complete, the PBX never receives a 401/407 (its
 //!    message trace), and the UAS sees the INVITE at CSeq 2 and the PBX's BYE at CSeq 4.
 //!
+//! 4. The same carrier, but the callee hangs up (`tests/kamailio/uas_bye.xml`, the PBX
+//!    `uac_wait_bye.xml`): its BYE, in the carrier's own CSeq space, reaches the PBX
+//!    unchanged and its 200 goes back, after the INVITE's CSeq bump.
+//!
 //! Neither the log nor `/metrics` ever contains a password (every test greps for it).
-//! Net numbers 90–92 (see `common::Net`); the UAS behind Kamailio is `127.0.92.6`.
+//! Net numbers 90–93 (see `common::Net`); the UAS behind Kamailio is `127.0.N.6`.
 //! Kamailio is started as a child, stopped by PID.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -229,17 +233,19 @@ fn cseqs(log: &[LoggedMessage], method: &str) -> HashSet<String> {
         .collect()
 }
 
-#[test]
-fn invites_and_byes_challenged_by_kamailio_are_answered_for_the_pbx() {
-    const CALLS: u32 = 200;
-    let net = Net::new(92);
-    let dir = scratch_dir("kamailio_invite_auth");
-    let uas_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 92, 6));
+/// A SIPp UAS on `127.0.N.6` behind a Kamailio carrier-a that challenges INVITEs and
+/// Trunkgate's BYEs, and Trunkgate with carrier-a's `auth`.
+fn challenging_carrier(
+    net: Net,
+    dir: &Path,
+    uas_scenario: Scenario<'_>,
+) -> (SippPeer, Kamailio, Trunkgate) {
+    let uas_ip = IpAddr::V4(Ipv4Addr::new(127, 0, net.n, 6));
     let uas_addr = SocketAddr::new(uas_ip, 5060);
     let uas = SippPeer::spawn(
-        &dir,
+        dir,
         "uas",
-        Scenario::Builtin("uas"),
+        uas_scenario,
         uas_ip,
         None,
         &[],
@@ -250,7 +256,7 @@ fn invites_and_byes_challenged_by_kamailio_are_answered_for_the_pbx() {
     let tg_ip = net.trunkgate_ip().to_string();
     let uas_text = uas_addr.to_string();
     let kam = Kamailio::start(
-        &dir,
+        dir,
         "proxy_auth.cfg",
         &[
             ("LISTEN", &listen),
@@ -259,8 +265,25 @@ fn invites_and_byes_challenged_by_kamailio_are_answered_for_the_pbx() {
             ("TRUNKGATE", &tg_ip),
         ],
     );
-    let policy = policy_with_auth(net, &dir, PASSWORD);
-    let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
+    let policy = policy_with_auth(net, dir, PASSWORD);
+    let tg = Trunkgate::start(dir, Some(&policy), net.admin());
+    (uas, kam, tg)
+}
+
+fn pbx_challenges(log: &[LoggedMessage]) -> usize {
+    log.iter()
+        .filter(|m| !m.sent)
+        .map(LoggedMessage::start_line)
+        .filter(|l| l.starts_with("SIP/2.0 401") || l.starts_with("SIP/2.0 407"))
+        .count()
+}
+
+#[test]
+fn invites_and_byes_challenged_by_kamailio_are_answered_for_the_pbx() {
+    const CALLS: u32 = 200;
+    let net = Net::new(92);
+    let dir = scratch_dir("kamailio_invite_auth");
+    let (uas, kam, tg) = challenging_carrier(net, &dir, Scenario::Builtin("uas"));
     let args: Vec<String> = ["-s", "1000", "-r", "10", "-m", &CALLS.to_string()]
         .iter()
         .map(|s| (*s).to_owned())
@@ -276,17 +299,7 @@ fn invites_and_byes_challenged_by_kamailio_are_answered_for_the_pbx() {
     );
     let result = pbx.wait();
     let pbx_log = pbx.messages();
-    let challenges: Vec<&str> = pbx_log
-        .iter()
-        .filter(|m| !m.sent)
-        .map(LoggedMessage::start_line)
-        .filter(|l| l.starts_with("SIP/2.0 401") || l.starts_with("SIP/2.0 407"))
-        .collect();
-    assert!(
-        challenges.is_empty(),
-        "the PBX saw {} challenges",
-        challenges.len()
-    );
+    assert_eq!(pbx_challenges(&pbx_log), 0, "the PBX saw challenges");
     assert!(
         result.failed == 0 && result.successful == u64::from(CALLS),
         "{} successful, {} failed\n{}\n{}\n{}",
@@ -338,6 +351,64 @@ fn invites_and_byes_challenged_by_kamailio_are_answered_for_the_pbx() {
         f64::from(2 * CALLS),
         "one INVITE and one BYE challenge per call"
     );
+    assert_no_password(&tg, &dir.join("trunkgate.log"), PASSWORD);
+    tg.stop(STOP_WITHIN);
+}
+
+#[test]
+fn a_bye_from_the_carrier_passes_after_the_cseq_bump() {
+    const CALLS: u32 = 50;
+    let net = Net::new(93);
+    let dir = scratch_dir("kamailio_carrier_bye");
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/kamailio");
+    let uas_xml = scenarios.join("uas_bye.xml");
+    let pbx_xml = scenarios.join("uac_wait_bye.xml");
+    let (mut uas, kam, tg) = challenging_carrier(net, &dir, Scenario::File(&uas_xml));
+    let args: Vec<String> = ["-s", "1000", "-r", "10", "-m", &CALLS.to_string()]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let mut pbx = SippPeer::spawn(
+        &dir,
+        "pbx",
+        Scenario::File(&pbx_xml),
+        net.pbx_ip(),
+        Some(net.sip()),
+        &args,
+        Duration::from_secs(60),
+    );
+    let result = pbx.wait();
+    let pbx_log = pbx.messages();
+    assert_eq!(pbx_challenges(&pbx_log), 0, "the PBX saw challenges");
+    assert!(
+        result.failed == 0 && result.successful == u64::from(CALLS),
+        "{} successful, {} failed\n{}\n{}\n{}",
+        result.successful,
+        result.failed,
+        pbx.report(),
+        tg.log_tail(),
+        kam.log_tail()
+    );
+    assert_eq!(cseqs(&pbx_log, "BYE"), HashSet::from(["1 BYE".to_owned()]));
+    // Every carrier BYE got its 200 back.
+    let answered = poll(Duration::from_secs(5), || {
+        let log = uas.messages();
+        let oks = log
+            .iter()
+            .filter(|m| !m.sent && m.is_response(200, "BYE"))
+            .count();
+        (oks >= CALLS as usize).then_some(oks)
+    });
+    assert!(
+        answered.is_some(),
+        "the UAS's BYEs were not all answered\n{}",
+        uas.report()
+    );
+    assert_eq!(
+        cseqs(&uas.messages(), "INVITE"),
+        HashSet::from(["2 INVITE".to_owned()])
+    );
+    let _ = uas.is_running();
     assert_no_password(&tg, &dir.join("trunkgate.log"), PASSWORD);
     tg.stop(STOP_WITHIN);
 }
