@@ -157,7 +157,17 @@ impl Proxy {
         let target = reg.config.registrar.clone();
         let transport = target.transport.unwrap_or(crate::transport::Transport::Udp);
         let Some(flow) = self.listener_for(transport, target.address) else {
-            tracing::warn!(trunk, "no listener can reach the registrar");
+            // Retried with the backoff like any failure (a policy without a listener of
+            // the registrar's transport is refused before this; belt and braces).
+            let result = RegistrationResult::Unreachable;
+            self.register_failed(
+                now,
+                trunk,
+                result,
+                503,
+                "no listener for the registrar",
+                None,
+            );
             return;
         };
         let Some(reg) = self.registrations.get_mut(&trunk) else {

@@ -302,3 +302,24 @@ fn backoff_doubles_and_is_bounded() {
     assert_eq!(backoff(40, 0.0), RETRY_MAX);
     assert!(backoff(40, 0.999) <= RETRY_MAX.mul_f64(1.25));
 }
+
+#[test]
+fn a_registrar_no_listener_can_reach_is_retried_with_the_backoff() {
+    let mut net = SimNet::new();
+    let mut cfg = config(60);
+    cfg.registrar.transport = Some(crate::transport::Transport::Tcp);
+    net.register(0, cfg);
+    net.settle();
+    assert!(net.take(TRUNK).is_empty());
+    assert_eq!(
+        registrations(&net.events()),
+        vec![(RegistrationResult::Unreachable, false, true, 503)]
+    );
+    net.run_for(Duration::from_secs(13));
+    assert_eq!(
+        registrations(&net.events()),
+        vec![(RegistrationResult::Unreachable, false, false, 503)],
+        "one retry after 10-12.5 s, no tight loop"
+    );
+    assert_eq!(net.proxy.registration_up(0), Some(false));
+}
