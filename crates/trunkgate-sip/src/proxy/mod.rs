@@ -6,9 +6,12 @@
 //! Layout: `state.rs` (what is remembered), `request.rs` (requests in: transaction
 //! matching, CANCEL, routing, forwarding), `admit.rs` (which trunk may take a new call),
 //! `addressing.rs` (what a forwarded request looks like; recognising ourselves),
-//! `response.rs` (responses in, and what each timer does), `timer.rs` (the deadline heap).
+//! `response.rs` (responses in, and what each timer does), `timer.rs` (the deadline heap),
+//! `auth.rs` (a trunk's 401/407 answered on the PBX's behalf; per-leg CSeq offsets),
+//! `register.rs` (outbound registration per trunk).
 //! Tests: `simnet.rs` drives PBX ↔ proxy ↔ trunks over a simulated lossy network with a
-//! fake clock; `tests.rs` (call flows), `tests_admission.rs` (limits, property test).
+//! fake clock; `tests.rs` (call flows), `tests_admission.rs` (limits, property test),
+//! `tests_auth.rs` (digest and CSeq mapping), `tests_register.rs` (registration).
 
 mod addressing;
 mod admit;
