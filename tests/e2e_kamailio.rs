@@ -5,7 +5,9 @@
 //!
 //! 1. Right password, `expires = "10s"`: registered, refreshed at least twice,
 //!    `trunkgate_registration_up{trunk="carrier-a"} 1`, the Contact in Kamailio's location
-//!    table, and gone from it after Trunkgate's shutdown (Expires: 0).
+//!    table; calls the registrar routes to that Contact (a SIPp caller on `.6` → Kamailio →
+//!    Trunkgate) reach the PBX (a SIPp UAS) as any inbound call; the Contact is gone from
+//!    the table after Trunkgate's shutdown (Expires: 0).
 //! 2. Wrong password: `registration_up 0`, the failure counted and logged with Kamailio's
 //!    code, at most a handful of attempts in a minute (exponential backoff).
 //!
@@ -116,6 +118,53 @@ fn registers_with_kamailio_refreshes_and_deregisters_at_shutdown() {
     );
     assert_eq!(metric(&tg, "trunkgate_registration_up", &up), 1.0);
     assert!(kam.location().contains("sip:tg-a@"));
+    // Inbound: the provider sends calls for acct-a to the registered Contact.
+    let pbx_addr = SocketAddr::new(net.pbx_ip(), 5060);
+    let mut pbx = SippPeer::spawn(
+        &dir,
+        "pbx",
+        Scenario::Builtin("uas"),
+        net.pbx_ip(),
+        None,
+        &[],
+        Duration::from_secs(60),
+    );
+    wait_answering(net.unknown_ip(), pbx_addr);
+    let caller_ip = IpAddr::V4(Ipv4Addr::new(127, 0, net.n, 6));
+    let args: Vec<String> = ["-s", "acct-a", "-r", "5", "-m", "10"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let mut caller = SippPeer::spawn(
+        &dir,
+        "caller",
+        Scenario::Builtin("uac"),
+        caller_ip,
+        Some(SocketAddr::new(net.carrier_a_ip(), 5060)),
+        &args,
+        Duration::from_secs(30),
+    );
+    let result = caller.wait();
+    assert!(
+        result.failed == 0 && result.successful == 10,
+        "inbound via the registered Contact: {} successful, {} failed\n{}\n{}\n{}",
+        result.successful,
+        result.failed,
+        caller.report(),
+        tg.log_tail(),
+        kam.log_tail()
+    );
+    assert_eq!(
+        pbx.messages()
+            .iter()
+            .filter(|m| !m.sent && m.is_request("INVITE"))
+            .filter_map(|m| m.header("Call-ID").map(str::to_owned))
+            .collect::<HashSet<_>>()
+            .len(),
+        10,
+        "the PBX answered every inbound call"
+    );
+    let _ = pbx.is_running();
     assert_no_password(&tg, &dir.join("trunkgate.log"), PASSWORD);
     tg.stop(STOP_WITHIN);
     // Deregistered: the location table no longer holds our Contact.
