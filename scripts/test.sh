@@ -21,6 +21,17 @@ if ! command -v sipp >/dev/null 2>&1; then
     echo "test.sh: sipp is still missing after installing sip-tester" >&2
     exit 1
 fi
+# tests/e2e_kamailio.rs runs Debian's Kamailio (registrar with digest, a challenging proxy);
+# like SIPp it fails, never skips, when missing.
+if ! command -v kamailio >/dev/null 2>&1 && [ ! -x /usr/sbin/kamailio ]; then
+    echo "test.sh: kamailio not found; installing Debian package kamailio" >&2
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kamailio
+fi
+if ! command -v kamailio >/dev/null 2>&1 && [ ! -x /usr/sbin/kamailio ]; then
+    echo "test.sh: kamailio is still missing after installing it" >&2
+    exit 1
+fi
 echo "test.sh: using $(command -v sipp) ($(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || echo 'version unknown'))"
 
 # SIPp and Trunkgate each want a few thousand descriptors under load.

@@ -11,6 +11,7 @@
 
 pub mod conformance;
 pub mod garbage;
+pub mod kamailio;
 pub mod load;
 pub mod sipp;
 pub mod trunkgate;

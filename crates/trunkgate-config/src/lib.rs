@@ -248,6 +248,45 @@ pub struct Trunk {
     pub weight: u32,
     /// `probe = { … }`: SIP OPTIONS health probes; `None`: this trunk is not probed.
     pub probe: Option<Probe>,
+    /// `auth = { … }`: credentials Trunkgate answers this trunk's 401/407 with on the
+    /// PBX's behalf; `None`: challenges are relayed to the PBX.
+    pub auth: Option<Auth>,
+    /// `register = { … }`: Trunkgate registers with this trunk's registrar.
+    pub register: Option<TrunkRegistration>,
+}
+
+/// A trunk's outbound registration (`register = { … }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkRegistration {
+    /// Account, realm and where the password is (as in `auth`).
+    pub auth: Auth,
+    /// Requested expiry (10 s ..= 1 day; default 600 s).
+    pub expires: Duration,
+    /// User part of the Contact registered (default: `user`).
+    pub contact_user: String,
+    /// Route calls to the trunk while its registration is down (default false: a trunk
+    /// that is not registered is not a candidate).
+    pub route_when_down: bool,
+}
+
+/// Digest credentials of a trunk (`auth = { user, password_file | password_env, realm }`).
+/// The policy names where the password is, never the password: the binary reads it at
+/// start (and on reload) and hands it to the SIP core as a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    pub user: String,
+    pub password: PasswordSource,
+    /// Answer only challenges for this realm; `None`: any realm the trunk names.
+    pub realm: Option<String>,
+}
+
+/// Where a password is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// `password_file`: the file's first line (a trailing newline is not part of it).
+    File(std::path::PathBuf),
+    /// `password_env`: this environment variable of the process.
+    Env(String),
 }
 
 /// A provider account (`[[account]]`): session and call-rate limits that several trunks
@@ -469,6 +508,8 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::TRUNK_KEYS, "in [[trunk]]"),
             (raw::TRUNK_MEDIA_KEYS, "in a trunk's media"),
             (raw::PROBE_KEYS, "in a trunk's probe"),
+            (raw::AUTH_KEYS, "in a trunk's auth"),
+            (raw::TRUNK_REGISTER_KEYS, "in a trunk's register"),
             (raw::HEALTH_KEYS, "in [health]"),
             (raw::ROUTE_KEYS, "in [[route]]"),
             (raw::ACCOUNT_KEYS, "in [[account]]"),

@@ -232,6 +232,32 @@ pub(crate) struct RawTrunk {
     pub media: Option<Spanned<RawTrunkMedia>>,
     pub weight: Option<Field>,
     pub probe: Option<Spanned<RawProbe>>,
+    pub auth: Option<Spanned<RawAuth>>,
+    pub register: Option<Spanned<RawTrunkRegister>>,
+}
+
+/// A trunk's `register = { user, password_file | password_env, realm, expires,
+/// contact_user, route_when_down }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrunkRegister {
+    pub user: Option<Field>,
+    pub password_file: Option<Field>,
+    pub password_env: Option<Field>,
+    pub realm: Option<Field>,
+    pub expires: Option<Field>,
+    pub contact_user: Option<Field>,
+    pub route_when_down: Option<Field>,
+}
+
+/// A trunk's `auth = { user, password_file | password_env, realm }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub user: Option<Field>,
+    pub password_file: Option<Field>,
+    pub password_env: Option<Field>,
+    pub realm: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -388,7 +414,19 @@ pub(crate) const TRUNK_KEYS: &[&str] = &[
     "media",
     "weight",
     "probe",
+    "auth",
+    "register",
 ];
+pub(crate) const TRUNK_REGISTER_KEYS: &[&str] = &[
+    "user",
+    "password_file",
+    "password_env",
+    "realm",
+    "expires",
+    "contact_user",
+    "route_when_down",
+];
+pub(crate) const AUTH_KEYS: &[&str] = &["user", "password_file", "password_env", "realm"];
 pub(crate) const TRUNK_MEDIA_KEYS: &[&str] = &["anchor"];
 pub(crate) const PROBE_KEYS: &[&str] =
     &["interval", "timeout", "down_after", "up_after", "ok_codes"];

@@ -6,11 +6,13 @@
 //! - [`routing`]: the trait through which the core asks policy where a request goes.
 //! - [`admission`]: the trait through which it asks whether a datagram, call or REGISTER
 //!   may pass (limits, floods, allow lists).
+//! - [`digest`]: HTTP Digest answers (MD5, SHA-256) for trunks that challenge.
 //! - [`media`]: the trait through which it anchors SDP offers/answers at the media relay.
 //!
 //! The async shell that owns sockets lives in the `trunkgate` binary crate.
 
 pub mod admission;
+pub mod digest;
 pub mod media;
 pub mod message;
 pub mod metrics;
@@ -23,6 +25,9 @@ pub use admission::{
 };
 pub use media::{MediaCall, MediaFailure, MediaRelay, MediaSide};
 pub use metrics::{Direction, ProxyMetrics};
-pub use proxy::{EndReason, Event, Outcome, ProbeResult, Proxy, ProxyConfig, Timers};
+pub use proxy::{
+    EndReason, Event, Outcome, ProbeResult, Proxy, ProxyConfig, RegistrationConfig,
+    RegistrationResult, Timers,
+};
 pub use routing::{FailoverPolicy, Party, RouteChoice, Routing, Target, TrunkId, TrunkLoad};
 pub use transport::{ConnId, Flow, Transmit, Transport};

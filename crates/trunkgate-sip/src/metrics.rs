@@ -45,6 +45,11 @@ pub struct PeerCounters {
     pub rejects: [AtomicU64; RejectReason::COUNT],
     /// Calls on this trunk ended with BYE both ways because their media stopped.
     pub media_timeouts: AtomicU64,
+    /// This trunk's 401/407 challenges answered with digest credentials on the PBX's behalf.
+    pub auth_answered: AtomicU64,
+    /// Challenges not answered: credentials refused again (no `stale=true`), no usable
+    /// challenge, or a realm we hold no credentials for; relayed (or failed over).
+    pub auth_refused: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -90,6 +95,8 @@ impl ProxyMetrics {
                 dialogs: Default::default(),
                 rejects: Default::default(),
                 media_timeouts: AtomicU64::new(0),
+                auth_answered: AtomicU64::new(0),
+                auth_refused: AtomicU64::new(0),
             })
             .collect();
         ProxyMetrics {

@@ -13,10 +13,12 @@
 mod account_metrics;
 mod admin;
 mod admission_adapter;
+mod credentials;
 mod fd_budget;
 mod media_adapter;
 mod media_metrics;
 mod metrics;
+mod registration;
 mod routing_adapter;
 mod shell;
 mod shutdown;

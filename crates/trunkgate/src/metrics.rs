@@ -258,6 +258,24 @@ impl Collector for SipCollector {
         }
         {
             let mut m = enc.encode_descriptor(
+                "trunkgate_digest_challenges",
+                "A trunk's 401/407 challenges on the PBX's behalf, by trunk and result (answered: re-sent with credentials; refused: the credentials were refused or the challenge could not be answered, so it was relayed or failed over)",
+                None,
+                MetricType::Counter,
+            )?;
+            // Slot 0 (Trunkgate itself) never challenges.
+            for (trunk, counters) in self.trunk_slots().skip(1) {
+                for (result, v) in [
+                    ("answered", &counters.auth_answered),
+                    ("refused", &counters.auth_refused),
+                ] {
+                    m.encode_family(&[("trunk", trunk), ("result", result)])?
+                        .encode_counter::<NoLabelSet, _, u64>(&load(v), None)?;
+                }
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
                 "trunkgate_trunk_sessions",
                 "Sessions (calls) in progress per trunk, both directions",
                 None,

@@ -23,6 +23,8 @@ pub struct PolicyRouting {
     failover: Vec<FailoverPolicy>,
     /// Failover between PBX nodes for calls from trunks.
     inbound: FailoverPolicy,
+    /// Trunks closed to calls while their registration is down (set once at start).
+    registration_gate: std::sync::OnceLock<Arc<crate::registration::RegistrationGate>>,
 }
 
 fn failover_policy(f: &trunkgate_config::Failover) -> FailoverPolicy {
@@ -66,7 +68,13 @@ impl PolicyRouting {
             pbx_health: Arc::new(Mutex::new(pbx_health)),
             failover,
             inbound,
+            registration_gate: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Skip trunks `gate` blocks (registration down). Set once; later calls are ignored.
+    pub fn set_registration_gate(&self, gate: Arc<crate::registration::RegistrationGate>) {
+        let _ = self.registration_gate.set(gate);
     }
 
     /// The trunk health this adapter routes by (fed by the core loop's events).
@@ -136,7 +144,11 @@ impl Routing for PolicyRouting {
                         &mut ids,
                     );
                 }
+                let gate = self.registration_gate.get();
                 for id in ids {
+                    if gate.is_some_and(|g| g.blocks(id.0)) {
+                        continue;
+                    }
                     let Some(trunk) = self.table.trunk(id) else {
                         continue;
                     };

@@ -316,6 +316,9 @@ async fn serve(
     )));
     let trunk_metrics = TrunkMetrics::new();
     trunk_metrics.register(&mut registry);
+    let registrations = crate::registration::Registrations::new(&policy, routing.table())?;
+    registrations.register_metrics(&mut registry);
+    routing.set_registration_gate(registrations.gate());
     let health_feed = TrunkHealthFeed::new(routing.clone(), trunk_metrics);
 
     // Stream connections are judged at accept by the same routing table and admission as
@@ -339,11 +342,15 @@ async fn serve(
         proxy: proxy_metrics.clone(),
     };
     let core_routing: Arc<dyn Routing> = routing;
-    let proxy = Proxy::new(proxy_config(&policy, flows), core_routing, proxy_metrics)
+    let mut proxy = Proxy::new(proxy_config(&policy, flows), core_routing, proxy_metrics)
         .with_admission(policy_admission)
         .with_media(Arc::new(
             RelayAdapter::new(relay.clone()).with_budget(budget_view.clone()),
         ));
+    // Trunk ids follow policy order on this first build (`build_routing`).
+    for (trunk, credentials) in crate::credentials::trunk_credentials(&policy)? {
+        proxy.set_trunk_credentials(trunk, Some(credentials));
+    }
     // Flood limiter upkeep: forget idle sources, lift expired bans (one log line each).
     let upkeep = admission.clone();
     tokio::spawn(async move {
@@ -414,7 +421,8 @@ async fn serve(
                     let core =
                         SipShell::new(proxy, udp, events_rx, tcp_shared, status, grace, spawner)
                             .with_media_timeouts(media_rx)
-                            .with_health(health_feed);
+                            .with_health(health_feed)
+                            .with_registrations(registrations);
                     Ok(core.run(shutdown).await)
                 })
             })();

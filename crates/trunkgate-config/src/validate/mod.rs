@@ -13,6 +13,7 @@ use toml::Spanned;
 
 mod accounts;
 mod admission;
+mod credentials;
 mod failover;
 mod limits;
 mod media;

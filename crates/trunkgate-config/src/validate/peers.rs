@@ -323,9 +323,13 @@ impl Check<'_, '_> {
             let anchor_media = self.trunk_anchor(t.media.as_ref(), &name);
             let weight = self.trunk_weight(t.weight.as_ref(), &name);
             let probe = self.probe(t.probe.as_ref(), &format!("trunk \"{name}\""));
+            let auth = self.auth(t.auth.as_ref(), &format!("trunk \"{name}\""));
+            let register = self.trunk_register(t.register.as_ref(), &format!("trunk \"{name}\""));
             let trunk = Trunk {
                 weight,
                 probe,
+                auth,
+                register,
                 anchor_media,
                 name,
                 address,

@@ -23,6 +23,11 @@ pub struct Edits<'a> {
     pub max_forwards: Option<u32>,
     /// Replace the body.
     pub body: Option<&'a [u8]>,
+    /// Replace the CSeq number (the method is kept): per-leg CSeq mapping.
+    pub cseq: Option<u32>,
+    /// Drop every line of these header names (outside [`HeaderName`], matched
+    /// case-insensitively): a previous digest answer.
+    pub drop_named: &'a [&'a [u8]],
 }
 
 const CRLF: &[u8] = b"\r\n";
@@ -103,6 +108,16 @@ pub fn rewrite(msg: &SipMessage, edits: &Edits<'_>, out: &mut BytesMut) {
                 }
                 continue;
             }
+            HeaderName::CSeq if edits.cseq.is_some() => {
+                if let Some(n) = edits.cseq {
+                    out.extend_from_slice(b"CSeq: ");
+                    put_u64(out, u64::from(n));
+                    out.extend_from_slice(b" ");
+                    out.extend_from_slice(msg.cseq_method_token());
+                    out.extend_from_slice(CRLF);
+                }
+                continue;
+            }
             HeaderName::MaxForwards if edits.max_forwards.is_some() => {
                 if let (Some(mf), false) = (edits.max_forwards, wrote_mf) {
                     put_max_forwards(out, mf);
@@ -111,6 +126,14 @@ pub fn rewrite(msg: &SipMessage, edits: &Edits<'_>, out: &mut BytesMut) {
                 continue;
             }
             _ => {}
+        }
+        if h.name == HeaderName::Other
+            && edits
+                .drop_named
+                .iter()
+                .any(|name| super::header::names_equal(msg.name_of(h), name))
+        {
+            continue;
         }
         let pending = to_pop.get_mut(h.name as usize).filter(|n| **n > 0);
         if let (Some(pending), false) = (pending, h.name == HeaderName::Other) {
@@ -314,6 +337,7 @@ helloTRAILING";
                 pop_first_value: &[HeaderName::Route],
                 max_forwards: Some(69),
                 body: None,
+                ..Edits::default()
             },
         );
         assert!(text.starts_with(

@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 impl Proxy {
     /// The forwarded request: our Via on top, our Record-Route(s), our Route(s) popped,
     /// Max-Forwards decremented, Request-URI replaced if asked.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn build_request(
         &self,
         msg: &SipMessage,
@@ -19,6 +20,7 @@ impl Proxy {
         record_route: &[String],
         request_uri: Option<&[u8]>,
         body: Option<&[u8]>,
+        cseq: Option<u32>,
     ) -> Bytes {
         let via = format!(
             "Via: SIP/2.0/{} {};branch={branch}",
@@ -37,6 +39,8 @@ impl Proxy {
             pop_first_value: &pops[..routes.min(pops.len())],
             max_forwards: Some(max_forwards),
             body,
+            cseq,
+            drop_named: &[],
         };
         let mut out = BytesMut::with_capacity(msg.as_bytes().len() + 160);
         rewrite::rewrite(msg, &edits, &mut out);

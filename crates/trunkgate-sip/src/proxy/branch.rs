@@ -70,6 +70,13 @@ impl Proxy {
         };
         let inbound = server.flow;
         let dialog = server.dialog;
+        let from_caller = server.from_caller;
+        // Per-leg CSeq mapping: the leg this request goes to may have had its CSeq bumped
+        // by a digest answer earlier in the dialog.
+        let offset = dialog
+            .and_then(|id| self.dialogs.get(&id))
+            .map_or(0, |d| d.toward(from_caller).cseq_offset);
+        let cseq = (offset > 0).then(|| msg.cseq().0.wrapping_add(offset));
         let client_id = self.next_id();
         let via_branch = self.branch_for(client_id);
         let mut record_route = Vec::new();
@@ -87,6 +94,7 @@ impl Proxy {
             &record_route,
             branch.request_uri.as_deref(),
             body,
+            cseq,
         );
         let mut attempt = None;
         let mut try_timeout = None;
@@ -182,6 +190,12 @@ impl Proxy {
             client.method,
             client.destination,
         );
+        if let (Outcome::Final(401 | 407), Some(challenge)) = (outcome, response) {
+            // The same candidate once more, with credentials: not a failover.
+            if self.answer_challenge(now, client_id, challenge) {
+                return;
+            }
+        }
         let retry_after = response.and_then(super::originate::retry_after);
         let Some(server) = self.servers.get(&server_id) else {
             return;
@@ -213,7 +227,9 @@ impl Proxy {
         }
         let failure = match (outcome, response) {
             (Outcome::Final(code), Some(msg)) if code >= 300 => {
-                Some((code, super::response::pop_via(msg, None)))
+                let cseq = self.servers.get(&server_id).map(|s| s.cseq);
+                let cseq = cseq.filter(|&n| n != msg.cseq().0);
+                Some((code, super::response::pop_via_cseq(msg, None, cseq)))
             }
             // Answered here (a drill): no bytes; `relay_final` writes the response.
             (Outcome::Final(code), None) if code >= 300 => Some((code, Bytes::new())),
@@ -373,6 +389,7 @@ impl Proxy {
             address: branch.address,
             flow: branch.flow,
             contact: None,
+            cseq_offset: 0,
         };
         let direction = dialog.direction;
         if direction != Direction::Outbound {
@@ -427,6 +444,9 @@ impl Proxy {
                 }
                 (Sub::Main, Owner::Probe) => {
                     self.probe_done(now, id, super::event::ProbeResult::Transport);
+                }
+                (Sub::Main, Owner::Register { trunk }) => {
+                    self.register_timeout(now, id, trunk, true);
                 }
                 _ => {}
             }

@@ -128,4 +128,50 @@ pub enum Event {
         result: ProbeResult,
         rtt: Duration,
     },
+    /// A REGISTER of trunk `trunk`'s outbound registration ended (after any digest
+    /// answer). `changed`: the registration went up or down (or ended) with this result.
+    /// `code`/`reason`: the registrar's final (408/503 with our own text for a timeout or a
+    /// connection failure).
+    Registration {
+        trunk: crate::routing::TrunkId,
+        result: RegistrationResult,
+        up: bool,
+        changed: bool,
+        code: u16,
+        reason: Box<str>,
+        /// Granted expiry (registered only).
+        expires: Option<Duration>,
+    },
+}
+
+/// How one registration attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationResult {
+    /// 2xx: registered (or refreshed).
+    Registered,
+    /// The registrar refused our credentials (challenged the answer again, or a challenge
+    /// we cannot answer).
+    AuthFailed,
+    /// Any other final ≥ 300.
+    Refused,
+    /// No final response (Timer F).
+    Timeout,
+    /// The connection to the registrar failed.
+    Unreachable,
+    /// `Expires: 0` answered (or given up): the registration is over.
+    Deregistered,
+}
+
+impl RegistrationResult {
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationResult::Registered => "registered",
+            RegistrationResult::AuthFailed => "auth_failed",
+            RegistrationResult::Refused => "refused",
+            RegistrationResult::Timeout => "timeout",
+            RegistrationResult::Unreachable => "unreachable",
+            RegistrationResult::Deregistered => "deregistered",
+        }
+    }
 }

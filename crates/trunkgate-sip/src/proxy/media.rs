@@ -346,7 +346,7 @@ impl Proxy {
                 from: &from,
                 to: &to,
                 call_id: &call_id,
-                cseq: cseq.saturating_add(1),
+                cseq: cseq.saturating_add(leg.cseq_offset).saturating_add(1),
                 extra: &[b"Reason: Q.850;cause=102;text=\"media timeout\""],
             };
             self.send_own(now, &bye, leg.flow, leg.address, leg.party, Owner::Own);

@@ -6,17 +6,22 @@
 //! Layout: `state.rs` (what is remembered), `request.rs` (requests in: transaction
 //! matching, CANCEL, routing, forwarding), `admit.rs` (which trunk may take a new call),
 //! `addressing.rs` (what a forwarded request looks like; recognising ourselves),
-//! `response.rs` (responses in, and what each timer does), `timer.rs` (the deadline heap).
+//! `response.rs` (responses in, and what each timer does), `timer.rs` (the deadline heap),
+//! `auth.rs` (a trunk's 401/407 answered on the PBX's behalf; per-leg CSeq offsets),
+//! `register.rs` (outbound registration per trunk).
 //! Tests: `simnet.rs` drives PBX ↔ proxy ↔ trunks over a simulated lossy network with a
 //! fake clock; `tests.rs` (call flows), `tests_admission.rs` (limits, property test),
 //! `tests_accounts.rs` (limits shared by a provider account's trunks).
+//! `tests_auth.rs` (digest and CSeq mapping), `tests_register.rs` (registration).
 
 mod addressing;
 mod admit;
+mod auth;
 mod branch;
 pub mod event;
 mod media;
 mod originate;
+mod register;
 mod request;
 mod response;
 mod state;
@@ -31,11 +36,15 @@ mod tests_accounts;
 #[cfg(test)]
 mod tests_admission;
 #[cfg(test)]
+mod tests_auth;
+#[cfg(test)]
 mod tests_conformance;
 #[cfg(test)]
 mod tests_failover;
 #[cfg(test)]
 mod tests_media;
+#[cfg(test)]
+mod tests_register;
 
 use crate::admission::{AccountId, Admission, NoAdmission, RejectReason, Verdict};
 use crate::media::MediaRelay;
@@ -44,7 +53,8 @@ use crate::metrics::ProxyMetrics;
 use crate::routing::{Party, Routing, TrunkId, TrunkLoad};
 use crate::transport::{Flow, Transmit, Transport};
 use bytes::{Bytes, BytesMut};
-pub use event::{EndReason, Event, Outcome, ProbeResult};
+pub use event::{EndReason, Event, Outcome, ProbeResult, RegistrationResult};
+pub use register::RegistrationConfig;
 use state::{ClientTx, Dialog, ServerTx, Sub};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -139,6 +149,10 @@ pub struct Proxy {
     last_unknown_warn: Option<Instant>,
     unknown_since_warn: u64,
     scratch: Vec<crate::routing::Target>,
+    /// Credentials per trunk for answering its 401/407 on the PBX's behalf (`auth.rs`).
+    trunk_auth: HashMap<TrunkId, Arc<crate::digest::Credentials>>,
+    /// Outbound registrations per trunk (`register.rs`).
+    registrations: HashMap<TrunkId, register::Registration>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -198,6 +212,8 @@ impl Proxy {
             last_unknown_warn: None,
             unknown_since_warn: 0,
             scratch: Vec::new(),
+            trunk_auth: HashMap::new(),
+            registrations: HashMap::new(),
         }
     }
 
@@ -308,6 +324,7 @@ impl Proxy {
                 .get(&id)
                 .is_some_and(|s| s.state == state::ServerState::Proceeding),
             Timer::DialogExpire(id) => dialogs.contains_key(&id),
+            Timer::Register(_) => true,
         });
     }
 

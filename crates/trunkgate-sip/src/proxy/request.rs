@@ -406,6 +406,7 @@ impl Proxy {
             &[],
             request_uri.as_deref(),
             body.as_deref(),
+            (leg.cseq_offset > 0).then(|| msg.cseq().0.wrapping_add(leg.cseq_offset)),
         );
         self.send(leg.flow, leg.address, data);
     }
@@ -520,12 +521,14 @@ impl Proxy {
                     address: caller_address,
                     flow,
                     contact,
+                    cseq_offset: 0,
                 },
                 callee: Leg {
                     party: branch.party,
                     address: branch.address,
                     flow: branch.flow,
                     contact: None,
+                    cseq_offset: 0,
                 },
                 media: self.anchors(trunk_index).then(|| Self::media_dialog(&msg)),
             };
@@ -671,6 +674,7 @@ impl Proxy {
                 initial: false,
                 canceled: false,
                 from_caller: true,
+                cseq: msg.cseq().0,
             },
         );
         self.tx_created();
@@ -709,6 +713,7 @@ impl Proxy {
                 provisional: false,
                 cancel_pending: false,
                 timer_c: None,
+                auth_tries: 0,
             },
         );
         self.tx_created();

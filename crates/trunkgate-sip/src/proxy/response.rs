@@ -62,6 +62,10 @@ impl Proxy {
                 }
                 return;
             }
+            Owner::Register { trunk } => {
+                self.register_response(now, id, trunk, &msg);
+                return;
+            }
             Owner::Branch { .. } => {}
         }
         if client.method == Method::Invite {
@@ -218,7 +222,10 @@ impl Proxy {
             client.first_provisional.get_or_insert(now);
         } else {
             client.state = ClientState::Completed;
-            client.request = Bytes::new();
+            // A challenge may be answered with this request again (`auth.rs`).
+            if !matches!(code, 401 | 407) {
+                client.request = Bytes::new();
+            }
         }
         if abandoned {
             if code >= 200 {
@@ -285,12 +292,14 @@ impl Proxy {
     /// Relay a response upstream through server transaction `server_id`: pop our Via and
     /// send it where the request came from. Returns the bytes sent.
     fn relay_upstream(&mut self, server_id: u64, msg: &SipMessage) -> Option<Bytes> {
-        let (flow, source) = {
+        let (flow, source, cseq) = {
             let server = self.servers.get(&server_id)?;
-            (server.flow, server.source)
+            (server.flow, server.source, server.cseq)
         };
         let body = self.anchor_response(server_id, msg);
-        let data = pop_via(msg, body.as_deref());
+        // A digest answer sent this branch with a higher CSeq: the caller sees its own.
+        let cseq = (msg.cseq().0 != cseq).then_some(cseq);
+        let data = pop_via_cseq(msg, body.as_deref(), cseq);
         self.send(flow, source, data.clone());
         Some(data)
     }
@@ -328,6 +337,7 @@ impl Proxy {
             return;
         }
         let (flow, address) = (leg.flow, leg.address);
+        let offset = other.cseq_offset;
         // A retransmission of the 2xx that confirmed the dialog is anchored again (same
         // streams, same ports). A 2xx from another fork is not: its SDP must not redirect
         // the media of the call in progress.
@@ -339,7 +349,8 @@ impl Proxy {
         } else {
             None
         };
-        self.send(flow, address, pop_via(msg, body.as_deref()));
+        let cseq = (offset > 0).then(|| msg.cseq().0.wrapping_sub(offset));
+        self.send(flow, address, pop_via_cseq(msg, body.as_deref(), cseq));
     }
 
     /// The server transaction sent its final response `data` (`code`): move to
@@ -495,6 +506,9 @@ impl Proxy {
                     (Sub::Main, Owner::Probe) => {
                         self.probe_done(now, id, ProbeResult::Timeout);
                     }
+                    (Sub::Main, Owner::Register { trunk }) => {
+                        self.register_timeout(now, id, trunk, false);
+                    }
                     _ => {}
                 }
                 self.remove_client(id, sub);
@@ -578,6 +592,7 @@ impl Proxy {
                 self.branch_ended(now, id, Outcome::Timeout, None, false);
             }
             Timer::TryTimeout(id) => self.try_timeout(now, id),
+            Timer::Register(trunk) => self.register_due(now, trunk),
             Timer::SetupTimeout(id) => self.setup_timeout(now, id),
             Timer::ProbeTimeout(id) => {
                 let Some(c) = self.clients.get(&(id, Sub::Main)) else {
@@ -591,12 +606,14 @@ impl Proxy {
     }
 }
 
-/// The response with our (top) Via removed (and its body replaced, if given).
-pub(super) fn pop_via(msg: &SipMessage, body: Option<&[u8]>) -> Bytes {
+/// The response with our (top) Via removed (and its body replaced, if given), with the CSeq number replaced by `cseq` when given (a response to a request
+/// whose CSeq a digest answer bumped).
+pub(super) fn pop_via_cseq(msg: &SipMessage, body: Option<&[u8]>, cseq: Option<u32>) -> Bytes {
     let pops = [HeaderName::Via];
     let edits = Edits {
         pop_first_value: &pops,
         body,
+        cseq,
         ..Edits::default()
     };
     let mut out = BytesMut::with_capacity(msg.as_bytes().len());

@@ -382,6 +382,18 @@ impl SimNet {
         sent
     }
 
+    /// Start trunk `trunk`'s registration now.
+    pub fn register(&mut self, trunk: crate::routing::TrunkId, config: super::RegistrationConfig) {
+        self.proxy.set_registration(self.now, trunk, Some(config));
+        self.drain_proxy();
+    }
+
+    /// Deregister everything now (shutdown).
+    pub fn deregister_all(&mut self) {
+        self.proxy.deregister_all(self.now);
+        self.drain_proxy();
+    }
+
     /// The shell reports that `destination` cannot be reached over `transport`.
     pub fn transport_failed(&mut self, transport: Transport, destination: &str) {
         self.proxy

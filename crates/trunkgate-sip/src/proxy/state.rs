@@ -52,6 +52,9 @@ pub(crate) struct ServerTx {
     /// In a dialog: the request came from the caller's side (its responses from the
     /// callee's), for media anchoring of SDP in responses.
     pub from_caller: bool,
+    /// The request's CSeq number: responses relayed upstream carry it again, whatever the
+    /// branch sent (a digest answer sends CSeq + 1).
+    pub cseq: u32,
 }
 
 /// The response context of an out-of-dialog request (RFC 3261 §16.6–16.7, serially
@@ -81,6 +84,8 @@ pub(crate) enum Owner {
     Branch { server: u64 },
     /// An OPTIONS probe of ours to a trunk: the result is an event.
     Probe,
+    /// A REGISTER of trunk `trunk`'s outbound registration (`register.rs`).
+    Register { trunk: TrunkId },
     /// A request of our own (CANCEL, BYE on dead media or for an abandoned 2xx, ACK-less
     /// housekeeping): responses are absorbed.
     Own,
@@ -131,6 +136,8 @@ pub(crate) struct ClientTx {
     pub cancel_pending: bool,
     /// INVITE: Timer C's current deadline (pushed back by each provisional response).
     pub timer_c: Option<std::time::Instant>,
+    /// Digest answers this branch already carries (0: the request as relayed).
+    pub auth_tries: u8,
 }
 
 impl ClientTx {
@@ -138,7 +145,7 @@ impl ClientTx {
     pub fn server(&self) -> Option<u64> {
         match self.owner {
             Owner::Branch { server } => Some(server),
-            Owner::Probe | Owner::Own => None,
+            Owner::Probe | Owner::Own | Owner::Register { .. } => None,
         }
     }
 }
@@ -152,6 +159,10 @@ pub(crate) struct Leg {
     pub flow: Flow,
     /// This side's Contact URI (the remote target), when known.
     pub contact: Option<Box<[u8]>>,
+    /// Added to the CSeq of every request (and 2xx ACK) sent to this side, and taken off
+    /// the responses it sends back: how many of our digest answers to this side bumped the
+    /// CSeq (RFC 3261 §22.2). Zero on every leg that never challenged.
+    pub cseq_offset: u32,
 }
 
 #[derive(Debug)]
@@ -173,6 +184,25 @@ pub(crate) struct Dialog {
     pub callee: Leg,
     /// Set when the call's media is anchored: what a BYE of our own needs.
     pub media: Option<Box<MediaDialog>>,
+}
+
+impl Dialog {
+    /// The leg a request goes to: the callee's for requests from the caller.
+    pub fn toward(&self, from_caller: bool) -> &Leg {
+        if from_caller {
+            &self.callee
+        } else {
+            &self.caller
+        }
+    }
+
+    pub fn toward_mut(&mut self, from_caller: bool) -> &mut Leg {
+        if from_caller {
+            &mut self.callee
+        } else {
+            &mut self.caller
+        }
+    }
 }
 
 /// An anchored call's identity, for the BYEs Trunkgate sends itself when its media dies.

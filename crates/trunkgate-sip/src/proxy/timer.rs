@@ -36,6 +36,8 @@ pub(crate) enum Timer {
     SetupTimeout(u64),
     /// A probe's own timeout (`probe.timeout`, shorter than Timer F).
     ProbeTimeout(u64),
+    /// A trunk's registration: refresh, or retry after a failure (`register.rs`).
+    Register(crate::routing::TrunkId),
 }
 
 #[derive(Debug, Default)]

@@ -56,6 +56,7 @@ pub struct SipShell {
     media_timeouts: Option<mpsc::UnboundedReceiver<(u64, Duration)>>,
     /// Trunk health: fed with the core's events, sends probes through the core.
     health: Option<TrunkHealthFeed>,
+    registrations: Option<crate::registration::Registrations>,
 }
 
 /// How the core loop ended.
@@ -94,7 +95,18 @@ impl SipShell {
             received: Vec::with_capacity(udp::RECV_BATCH),
             media_timeouts: None,
             health: None,
+            registrations: None,
         }
+    }
+
+    /// Register with the trunks' registrars (started when the loop starts, deregistered
+    /// at shutdown) and feed their results to metrics, logs and routing.
+    pub fn with_registrations(
+        mut self,
+        registrations: crate::registration::Registrations,
+    ) -> SipShell {
+        self.registrations = Some(registrations);
+        self
     }
 
     /// Feed the core's events to trunk health, and let it probe trunks.
@@ -130,6 +142,11 @@ impl SipShell {
     fn drain_events(&mut self) {
         let now = Instant::now();
         while let Some(event) = self.proxy.poll_event() {
+            let event = match &self.registrations {
+                Some(r) => r.on_event(event),
+                None => Some(event),
+            };
+            let Some(event) = event else { continue };
             if let Some(health) = self.health.as_mut() {
                 health.on_event(now, event);
             }
@@ -155,6 +172,10 @@ impl SipShell {
         let mut armed: Option<Instant> = None;
         let mut listening_for_signal = true;
         let mut draining = false;
+        if let Some(r) = &self.registrations {
+            r.start(Instant::now(), &mut self.proxy);
+            self.flush();
+        }
         loop {
             let deadline = self.next_deadline();
             if deadline != armed {
@@ -169,6 +190,8 @@ impl SipShell {
                     if signal.is_ok() {
                         draining = true;
                         self.proxy.begin_shutdown();
+                        // Take our Contacts back from the registrars (Expires: 0).
+                        self.proxy.deregister_all(Instant::now());
                         self.status.shutting_down.store(true, Ordering::Relaxed);
                         self.flush();
                         grace.as_mut().reset((Instant::now() + self.shutdown_grace).into());
@@ -219,7 +242,7 @@ impl SipShell {
                 }
             }
             self.publish();
-            if draining && self.proxy.active_dialogs() == 0 {
+            if draining && self.proxy.active_dialogs() == 0 && self.proxy.deregistering() == 0 {
                 return Ended::Drained;
             }
         }
