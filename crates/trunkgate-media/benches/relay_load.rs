@@ -72,6 +72,7 @@ enum Mode {
     Tokio(Flavor),
 }
 
+#[allow(clippy::large_enum_variant)] // one value per run
 enum Backend {
     Epoll(Relay),
     Tokio(TokioRelay),
@@ -97,6 +98,7 @@ fn start_epoll(
         quarantine: Duration::from_secs(1),
         nice: 0,
         max_sockets: usize::MAX,
+        quality: trunkgate_media::QualityConfig::default(),
     };
     let relay = Relay::start(cfg, vec![], Box::new(|_| {})).unwrap();
     let mut targets = Vec::with_capacity(calls); // (to A leg, to B leg)

@@ -50,6 +50,8 @@ pub struct MediaConfig {
     /// may hold (4 per stream: RTP and RTCP per side). A new stream that would go over it
     /// is refused with [`MediaError::BudgetExhausted`]. `usize::MAX`: no budget.
     pub max_sockets: usize,
+    /// `media.one_way_after`, `media.quality_interval`, `media.assumed_delay`.
+    pub quality: QualityConfig,
 }
 
 /// `media.latch`: how the relay learns where a peer really sends from.

@@ -2,6 +2,8 @@
 //! the relay threads ([`worker`]). See `docs/design/media.md`.
 
 mod metrics;
+mod priority;
+mod quality;
 mod shared;
 mod snapshot;
 mod worker;
@@ -9,7 +11,10 @@ mod worker;
 pub use metrics::{
     Histogram, JITTER_BUCKETS, LOSS_BUCKETS, MediaMetrics, MediaMetricsSnapshot, TrunkMedia,
 };
-pub use snapshot::{CallSnapshot, LegSnapshot, RtcpSnapshot, StreamSnapshot};
+pub use quality::{MOS_BUCKETS, Missing, QualityConfig};
+pub use snapshot::{
+    CallQuality, CallSnapshot, LegSnapshot, OneWaySnapshot, RtcpSnapshot, StreamSnapshot,
+};
 
 use std::collections::HashMap;
 use std::io;
@@ -220,6 +225,9 @@ impl Relay {
             next_thread: 0,
         }));
         let timeouts: Arc<[AtomicU64]> = (0..slots).map(|_| AtomicU64::new(0)).collect();
+        let counters: quality::QualityCounters = (0..slots)
+            .map(|_| quality::SlotQuality::default())
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
         let ctx = Arc::new(WorkerCtx {
@@ -231,6 +239,9 @@ impl Relay {
             hold_timeout: config.hold_timeout,
             latch: config.latch,
             nice: config.nice,
+            quality: config.quality,
+            counters: counters.clone(),
+            trunk_names: trunk_names.clone().into(),
         });
         let mut workers = Vec::new();
         let mut joins = Vec::new();
@@ -256,6 +267,7 @@ impl Relay {
         let metrics = Arc::new(MediaMetrics {
             control: control.clone(),
             timeouts,
+            quality: counters,
             trunk_names: trunk_names.clone(),
         });
         Ok(Relay {
@@ -378,6 +390,7 @@ impl Relay {
             call: call.id,
             trunk: session.slot,
             at: self.nanos(now),
+            call_id: is_new.then(|| Arc::from(session.call_id.as_str())),
         });
         for (i, legs) in fresh {
             let m = &parsed.media[i];
@@ -519,6 +532,22 @@ impl Relay {
             let _ = w.tx.send(Cmd::Delete { call });
             w.wake.notify();
         }
+    }
+
+    /// The call was answered (its 2xx relayed): the one-way audio check starts now. Unknown
+    /// id (a call without anchored media): no-op.
+    pub fn answered(&self, call: u64) {
+        let at = self.nanos(Instant::now());
+        let ctl = lock(&self.control);
+        let Some(w) = ctl
+            .sessions
+            .get(&call)
+            .and_then(|s| self.workers.get(s.thread))
+        else {
+            return;
+        };
+        let _ = w.tx.send(Cmd::Answered { call, at });
+        w.wake.notify();
     }
 
     /// How long call `call` has been without media: since the newest packet on any leg, or

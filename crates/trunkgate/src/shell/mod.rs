@@ -56,6 +56,8 @@ pub struct SipShell {
     media_timeouts: Option<mpsc::UnboundedReceiver<(u64, Duration)>>,
     /// Trunk health: fed with the core's events, sends probes through the core.
     health: Option<TrunkHealthFeed>,
+    /// Told the dialog id of every answered call (the relay's one-way audio check starts).
+    on_answered: Option<Box<dyn Fn(u64) + Send>>,
 }
 
 /// How the core loop ended.
@@ -94,6 +96,7 @@ impl SipShell {
             received: Vec::with_capacity(udp::RECV_BATCH),
             media_timeouts: None,
             health: None,
+            on_answered: None,
         }
     }
 
@@ -126,10 +129,22 @@ impl SipShell {
         self.flush();
     }
 
-    /// Hand every event the core produced to trunk health (dropped without it).
+    /// Tell `hook` the dialog id of every answered call.
+    pub fn with_answered(mut self, hook: impl Fn(u64) + Send + 'static) -> SipShell {
+        self.on_answered = Some(Box::new(hook));
+        self
+    }
+
+    /// Hand every event the core produced to trunk health (dropped without it), answers to
+    /// the answer hook.
     fn drain_events(&mut self) {
         let now = Instant::now();
         while let Some(event) = self.proxy.poll_event() {
+            if let (trunkgate_sip::Event::CallAnswered { dialog, .. }, Some(hook)) =
+                (&event, &self.on_answered)
+            {
+                hook(*dialog);
+            }
             if let Some(health) = self.health.as_mut() {
                 health.on_event(now, event);
             }
