@@ -176,6 +176,15 @@ fn carrier_falling_silent_is_flagged_one_way_trunk_to_pbx() {
         [0.0, CALLS as f64, 0.0],
         "trunkgate_media_one_way_total{{carrier-a}} by {DIRECTIONS:?}"
     );
+    assert_eq!(
+        value(
+            &metrics,
+            "trunkgate_media_answered_total",
+            &[("trunk", "carrier-a")]
+        ),
+        CALLS as f64,
+        "trunkgate_media_answered_total{{carrier-a}}"
+    );
     let log = tg.log_tail();
     assert!(
         log.contains("one-way audio") && log.contains("trunk_to_pbx") && log.contains("carrier-a"),

@@ -106,6 +106,19 @@ impl Collector for MediaCollector {
                 }
             }
         }
+        {
+            let mut m = enc.encode_descriptor(
+                "trunkgate_media_answered",
+                "Calls with anchored media answered (the one-way audio check's calls), by trunk",
+                None,
+                MetricType::Counter,
+            )?;
+            for t in &snap.trunks {
+                let trunk = name(t);
+                m.encode_family(&[("trunk", trunk.as_str())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&t.answered, None)?;
+            }
+        }
         type Hist = fn(&trunkgate_media::TrunkMedia) -> &Histogram;
         let histograms: [(&str, &str, Hist); 3] = [
             (

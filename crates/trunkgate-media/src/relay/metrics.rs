@@ -62,6 +62,8 @@ pub struct TrunkMedia {
     pub mos: Histogram,
     /// Calls flagged one-way / without media, by [`super::Missing::ALL`] order.
     pub one_way: [u64; 3],
+    /// Anchored calls answered ([`crate::Relay::answered`]).
+    pub answered: u64,
 }
 
 /// One scrape's worth of media metrics.
@@ -166,6 +168,7 @@ impl MediaMetrics {
                         super::quality::SlotQuality::mos,
                     ),
                     one_way: self.quality.get(i).map_or([0; 3], |q| q.one_way()),
+                    answered: self.quality.get(i).map_or(0, |q| q.answered.load(Relaxed)),
                 }
             })
             .collect();

@@ -539,11 +539,13 @@ impl Relay {
     pub fn answered(&self, call: u64) {
         let at = self.nanos(Instant::now());
         let ctl = lock(&self.control);
-        let Some(w) = ctl
-            .sessions
-            .get(&call)
-            .and_then(|s| self.workers.get(s.thread))
-        else {
+        let Some(s) = ctl.sessions.get(&call) else {
+            return;
+        };
+        if let Some(q) = self.metrics.quality.get(s.slot) {
+            q.answered.fetch_add(1, Relaxed);
+        }
+        let Some(w) = self.workers.get(s.thread) else {
             return;
         };
         let _ = w.tx.send(Cmd::Answered { call, at });

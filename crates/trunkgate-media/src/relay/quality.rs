@@ -108,6 +108,8 @@ pub(crate) struct SlotQuality {
     mos_over: AtomicU64,
     mos_sum_milli: AtomicU64,
     one_way: [AtomicU64; 3],
+    /// Anchored calls answered: the denominator of the one-way rate.
+    pub answered: AtomicU64,
 }
 
 impl SlotQuality {
