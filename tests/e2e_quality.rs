@@ -2,7 +2,7 @@
 //! estimated MOS per leg, through the real `trunkgate` binary with SIPp playing G.711 from a
 //! pcap and `trunkgate-rtpgen` (its lossy forwarder, and a trunk side that falls silent).
 //!
-//! Net numbers 70–75 (see `common::Net`): Trunkgate on `127.0.N.1`, the PBX on `.2`,
+//! Net numbers 70–76 (see `common::Net`): Trunkgate on `127.0.N.1`, the PBX on `.2`,
 //! carrier-a on `.3`. Every Trunkgate here runs `media.one_way_after = "2s"` and
 //! `media.quality_interval = "2s"`.
 
@@ -35,8 +35,14 @@ fn scenario(name: &str) -> PathBuf {
 }
 
 fn start_trunkgate(dir: &Path, net: Net) -> Trunkgate {
+    start_trunkgate_with(dir, net, &[])
+}
+
+/// With more `[media]` lines beside [`QUALITY`].
+fn start_trunkgate_with(dir: &Path, net: Net, media: &[&str]) -> Trunkgate {
     let policy = dir.join("policy.toml");
-    std::fs::write(&policy, media_test_policy(net, &[], &QUALITY)).expect("write policy");
+    let lines: Vec<&str> = QUALITY.iter().chain(media).copied().collect();
+    std::fs::write(&policy, media_test_policy(net, &[], &lines)).expect("write policy");
     Trunkgate::check(&policy);
     Trunkgate::start(dir, Some(&policy), net.admin())
 }
@@ -344,6 +350,70 @@ fn held_call_is_not_flagged() {
         Some("uas_answer_hold.xml"),
         true,
     );
+}
+
+/// Test 3b: a call whose media never starts is flagged "no media" (missing both ways)
+/// `one_way_after` after the answer, before `media.timeout` (6 s here) ends it with BYE.
+#[test]
+fn call_without_media_is_flagged_no_media_before_the_timeout() {
+    const TEST: &str = "call_without_media_is_flagged_no_media_before_the_timeout";
+    let net = Net::new(76);
+    let dir = scratch_dir(TEST);
+    let tg = start_trunkgate_with(&dir, net, &["timeout = \"6s\""]);
+    let mut uas = carrier(&dir, net, None);
+    let uac_path = scenario("uac_no_media_wait_bye.xml");
+    let mut uac = SippPeer::spawn(
+        &dir,
+        "uac",
+        Scenario::File(&uac_path),
+        net.pbx_ip(),
+        Some(net.sip()),
+        &[
+            "-m".into(),
+            "1".into(),
+            "-mi".into(),
+            net.pbx_ip().to_string(),
+            "-mp".into(),
+            PBX_MEDIA_PORT.to_string(),
+        ],
+        Duration::from_secs(40),
+    );
+    let (mut first_seen, mut flagged) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while uac.is_running() && Instant::now() < deadline {
+        for c in calls_list(net.admin()) {
+            let now = Instant::now();
+            first_seen.get_or_insert(now);
+            let flag = &c["quality"]["one_way"];
+            if flagged.is_none() && !flag.is_null() {
+                flagged = Some((now, flag.clone()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let result = uac.wait();
+    assert!(
+        result.successful == 1,
+        "{TEST}: the caller did not get Trunkgate's BYE: {result:?}\n{}",
+        uac.report()
+    );
+    let _ = uas.wait();
+    let seen = first_seen.expect("the call showed in /calls");
+    let (at, flag) = flagged.expect("the call was flagged while it was up");
+    let after = at.duration_since(seen);
+    eprintln!(
+        "{TEST}: flagged {:.2} s after the call appeared: {flag}",
+        after.as_secs_f64()
+    );
+    assert_eq!(flag["reason"], "no_media", "{flag}");
+    assert_eq!(flag["missing"], "both", "{flag}");
+    assert!(
+        after <= ONE_WAY_AFTER + Duration::from_millis(1500),
+        "flagged {after:?} after the call appeared (answer at once), expected about \
+         one_way_after ({ONE_WAY_AFTER:?})"
+    );
+    assert_eq!(one_way_counts(&tg.metrics()), [0.0, 0.0, 1.0]);
+    tg.stop(STOP_WITHIN);
 }
 
 const MOS_CALLS: usize = 10;

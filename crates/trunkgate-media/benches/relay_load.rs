@@ -120,6 +120,8 @@ fn start_epoll(
         relay
             .update(&info, Side::B, SdpKind::Answer, &sdp(pb), &mut out)
             .unwrap();
+        // Answered: the one-way audio check runs for every call, as it does in production.
+        relay.answered(i as u64);
         targets.push((m_port(&out), to_b));
     }
     (Backend::Epoll(relay), targets)

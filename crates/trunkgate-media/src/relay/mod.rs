@@ -1,6 +1,7 @@
 //! The relay: control side (`update`/`delete`/`calls`, socket binding, port pool) and
 //! the relay threads ([`worker`]). See `docs/design/media.md`.
 
+mod bind;
 mod metrics;
 mod priority;
 mod quality;
@@ -8,6 +9,7 @@ mod shared;
 mod snapshot;
 mod worker;
 
+pub use bind::raise_fd_limit;
 pub use metrics::{
     Histogram, JITTER_BUCKETS, LOSS_BUCKETS, MediaMetrics, MediaMetricsSnapshot, TrunkMedia,
 };
@@ -18,7 +20,7 @@ pub use snapshot::{
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,11 +28,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::ports::PortPool;
 use crate::sdp::{self, MediaKind};
 use crate::{CallInfo, Event, Latch, MediaConfig, MediaError, SdpKind, Side};
+use bind::{BoundLeg, take_leg};
 use metrics::Folded;
 use shared::{Cmd, LegInit, LegShared, PeerSpec};
 use worker::WorkerCtx;
@@ -102,61 +104,6 @@ fn lock(m: &Mutex<Control>) -> MutexGuard<'_, Control> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
-    }
-}
-
-/// Bind one media socket with the DSCP mark, non-blocking.
-fn bind_one(addr: SocketAddr, dscp: u8) -> io::Result<UdpSocket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    let tos = u32::from(dscp & 0x3f) << 2;
-    if addr.is_ipv4() {
-        s.set_tos_v4(tos)?;
-    } else {
-        s.set_tclass_v6(tos)?;
-        // A dual-stack socket also sends IPv4: mark that too (fails harmlessly on v6-only).
-        let _ = s.set_tos_v4(tos);
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    Ok(s.into())
-}
-
-/// A freshly bound leg: RTP port, RTP socket, RTCP socket.
-type BoundLeg = (u16, UdpSocket, UdpSocket);
-
-/// Take a port pair from the pool and bind its RTP and RTCP sockets.
-fn take_leg(pool: &mut PortPool, now: Instant, cfg: &MediaConfig) -> Result<BoundLeg, MediaError> {
-    let mut got = None;
-    let mut err = None;
-    let port = pool.take(now, |p| {
-        let pair = bind_one(SocketAddr::new(cfg.bind, p), cfg.dscp).and_then(|rtp| {
-            Ok((
-                rtp,
-                bind_one(SocketAddr::new(cfg.bind, p.wrapping_add(1)), cfg.dscp)?,
-            ))
-        });
-        match pair {
-            Ok(pair) => {
-                got = Some(pair);
-                true
-            }
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => false,
-            Err(e) => {
-                // Not a busy port (e.g. out of descriptors): stop scanning the range.
-                err = Some(e);
-                true
-            }
-        }
-    });
-    match (port, got) {
-        (Some(p), Some((rtp, rtcp))) => Ok((p, rtp, rtcp)),
-        (Some(p), None) => {
-            pool.release(p, now);
-            Err(MediaError::Io(
-                err.unwrap_or_else(|| io::Error::other("bind failed")),
-            ))
-        }
-        (None, _) => Err(MediaError::PortsExhausted),
     }
 }
 
@@ -534,6 +481,23 @@ impl Relay {
         }
     }
 
+    /// The call failed over to another trunk before the answer: its media (counters, MOS,
+    /// one-way flags, dead-call timeouts) is charged to `trunk` from now on. Unknown id: no-op.
+    pub fn moved(&self, call: u64, trunk: Option<u16>) {
+        let slot = trunk
+            .map_or(0, |t| usize::from(t) + 1)
+            .min(self.trunk_names.len());
+        let mut ctl = lock(&self.control);
+        let Some(s) = ctl.sessions.get_mut(&call) else {
+            return;
+        };
+        s.slot = slot;
+        if let Some(w) = self.workers.get(s.thread) {
+            let _ = w.tx.send(Cmd::Trunk { call, trunk: slot });
+            w.wake.notify();
+        }
+    }
+
     /// The call was answered (its 2xx relayed): the one-way audio check starts now. Unknown
     /// id (a call without anchored media): no-op.
     pub fn answered(&self, call: u64) {
@@ -621,16 +585,4 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// Raise `RLIMIT_NOFILE`'s soft limit to the hard limit; returns `(soft, hard)` after.
-/// Each anchored call holds 4 sockets per stream.
-pub fn raise_fd_limit() -> io::Result<(u64, u64)> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    }
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    Ok((soft, hard))
 }

@@ -121,6 +121,11 @@ pub(crate) enum Cmd {
         /// The SIP Call-ID, with the session's first update (for log lines).
         call_id: Option<Arc<str>>,
     },
+    /// The call moved to another trunk's metrics slot (failover before the answer).
+    Trunk {
+        call: u64,
+        trunk: usize,
+    },
     /// The call was answered at `at`: the one-way check starts.
     Answered {
         call: u64,

@@ -327,6 +327,11 @@ impl Worker {
                     s.quality.call_id = call_id;
                 }
             }
+            Cmd::Trunk { call, trunk } => {
+                if let Some(s) = self.sessions.get_mut(&call) {
+                    s.trunk = trunk;
+                }
+            }
             Cmd::Answered { call, at } => {
                 if let Some(s) = self.sessions.get_mut(&call) {
                     s.quality.answered.get_or_insert(at);
