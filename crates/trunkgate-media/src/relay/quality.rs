@@ -316,6 +316,15 @@ pub(crate) struct SessionQuality {
     counted: [bool; 3],
 }
 
+/// Is the missing side of `m` sending again?
+fn resumed(m: Missing, sending: [bool; 2]) -> bool {
+    match m {
+        Missing::PbxToTrunk => sending[0],
+        Missing::TrunkToPbx => sending[1],
+        Missing::Both => sending[0] || sending[1],
+    }
+}
+
 /// What changed at a one-way check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OneWayChange {
@@ -368,6 +377,12 @@ pub(crate) fn check_one_way(
         }
     };
     let next = match verdict {
+        // Only media from the missing side clears a flag: a new SDP (a session refresh)
+        // restarts the clock for new flags but proves nothing about the audio.
+        Some(None) => match sq.flagged {
+            Some(m) if !resumed(m, sending) => sq.flagged,
+            _ => None,
+        },
         Some(v) => v,
         None if held => None,
         None => sq.flagged,

@@ -201,6 +201,52 @@ fn flag_clears_when_media_returns_and_counts_once() {
 }
 
 #[test]
+fn a_session_refresh_does_not_clear_a_flag_but_returning_audio_does() {
+    let (a, b, slot) = (
+        LegShared::default(),
+        LegShared::default(),
+        SlotQuality::default(),
+    );
+    let mut sq = answered_at(S);
+    let newest = |now: u64, b_until: u64| [sending(now, None), sending(now, Some(b_until))];
+    let check = |sq: &mut SessionQuality, now: u64, last_update: u64, b_until: u64| {
+        check_one_way(
+            &cfg(),
+            sq,
+            newest(now, b_until),
+            [&a, &b],
+            false,
+            last_update,
+            Some(&slot),
+            now,
+        )
+    };
+    // The trunk stops at 2 s: flagged at 5 s.
+    let mut now = S;
+    while sq.flagged.is_none() {
+        check(&mut sq, now, 0, 2 * S);
+        now += S / 4;
+    }
+    assert_eq!(sq.flagged, Some(Missing::TrunkToPbx));
+    // A re-INVITE refreshing the session at 6 s: still one-way (the trunk still silent).
+    for t in [6 * S, 6 * S + S / 4, 7 * S] {
+        assert_eq!(
+            check(&mut sq, t, 6 * S, 2 * S),
+            OneWayChange::None,
+            "at {t}"
+        );
+    }
+    assert_eq!(sq.flagged, Some(Missing::TrunkToPbx));
+    // The trunk's audio returns at 8 s: cleared.
+    assert_eq!(
+        check(&mut sq, 8 * S, 6 * S, u64::MAX),
+        OneWayChange::Cleared(Missing::TrunkToPbx)
+    );
+    assert_eq!(b.missing.load(Relaxed), 0);
+    assert_eq!(slot.one_way(), [0, 1, 0]);
+}
+
+#[test]
 fn not_answered_is_not_checked() {
     let (a, b, slot) = (
         LegShared::default(),
