@@ -4,7 +4,8 @@
 #
 # The end-to-end tests (tests/e2e_sipp.rs) drive the real `trunkgate` binary with SIPp on
 # loopback addresses 127.0.N.x. They FAIL when SIPp is missing (they never skip), so this
-# script installs it first (Debian package `sip-tester`).
+# script installs it first (Debian package `sip-tester`); likewise promtool (Debian package
+# `prometheus`) for the alert rules' tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,20 @@ if ! command -v kamailio >/dev/null 2>&1 && [ ! -x /usr/sbin/kamailio ]; then
     exit 1
 fi
 echo "test.sh: using $(command -v sipp) ($(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || echo 'version unknown'))"
+
+# The alert rules in deploy/prometheus/ are checked and unit-tested with promtool
+# (crates/trunkgate/tests/prometheus_rules.rs fails without it). Debian's `prometheus`
+# package ships it; its daemon is not started here (policy-rc.d or no systemd in CI).
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "test.sh: promtool not found; installing Debian package prometheus" >&2
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "test.sh: promtool is still missing after installing prometheus" >&2
+    exit 1
+fi
+echo "test.sh: using $(command -v promtool) ($(promtool --version 2>&1 | head -n1))"
 
 # SIPp and Trunkgate each want a few thousand descriptors under load.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -107,6 +107,15 @@ pub struct Media {
     pub threads: u32,
     /// `media.nice`: the relay threads' nice value, -20..=19 (default -10; 0 = unchanged).
     pub nice: i8,
+    /// `media.one_way_after`: audio from one side only (or none) this long after the answer
+    /// flags the call one-way / without media (default 5 s; shorter than `timeout`).
+    pub one_way_after: Duration,
+    /// `media.quality_interval`: the estimated MOS is computed over intervals this long
+    /// (default 10 s).
+    pub quality_interval: Duration,
+    /// `media.assumed_delay`: end-to-end one-way network delay the MOS assumes where no RTCP
+    /// round trip is known (default 40 ms).
+    pub assumed_delay: Duration,
 }
 
 /// `media.latch`.

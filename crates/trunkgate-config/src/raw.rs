@@ -150,6 +150,9 @@ pub(crate) struct RawMedia {
     pub hold_timeout: Option<Field>,
     pub threads: Option<Field>,
     pub nice: Option<Field>,
+    pub one_way_after: Option<Field>,
+    pub quality_interval: Option<Field>,
+    pub assumed_delay: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -362,6 +365,9 @@ pub(crate) const MEDIA_KEYS: &[&str] = &[
     "hold_timeout",
     "threads",
     "nice",
+    "one_way_after",
+    "quality_interval",
+    "assumed_delay",
 ];
 pub(crate) const SIP_KEYS: &[&str] = &[
     "t1",
@@ -485,6 +491,9 @@ impl RawPolicy {
                     "hold_timeout" => &mut t.hold_timeout,
                     "threads" => &mut t.threads,
                     "nice" => &mut t.nice,
+                    "one_way_after" => &mut t.one_way_after,
+                    "quality_interval" => &mut t.quality_interval,
+                    "assumed_delay" => &mut t.assumed_delay,
                     _ => return Err(UnknownName::Key(MEDIA_KEYS)),
                 }
             }

@@ -552,3 +552,39 @@ fn unspecified_media_address_needs_something_to_advertise() {
     let e = Policy::from_toml(&src, "t.toml").unwrap_err();
     assert!(e.to_string().contains("media.advertised is not set"), "{e}");
 }
+
+#[test]
+fn media_quality_keys_have_defaults_and_precise_errors() {
+    let m = Policy::embedded_default().unwrap().media;
+    assert_eq!(m.one_way_after, Duration::from_secs(5));
+    assert_eq!(m.quality_interval, Duration::from_secs(10));
+    assert_eq!(m.assumed_delay, Duration::from_millis(40));
+    let src = format!(
+        "{BASE}\n[media]\none_way_after = \"2s\"\nquality_interval = \"3s\"\nassumed_delay = \"150ms\"\n"
+    );
+    let p = Policy::from_toml(&src, "t.toml").unwrap();
+    assert_eq!(p.media.one_way_after, Duration::from_secs(2));
+    assert_eq!(p.media.quality_interval, Duration::from_secs(3));
+    assert_eq!(p.media.assumed_delay, Duration::from_millis(150));
+    let at = |body: &str| format!("{BASE}\n[media]\n{body}\n");
+    assert_refused(
+        &at("one_way_after = \"500ms\""),
+        13,
+        17,
+        "shorter than a second",
+    );
+    assert_refused(
+        &at("timeout = \"5s\"\none_way_after = \"5s\""),
+        14,
+        17,
+        "not shorter than media.timeout",
+    );
+    assert_refused(&at("quality_interval = \"10m\""), 13, 20, "out of range");
+    assert_refused(
+        &at("assumed_delay = \"2s\""),
+        13,
+        17,
+        "longer than a second",
+    );
+    assert_refused(&at("assumed_delay = 40"), 13, 17, "bare number");
+}

@@ -72,6 +72,7 @@ enum Mode {
     Tokio(Flavor),
 }
 
+#[allow(clippy::large_enum_variant)] // one value per run
 enum Backend {
     Epoll(Relay),
     Tokio(TokioRelay),
@@ -97,6 +98,7 @@ fn start_epoll(
         quarantine: Duration::from_secs(1),
         nice: 0,
         max_sockets: usize::MAX,
+        quality: trunkgate_media::QualityConfig::default(),
     };
     let relay = Relay::start(cfg, vec![], Box::new(|_| {})).unwrap();
     let mut targets = Vec::with_capacity(calls); // (to A leg, to B leg)
@@ -118,6 +120,8 @@ fn start_epoll(
         relay
             .update(&info, Side::B, SdpKind::Answer, &sdp(pb), &mut out)
             .unwrap();
+        // Answered: the one-way audio check runs for every call, as it does in production.
+        relay.answered(i as u64);
         targets.push((m_port(&out), to_b));
     }
     (Backend::Epoll(relay), targets)

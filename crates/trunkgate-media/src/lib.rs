@@ -3,12 +3,14 @@
 //! - [`sdp`]: parse an SDP body and rewrite its addresses and ports (everything else kept).
 //! - [`ports`]: the even/odd port-pair pool with quarantine on release.
 //! - [`stats`]: RTP header reading, loss and RFC 3550 jitter, RTCP report blocks.
+//! - [`quality`]: the simplified G.107 E-model (R-factor, estimated MOS) over those figures.
 //! - [`Relay`]: relay threads, sockets, latching, DSCP, dead-call detection.
 //!
 //! The SIP proxy does not depend on this crate: it talks to the relay through the
 //! `MediaRelay` trait of `trunkgate-sip`, implemented by an adapter in the binary.
 
 pub mod ports;
+pub mod quality;
 pub mod sdp;
 pub mod stats;
 
@@ -48,6 +50,8 @@ pub struct MediaConfig {
     /// may hold (4 per stream: RTP and RTCP per side). A new stream that would go over it
     /// is refused with [`MediaError::BudgetExhausted`]. `usize::MAX`: no budget.
     pub max_sockets: usize,
+    /// `media.one_way_after`, `media.quality_interval`, `media.assumed_delay`.
+    pub quality: QualityConfig,
 }
 
 /// `media.latch`: how the relay learns where a peer really sends from.

@@ -73,6 +73,9 @@ pub struct ReceiveStats {
     received: u64,
     /// Expected packets of finished epochs (earlier SSRCs, restarts).
     expected_done: u64,
+    /// Gaps in the sequence (each a burst of one or more lost packets), all epochs; a
+    /// reordered packet makes a gap too, so this is an upper bound.
+    loss_events: u64,
     /// A.8 state: last arrival (ns) and RTP timestamp, valid when `have_transit`.
     have_transit: bool,
     last_arrival_ns: u64,
@@ -120,6 +123,16 @@ impl ReceiveStats {
         self.jitter
     }
 
+    /// Sequence gaps seen (loss bursts; an upper bound when packets are reordered).
+    pub fn loss_events(&self) -> u64 {
+        self.loss_events
+    }
+
+    /// Arrival time (as given to [`ReceiveStats::on_packet`]) of the newest counted packet.
+    pub fn last_arrival_nanos(&self) -> Option<u64> {
+        self.started.then_some(self.last_arrival_ns)
+    }
+
     fn epoch_expected(&self) -> u64 {
         if !self.started {
             return 0;
@@ -146,6 +159,9 @@ impl ReceiveStats {
         let udelta = seq.wrapping_sub(self.max_seq);
         if udelta < MAX_DROPOUT {
             // In order, with a permissible gap.
+            if udelta > 1 {
+                self.loss_events += 1;
+            }
             if seq < self.max_seq {
                 self.cycles += SEQ_MOD;
             }
@@ -199,6 +215,10 @@ pub struct ReportBlock {
     pub highest_seq: u32,
     /// Interarrival jitter, in RTP timestamp units.
     pub jitter: u32,
+    /// Middle 32 bits of the NTP timestamp of the newest SR from `ssrc` (0: none yet).
+    pub lsr: u32,
+    /// Delay since that SR was received, in 1/65536 s.
+    pub dlsr: u32,
 }
 
 const RTCP_SR: u8 = 200;
@@ -254,7 +274,28 @@ fn report_block(b: &[u8]) -> ReportBlock {
         cumulative_lost: ((lost << 8) as i32) >> 8,
         highest_seq: u32_at(8),
         jitter: u32_at(12),
+        lsr: u32_at(16),
+        dlsr: u32_at(20),
     }
+}
+
+/// The middle 32 bits of the NTP timestamp of the first sender report in a (compound)
+/// RTCP packet: what a receiver's report blocks echo as `lsr` (RFC 3550 §6.4.1).
+pub fn sender_report_ntp_middle(pkt: &[u8]) -> Option<u32> {
+    let mut rest = pkt;
+    while let [b0, pt, l0, l1, ..] = *rest {
+        if b0 >> 6 != 2 {
+            return None;
+        }
+        let len = (usize::from(u16::from_be_bytes([l0, l1])) + 1) * 4;
+        let packet = rest.get(..len)?;
+        if pt == RTCP_SR {
+            let ntp: &[u8; 8] = packet.get(8..16)?.try_into().ok()?;
+            return Some(u32::from_be_bytes([ntp[2], ntp[3], ntp[4], ntp[5]]));
+        }
+        rest = &rest[len..];
+    }
+    None
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ fn config(first: u16, last: u16, latch: Latch) -> MediaConfig {
         quarantine: Duration::from_secs(30),
         nice: 0,
         max_sockets: usize::MAX,
+        quality: trunkgate_media::QualityConfig::default(),
     }
 }
 

@@ -109,6 +109,10 @@ struct Common {
     /// Uniform random delay 0..J ms per packet in the UAC→relay forwarder (order not kept).
     #[arg(long, default_value_t = 0.0)]
     jitter_ms: f64,
+    /// The UAS side (the trunk) stops sending RTP this many seconds after the media start,
+    /// the calls staying up (one-way audio). 0 = never. Not with --shared-sockets.
+    #[arg(long, default_value_t = 0.0)]
+    uas_stop_after: f64,
     /// Seed of the loss/jitter/SSRC generator.
     #[arg(long, default_value_t = 0x5EED)]
     seed: u64,
@@ -286,7 +290,7 @@ fn run(cli: Cli) -> Result<i32> {
     };
 
     // Media sockets for every call, before any signaling (their ports go into the SDP).
-    let impaired = o.drop > 0.0 || o.jitter_ms > 0.0;
+    let impaired = o.drop > 0.0 || o.jitter_ms > 0.0 || o.uas_stop_after > 0.0;
     let mut ports = vec![Ports::new(o.media_ip, lo, hi)];
     if let Some(ip) = o.trunk_media_ip {
         if ip != o.media_ip {
@@ -297,7 +301,9 @@ fn run(cli: Cli) -> Result<i32> {
     let mut groups: Vec<Option<shared::Group>> = Vec::new();
     if o.shared_sockets > 0 {
         if impaired {
-            bail!("--drop/--jitter-ms need one socket per call (no --shared-sockets)");
+            bail!(
+                "--drop/--jitter-ms/--uas-stop-after need one socket per call (no --shared-sockets)"
+            );
         }
         let mut addrs = Vec::new();
         for g in 0..o.shared_sockets {
@@ -358,6 +364,7 @@ fn run(cli: Cli) -> Result<i32> {
         drop: o.drop,
         jitter_ms: o.jitter_ms,
         seed: o.seed,
+        uas_stop_after: o.uas_stop_after,
     };
     let mut stats = WorkerStats::default();
     let mut rtp_seconds = 0.0;

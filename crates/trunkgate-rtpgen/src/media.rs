@@ -157,6 +157,8 @@ pub struct MediaOpts {
     pub drop: f64,
     pub jitter_ms: f64,
     pub seed: u64,
+    /// The UAS side (the trunk) stops sending this long after the media start (0: never).
+    pub uas_stop_after: f64,
 }
 
 /// splitmix64: small, seeded, good enough for loss and jitter draws.
@@ -332,7 +334,10 @@ pub fn run_worker(
             } else {
                 (&c.b, c.b_remote)
             };
-            if let (Some(sock), Some(dest)) = (sock, dest) {
+            let uas_stopped = s.dir == 1
+                && opts.uas_stop_after > 0.0
+                && now >= sched.start_ns + (opts.uas_stop_after * SEC as f64) as u64;
+            if let (Some(sock), Some(dest), false) = (sock, dest, uas_stopped) {
                 buf[0] = 0x80;
                 buf[1] = (opts.pt & 0x7f) | if s.pkt == 0 { 0x80 } else { 0 };
                 buf[2..4].copy_from_slice(&s.seq.to_be_bytes());

@@ -254,6 +254,10 @@ mod tests {
             age_secs: 1.0,
             idle_secs: 0.0,
             on_hold: false,
+            quality: trunkgate_media::CallQuality {
+                mos: None,
+                one_way: None,
+            },
             streams: Vec::new(),
         }
     }

@@ -96,6 +96,10 @@ impl MediaRelay for RelayAdapter {
         self.relay.delete(dialog);
     }
 
+    fn moved(&self, dialog: u64, trunk: Option<u16>) {
+        self.relay.moved(dialog, trunk);
+    }
+
     fn idle(&self, dialog: u64) -> Option<std::time::Duration> {
         self.relay.idle(dialog)
     }

@@ -9,7 +9,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use std::sync::Arc;
-use trunkgate_media::{Histogram, MediaMetrics};
+use trunkgate_media::{Histogram, MediaMetrics, Missing};
 
 #[derive(Debug)]
 pub struct MediaCollector {
@@ -89,8 +89,38 @@ impl Collector for MediaCollector {
                     .encode_counter::<NoLabelSet, _, u64>(&t.dropped, None)?;
             }
         }
+        {
+            let mut m = enc.encode_descriptor(
+                "trunkgate_media_one_way",
+                "Calls flagged with audio in one direction only (direction = the missing one: \
+                 pbx_to_trunk, trunk_to_pbx) or in none (both) after the answer, by trunk",
+                None,
+                MetricType::Counter,
+            )?;
+            for t in &snap.trunks {
+                let trunk = name(t);
+                for (missing, v) in Missing::ALL.iter().zip(t.one_way) {
+                    let labels = [("trunk", trunk.as_str()), ("direction", missing.label())];
+                    m.encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+                }
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "trunkgate_media_answered",
+                "Calls with anchored media answered (the one-way audio check's calls), by trunk",
+                None,
+                MetricType::Counter,
+            )?;
+            for t in &snap.trunks {
+                let trunk = name(t);
+                m.encode_family(&[("trunk", trunk.as_str())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&t.answered, None)?;
+            }
+        }
         type Hist = fn(&trunkgate_media::TrunkMedia) -> &Histogram;
-        let histograms: [(&str, &str, Hist); 2] = [
+        let histograms: [(&str, &str, Hist); 3] = [
             (
                 "trunkgate_media_jitter_seconds",
                 "RFC 3550 interarrival jitter per finished stream direction, by trunk",
@@ -100,6 +130,12 @@ impl Collector for MediaCollector {
                 "trunkgate_media_loss_ratio",
                 "Lost/expected RTP packets per finished stream direction, by trunk",
                 |t| &t.loss_ratio,
+            ),
+            (
+                "trunkgate_media_mos",
+                "Estimated MOS (simplified G.107 E-model) per stream direction and \
+                 media.quality_interval, by trunk",
+                |t| &t.mos,
             ),
         ];
         for (metric, help, pick) in histograms {

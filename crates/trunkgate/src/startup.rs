@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use trunkgate_config::{HostPort, ListenTransport, MediaLatch, Policy, PolicyErrors};
 use trunkgate_control::RoutingTable;
 use trunkgate_control::admission::AdmissionControl;
-use trunkgate_media::{Event, Latch, MediaConfig, Relay};
+use trunkgate_media::{Event, Latch, MediaConfig, QualityConfig, Relay};
 use trunkgate_sip::message::Limits;
 use trunkgate_sip::{Flow, Proxy, ProxyConfig, ProxyMetrics, Routing, Timers};
 
@@ -177,6 +177,11 @@ fn media_config(policy: &Policy, budget: &FdBudget) -> MediaConfig {
         quarantine: MEDIA_QUARANTINE,
         nice: m.nice,
         max_sockets: usize::try_from(budget.media_sockets()).unwrap_or(usize::MAX),
+        quality: QualityConfig {
+            one_way_after: m.one_way_after,
+            interval: m.quality_interval,
+            assumed_delay: m.assumed_delay,
+        },
     }
 }
 
@@ -404,6 +409,8 @@ async fn serve(
     let spawner = tokio::runtime::Handle::current();
     let grace = policy.sip.shutdown_grace;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    // Answered calls start the relay's one-way audio check.
+    let answered_relay = relay.clone();
     std::thread::Builder::new()
         .name("trunkgate-sip".into())
         .spawn(move || {
@@ -422,7 +429,8 @@ async fn serve(
                         SipShell::new(proxy, udp, events_rx, tcp_shared, status, grace, spawner)
                             .with_media_timeouts(media_rx)
                             .with_health(health_feed)
-                            .with_registrations(registrations);
+                            .with_registrations(registrations)
+                            .with_answered(move |dialog| answered_relay.answered(dialog));
                     Ok(core.run(shutdown).await)
                 })
             })();

@@ -16,6 +16,9 @@ pub(crate) mod defaults {
     pub const HOLD_TIMEOUT: &str = "1h";
     pub const THREADS: u32 = 1;
     pub const NICE: i8 = -10;
+    pub const ONE_WAY_AFTER: &str = "5s";
+    pub const QUALITY_INTERVAL: &str = "10s";
+    pub const ASSUMED_DELAY: &str = "40ms";
 }
 
 impl Check<'_, '_> {
@@ -117,8 +120,12 @@ impl Check<'_, '_> {
             .and_then(|f| self.integer(f, "media.nice", -20..=19))
             .and_then(|n| i8::try_from(n).ok())
             .unwrap_or(defaults::NICE);
+        let (one_way_after, quality_interval, assumed_delay) = self.media_quality(t, timeout);
         Media {
             nice,
+            one_way_after,
+            quality_interval,
+            assumed_delay,
             address,
             advertised,
             port_min,
@@ -129,6 +136,68 @@ impl Check<'_, '_> {
             hold_timeout,
             threads,
         }
+    }
+
+    /// `media.one_way_after` (1 s up to `timeout`), `media.quality_interval` (1 s – 5 min),
+    /// `media.assumed_delay` (at most 1 s).
+    fn media_quality(
+        &mut self,
+        t: Option<&crate::raw::RawMedia>,
+        timeout: Duration,
+    ) -> (Duration, Duration, Duration) {
+        let field =
+            |pick: fn(&crate::raw::RawMedia) -> &Option<Field>| t.and_then(|t| pick(t).as_ref());
+        let (one_way_after, at) = self.duration(
+            field(|t| &t.one_way_after),
+            "media.one_way_after",
+            defaults::ONE_WAY_AFTER,
+        );
+        if let Some(at) = &at {
+            if one_way_after < Duration::from_secs(1) {
+                self.report.error(
+                    at,
+                    format!("media.one_way_after ({one_way_after:?}) is shorter than a second"),
+                    Some("a call is flagged one-way after this long with audio from one side only: write e.g. \"5s\"".into()),
+                );
+            } else if one_way_after >= timeout {
+                self.report.error(
+                    at,
+                    format!("media.one_way_after ({one_way_after:?}) is not shorter than media.timeout ({timeout:?})"),
+                    Some("a call without media is ended at media.timeout: flag it before, e.g. one_way_after = \"5s\"".into()),
+                );
+            }
+        }
+        let (quality_interval, at) = self.duration(
+            field(|t| &t.quality_interval),
+            "media.quality_interval",
+            defaults::QUALITY_INTERVAL,
+        );
+        if let (false, Some(at)) = (
+            (Duration::from_secs(1)..=Duration::from_secs(300)).contains(&quality_interval),
+            &at,
+        ) {
+            self.report.error(
+                at,
+                format!("media.quality_interval ({quality_interval:?}) is out of range"),
+                Some(
+                    "the MOS is estimated over intervals of 1 s to 5 min: write e.g. \"10s\""
+                        .into(),
+                ),
+            );
+        }
+        let (assumed_delay, at) = self.duration(
+            field(|t| &t.assumed_delay),
+            "media.assumed_delay",
+            defaults::ASSUMED_DELAY,
+        );
+        if let (true, Some(at)) = (assumed_delay > Duration::from_secs(1), &at) {
+            self.report.error(
+                at,
+                format!("media.assumed_delay ({assumed_delay:?}) is longer than a second"),
+                Some("this is the one-way network delay of a call without RTCP: write e.g. \"40ms\" (150ms for a satellite hop)".into()),
+            );
+        }
+        (one_way_after, quality_interval, assumed_delay)
     }
 
     /// A trunk's `media = { anchor = BOOL }` (true unless written).

@@ -58,6 +58,12 @@ pub struct TrunkMedia {
     pub jitter: Histogram,
     /// Loss ratio per stream direction, observed at delete.
     pub loss_ratio: Histogram,
+    /// Estimated MOS per stream direction and quality interval ([`super::MOS_BUCKETS`]).
+    pub mos: Histogram,
+    /// Calls flagged one-way / without media, by [`super::Missing::ALL`] order.
+    pub one_way: [u64; 3],
+    /// Anchored calls answered ([`crate::Relay::answered`]).
+    pub answered: u64,
 }
 
 /// One scrape's worth of media metrics.
@@ -90,6 +96,8 @@ pub struct MediaMetrics {
     pub(crate) control: Arc<Mutex<Control>>,
     /// Written by relay threads when they emit the first timeout of a session.
     pub(crate) timeouts: Arc<[AtomicU64]>,
+    /// Written by relay threads at quality ticks.
+    pub(crate) quality: super::quality::QualityCounters,
     pub(crate) trunk_names: Vec<String>,
 }
 
@@ -155,6 +163,12 @@ impl MediaMetrics {
                     timeouts: self.timeouts.get(i).map_or(0, |t| t.load(Relaxed)),
                     jitter: f.jitter.clone(),
                     loss_ratio: f.loss_ratio.clone(),
+                    mos: self.quality.get(i).map_or_else(
+                        || Histogram::new(&super::MOS_BUCKETS),
+                        super::quality::SlotQuality::mos,
+                    ),
+                    one_way: self.quality.get(i).map_or([0; 3], |q| q.one_way()),
+                    answered: self.quality.get(i).map_or(0, |q| q.answered.load(Relaxed)),
                 }
             })
             .collect();

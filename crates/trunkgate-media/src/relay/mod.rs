@@ -1,19 +1,26 @@
 //! The relay: control side (`update`/`delete`/`calls`, socket binding, port pool) and
 //! the relay threads ([`worker`]). See `docs/design/media.md`.
 
+mod bind;
 mod metrics;
+mod priority;
+mod quality;
 mod shared;
 mod snapshot;
 mod worker;
 
+pub use bind::raise_fd_limit;
 pub use metrics::{
     Histogram, JITTER_BUCKETS, LOSS_BUCKETS, MediaMetrics, MediaMetricsSnapshot, TrunkMedia,
 };
-pub use snapshot::{CallSnapshot, LegSnapshot, RtcpSnapshot, StreamSnapshot};
+pub use quality::{MOS_BUCKETS, Missing, QualityConfig};
+pub use snapshot::{
+    CallQuality, CallSnapshot, LegSnapshot, OneWaySnapshot, RtcpSnapshot, StreamSnapshot,
+};
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,11 +28,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::ports::PortPool;
 use crate::sdp::{self, MediaKind};
 use crate::{CallInfo, Event, Latch, MediaConfig, MediaError, SdpKind, Side};
+use bind::{BoundLeg, take_leg};
 use metrics::Folded;
 use shared::{Cmd, LegInit, LegShared, PeerSpec};
 use worker::WorkerCtx;
@@ -100,61 +107,6 @@ fn lock(m: &Mutex<Control>) -> MutexGuard<'_, Control> {
     }
 }
 
-/// Bind one media socket with the DSCP mark, non-blocking.
-fn bind_one(addr: SocketAddr, dscp: u8) -> io::Result<UdpSocket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    let tos = u32::from(dscp & 0x3f) << 2;
-    if addr.is_ipv4() {
-        s.set_tos_v4(tos)?;
-    } else {
-        s.set_tclass_v6(tos)?;
-        // A dual-stack socket also sends IPv4: mark that too (fails harmlessly on v6-only).
-        let _ = s.set_tos_v4(tos);
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    Ok(s.into())
-}
-
-/// A freshly bound leg: RTP port, RTP socket, RTCP socket.
-type BoundLeg = (u16, UdpSocket, UdpSocket);
-
-/// Take a port pair from the pool and bind its RTP and RTCP sockets.
-fn take_leg(pool: &mut PortPool, now: Instant, cfg: &MediaConfig) -> Result<BoundLeg, MediaError> {
-    let mut got = None;
-    let mut err = None;
-    let port = pool.take(now, |p| {
-        let pair = bind_one(SocketAddr::new(cfg.bind, p), cfg.dscp).and_then(|rtp| {
-            Ok((
-                rtp,
-                bind_one(SocketAddr::new(cfg.bind, p.wrapping_add(1)), cfg.dscp)?,
-            ))
-        });
-        match pair {
-            Ok(pair) => {
-                got = Some(pair);
-                true
-            }
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => false,
-            Err(e) => {
-                // Not a busy port (e.g. out of descriptors): stop scanning the range.
-                err = Some(e);
-                true
-            }
-        }
-    });
-    match (port, got) {
-        (Some(p), Some((rtp, rtcp))) => Ok((p, rtp, rtcp)),
-        (Some(p), None) => {
-            pool.release(p, now);
-            Err(MediaError::Io(
-                err.unwrap_or_else(|| io::Error::other("bind failed")),
-            ))
-        }
-        (None, _) => Err(MediaError::PortsExhausted),
-    }
-}
-
 /// Public = not private/loopback/link-local/CGNAT/ULA/unspecified.
 fn is_public(ip: IpAddr) -> bool {
     match ip {
@@ -220,6 +172,9 @@ impl Relay {
             next_thread: 0,
         }));
         let timeouts: Arc<[AtomicU64]> = (0..slots).map(|_| AtomicU64::new(0)).collect();
+        let counters: quality::QualityCounters = (0..slots)
+            .map(|_| quality::SlotQuality::default())
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
         let ctx = Arc::new(WorkerCtx {
@@ -231,6 +186,9 @@ impl Relay {
             hold_timeout: config.hold_timeout,
             latch: config.latch,
             nice: config.nice,
+            quality: config.quality,
+            counters: counters.clone(),
+            trunk_names: trunk_names.clone().into(),
         });
         let mut workers = Vec::new();
         let mut joins = Vec::new();
@@ -256,6 +214,7 @@ impl Relay {
         let metrics = Arc::new(MediaMetrics {
             control: control.clone(),
             timeouts,
+            quality: counters,
             trunk_names: trunk_names.clone(),
         });
         Ok(Relay {
@@ -368,9 +327,6 @@ impl Relay {
             streams: Vec::new(),
         });
         session.last_update = now;
-        // A call that failed over to another trunk before its answer: its media counts
-        // there from the new trunk's SDP on.
-        session.slot = slot;
         let Some(w) = self.workers.get(session.thread) else {
             return Err(MediaError::Io(io::Error::other("relay stopped")));
         };
@@ -381,6 +337,7 @@ impl Relay {
             call: call.id,
             trunk: session.slot,
             at: self.nanos(now),
+            call_id: is_new.then(|| Arc::from(session.call_id.as_str())),
         });
         for (i, legs) in fresh {
             let m = &parsed.media[i];
@@ -524,6 +481,41 @@ impl Relay {
         }
     }
 
+    /// The call failed over to another trunk before the answer: its media (counters, MOS,
+    /// one-way flags, dead-call timeouts) is charged to `trunk` from now on. Unknown id: no-op.
+    pub fn moved(&self, call: u64, trunk: Option<u16>) {
+        let slot = trunk
+            .map_or(0, |t| usize::from(t) + 1)
+            .min(self.trunk_names.len());
+        let mut ctl = lock(&self.control);
+        let Some(s) = ctl.sessions.get_mut(&call) else {
+            return;
+        };
+        s.slot = slot;
+        if let Some(w) = self.workers.get(s.thread) {
+            let _ = w.tx.send(Cmd::Trunk { call, trunk: slot });
+            w.wake.notify();
+        }
+    }
+
+    /// The call was answered (its 2xx relayed): the one-way audio check starts now. Unknown
+    /// id (a call without anchored media): no-op.
+    pub fn answered(&self, call: u64) {
+        let at = self.nanos(Instant::now());
+        let ctl = lock(&self.control);
+        let Some(s) = ctl.sessions.get(&call) else {
+            return;
+        };
+        if let Some(q) = self.metrics.quality.get(s.slot) {
+            q.answered.fetch_add(1, Relaxed);
+        }
+        let Some(w) = self.workers.get(s.thread) else {
+            return;
+        };
+        let _ = w.tx.send(Cmd::Answered { call, at });
+        w.wake.notify();
+    }
+
     /// How long call `call` has been without media: since the newest packet on any leg, or
     /// its newest `update()` if later. `None`: no such session. The SIP side checks this
     /// before acting on a (possibly stale) [`Event::Timeout`] and before forgetting a call.
@@ -593,16 +585,4 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// Raise `RLIMIT_NOFILE`'s soft limit to the hard limit; returns `(soft, hard)` after.
-/// Each anchored call holds 4 sockets per stream.
-pub fn raise_fd_limit() -> io::Result<(u64, u64)> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
-    }
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    Ok((soft, hard))
 }

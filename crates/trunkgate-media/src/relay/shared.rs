@@ -39,6 +39,14 @@ pub(crate) struct LegShared {
     pub rtcp_loss: AtomicU64,
     /// Its jitter field, in RTP timestamp units.
     pub rtcp_jitter: AtomicU64,
+    /// Estimated MOS × 1000 of the newest finished interval of this side's audio (0: none),
+    /// and of the call so far; written at the relay thread's quality ticks.
+    pub mos_milli: AtomicU64,
+    pub mos_call_milli: AtomicU64,
+    /// Round trip relay → this side's peer → relay from RTCP, µs + 1 (0: unknown).
+    pub rtt_micros: AtomicU64,
+    /// The call's one-way flag (`quality::Missing::pack`), 0 = none.
+    pub missing: AtomicU64,
     /// Where this side's peer was latched (written once per latch, never per packet).
     pub latched: Mutex<Option<SocketAddr>>,
 }
@@ -109,6 +117,18 @@ pub(crate) enum Cmd {
     Touch {
         call: u64,
         trunk: usize,
+        at: u64,
+        /// The SIP Call-ID, with the session's first update (for log lines).
+        call_id: Option<Arc<str>>,
+    },
+    /// The call moved to another trunk's metrics slot (failover before the answer).
+    Trunk {
+        call: u64,
+        trunk: usize,
+    },
+    /// The call was answered at `at`: the one-way check starts.
+    Answered {
+        call: u64,
         at: u64,
     },
     Delete {

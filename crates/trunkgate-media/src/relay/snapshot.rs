@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use super::quality::Missing;
 use super::shared::{LegShared, RTCP_VALID};
 use super::{CtlLeg, CtlSession, Relay, media_name};
 
@@ -22,7 +23,32 @@ pub struct CallSnapshot {
     pub idle_secs: f64,
     /// Every active stream is on hold from either side's SDP.
     pub on_hold: bool,
+    /// One-way flag and the lowest live MOS of the call's legs.
+    pub quality: CallQuality,
     pub streams: Vec<StreamSnapshot>,
+}
+
+/// The call's quality at a glance (details per leg in the streams).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CallQuality {
+    /// Lowest estimated MOS of the newest finished interval over every leg (`null`: no
+    /// interval finished yet).
+    pub mos: Option<f64>,
+    /// Set while media flows in one direction only, or in none (`null`: both ways, or not
+    /// yet answered, or on hold).
+    pub one_way: Option<OneWaySnapshot>,
+}
+
+/// A one-way flag.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OneWaySnapshot {
+    /// `"one_way"` or `"no_media"`.
+    pub reason: &'static str,
+    /// The missing direction: `"pbx_to_trunk"`, `"trunk_to_pbx"` or `"both"`.
+    pub missing: &'static str,
+    /// How long that direction has been silent (since answer, hold end or newest SDP if
+    /// later than its newest packet).
+    pub silent_secs: f64,
 }
 
 /// One m= line with sockets.
@@ -65,6 +91,13 @@ pub struct LegSnapshot {
     pub dropped: u64,
     /// The peer's newest RTCP report block (about what it receives), `null` when none.
     pub rtcp: Option<RtcpSnapshot>,
+    /// Estimated MOS of this side's audio (what the other side hears, as far as the relay
+    /// sees it) over the newest finished interval, and over the call so far (`null`: none).
+    pub mos: Option<f64>,
+    pub mos_call: Option<f64>,
+    /// Round trip relay → this side's peer → relay from its RTCP reports, ms (`null`: no
+    /// RTCP round trip known; the MOS then uses `media.assumed_delay`).
+    pub rtt_ms: Option<f64>,
 }
 
 /// Figures of an RTCP report block.
@@ -101,7 +134,32 @@ fn leg(relay: &Relay, l: &CtlLeg, clock_rate: u32) -> LegSnapshot {
         tx_bytes: get(&s.tx_bytes),
         dropped: get(&s.dropped),
         rtcp,
+        mos: milli(get(&s.mos_milli)),
+        mos_call: milli(get(&s.mos_call_milli)),
+        rtt_ms: get(&s.rtt_micros)
+            .checked_sub(1)
+            .map(|us| us as f64 / 1000.0),
     }
+}
+
+fn milli(v: u64) -> Option<f64> {
+    (v > 0).then(|| v as f64 / 1000.0)
+}
+
+/// The session's one-way flag (written to the legs of its first active RTP stream).
+fn one_way(s: &CtlSession, now_n: u64) -> Option<OneWaySnapshot> {
+    let flag = s
+        .streams
+        .iter()
+        .flatten()
+        .flat_map(|st| st.legs.iter())
+        .find_map(|l| Missing::unpack(l.shared.missing.load(Relaxed)))?;
+    let (missing, since) = flag;
+    Some(OneWaySnapshot {
+        reason: missing.reason(),
+        missing: missing.label(),
+        silent_secs: Duration::from_nanos(now_n.saturating_sub(since)).as_secs_f64(),
+    })
 }
 
 /// How long session `s` has been without media: since the newest datagram on any leg
@@ -146,6 +204,11 @@ pub(crate) fn call(
             b: leg(relay, &st.legs[1], st.clock_rate),
         });
     }
+    let mos = streams
+        .iter()
+        .flat_map(|st| [st.a.mos, st.b.mos])
+        .flatten()
+        .reduce(f64::min);
     CallSnapshot {
         id,
         call_id: s.call_id.clone(),
@@ -154,6 +217,10 @@ pub(crate) fn call(
         age_secs: now.saturating_duration_since(s.created).as_secs_f64(),
         idle_secs: idle(s, now, now_n).as_secs_f64(),
         on_hold: active > 0 && held == active,
+        quality: CallQuality {
+            mos,
+            one_way: one_way(s, now_n),
+        },
         streams,
     }
 }

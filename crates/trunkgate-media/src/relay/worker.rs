@@ -20,6 +20,7 @@ use nix::sys::eventfd::EventFd;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use smallvec::SmallVec;
 
+use super::quality::{self as q, LegQuality, QualityConfig, QualityCounters, SessionQuality};
 use super::shared::{Cmd, LegInit, LegShared, PeerSpec, RTCP_VALID, bump};
 use crate::stats::{self, ReceiveStats, ReportBlock};
 use crate::{Event, Latch};
@@ -29,6 +30,8 @@ pub(crate) const BATCH: usize = 16;
 /// Receive buffer per datagram (larger datagrams are dropped as truncated).
 const BUF: usize = 2048;
 const WAKE: u64 = u64::MAX;
+
+mod tick;
 
 pub(crate) type Events = Arc<dyn Fn(Event) + Send + Sync>;
 
@@ -80,6 +83,11 @@ pub(crate) struct WorkerCtx {
     pub latch: Latch,
     /// `media.nice` for the relay threads.
     pub nice: i8,
+    pub quality: QualityConfig,
+    /// Per trunk slot, written at quality ticks.
+    pub counters: QualityCounters,
+    /// Trunk names by slot (slot 0: none), for log lines.
+    pub trunk_names: Arc<[String]>,
 }
 
 pub(crate) fn nanos_since(epoch: Instant) -> u64 {
@@ -97,6 +105,7 @@ struct WLeg {
     latched_rtcp: Option<SocketAddr>,
     stats: ReceiveStats,
     clock_rate: u32,
+    q: LegQuality,
 }
 
 /// Is a datagram from `src` arriving on a leg's RTCP (`rtcp_sock`) or RTP socket from that
@@ -189,6 +198,7 @@ struct WSession {
     last_update: u64,
     last_report: u64,
     reported: bool,
+    quality: SessionQuality,
     /// (m= index, slot in `streams`)
     streams: SmallVec<[(usize, usize); 4]>,
 }
@@ -230,41 +240,9 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("tg-media-{n}"))
         .spawn(move || {
-            set_nice(n, nice);
+            super::priority::set_nice(n, nice);
             w.run()
         })
-}
-
-/// Give this relay thread the nice value `nice` (media waits for no one: under CPU
-/// contention a preempted relay thread is milliseconds of added latency; measured p99 at
-/// 1,000 calls on 2 cores: 1.3–4.9 ms at nice 0, 0.46–0.66 ms at nice -10).
-fn set_nice(n: usize, nice: i8) {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-    if nice == 0 {
-        return;
-    }
-    // thread-priority maps its 0..=99 scale onto nice -20..=19 for normal scheduling; pick
-    // the value that lands on `nice`.
-    let value = (0..=99u8).find(|&p| nice_of(p) == i32::from(nice));
-    let Some(value) = value.and_then(|p| ThreadPriorityValue::try_from(p).ok()) else {
-        return;
-    };
-    match set_current_thread_priority(ThreadPriority::Crossplatform(value)) {
-        Ok(()) => tracing::debug!(thread = n, nice, "media relay thread priority set"),
-        Err(error) => tracing::warn!(
-            thread = n,
-            nice,
-            ?error,
-            "media relay thread keeps the default priority (media.nice needs CAP_SYS_NICE)"
-        ),
-    }
-}
-
-/// The nice value thread-priority 3 derives from its cross-platform value `p`
-/// (`unix.rs`, `ThreadPriority::to_posix`, normal policies).
-fn nice_of(p: u8) -> i32 {
-    let ratio = 1f32 - f32::from(p) / 99.0;
-    (39.0 * ratio) as i32 - 20
 }
 
 impl Worker {
@@ -275,7 +253,11 @@ impl Worker {
             meta: [(0, None); BATCH],
         };
         let mut events = [EpollEvent::empty(); 256];
-        let shortest = self.ctx.timeout.min(self.ctx.hold_timeout);
+        let shortest = self
+            .ctx
+            .timeout
+            .min(self.ctx.hold_timeout)
+            .min(self.ctx.quality.one_way_after);
         let interval = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut next_check = Instant::now() + interval;
         loop {
@@ -304,6 +286,7 @@ impl Worker {
             }
             if Instant::now() >= next_check {
                 self.check_idle();
+                self.check_quality();
                 next_check = Instant::now() + interval;
             }
         }
@@ -325,16 +308,34 @@ impl Worker {
 
     fn command(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Touch { call, trunk, at } => {
+            Cmd::Touch {
+                call,
+                trunk,
+                at,
+                call_id,
+            } => {
                 let s = self.sessions.entry(call).or_insert_with(|| WSession {
                     trunk,
                     last_update: at,
                     last_report: 0,
                     reported: false,
+                    quality: SessionQuality::default(),
                     streams: SmallVec::new(),
                 });
                 s.last_update = s.last_update.max(at);
-                s.trunk = trunk;
+                if call_id.is_some() {
+                    s.quality.call_id = call_id;
+                }
+            }
+            Cmd::Trunk { call, trunk } => {
+                if let Some(s) = self.sessions.get_mut(&call) {
+                    s.trunk = trunk;
+                }
+            }
+            Cmd::Answered { call, at } => {
+                if let Some(s) = self.sessions.get_mut(&call) {
+                    s.quality.answered.get_or_insert(at);
+                }
             }
             Cmd::AddStream {
                 call,
@@ -357,6 +358,7 @@ impl Worker {
                     latched_rtcp: None,
                     stats: ReceiveStats::new(),
                     clock_rate: 8000,
+                    q: LegQuality::default(),
                 };
                 let st = WStream {
                     rtp,
@@ -411,6 +413,7 @@ impl Worker {
                 let Some(s) = self.sessions.remove(&call) else {
                     return;
                 };
+                self.final_quality(call, &s);
                 for (_, slot) in s.streams {
                     if let Some(st) = self.streams.get_mut(slot).and_then(Option::take) {
                         // Closing a socket takes it out of the epoll set (no other
@@ -474,6 +477,7 @@ impl Worker {
             latched_rtcp,
             stats: xstats,
             clock_rate,
+            q: xq,
             ..
         } = x;
         let xs: &LegShared = xs;
@@ -507,7 +511,11 @@ impl Worker {
                     bump(&xs.rtcp_rx_packets, 1);
                     reports.clear();
                     stats::rtcp_reports(pkt, &mut reports);
+                    if let Some(ntp) = stats::sender_report_ntp_middle(pkt) {
+                        xq.sr = Some((ntp, now));
+                    }
                     if let Some(r) = reports.first() {
+                        q::note_report(xq, xs, y.q.sr, r.lsr, r.dlsr, now);
                         let loss = RTCP_VALID
                             | (u64::from(r.fraction_lost) << 32)
                             | u64::from(r.cumulative_lost as u32);
@@ -516,6 +524,7 @@ impl Worker {
                     }
                 } else if let Some(h) = stats::rtp_header(pkt) {
                     xstats.on_packet(&h, now, *clock_rate);
+                    q::note_payload_type(xq, h.payload_type);
                     xs.lost.store(xstats.lost(), Relaxed);
                     xs.expected.store(xstats.expected(), Relaxed);
                     xs.received_rtp.store(xstats.received(), Relaxed);
@@ -599,19 +608,6 @@ impl Worker {
                 idle,
                 on_hold,
             });
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_useful_nice_value_has_a_priority_value() {
-        for nice in -20..=19 {
-            assert!(
-                (0..=99u8).any(|p| super::nice_of(p) == nice),
-                "nice {nice} unreachable"
-            );
         }
     }
 }

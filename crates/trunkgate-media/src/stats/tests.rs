@@ -336,9 +336,39 @@ fn sender_report_with_one_block() {
             fraction_lost: 13,
             cumulative_lost: 42,
             highest_seq: 0x0001_0010,
-            jitter: 99
+            jitter: 99,
+            lsr: 0xaaaa_aaaa,
+            dlsr: 0xaaaa_aaaa,
         }]
     );
+}
+
+#[test]
+fn sender_report_ntp_middle_bits() {
+    let mut p = sr(0, &[], 0);
+    // NTP timestamp: seconds 0x0102_0304, fraction 0x0506_0708 -> middle 0x0304_0506.
+    p[8..16].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(sender_report_ntp_middle(&p), Some(0x0304_0506));
+    // After an RR in a compound packet too; none in an RR alone or garbage.
+    let mut compound = rr(&[block(1, 0, 0, 0, 0)]);
+    compound.extend_from_slice(&p);
+    assert_eq!(sender_report_ntp_middle(&compound), Some(0x0304_0506));
+    assert_eq!(sender_report_ntp_middle(&rr(&[])), None);
+    assert_eq!(sender_report_ntp_middle(&p[..12]), None);
+    assert_eq!(sender_report_ntp_middle(&[]), None);
+}
+
+#[test]
+fn loss_events_count_gaps_not_packets() {
+    let mut s = ReceiveStats::new();
+    assert_eq!(s.last_arrival_nanos(), None);
+    // 0..10, then a burst of 3 lost (10, 11, 12), then 13..20, one lost (20), 21..30.
+    for n in (0..10).chain(13..20).chain(21..30) {
+        feed(&mut s, 100, n);
+    }
+    assert_eq!(s.lost(), 4);
+    assert_eq!(s.loss_events(), 2);
+    assert_eq!(s.last_arrival_nanos(), Some(29 * PTIME_NS));
 }
 
 #[test]

@@ -57,6 +57,8 @@ pub struct SipShell {
     /// Trunk health: fed with the core's events, sends probes through the core.
     health: Option<TrunkHealthFeed>,
     registrations: Option<crate::registration::Registrations>,
+    /// Told the dialog id of every answered call (the relay's one-way audio check starts).
+    on_answered: Option<Box<dyn Fn(u64) + Send>>,
 }
 
 /// How the core loop ended.
@@ -96,6 +98,7 @@ impl SipShell {
             media_timeouts: None,
             health: None,
             registrations: None,
+            on_answered: None,
         }
     }
 
@@ -138,7 +141,14 @@ impl SipShell {
         self.flush();
     }
 
-    /// Hand every event the core produced to trunk health (dropped without it).
+    /// Tell `hook` the dialog id of every answered call.
+    pub fn with_answered(mut self, hook: impl Fn(u64) + Send + 'static) -> SipShell {
+        self.on_answered = Some(Box::new(hook));
+        self
+    }
+
+    /// Hand every event the core produced to trunk health (dropped without it), answers to
+    /// the answer hook.
     fn drain_events(&mut self) {
         let now = Instant::now();
         while let Some(event) = self.proxy.poll_event() {
@@ -147,6 +157,11 @@ impl SipShell {
                 None => Some(event),
             };
             let Some(event) = event else { continue };
+            if let (trunkgate_sip::Event::CallAnswered { dialog, .. }, Some(hook)) =
+                (&event, &self.on_answered)
+            {
+                hook(*dialog);
+            }
             if let Some(health) = self.health.as_mut() {
                 health.on_event(now, event);
             }
