@@ -45,6 +45,15 @@ pub struct Policy {
     /// `[health]`: the circuit breaker and `Retry-After` handling of every trunk.
     pub health: HealthSettings,
     pub limits: Limits,
+    /// `[drill]`: bounds of failover drills.
+    pub drill: DrillSettings,
+}
+
+/// `[drill]`: failover drills (`trunkgate ctl drill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrillSettings {
+    /// The longest `--for` a drill may be started with (default 30 min).
+    pub max_duration: Duration,
 }
 
 /// `[limits]`: connection caps and the descriptor budget. `None` = `"auto"` (sized from the
@@ -144,6 +153,9 @@ pub struct SipSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// `admin.token_file`: the bearer token that state-changing admin calls need (the
+    /// file's first line). `None`: `TRUNKGATE_ADMIN_TOKEN`, else no token (loopback only).
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 /// `host:port` where host is an IP literal or a DNS name (resolved by the binary).
@@ -409,6 +421,7 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::LISTEN_KEYS, "in [listen]"),
             (raw::SIP_KEYS, "in [sip]"),
             (raw::ADMIN_KEYS, "in [admin]"),
+            (raw::DRILL_KEYS, "in [drill]"),
             (raw::PBX_KEYS, "in [pbx]"),
             (raw::SECURITY_KEYS, "in [security]"),
             (raw::FLOOD_KEYS, "in [flood]"),

@@ -6,22 +6,44 @@ use super::flood::{Direct, quota};
 use governor::RateLimiter;
 use governor::clock::Clock;
 use rand::Rng;
+use std::sync::Arc;
 use trunkgate_config::Register;
 
-/// One optional call-rate bucket per trunk, by trunk index.
+/// One trunk's bucket and the `(max_cps, cps_burst)` it was built for.
+pub(crate) type Bucket<C> = (Arc<Direct<C>>, (u32, u32));
+
+/// One optional call-rate bucket per trunk, by trunk index. Buckets are shared (`Arc`) so a
+/// reload hands those of unchanged trunks to the new snapshot: their tokens carry over.
 pub(crate) struct CallRates<C: Clock> {
-    trunks: Vec<Option<Direct<C>>>,
+    trunks: Vec<Option<Bucket<C>>>,
 }
 
 impl<C: Clock + Clone> CallRates<C> {
-    /// `limits[i]`: trunk `i`'s `(max_cps, cps_burst)`, or `None` for no limit.
-    pub fn new(limits: impl IntoIterator<Item = Option<(u32, u32)>>, clock: &C) -> Self {
+    /// `limits[i]`: trunk `i`'s `(max_cps, cps_burst)`, or `None` for no limit; `old`'s
+    /// bucket is reused for every trunk whose limit is unchanged.
+    pub fn keeping(
+        limits: impl IntoIterator<Item = Option<(u32, u32)>>,
+        clock: &C,
+        old: Option<&CallRates<C>>,
+    ) -> Self {
         CallRates {
             trunks: limits
                 .into_iter()
-                .map(|l| {
-                    l.map(|(cps, burst)| {
-                        RateLimiter::direct_with_clock(quota(cps, burst), clock.clone())
+                .enumerate()
+                .map(|(i, l)| {
+                    l.map(|limit| {
+                        let kept = old
+                            .and_then(|o| o.trunks.get(i))
+                            .and_then(Option::as_ref)
+                            .filter(|(_, was)| *was == limit)
+                            .map(|(b, _)| b.clone());
+                        let bucket = kept.unwrap_or_else(|| {
+                            Arc::new(RateLimiter::direct_with_clock(
+                                quota(limit.0, limit.1),
+                                clock.clone(),
+                            ))
+                        });
+                        (bucket, limit)
                     })
                 })
                 .collect(),
@@ -33,7 +55,7 @@ impl<C: Clock + Clone> CallRates<C> {
     #[inline]
     pub fn try_take(&self, trunk: usize) -> bool {
         match self.trunks.get(trunk) {
-            Some(Some(limiter)) => limiter.check().is_ok(),
+            Some(Some((limiter, _))) => limiter.check().is_ok(),
             _ => true,
         }
     }
