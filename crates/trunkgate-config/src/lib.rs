@@ -16,6 +16,15 @@ pub use env::ENV_PREFIX;
 pub use error::{PolicyError, PolicyErrors};
 pub use values::DEFAULT_SIP_PORT;
 
+/// A duration as the policy writes it (`"500ms"`, `"20s"`, `"30m"`, `"1h"`); the error says
+/// what is wrong and what to write.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    values::duration(text).map_err(|p| match p.hint {
+        Some(hint) => format!("{}; {hint}", p.message),
+        None => p.message,
+    })
+}
+
 use error::Report;
 use ipnet::IpNet;
 use std::fmt;
@@ -389,6 +398,11 @@ impl Policy {
 
     /// Read the policy file at `path` and apply the process's environment overrides.
     pub fn load(path: &Path) -> Result<Policy, PolicyErrors> {
+        Self::load_with_text(path).map(|(policy, _)| policy)
+    }
+
+    /// As [`Policy::load`], also returning the file's text (for a hash and a diff).
+    pub fn load_with_text(path: &Path) -> Result<(Policy, String), PolicyErrors> {
         let origin = path.display().to_string();
         let source = std::fs::read_to_string(path).map_err(|e| {
             PolicyErrors(vec![PolicyError {
@@ -399,7 +413,7 @@ impl Policy {
                 hint: None,
             }])
         })?;
-        Self::from_toml_with_env(&source, &origin, &env::process_env())
+        Self::from_toml_with_env(&source, &origin, &env::process_env()).map(|p| (p, source))
     }
 
     /// The embedded default ([`EMBEDDED_DEFAULT`]) with the process's environment overrides.

@@ -1,21 +1,34 @@
 //! [`trunkgate_sip::Admission`] on top of the control crate's [`AdmissionControl`]: the
 //! core asks per datagram, per new call and per REGISTER; the governor buckets and bans
-//! live in the control crate. A reload builds a new adapter (its buckets start full).
+//! live in the control crate. A reload builds a new adapter around the rebuilt control
+//! (which keeps the buckets of trunks that stay). A `cap=N` drill lowers a trunk's
+//! `max_sessions` to N here (never raises it).
 
+use crate::drills::DrillBoard;
 use std::net::IpAddr;
 use std::sync::Arc;
 use trunkgate_control::admission::{AdmissionControl, DatagramVerdict, UnknownSource as Policy};
-use trunkgate_control::{Source, TrunkId};
+use trunkgate_control::{DrillMode, Source, TrunkId};
 use trunkgate_sip::{Admission, Party, RejectReason, TrunkLimits, UnknownSource, Verdict};
 
 #[derive(Debug, Clone)]
 pub struct PolicyAdmission {
     control: Arc<AdmissionControl>,
+    drills: Arc<DrillBoard>,
 }
 
 impl PolicyAdmission {
+    #[cfg(test)]
     pub fn new(control: Arc<AdmissionControl>) -> PolicyAdmission {
-        PolicyAdmission { control }
+        PolicyAdmission::with_drills(control, Arc::new(DrillBoard::default()))
+    }
+
+    pub fn with_drills(control: Arc<AdmissionControl>, drills: Arc<DrillBoard>) -> PolicyAdmission {
+        PolicyAdmission { control, drills }
+    }
+
+    pub fn control(&self) -> &Arc<AdmissionControl> {
+        &self.control
     }
 }
 
@@ -49,8 +62,12 @@ impl Admission for PolicyAdmission {
 
     fn trunk_limits(&self, trunk: u16) -> TrunkLimits {
         let limits = self.control.trunk_limits(TrunkId(trunk));
+        let max_sessions = match self.drills.mode(TrunkId(trunk)) {
+            Some(DrillMode::Cap(n)) => Some(limits.max_sessions.map_or(n, |l| l.min(n))),
+            _ => limits.max_sessions,
+        };
         TrunkLimits {
-            max_sessions: limits.max_sessions,
+            max_sessions,
             max_inbound: limits.max_inbound,
             max_outbound: limits.max_outbound,
         }

@@ -4,12 +4,15 @@
 //! A reload builds a new adapter and hands it to `Proxy::set_routing`.
 //!
 //! The adapter shares its [`Health`] (behind a mutex, via [`PolicyRouting::health`]) so
-//! that the binary can feed it probe results and branch outcomes.
+//! that the binary can feed it probe results and branch outcomes, and the drills overlay
+//! ([`DrillBoard`]): a trunk in a `down` or `drain` drill is no candidate, one in a
+//! `reject-503` drill is answered locally with 503 (the route's failover path runs).
 
+use crate::drills::DrillBoard;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use trunkgate_config::{PeerTransport, Policy};
-use trunkgate_control::{Health, RoutingTable, Source, TrunkId};
+use trunkgate_config::PeerTransport;
+use trunkgate_control::{DrillMode, Health, RoutingTable, Source, TrunkId};
 use trunkgate_sip::routing::{CodeSet, FailoverPolicy, RouteChoice, TrunkLoad};
 use trunkgate_sip::{Party, Routing, Target, Transport};
 
@@ -17,19 +20,29 @@ use trunkgate_sip::{Party, Routing, Target, Transport};
 pub struct PolicyRouting {
     table: RoutingTable,
     health: Arc<Mutex<Health>>,
+    drills: Arc<DrillBoard>,
     /// Each route's failover policy, by route index (built once, not per call).
     failover: Vec<FailoverPolicy>,
 }
 
 impl PolicyRouting {
     /// `table` with every trunk up, per the policy's `[health]`.
-    pub fn new(table: RoutingTable, policy: &Policy) -> PolicyRouting {
+    #[cfg(test)]
+    pub fn new(table: RoutingTable, policy: &trunkgate_config::Policy) -> PolicyRouting {
         let health = Health::new(&table, &policy.health, Instant::now());
-        PolicyRouting::with_health(table, Arc::new(Mutex::new(health)))
+        PolicyRouting::with_health(
+            table,
+            Arc::new(Mutex::new(health)),
+            Arc::new(DrillBoard::default()),
+        )
     }
 
-    /// `table` with a health shared with others (a reload keeps the old one, rebuilt).
-    pub fn with_health(table: RoutingTable, health: Arc<Mutex<Health>>) -> PolicyRouting {
+    /// `table` with a health and drills shared with others (a reload keeps both).
+    pub fn with_health(
+        table: RoutingTable,
+        health: Arc<Mutex<Health>>,
+        drills: Arc<DrillBoard>,
+    ) -> PolicyRouting {
         let failover = table
             .routes()
             .iter()
@@ -43,8 +56,14 @@ impl PolicyRouting {
         PolicyRouting {
             table,
             health,
+            drills,
             failover,
         }
+    }
+
+    /// The drills overlay this adapter routes by.
+    pub fn drills(&self) -> &Arc<DrillBoard> {
+        &self.drills
     }
 
     /// The trunk health this adapter routes by (fed by the core loop's events).
@@ -103,12 +122,17 @@ impl Routing for PolicyRouting {
                     let Some(trunk) = self.table.trunk(id) else {
                         continue;
                     };
+                    let local_answer = match self.drills.mode(id) {
+                        Some(DrillMode::Down | DrillMode::Drain) => continue,
+                        Some(DrillMode::Reject503) => Some(503),
+                        _ => None,
+                    };
                     out.push(Target {
                         party: Party::Trunk(id.0),
                         address: trunk.address,
                         transport: transport(trunk.transport),
                         uri_host: trunk.uri_host.clone(),
-                        local_answer: None,
+                        local_answer,
                     });
                 }
                 RouteChoice {
@@ -145,6 +169,7 @@ impl Routing for PolicyRouting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trunkgate_config::Policy;
 
     fn routing() -> PolicyRouting {
         let policy = Policy::embedded_default().unwrap();

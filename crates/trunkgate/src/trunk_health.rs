@@ -18,10 +18,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use trunkgate_control::{BranchOutcome, Health, ProbeOutcome, StateChange, TrunkId, TrunkState};
+use trunkgate_control::{
+    BranchOutcome, DrillMode, Health, ProbeOutcome, StateChange, TrunkId, TrunkState,
+};
 use trunkgate_sip::message::Method;
-use trunkgate_sip::{Event, Outcome, Party, ProbeResult, Proxy, Target};
+use trunkgate_sip::{EndReason, Event, Outcome, Party, ProbeResult, Proxy, Target};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TrunkLabel {
@@ -119,10 +122,42 @@ impl TrunkMetrics {
     }
 }
 
+/// Per-trunk counts by trunk id that `/trunks` shows (the Prometheus families are for
+/// scrapes): call branches sent and failovers away from the trunk.
+#[derive(Debug)]
+pub struct TrunkCounts {
+    pub attempts: Box<[AtomicU64]>,
+    pub failovers: Box<[AtomicU64]>,
+}
+
+impl TrunkCounts {
+    /// Room for ids `0..slots`.
+    pub fn new(slots: usize) -> TrunkCounts {
+        let zeros = || (0..slots).map(|_| AtomicU64::new(0)).collect();
+        TrunkCounts {
+            attempts: zeros(),
+            failovers: zeros(),
+        }
+    }
+
+    fn bump(counters: &[AtomicU64], trunk: u16) {
+        if let Some(c) = counters.get(usize::from(trunk)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(counters: &[AtomicU64], trunk: TrunkId) -> u64 {
+        counters
+            .get(usize::from(trunk.0))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
 /// Feeds core events to [`Health`] and turns health into probes and metrics.
 pub struct TrunkHealthFeed {
     routing: Arc<PolicyRouting>,
     metrics: TrunkMetrics,
+    counts: Arc<TrunkCounts>,
     /// Trunk names by id, and route names by index.
     trunk_names: Vec<String>,
     route_names: Vec<String>,
@@ -131,7 +166,28 @@ pub struct TrunkHealthFeed {
 }
 
 impl TrunkHealthFeed {
-    pub fn new(routing: Arc<PolicyRouting>, metrics: TrunkMetrics) -> TrunkHealthFeed {
+    pub fn new(
+        routing: Arc<PolicyRouting>,
+        metrics: TrunkMetrics,
+        counts: Arc<TrunkCounts>,
+    ) -> TrunkHealthFeed {
+        let mut feed = TrunkHealthFeed {
+            routing: routing.clone(),
+            metrics,
+            counts,
+            trunk_names: Vec::new(),
+            route_names: Vec::new(),
+            due: Vec::new(),
+            changes: Vec::new(),
+        };
+        feed.set_routing(routing);
+        feed
+    }
+
+    /// A reload's new routing: names by id follow it; trunks that left (drained) leave
+    /// the per-trunk metric families.
+    pub fn set_routing(&mut self, routing: Arc<PolicyRouting>) {
+        let metrics = &self.metrics;
         let table = routing.table();
         let mut trunk_names = Vec::new();
         for trunk in table.trunks() {
@@ -149,15 +205,34 @@ impl TrunkHealthFeed {
             drop(metrics.attempts.get_or_create(&label));
             drop(metrics.answered.get_or_create(&label));
         }
-        let route_names = table.routes().iter().map(|r| r.name.clone()).collect();
-        TrunkHealthFeed {
-            routing,
-            metrics,
-            trunk_names,
-            route_names,
-            due: Vec::new(),
-            changes: Vec::new(),
+        for gone in self
+            .trunk_names
+            .iter()
+            .filter(|n| !n.is_empty() && !trunk_names.contains(n))
+        {
+            let label = TrunkLabel {
+                trunk: gone.clone(),
+            };
+            metrics.up.remove(&label);
+            metrics.state_changes.remove(&label);
+            metrics.attempts.remove(&label);
+            metrics.answered.remove(&label);
+            for result in ["ok", "failed"] {
+                metrics.probes.remove(&ProbeLabels {
+                    trunk: gone.clone(),
+                    result: result.to_owned(),
+                });
+            }
+            for stage in ["provisional", "answer"] {
+                metrics.setup.remove(&StageLabels {
+                    trunk: gone.clone(),
+                    stage: stage.to_owned(),
+                });
+            }
         }
+        self.route_names = table.routes().iter().map(|r| r.name.clone()).collect();
+        self.trunk_names = trunk_names;
+        self.routing = routing;
     }
 
     fn name(&self, trunk: u16) -> String {
@@ -178,13 +253,49 @@ impl TrunkHealthFeed {
 
     /// One event out of the core.
     pub fn on_event(&mut self, now: Instant, event: Event) {
+        let drills = self.routing.drills().clone();
         match event {
+            Event::CallAttempt {
+                dialog,
+                route: Some(route),
+                ..
+            } if drills.any() => {
+                if let Some(route) = self.routing.table().routes().get(usize::from(route)) {
+                    drills.with(|d| d.call_attempt(dialog, &route.trunks));
+                }
+            }
+            Event::CallAnswered { dialog, to, setup } => {
+                let trunk = match to {
+                    Party::Trunk(t) => Some((TrunkId(t), self.name(t))),
+                    _ => None,
+                };
+                drills.with(|d| {
+                    d.call_answered(
+                        now,
+                        dialog,
+                        trunk.as_ref().map(|(id, n)| (*id, n.as_str())),
+                        setup,
+                    )
+                });
+            }
+            Event::CallEnded { dialog, reason, .. } if drills.any() => {
+                let why = match reason {
+                    EndReason::Rejected(code) => Some(code.to_string()),
+                    EndReason::Cancelled => Some("cancelled".to_owned()),
+                    _ => None,
+                };
+                drills.with(|d| match &why {
+                    Some(why) => d.call_failed(dialog, why),
+                    None => d.call_ended(dialog),
+                });
+            }
             Event::BranchStarted {
                 to: Party::Trunk(t),
                 method,
                 ..
             } => {
                 if method == Method::Invite {
+                    TrunkCounts::bump(&self.counts.attempts, t);
                     self.metrics
                         .attempts
                         .get_or_create(&TrunkLabel {
@@ -201,6 +312,7 @@ impl TrunkHealthFeed {
                 self.changed(change);
             }
             Event::BranchEnded {
+                dialog,
                 to: Party::Trunk(t),
                 method,
                 route,
@@ -211,10 +323,23 @@ impl TrunkHealthFeed {
                 failover,
                 ..
             } => {
+                if failover {
+                    TrunkCounts::bump(&self.counts.failovers, t);
+                    if drills.any() {
+                        drills.with(|d| d.failover(dialog));
+                    }
+                }
                 let timing = (method == Method::Invite).then_some((first_provisional, duration));
                 self.branch_ended(now, t, route, outcome, retry_after, timing, failover);
             }
             Event::Probe { trunk, result, rtt } => {
+                // Drills: `down` ignores probes (the trunk counts as failed whatever they
+                // say), `probe-fail` turns every result into a failure.
+                let result = match drills.mode(TrunkId(trunk)) {
+                    Some(DrillMode::Down) => return,
+                    Some(DrillMode::ProbeFail) => ProbeResult::Timeout,
+                    _ => result,
+                };
                 let outcome = match result {
                     ProbeResult::Reply(code) => ProbeOutcome::Reply(code),
                     ProbeResult::Timeout => ProbeOutcome::Timeout,
@@ -336,8 +461,14 @@ impl TrunkHealthFeed {
         self.metrics.up.get_or_create(&label).set(up);
     }
 
-    /// Time-driven work: cooldowns that ended, probes that are due (sent through `proxy`).
+    /// Time-driven work: drills that expired, cooldowns that ended, probes that are due
+    /// (sent through `proxy`).
     pub fn poll(&mut self, now: Instant, proxy: &mut Proxy) {
+        let drills = self.routing.drills().clone();
+        if drills.any() {
+            let expired = drills.with(|d| d.expire(now, crate::drills::wall_ms()));
+            crate::drills::ended(now, "expired", &expired, self.routing.health());
+        }
         let mut changes = std::mem::take(&mut self.changes);
         let mut due = std::mem::take(&mut self.due);
         self.with_health(|h| {
@@ -375,6 +506,19 @@ impl TrunkHealthFeed {
 
     /// When [`TrunkHealthFeed::poll`] must run next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.with_health(|h| h.next_deadline())
+        let health = self.with_health(|h| h.next_deadline());
+        match (health, self.routing.drills().next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The process is shutting down: end every drill (one log line each).
+    pub fn end_drills(&self, now: Instant) {
+        let ended = self
+            .routing
+            .drills()
+            .with(|d| d.shutdown(crate::drills::wall_ms()));
+        crate::drills::ended(now, "ended by shutdown", &ended, self.routing.health());
     }
 }

@@ -56,6 +56,14 @@ pub struct SipShell {
     media_timeouts: Option<mpsc::UnboundedReceiver<(u64, Duration)>>,
     /// Trunk health: fed with the core's events, sends probes through the core.
     health: Option<TrunkHealthFeed>,
+    /// New policy snapshots (reloads), applied between two inputs.
+    policies: Option<mpsc::UnboundedReceiver<PolicySwap>>,
+}
+
+/// A reloaded policy for the core: routing and admission, swapped between two inputs.
+pub struct PolicySwap {
+    pub routing: Arc<crate::routing_adapter::PolicyRouting>,
+    pub admission: Arc<crate::admission_adapter::PolicyAdmission>,
 }
 
 /// How the core loop ended.
@@ -94,6 +102,24 @@ impl SipShell {
             received: Vec::with_capacity(udp::RECV_BATCH),
             media_timeouts: None,
             health: None,
+            policies: None,
+        }
+    }
+
+    /// Receive reloaded policies (`Proxy::set_routing`/`set_admission` between two inputs).
+    pub fn with_policies(mut self, policies: mpsc::UnboundedReceiver<PolicySwap>) -> SipShell {
+        self.policies = Some(policies);
+        self
+    }
+
+    /// Take a reloaded policy: calls in progress keep their dialogs; the next new request
+    /// is routed and admitted by the new one.
+    fn apply_policy(&mut self, swap: PolicySwap) {
+        let routing: Arc<dyn trunkgate_sip::Routing> = swap.routing.clone();
+        self.proxy.set_routing(routing);
+        self.proxy.set_admission(swap.admission);
+        if let Some(health) = self.health.as_mut() {
+            health.set_routing(swap.routing);
         }
     }
 
@@ -168,6 +194,9 @@ impl SipShell {
                     listening_for_signal = false;
                     if signal.is_ok() {
                         draining = true;
+                        if let Some(health) = self.health.as_ref() {
+                            health.end_drills(Instant::now());
+                        }
                         self.proxy.begin_shutdown();
                         self.status.shutting_down.store(true, Ordering::Relaxed);
                         self.flush();
@@ -205,6 +234,12 @@ impl SipShell {
                             self.flush();
                         }
                         None => self.media_timeouts = None,
+                    }
+                }
+                swap = next_policy(&mut self.policies) => {
+                    match swap {
+                        Some(swap) => self.apply_policy(swap),
+                        None => self.policies = None,
                     }
                 }
                 () = &mut timer, if armed.is_some() => {
@@ -408,6 +443,14 @@ impl SipShell {
             self.tcp.clone(),
             slot,
         ));
+    }
+}
+
+/// The next reloaded policy; pending forever without a sender.
+async fn next_policy(rx: &mut Option<mpsc::UnboundedReceiver<PolicySwap>>) -> Option<PolicySwap> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
