@@ -11,12 +11,12 @@
 
 mod common;
 
+use common::load::{LongCalls, uas_calls};
 use common::sipp::{Transport, Uac, UacSpec, Uas};
 use common::trunkgate::Trunkgate;
-use common::{Net, garbage, http_get, samples, scratch_dir, sipp_bin, tail, test_policy};
+use common::{Net, garbage, http_get, samples, scratch_dir, tail, test_policy};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -220,169 +220,6 @@ impl Drop for PeakPoller {
 // ---------------------------------------------------------------------------------------
 // SIPp
 // ---------------------------------------------------------------------------------------
-
-/// The columns of the last row of a SIPp `-trace_stat` CSV, and the number of data rows.
-fn stat_last_row(path: &Path) -> Option<(Vec<(String, String)>, usize)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next()?.split(';').collect();
-    let rows: Vec<&str> = lines.collect();
-    let last = rows.last()?;
-    let row = header
-        .iter()
-        .zip(last.split(';'))
-        .map(|(h, v)| ((*h).to_owned(), v.trim().to_owned()))
-        .collect();
-    Some((row, rows.len()))
-}
-
-fn column(row: &[(String, String)], name: &str) -> u64 {
-    row.iter()
-        .find(|(h, _)| h == name)
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or_else(|| panic!("SIPp stat column {name} missing or unreadable"))
-}
-
-/// Calls each SIPp UAS (started by `common::sipp::Uas::start(dir, name, ..)`) has received,
-/// once none has a call in progress and each has dumped its statistics (every second) at
-/// least twice since this call.
-fn uas_calls<const N: usize>(dir: &Path, names: [&str; N]) -> [u64; N] {
-    let paths = names.map(|name| dir.join(format!("{name}_stat.csv")));
-    let rows_now = paths
-        .each_ref()
-        .map(|p| stat_last_row(p).map_or(0, |(_, n)| n));
-    let settled = common::poll(Duration::from_secs(6), || {
-        let mut calls = [0; N];
-        for (i, path) in paths.iter().enumerate() {
-            let (row, n) = stat_last_row(path)?;
-            if n < rows_now[i] + 2 || column(&row, "CurrentCall") != 0 {
-                return None;
-            }
-            calls[i] = column(&row, "IncomingCall(C)");
-        }
-        Some(calls)
-    });
-    settled.unwrap_or_else(|| {
-        let stats: Vec<String> = paths
-            .iter()
-            .map(|p| format!("{}:\n{}", p.display(), tail(p, 1200)))
-            .collect();
-        panic!(
-            "SIPp UAS {names:?}: calls still in progress or no statistics written:\n{}",
-            stats.join("\n")
-        )
-    })
-}
-
-/// A SIPp `uac` with a call duration and a concurrency limit, which `common::sipp::UacSpec`
-/// does not offer: `-r rate -l limit -m calls -d duration`. Killed on drop.
-struct LongCalls {
-    child: Option<Child>,
-    _watchdog: Option<common::Watchdog>,
-    dir: PathBuf,
-    name: &'static str,
-    deadline: Instant,
-}
-
-/// SIPp's counters after a `LongCalls` run.
-#[derive(Debug)]
-struct Counters {
-    exit_code: Option<i32>,
-    successful: u64,
-    failed: u64,
-    created: u64,
-}
-
-impl LongCalls {
-    fn spawn(
-        dir: &Path,
-        name: &'static str,
-        net: Net,
-        calls: u32,
-        limit: u32,
-        duration: Duration,
-    ) -> LongCalls {
-        let file = |suffix: &str| dir.join(format!("{name}{suffix}"));
-        let out = std::fs::File::create(file(".out")).expect("create SIPp output file");
-        let budget = duration.as_secs() + 30;
-        let child = Command::new(sipp_bin())
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone SIPp output handle"))
-            .stderr(out)
-            .arg(net.sip().to_string())
-            .args(["-sn", "uac", "-t", "u1", "-i"])
-            .arg(net.pbx_ip().to_string())
-            .args(["-p", "5060", "-bind_local", "-nostdin", "-aa", "-s", "1000"])
-            .args(["-r", &calls.to_string(), "-l", &limit.to_string()])
-            .args(["-m", &calls.to_string()])
-            .args(["-d", &duration.as_millis().to_string()])
-            .args(["-timeout", &format!("{budget}s"), "-timeout_error"])
-            .args(["-recv_timeout", "10000"])
-            .args(["-trace_stat", "-fd", "1", "-stf"])
-            .arg(file("_stat.csv"))
-            .args(["-trace_screen", "-screen_file"])
-            .arg(file("_screen.txt"))
-            .args(["-trace_err", "-error_file"])
-            .arg(file("_errors.log"))
-            .spawn()
-            .expect("spawn sipp uac");
-        LongCalls {
-            _watchdog: common::Watchdog::guard(child.id()),
-            child: Some(child),
-            dir: dir.to_owned(),
-            name,
-            deadline: Instant::now() + Duration::from_secs(budget + 15),
-        }
-    }
-
-    fn report(&self) -> String {
-        let file = |suffix: &str| self.dir.join(format!("{}{suffix}", self.name));
-        format!(
-            "---- SIPp {n} errors ----\n{}\n---- SIPp {n} screen ----\n{}\n---- SIPp {n} output ----\n{}",
-            tail(&file("_errors.log"), 2000),
-            tail(&file("_screen.txt"), 2500),
-            tail(&file(".out"), 1500),
-            n = self.name
-        )
-    }
-
-    /// Wait for SIPp to exit (killed at the hard deadline) and read its counters.
-    fn wait(mut self) -> (Counters, String) {
-        let mut child = self.child.take().expect("uac child");
-        let exit_code = loop {
-            match child.try_wait().expect("try_wait sipp uac") {
-                Some(status) => break status.code(),
-                None if Instant::now() >= self.deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                None => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
-        let stat = self.dir.join(format!("{}_stat.csv", self.name));
-        let Some((row, _)) = stat_last_row(&stat) else {
-            panic!("SIPp {} wrote no statistics\n{}", self.name, self.report());
-        };
-        let counters = Counters {
-            exit_code,
-            successful: column(&row, "SuccessfulCall(C)"),
-            failed: column(&row, "FailedCall(C)"),
-            created: column(&row, "TotalCallCreated"),
-        };
-        (counters, self.report())
-    }
-}
-
-impl Drop for LongCalls {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn uas(dir: &Path, name: &str, ip: IpAddr) -> Uas {
     Uas::start(dir, name, ip, Transport::Udp, Duration::from_secs(90))

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod garbage;
+pub mod load;
 pub mod sipp;
 pub mod trunkgate;
 
