@@ -133,7 +133,7 @@ fn uas(dir: &Path, name: &str, ip: std::net::IpAddr) -> Uas {
 fn uas_without_timewait(dir: &Path, name: &str, ip: std::net::IpAddr) -> SippPeer {
     let scenario =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/control/uas_no_timewait.xml");
-    SippPeer::spawn(
+    let mut peer = SippPeer::spawn(
         dir,
         name,
         Scenario::File(&scenario),
@@ -141,13 +141,42 @@ fn uas_without_timewait(dir: &Path, name: &str, ip: std::net::IpAddr) -> SippPee
         None,
         &[],
         Duration::from_secs(120),
-    )
+    );
+    // SIPp writes its statistics file once it has set up (its first row within a second).
+    let stat = dir.join(format!("{name}_stat.csv"));
+    wait_for(
+        "the SIPp UAS writes its statistics",
+        Duration::from_secs(10),
+        || stat.exists(),
+    );
+    peer.assert_running();
+    peer
 }
 
 /// Calls a UAS has received so far (its stat file, dumped every second; 0 before the first).
 fn received(dir: &Path, name: &str) -> u64 {
     stat_last_row(&dir.join(format!("{name}_stat.csv")))
         .map_or(0, |(row, _)| column(&row, "IncomingCall(C)"))
+}
+
+/// Calls a UAS has received, from a stat row written at least a second from now (SIPp dumps
+/// its counters every second, so the last row may be a second old).
+fn received_fresh(dir: &Path, name: &str) -> u64 {
+    let path = dir.join(format!("{name}_stat.csv"));
+    let rows = stat_last_row(&path).map_or(0, |(_, n)| n);
+    let mut calls = 0;
+    wait_for(
+        "two fresh SIPp stat rows",
+        Duration::from_secs(5),
+        || match stat_last_row(&path) {
+            Some((row, n)) if n >= rows + 2 => {
+                calls = column(&row, "IncomingCall(C)");
+                true
+            }
+            _ => false,
+        },
+    );
+    calls
 }
 
 /// Every `CurrentCall` sample a UAS's stat file holds.
@@ -227,6 +256,9 @@ fn drill_down_reroutes_and_expires() {
     let id = start_drill(&policy, &["carrier-a", "--mode", "down", "--for", "20s"]);
     let status = ctl_json(&policy, &["status"]);
     assert_eq!(status["drills"][0]["mode"], "down", "status: {status}");
+    let trunks = ctl_json(&policy, &["trunks"]);
+    assert_eq!(trunks["trunks"][0]["drill"], "down", "{trunks}");
+    assert!(tg.log_tail().contains("drill started"), "no start log line");
     assert_eq!(
         metric(
             &tg,
@@ -238,8 +270,9 @@ fn drill_down_reroutes_and_expires() {
     let report = wait_drill_end(&policy, id, Duration::from_secs(30));
     assert_eq!(report["end"], "expired", "{report}");
     assert_eq!(metric(&tg, "trunkgate_drill_active", &[]), 0.0);
-    // After expiry: carrier-b gets no new call (the ones up finish).
-    let b_at_expiry = received(&dir, "uas_b");
+    // After expiry: carrier-b gets no new call (the ones up finish). SIPp dumps its counters
+    // every second: read rows written after the expiry.
+    let b_at_expiry = received_fresh(&dir, "uas_b");
     let a_at_expiry = received(&dir, "uas_a");
     let (counters, log) = uac.wait();
     assert!(
@@ -301,6 +334,13 @@ fn drill_reject_503_runs_the_failover_path() {
         &["carrier-a", "--mode", "reject-503", "--for", "8s"],
     );
     let report = wait_drill_end(&policy, id, Duration::from_secs(20));
+    // The breaker took carrier-a down during the drill; its end put it back as it was.
+    let trunks = ctl_json(&policy, &["trunks"]);
+    assert_eq!(trunks["trunks"][0]["state"], "up", "{trunks}");
+    assert_eq!(
+        metric(&tg, "trunkgate_trunk_up", &[("trunk", "carrier-a")]),
+        1.0
+    );
     let during = metric(&tg, "trunkgate_failovers_total", &[]) - before;
     let attempts = metric(
         &tg,

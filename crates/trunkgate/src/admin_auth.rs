@@ -125,10 +125,6 @@ impl AdminAuth {
         self.token.store(token.map(Arc::new));
     }
 
-    pub fn has_token(&self) -> bool {
-        self.token.load().is_some()
-    }
-
     /// Refusals so far (`trunkgate_admin_unauthorized_total`).
     pub fn unauthorized(&self) -> u64 {
         self.unauthorized.load(Ordering::Relaxed)

@@ -238,6 +238,7 @@ pub async fn drill_start(
     });
     match started {
         Ok(report) => {
+            live.wake_core();
             tracing::info!(
                 drill = report.id,
                 trunk = %report.trunk,
@@ -297,7 +298,13 @@ pub async fn drill_stop(State(state): State<AdminState>, Json(body): Json<StopBo
             },
         );
     }
-    crate::drills::ended(Instant::now(), "stopped", &ended, &live.shared().health);
+    crate::drills::ended(
+        Instant::now(),
+        "stopped",
+        &ended,
+        &live.shared().health,
+        live.trunk_metrics(),
+    );
     let reports: Vec<_> = ended.into_iter().map(|(_, r)| r).collect();
     Json(json!({ "stopped": reports })).into_response()
 }

@@ -115,4 +115,38 @@ mod tests {
         assert!(admission.blocked_user_agent(Party::Unknown, b"friendly-scanner"));
         assert!(!admission.blocked_user_agent(Party::Pbx, b"friendly-scanner"));
     }
+
+    #[test]
+    fn a_cap_drill_lowers_max_sessions_and_never_raises_it() {
+        let policy = TomlPolicy::embedded_default().unwrap();
+        let table = RoutingTable::new(
+            &policy,
+            &mut trunkgate_control::TrunkIds::default(),
+            crate::startup::resolve,
+        )
+        .unwrap();
+        let drills = Arc::new(DrillBoard::default());
+        let admission = PolicyAdmission::with_drills(
+            Arc::new(AdmissionControl::new(&policy, &table)),
+            drills.clone(),
+        );
+        for (n, expected) in [(5, 5), (1000, 300)] {
+            let request = trunkgate_control::drill::DrillRequest {
+                trunk: TrunkId(0),
+                trunk_name: "carrier-a".into(),
+                mode: DrillMode::Cap(n),
+                duration: std::time::Duration::from_secs(20),
+                started_by: "local".into(),
+                max_duration: std::time::Duration::from_secs(60),
+                state_before: None,
+            };
+            drills
+                .with(|d| d.start(std::time::Instant::now(), 0, request).map(|_| ()))
+                .unwrap();
+            assert_eq!(admission.trunk_limits(0).max_sessions, Some(expected));
+            assert_eq!(admission.trunk_limits(1).max_sessions, Some(300));
+            drills.with(|d| d.stop(0, None));
+        }
+        assert_eq!(admission.trunk_limits(0).max_sessions, Some(300));
+    }
 }

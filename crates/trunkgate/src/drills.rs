@@ -5,6 +5,7 @@
 //!
 //! `trunkgate_drill_active{trunk,mode}` is 1 per running drill ([`DrillCollector`]).
 
+use crate::trunk_health::TrunkMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
@@ -64,9 +65,15 @@ impl DrillBoard {
     }
 }
 
-/// Drills that ended (`how`: "expired", "stopped", "shut down"): one log line each, and
-/// their trunks' health put back as it was when the drill started.
-pub fn ended(now: Instant, how: &str, ended: &[(Drill, DrillReport)], health: &Mutex<Health>) {
+/// Drills that ended (`how`: "expired", "stopped", "ended by shutdown"): one log line each,
+/// and their trunks' health (and its metrics) put back as it was when the drill started.
+pub fn ended(
+    now: Instant,
+    how: &str,
+    ended: &[(Drill, DrillReport)],
+    health: &Mutex<Health>,
+    metrics: &TrunkMetrics,
+) {
     if ended.is_empty() {
         return;
     }
@@ -74,7 +81,9 @@ pub fn ended(now: Instant, how: &str, ended: &[(Drill, DrillReport)], health: &M
     for (drill, report) in ended {
         if let Some(before) = drill.state_before {
             if health.state(now, drill.trunk) != Some(before) {
-                health.restore(now, drill.trunk, before);
+                if let Some(change) = health.restore(now, drill.trunk, before) {
+                    metrics.state_changed(&report.trunk, &change);
+                }
             }
         }
         tracing::info!(

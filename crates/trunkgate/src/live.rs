@@ -24,9 +24,9 @@ use crate::drills::DrillBoard;
 use crate::metrics::{PeerView, PeerViews};
 use crate::policy_diff::{self, Change};
 use crate::routing_adapter::PolicyRouting;
-use crate::shell::PolicySwap;
 use crate::shell::admit::Admit;
-use crate::trunk_health::TrunkCounts;
+use crate::shell::{CoreMessage, PolicySwap};
+use crate::trunk_health::{TrunkCounts, TrunkMetrics};
 use arc_swap::ArcSwap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -256,12 +256,13 @@ pub struct LivePolicy {
     current: ArcSwap<Snapshot>,
     builder: Mutex<Builder>,
     shared: Shared,
-    core: mpsc::UnboundedSender<PolicySwap>,
+    core: mpsc::UnboundedSender<CoreMessage>,
     admit: Arc<Admit>,
     views: PeerViews,
     proxy: Arc<ProxyMetrics>,
     counts: Arc<TrunkCounts>,
     auth: Arc<AdminAuth>,
+    trunk_metrics: TrunkMetrics,
     reloads: Family<ResultLabel, Counter>,
     info: Family<HashLabel, Gauge>,
     peaks: Mutex<Peaks>,
@@ -283,12 +284,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The parts a [`LivePolicy`] is wired to.
 pub struct Wiring {
-    pub core: mpsc::UnboundedSender<PolicySwap>,
+    pub core: mpsc::UnboundedSender<CoreMessage>,
     pub admit: Arc<Admit>,
     pub views: PeerViews,
     pub proxy: Arc<ProxyMetrics>,
     pub counts: Arc<TrunkCounts>,
     pub auth: Arc<AdminAuth>,
+    pub trunk_metrics: TrunkMetrics,
 }
 
 /// The metric peer labels of `routing`'s trunks.
@@ -321,6 +323,7 @@ impl LivePolicy {
             proxy: wiring.proxy,
             counts: wiring.counts,
             auth: wiring.auth,
+            trunk_metrics: wiring.trunk_metrics,
             reloads: Family::default(),
             info: Family::default(),
             peaks: Mutex::new(Peaks::default()),
@@ -357,6 +360,17 @@ impl LivePolicy {
 
     pub fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// The per-trunk health metrics (a drill's end restores a trunk's up gauge).
+    pub fn trunk_metrics(&self) -> &TrunkMetrics {
+        &self.trunk_metrics
+    }
+
+    /// A drill started: the core loop re-arms its timer for the drill's expiry (it would
+    /// otherwise only notice at its next input).
+    pub fn wake_core(&self) {
+        let _ = self.core.send(CoreMessage::Wake);
     }
 
     pub fn uptime(&self) -> std::time::Duration {
@@ -525,10 +539,10 @@ impl LivePolicy {
             .set_policy(snapshot.routing.clone(), snapshot.admission.clone());
         if self
             .core
-            .send(PolicySwap {
+            .send(CoreMessage::Policy(PolicySwap {
                 routing: snapshot.routing.clone(),
                 admission: snapshot.admission.clone(),
-            })
+            }))
             .is_err()
         {
             tracing::warn!(
@@ -599,10 +613,15 @@ impl LivePolicy {
             Ok(token) => token,
             Err(error) => return refused(format!("{error:#}"), changes),
         };
-        if token.is_none() && !policy.admin.listen.ip().is_loopback() && self.auth.has_token() {
+        let exposed = !current.policy.admin.listen.ip().is_loopback()
+            || !policy.admin.listen.ip().is_loopback();
+        if token.is_none() && exposed {
             return refused(
-                "admin: the new policy configures no token; the admin listener is not loopback"
-                    .to_owned(),
+                format!(
+                    "{file}: admin.listen is not a loopback address and the new policy configures \
+                     no admin token; set [admin] token_file (or {}) or listen on 127.0.0.1",
+                    crate::admin_auth::TOKEN_ENV
+                ),
                 changes,
             );
         }
@@ -647,6 +666,7 @@ impl LivePolicy {
                 "stopped (trunk removed by reload)",
                 &ended,
                 &self.shared.health,
+                &self.trunk_metrics,
             );
         }
         self.auth.set_token(token);

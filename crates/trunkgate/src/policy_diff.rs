@@ -24,10 +24,13 @@ pub struct Change {
 /// Sections and keys that a reload does not apply (the process reads them once, at start).
 const RESTART_SECTIONS: &[&str] = &["listen", "sip", "media", "limits"];
 const RESTART_KEYS: &[&str] = &["admin.listen"];
+/// Keys of those sections that a reload does apply (read through admission per call).
+const RELOADED_KEYS: &[&str] = &["sip.overflow_retry_after"];
 
 fn needs_restart(key: &str) -> bool {
     let section = key.split('.').next().unwrap_or_default();
-    RESTART_SECTIONS.contains(&section) || RESTART_KEYS.contains(&key)
+    (RESTART_SECTIONS.contains(&section) || RESTART_KEYS.contains(&key))
+        && !RELOADED_KEYS.contains(&key)
 }
 
 fn show(v: &Value) -> String {
@@ -179,6 +182,17 @@ trunks = ["carrier-a", "carrier-b"]
         assert_eq!(changes[3].old.as_deref(), Some("300"));
         assert_eq!(changes[3].new.as_deref(), Some("500"));
         assert_eq!(diff(OLD, OLD).unwrap(), Vec::new());
+        // [sip] is read at start, except the Retry-After of overflow 503s (admission's).
+        let sip = |v: &str| format!("{OLD}[sip]\nt1 = \"{v}\"\noverflow_retry_after = \"{v}\"\n");
+        let changes = diff(&sip("1s"), &sip("2s")).unwrap();
+        let restart: Vec<(&str, bool)> = changes
+            .iter()
+            .map(|c| (c.key.as_str(), c.restart))
+            .collect();
+        assert_eq!(
+            restart,
+            vec![("sip.overflow_retry_after", false), ("sip.t1", true)]
+        );
         assert!(diff(OLD, "[[trunk]\n").is_err());
     }
 }

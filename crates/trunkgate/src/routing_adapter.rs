@@ -239,6 +239,52 @@ mod tests {
         assert_eq!(parties, [Party::Trunk(1)]);
     }
 
+    fn drill(r: &PolicyRouting, trunk: u16, mode: DrillMode) {
+        let request = trunkgate_control::drill::DrillRequest {
+            trunk: TrunkId(trunk),
+            trunk_name: format!("t{trunk}"),
+            mode,
+            duration: std::time::Duration::from_secs(20),
+            started_by: "local".into(),
+            max_duration: std::time::Duration::from_secs(60),
+            state_before: None,
+        };
+        r.drills()
+            .with(|d| d.start(Instant::now(), 0, request).map(|_| ()))
+            .unwrap();
+    }
+
+    #[test]
+    fn drills_skip_or_answer_the_trunk() {
+        let route = |r: &PolicyRouting| {
+            let mut out = Vec::new();
+            r.candidates(Instant::now(), Party::Pbx, Some(b"1"), &Idle, &mut out);
+            out.iter()
+                .map(|t| (t.party, t.local_answer))
+                .collect::<Vec<_>>()
+        };
+        for mode in [DrillMode::Down, DrillMode::Drain] {
+            let r = routing();
+            drill(&r, 0, mode);
+            assert_eq!(route(&r), [(Party::Trunk(1), None)], "{mode}");
+        }
+        let r = routing();
+        drill(&r, 0, DrillMode::Reject503);
+        assert_eq!(
+            route(&r),
+            [(Party::Trunk(0), Some(503)), (Party::Trunk(1), None)]
+        );
+        // cap=N is admission's; probe-fail is health's: routing is unchanged.
+        let r = routing();
+        drill(&r, 0, DrillMode::Cap(5));
+        assert_eq!(
+            route(&r),
+            [(Party::Trunk(0), None), (Party::Trunk(1), None)]
+        );
+        r.drills().with(|d| d.stop(0, None));
+        assert!(!r.drills().any());
+    }
+
     #[test]
     fn trunk_calls_go_to_the_pbx_and_unknown_sources_nowhere() {
         let r = routing();

@@ -296,7 +296,7 @@ async fn serve(
     let trunk_metrics = TrunkMetrics::new();
     trunk_metrics.register(&mut registry);
     let counts = Arc::new(TrunkCounts::new(slots));
-    let health_feed = TrunkHealthFeed::new(routing.clone(), trunk_metrics, counts.clone());
+    let health_feed = TrunkHealthFeed::new(routing.clone(), trunk_metrics.clone(), counts.clone());
     registry.register_collector(Box::new(DrillCollector(shared.drills.clone())));
 
     // Stream connections are judged at accept by the same routing table and admission as
@@ -338,6 +338,7 @@ async fn serve(
             proxy: proxy_metrics.clone(),
             counts,
             auth: auth.clone(),
+            trunk_metrics,
         },
         &mut registry,
     ));
@@ -420,7 +421,7 @@ async fn serve(
                         SipShell::new(proxy, udp, events_rx, tcp_shared, status, grace, spawner)
                             .with_media_timeouts(media_rx)
                             .with_health(health_feed)
-                            .with_policies(policy_rx);
+                            .with_control(policy_rx);
                     Ok(core.run(shutdown).await)
                 })
             })();

@@ -83,6 +83,17 @@ impl TrunkMetrics {
         }
     }
 
+    /// Trunk `name` changed state: its change counter and up gauge. (The one log line per
+    /// change is written by `Health` itself.)
+    pub fn state_changed(&self, name: &str, change: &StateChange) {
+        let label = TrunkLabel {
+            trunk: name.to_owned(),
+        };
+        self.state_changes.get_or_create(&label).inc();
+        let up = i64::from(change.new != TrunkState::Down);
+        self.up.get_or_create(&label).set(up);
+    }
+
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "trunkgate_failovers",
@@ -189,6 +200,8 @@ impl TrunkHealthFeed {
     pub fn set_routing(&mut self, routing: Arc<PolicyRouting>) {
         let metrics = &self.metrics;
         let table = routing.table();
+        let now = Instant::now();
+        let health = routing.health().lock().unwrap_or_else(|e| e.into_inner());
         let mut trunk_names = Vec::new();
         for trunk in table.trunks() {
             let slot = usize::from(trunk.id.0);
@@ -199,7 +212,8 @@ impl TrunkHealthFeed {
             let label = TrunkLabel {
                 trunk: trunk.name.clone(),
             };
-            metrics.up.get_or_create(&label).set(1);
+            let up = health.state(now, trunk.id) != Some(TrunkState::Down);
+            metrics.up.get_or_create(&label).set(i64::from(up));
             // Exported from the start (at 0), so dashboards and alerts see every trunk.
             drop(metrics.state_changes.get_or_create(&label));
             drop(metrics.attempts.get_or_create(&label));
@@ -230,6 +244,7 @@ impl TrunkHealthFeed {
                 });
             }
         }
+        drop(health);
         self.route_names = table.routes().iter().map(|r| r.name.clone()).collect();
         self.trunk_names = trunk_names;
         self.routing = routing;
@@ -265,8 +280,10 @@ impl TrunkHealthFeed {
                 }
             }
             Event::CallAnswered { dialog, to, setup } => {
+                // Always recorded (a drill's "before" figures); the trunk's name only
+                // while a drill runs (no allocation per call otherwise).
                 let trunk = match to {
-                    Party::Trunk(t) => Some((TrunkId(t), self.name(t))),
+                    Party::Trunk(t) if drills.any() => Some((TrunkId(t), self.name(t))),
                     _ => None,
                 };
                 drills.with(|d| {
@@ -452,13 +469,8 @@ impl TrunkHealthFeed {
 
     fn changed(&mut self, change: Option<StateChange>) {
         let Some(change) = change else { return };
-        let label = TrunkLabel {
-            trunk: self.name(change.trunk.0),
-        };
-        self.metrics.state_changes.get_or_create(&label).inc();
-        let up = i64::from(change.new != TrunkState::Down);
-        // The one log line per change is written by `Health` itself.
-        self.metrics.up.get_or_create(&label).set(up);
+        self.metrics
+            .state_changed(&self.name(change.trunk.0), &change);
     }
 
     /// Time-driven work: drills that expired, cooldowns that ended, probes that are due
@@ -467,7 +479,13 @@ impl TrunkHealthFeed {
         let drills = self.routing.drills().clone();
         if drills.any() {
             let expired = drills.with(|d| d.expire(now, crate::drills::wall_ms()));
-            crate::drills::ended(now, "expired", &expired, self.routing.health());
+            crate::drills::ended(
+                now,
+                "expired",
+                &expired,
+                self.routing.health(),
+                &self.metrics,
+            );
         }
         let mut changes = std::mem::take(&mut self.changes);
         let mut due = std::mem::take(&mut self.due);
@@ -519,6 +537,12 @@ impl TrunkHealthFeed {
             .routing
             .drills()
             .with(|d| d.shutdown(crate::drills::wall_ms()));
-        crate::drills::ended(now, "ended by shutdown", &ended, self.routing.health());
+        crate::drills::ended(
+            now,
+            "ended by shutdown",
+            &ended,
+            self.routing.health(),
+            &self.metrics,
+        );
     }
 }

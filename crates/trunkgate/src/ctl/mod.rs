@@ -206,55 +206,55 @@ pub fn run(args: CtlArgs) -> ExitCode {
         }
     };
     let json_out = args.json;
-    let result =
-        match &args.command {
-            CtlCommand::Status => call(&c, "GET", "/status", None)
-                .map(|a| (a, render::status as fn(&Value) -> String)),
-            CtlCommand::Trunks => call(&c, "GET", "/trunks", None)
-                .map(|a| (a, render::trunks as fn(&Value) -> String)),
-            CtlCommand::Calls { trunk } => {
-                let path = match trunk {
-                    Some(t) => format!("/calls?trunk={}", percent(t)),
-                    None => "/calls".to_owned(),
-                };
-                call(&c, "GET", &path, None).map(|a| (a, render::calls as fn(&Value) -> String))
-            }
-            CtlCommand::Reload { diff, dry_run } => return reload(&c, json_out, *diff, *dry_run),
-            CtlCommand::Drill(d) => match d {
-                DrillCommand::Start {
-                    trunk,
-                    mode,
-                    duration,
-                    dry_run,
-                    force,
-                } => {
-                    let body = json!({
-                        "trunk": trunk, "mode": mode, "for": duration,
-                        "dry_run": dry_run, "force": force,
-                    });
-                    call(&c, "POST", "/drills", Some(body))
-                        .map(|a| (a, render::drill_started as fn(&Value) -> String))
-                }
-                DrillCommand::Stop { trunk, all } => {
-                    let body = match trunk {
-                        Some(t) if !*all => json!({ "trunk": t }),
-                        _ => json!({ "all": true }),
-                    };
-                    call(&c, "POST", "/drills/stop", Some(body))
-                        .map(|a| (a, render::drills_stopped as fn(&Value) -> String))
-                }
-                DrillCommand::Status => call(&c, "GET", "/drills", None)
-                    .map(|a| (a, render::drill_status as fn(&Value) -> String)),
-                DrillCommand::Report { id } => {
-                    let path = match id {
-                        Some(id) => format!("/drills/reports/{id}"),
-                        None => "/drills/reports/latest".to_owned(),
-                    };
-                    call(&c, "GET", &path, None)
-                        .map(|a| (a, render::drill_report as fn(&Value) -> String))
-                }
-            },
-        };
+    type Show = fn(&Value) -> String;
+    let (method, path, body, show): (&str, String, Option<Value>, Show) = match &args.command {
+        CtlCommand::Status => ("GET", "/status".into(), None, render::status),
+        CtlCommand::Trunks => ("GET", "/trunks".into(), None, render::trunks),
+        CtlCommand::Calls { trunk } => {
+            let path = match trunk {
+                Some(t) => format!("/calls?trunk={}", percent(t)),
+                None => "/calls".to_owned(),
+            };
+            ("GET", path, None, render::calls)
+        }
+        CtlCommand::Reload { diff, dry_run } => return reload(&c, json_out, *diff, *dry_run),
+        CtlCommand::Drill(DrillCommand::Start {
+            trunk,
+            mode,
+            duration,
+            dry_run,
+            force,
+        }) => {
+            let body = json!({
+                "trunk": trunk, "mode": mode, "for": duration,
+                "dry_run": dry_run, "force": force,
+            });
+            ("POST", "/drills".into(), Some(body), render::drill_started)
+        }
+        CtlCommand::Drill(DrillCommand::Stop { trunk, all }) => {
+            let body = match trunk {
+                Some(t) if !*all => json!({ "trunk": t }),
+                _ => json!({ "all": true }),
+            };
+            (
+                "POST",
+                "/drills/stop".into(),
+                Some(body),
+                render::drills_stopped,
+            )
+        }
+        CtlCommand::Drill(DrillCommand::Status) => {
+            ("GET", "/drills".into(), None, render::drill_status)
+        }
+        CtlCommand::Drill(DrillCommand::Report { id }) => {
+            let path = match id {
+                Some(id) => format!("/drills/reports/{id}"),
+                None => "/drills/reports/latest".to_owned(),
+            };
+            ("GET", path, None, render::drill_report)
+        }
+    };
+    let result = call(&c, method, &path, body).map(|answer| (answer, show));
     match result {
         Err(code) => code,
         Ok((Answer::Done(body), show)) => {

@@ -56,14 +56,21 @@ pub struct SipShell {
     media_timeouts: Option<mpsc::UnboundedReceiver<(u64, Duration)>>,
     /// Trunk health: fed with the core's events, sends probes through the core.
     health: Option<TrunkHealthFeed>,
-    /// New policy snapshots (reloads), applied between two inputs.
-    policies: Option<mpsc::UnboundedReceiver<PolicySwap>>,
+    /// New policy snapshots (reloads) and drill changes, applied between two inputs.
+    control: Option<mpsc::UnboundedReceiver<CoreMessage>>,
 }
 
 /// A reloaded policy for the core: routing and admission, swapped between two inputs.
 pub struct PolicySwap {
     pub routing: Arc<crate::routing_adapter::PolicyRouting>,
     pub admission: Arc<crate::admission_adapter::PolicyAdmission>,
+}
+
+/// What the control plane tells the core loop.
+pub enum CoreMessage {
+    Policy(PolicySwap),
+    /// A drill started: its expiry is a new deadline for the loop's timer.
+    Wake,
 }
 
 /// How the core loop ended.
@@ -102,13 +109,14 @@ impl SipShell {
             received: Vec::with_capacity(udp::RECV_BATCH),
             media_timeouts: None,
             health: None,
-            policies: None,
+            control: None,
         }
     }
 
-    /// Receive reloaded policies (`Proxy::set_routing`/`set_admission` between two inputs).
-    pub fn with_policies(mut self, policies: mpsc::UnboundedReceiver<PolicySwap>) -> SipShell {
-        self.policies = Some(policies);
+    /// Receive reloaded policies (`Proxy::set_routing`/`set_admission` between two inputs)
+    /// and drill wake-ups.
+    pub fn with_control(mut self, control: mpsc::UnboundedReceiver<CoreMessage>) -> SipShell {
+        self.control = Some(control);
         self
     }
 
@@ -236,10 +244,12 @@ impl SipShell {
                         None => self.media_timeouts = None,
                     }
                 }
-                swap = next_policy(&mut self.policies) => {
-                    match swap {
-                        Some(swap) => self.apply_policy(swap),
-                        None => self.policies = None,
+                message = next_control(&mut self.control) => {
+                    match message {
+                        Some(CoreMessage::Policy(swap)) => self.apply_policy(swap),
+                        // The next turn of the loop re-arms the timer.
+                        Some(CoreMessage::Wake) => {}
+                        None => self.control = None,
                     }
                 }
                 () = &mut timer, if armed.is_some() => {
@@ -446,8 +456,10 @@ impl SipShell {
     }
 }
 
-/// The next reloaded policy; pending forever without a sender.
-async fn next_policy(rx: &mut Option<mpsc::UnboundedReceiver<PolicySwap>>) -> Option<PolicySwap> {
+/// The next control message; pending forever without a sender.
+async fn next_control(
+    rx: &mut Option<mpsc::UnboundedReceiver<CoreMessage>>,
+) -> Option<CoreMessage> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
