@@ -679,12 +679,14 @@ fn reload_raises_a_limit_and_refuses_a_broken_file() {
     tg.stop(STOP_WITHIN);
 }
 
-/// carrier-b (first in the route) removed by SIGHUP while 10 long calls are up on it: they
-/// finish, no new call goes there, and carrier-b leaves the metrics once drained.
+/// carrier-b (first in the route) removed by SIGHUP while 10 long calls are up on it, and
+/// carrier-c added in its place: the long calls finish, no new call goes to carrier-b, the
+/// new calls go to carrier-c (counted under its own name), and carrier-b leaves the metrics
+/// once drained.
 #[test]
-fn sighup_removing_a_trunk_drains_it() {
+fn sighup_removes_a_trunk_that_drains_and_adds_one() {
     let net = Net::new(76);
-    let dir = scratch_dir("control_sighup_removing_a_trunk_drains_it");
+    let dir = scratch_dir("control_sighup_removes_a_trunk_that_drains_and_adds_one");
     let (mut tg, policy_path) = start(
         &dir,
         net,
@@ -705,10 +707,16 @@ fn sighup_removing_a_trunk_drains_it() {
         .find("[[route]]")
         .map(|i| start_b + i)
         .unwrap();
-    let without_b = format!("{}{}", &text_now[..start_b], &text_now[end_b..]).replace(
-        "trunks = [\"carrier-b\", \"carrier-a\"]",
-        "trunks = [\"carrier-a\"]",
+    let carrier_c = format!(
+        "[[trunk]]\nname = \"carrier-c\"\naddress = \"127.0.{n}.5:5060\"\nallow = [\"127.0.{n}.5/32\"]\n\n",
+        n = net.n
     );
+    let without_b = format!("{}{carrier_c}{}", &text_now[..start_b], &text_now[end_b..]).replace(
+        "trunks = [\"carrier-b\", \"carrier-a\"]",
+        "trunks = [\"carrier-c\", \"carrier-a\"]",
+    );
+    let carrier_c_ip = std::net::IpAddr::from([127, 0, net.n, 5]);
+    let _c = uas(&dir, "uas_c", carrier_c_ip);
     std::fs::write(&policy_path, without_b).unwrap();
     let pid = tg.pid();
     let sent = Command::new("kill")
@@ -738,12 +746,27 @@ fn sighup_removing_a_trunk_drains_it() {
             && long_counters.failed == 0,
         "calls up on the removed trunk: {long_counters:?}\n{long_log}"
     );
-    let [on_a, on_b] = uas_calls(&dir, ["uas_a", "uas_b"]);
+    let [on_a, on_b, on_c] = uas_calls(&dir, ["uas_a", "uas_b", "uas_c"]);
     assert_eq!(
-        (on_a, on_b),
-        (20, 10),
-        "calls received by (carrier-a, carrier-b)"
+        (on_a, on_b, on_c),
+        (0, 10, 20),
+        "calls received by (carrier-a, carrier-b, carrier-c)"
     );
+    let m = tg.metrics();
+    assert_eq!(
+        common::value(
+            &m,
+            "trunkgate_trunk_attempts_total",
+            &[("trunk", "carrier-c")]
+        ),
+        20.0
+    );
+    // The media relay's per-trunk series follow the reload too (anchored calls, no RTP).
+    let media_c = samples(&m, "trunkgate_media_packets_total")
+        .iter()
+        .filter(|s| s.labels.contains("trunk=\"carrier-c\""))
+        .count();
+    assert!(media_c >= 1, "no media series for carrier-c");
     wait_for(
         "carrier-b gone from /metrics",
         Duration::from_secs(5),

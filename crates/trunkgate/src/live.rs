@@ -263,6 +263,7 @@ pub struct LivePolicy {
     counts: Arc<TrunkCounts>,
     auth: Arc<AdminAuth>,
     trunk_metrics: TrunkMetrics,
+    relay: Option<Arc<trunkgate_media::Relay>>,
     reloads: Family<ResultLabel, Counter>,
     info: Family<HashLabel, Gauge>,
     peaks: Mutex<Peaks>,
@@ -291,6 +292,23 @@ pub struct Wiring {
     pub counts: Arc<TrunkCounts>,
     pub auth: Arc<AdminAuth>,
     pub trunk_metrics: TrunkMetrics,
+    /// The media relay: its per-trunk labels follow the policy.
+    pub relay: Option<Arc<trunkgate_media::Relay>>,
+}
+
+/// The names of `routing`'s trunks by id (`""` for ids it does not have).
+pub fn names_by_id(routing: &PolicyRouting) -> Vec<String> {
+    let mut names = Vec::new();
+    for t in routing.table().trunks() {
+        let i = usize::from(t.id.0);
+        if names.len() <= i {
+            names.resize(i + 1, String::new());
+        }
+        if let Some(slot) = names.get_mut(i) {
+            slot.clone_from(&t.name);
+        }
+    }
+    names
 }
 
 /// The metric peer labels of `routing`'s trunks.
@@ -324,6 +342,7 @@ impl LivePolicy {
             counts: wiring.counts,
             auth: wiring.auth,
             trunk_metrics: wiring.trunk_metrics,
+            relay: wiring.relay,
             reloads: Family::default(),
             info: Family::default(),
             peaks: Mutex::new(Peaks::default()),
@@ -537,6 +556,9 @@ impl LivePolicy {
             .store(Arc::new(peer_view(&snapshot.routing, &snapshot.admission)));
         self.admit
             .set_policy(snapshot.routing.clone(), snapshot.admission.clone());
+        if let Some(relay) = &self.relay {
+            relay.set_trunk_names(names_by_id(&snapshot.routing));
+        }
         if self
             .core
             .send(CoreMessage::Policy(PolicySwap {

@@ -269,7 +269,9 @@ async fn serve(
     let proxy_metrics = Arc::new(ProxyMetrics::new(slots));
     let shell_metrics = Arc::new(ShellMetrics::default());
     let status = Arc::new(CoreStatus::default());
-    let trunk_names: Vec<String> = policy.trunks.iter().map(|t| t.name.clone()).collect();
+    // Media slots by trunk id, with room for trunks reloads add (unnamed until then).
+    let mut trunk_names = crate::live::names_by_id(&routing);
+    trunk_names.resize(slots, String::new());
 
     // The media relay: its own threads; dead-media reports reach the core as dialog ids.
     let (media_tx, media_rx) = mpsc::unbounded_channel::<(u64, std::time::Duration)>();
@@ -339,6 +341,7 @@ async fn serve(
             counts,
             auth: auth.clone(),
             trunk_metrics,
+            relay: Some(relay.clone()),
         },
         &mut registry,
     ));
