@@ -258,6 +258,11 @@ fn drill_down_reroutes_and_expires() {
     assert_eq!(status["drills"][0]["mode"], "down", "status: {status}");
     let trunks = ctl_json(&policy, &["trunks"]);
     assert_eq!(trunks["trunks"][0]["drill"], "down", "{trunks}");
+    assert_eq!(
+        metric(&tg, "trunkgate_trunk_up", &[("trunk", "carrier-a")]),
+        0.0,
+        "a down drill counts the trunk as failed"
+    );
     assert!(tg.log_tail().contains("drill started"), "no start log line");
     assert_eq!(
         metric(
@@ -270,6 +275,10 @@ fn drill_down_reroutes_and_expires() {
     let report = wait_drill_end(&policy, id, Duration::from_secs(30));
     assert_eq!(report["end"], "expired", "{report}");
     assert_eq!(metric(&tg, "trunkgate_drill_active", &[]), 0.0);
+    assert_eq!(
+        metric(&tg, "trunkgate_trunk_up", &[("trunk", "carrier-a")]),
+        1.0
+    );
     // After expiry: carrier-b gets no new call (the ones up finish). SIPp dumps its counters
     // every second: read rows written after the expiry.
     let b_at_expiry = received_fresh(&dir, "uas_b");

@@ -239,6 +239,10 @@ pub async fn drill_start(
     match started {
         Ok(report) => {
             live.wake_core();
+            if mode == DrillMode::Down {
+                // The trunk counts as failed: dashboards and alerts see it down.
+                live.trunk_metrics().set_up(&report.trunk, false);
+            }
             tracing::info!(
                 drill = report.id,
                 trunk = %report.trunk,

@@ -86,6 +86,10 @@ pub fn ended(
                 }
             }
         }
+        if drill.mode == DrillMode::Down {
+            let up = health.state(now, drill.trunk) != Some(trunkgate_control::TrunkState::Down);
+            metrics.set_up(&report.trunk, up);
+        }
         tracing::info!(
             drill = report.id,
             trunk = %report.trunk,

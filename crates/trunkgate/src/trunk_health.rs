@@ -94,6 +94,15 @@ impl TrunkMetrics {
         self.up.get_or_create(&label).set(up);
     }
 
+    /// Set trunk `name`'s up gauge (a `down` drill counts the trunk as failed; its end puts
+    /// back what health says).
+    pub fn set_up(&self, name: &str, up: bool) {
+        let label = TrunkLabel {
+            trunk: name.to_owned(),
+        };
+        self.up.get_or_create(&label).set(i64::from(up));
+    }
+
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "trunkgate_failovers",
@@ -212,7 +221,8 @@ impl TrunkHealthFeed {
             let label = TrunkLabel {
                 trunk: trunk.name.clone(),
             };
-            let up = health.state(now, trunk.id) != Some(TrunkState::Down);
+            let up = health.state(now, trunk.id) != Some(TrunkState::Down)
+                && routing.drills().mode(trunk.id) != Some(DrillMode::Down);
             metrics.up.get_or_create(&label).set(i64::from(up));
             // Exported from the start (at 0), so dashboards and alerts see every trunk.
             drop(metrics.state_changes.get_or_create(&label));
