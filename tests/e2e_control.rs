@@ -4,7 +4,7 @@
 //! API (`trunkgate ctl` without the token, a non-loopback listener without one), with the
 //! real `trunkgate` binary between SIPp peers on loopback.
 //!
-//! Each test owns `127.0.N.0/24` for N from 70 up (see `common::Net`); the admin API listens
+//! Each test owns `127.0.N.0/24` for N from 180 up (see `common::Net`); the admin API listens
 //! on port 9491 of that network. Every run is bounded (SIPp `-m`, hard deadlines), every
 //! wait polls with a deadline, and every child process is killed on drop. What SIPp counts
 //! (its own `-trace_stat` counters) is the verdict; Trunkgate's reports and metrics are
@@ -240,7 +240,7 @@ fn n(v: &Value) -> u64 {
 /// and the report's re-routed calls match carrier-b's own SIPp count within 2.
 #[test]
 fn drill_down_reroutes_and_expires() {
-    let net = Net::new(70);
+    let net = Net::new(180);
     let dir = scratch_dir("control_drill_down_reroutes_and_expires");
     let (mut tg, policy) = start(
         &dir,
@@ -319,7 +319,7 @@ fn drill_down_reroutes_and_expires() {
 /// `trunkgate_failovers_total` rises by the number of calls tried on carrier-a.
 #[test]
 fn drill_reject_503_runs_the_failover_path() {
-    let net = Net::new(71);
+    let net = Net::new(181);
     let dir = scratch_dir("control_drill_reject_503_runs_the_failover_path");
     let (mut tg, policy) = start(
         &dir,
@@ -409,7 +409,7 @@ fn drill_reject_503_runs_the_failover_path() {
 /// the excess goes to carrier-b.
 #[test]
 fn drill_cap_limits_carrier_a() {
-    let net = Net::new(72);
+    let net = Net::new(182);
     let dir = scratch_dir("control_drill_cap_limits_carrier_a");
     let (mut tg, policy) = start(
         &dir,
@@ -480,7 +480,7 @@ fn drill_cap_limits_carrier_a() {
 /// carrier-b.
 #[test]
 fn drill_drain_keeps_established_calls() {
-    let net = Net::new(73);
+    let net = Net::new(183);
     let dir = scratch_dir("control_drill_drain_keeps_established_calls");
     let (mut tg, policy) = start(
         &dir,
@@ -525,7 +525,7 @@ fn drill_drain_keeps_established_calls() {
 /// another trunk left it exits 0 and starts nothing.
 #[test]
 fn drill_dry_run_names_a_route_left_empty() {
-    let net = Net::new(74);
+    let net = Net::new(184);
     let dir = scratch_dir("control_drill_dry_run_names_a_route_left_empty");
     let extra = "\n[[route]]\nname = \"emergency\"\nmatch = { to_prefix = [\"911\"] }\ntrunks = [\"carrier-b\"]\n";
     let (mut tg, policy) = start(
@@ -602,7 +602,7 @@ fn drill_dry_run_names_a_route_left_empty() {
 /// the limit stays 60.
 #[test]
 fn reload_raises_a_limit_and_refuses_a_broken_file() {
-    let net = Net::new(75);
+    let net = Net::new(185);
     let dir = scratch_dir("control_reload_raises_a_limit_and_refuses_a_broken_file");
     let route = ["carrier-a", "carrier-b"];
     let (mut tg, policy_path) = start(&dir, net, &policy(net, Some(5), &route, ""));
@@ -694,7 +694,7 @@ fn reload_raises_a_limit_and_refuses_a_broken_file() {
 /// once drained.
 #[test]
 fn sighup_removes_a_trunk_that_drains_and_adds_one() {
-    let net = Net::new(76);
+    let net = Net::new(186);
     let dir = scratch_dir("control_sighup_removes_a_trunk_that_drains_and_adds_one");
     let (mut tg, policy_path) = start(
         &dir,
@@ -805,7 +805,7 @@ fn sighup_removes_a_trunk_that_drains_and_adds_one() {
 /// the start. Tables are readable, every --json parses, an unreachable daemon is exit 2.
 #[test]
 fn admin_token_tables_and_exit_codes() {
-    let net = Net::new(77);
+    let net = Net::new(187);
     let dir = scratch_dir("control_admin_token_tables_and_exit_codes");
     let token = dir.join("admin.token");
     std::fs::write(&token, "s3cret-token\n").unwrap();
