@@ -227,6 +227,15 @@ fn start_drill(policy: &Path, args: &[&str]) -> u64 {
         .unwrap_or_else(|| panic!("no drill id in {v}"))
 }
 
+/// Wait for a `LongCalls` run: SIPp exited 0 with `calls` successful and none failed.
+fn all_succeeded(run: LongCalls, calls: u64, what: &str) {
+    let (c, log) = run.wait();
+    assert!(
+        c.exit_code == Some(0) && c.failed == 0 && c.successful == calls,
+        "{what}: SIPp {c:?}, expected {calls} successful and 0 failed\n{log}"
+    );
+}
+
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or(0)
 }
@@ -283,11 +292,7 @@ fn drill_down_reroutes_and_expires() {
     // every second: read rows written after the expiry.
     let b_at_expiry = received_fresh(&dir, "uas_b");
     let a_at_expiry = received(&dir, "uas_a");
-    let (counters, log) = uac.wait();
-    assert!(
-        counters.exit_code == Some(0) && counters.failed == 0 && counters.successful == 700,
-        "PBX side: {counters:?}\n{log}"
-    );
+    all_succeeded(uac, 700, "PBX side");
     let [on_a, on_b] = uas_calls(&dir, ["uas_a", "uas_b"]);
     assert_eq!(on_a + on_b, 700, "calls received by (carrier-a, carrier-b)");
     assert!(
@@ -356,11 +361,7 @@ fn drill_reject_503_runs_the_failover_path() {
         "trunkgate_trunk_attempts_total",
         &[("trunk", "carrier-a")],
     ) - attempts_before;
-    let (counters, log) = uac.wait();
-    assert!(
-        counters.exit_code == Some(0) && counters.failed == 0 && counters.successful == 400,
-        "PBX side: {counters:?}\n{log}"
-    );
+    all_succeeded(uac, 400, "PBX side");
     let [on_a, on_b] = uas_calls(&dir, ["uas_a", "uas_b"]);
     assert_eq!(on_a + on_b, 400);
     let failovers = n(&report["failovers"]);
@@ -438,13 +439,9 @@ fn drill_cap_limits_carrier_a() {
             peak
         }
     });
-    let (counters, log) = uac.wait();
+    all_succeeded(uac, 240, "PBX side");
     let peak = peak.join().unwrap();
     a.assert_running();
-    assert!(
-        counters.exit_code == Some(0) && counters.failed == 0 && counters.successful == 240,
-        "PBX side: {counters:?}\n{log}"
-    );
     let [on_a, on_b] = uas_calls(&dir, ["uas_a", "uas_b"]);
     let samples_a = concurrency_samples(&dir, "uas_a");
     let max_a = samples_a.iter().copied().max().unwrap_or(0);
@@ -495,18 +492,8 @@ fn drill_drain_keeps_established_calls() {
     });
     let id = start_drill(&policy, &["carrier-a", "--mode", "drain", "--for", "30s"]);
     let short = LongCalls::spawn_at(&dir, "short", net, 5062, 20, 40, 40, Duration::from_secs(1));
-    let (short_counters, short_log) = short.wait();
-    assert!(
-        short_counters.exit_code == Some(0) && short_counters.successful == 40,
-        "new calls during the drain: {short_counters:?}\n{short_log}"
-    );
-    let (long_counters, long_log) = long.wait();
-    assert!(
-        long_counters.exit_code == Some(0)
-            && long_counters.successful == 20
-            && long_counters.failed == 0,
-        "long calls on carrier-a during the drain: {long_counters:?}\n{long_log}"
-    );
+    all_succeeded(short, 40, "new calls during the drain");
+    all_succeeded(long, 20, "long calls on carrier-a during the drain");
     let [on_a, on_b] = uas_calls(&dir, ["uas_a", "uas_b"]);
     assert_eq!(
         (on_a, on_b),
@@ -654,11 +641,7 @@ fn reload_raises_a_limit_and_refuses_a_broken_file() {
     );
     let trunks = ctl_json(&policy_path, &["trunks"]);
     assert_eq!(trunks["trunks"][0]["max_sessions"], 60, "{trunks}");
-    let (counters, log) = uac.wait();
-    assert!(
-        counters.exit_code == Some(0) && counters.failed == 0 && counters.successful == 300,
-        "PBX side: {counters:?}\n{log}"
-    );
+    all_succeeded(uac, 300, "PBX side");
     let samples_a = concurrency_samples(&dir, "uas_a");
     let max_a = samples_a.iter().copied().max().unwrap_or(0);
     assert!(
@@ -743,18 +726,8 @@ fn sighup_removes_a_trunk_that_drains_and_adds_one() {
     let status = ctl_json(&policy_path, &["status"]);
     assert_eq!(status["policy"]["draining"][0], "carrier-b", "{status}");
     let short = LongCalls::spawn_at(&dir, "short", net, 5062, 10, 20, 20, Duration::from_secs(1));
-    let (short_counters, short_log) = short.wait();
-    assert!(
-        short_counters.exit_code == Some(0) && short_counters.successful == 20,
-        "new calls after the reload: {short_counters:?}\n{short_log}"
-    );
-    let (long_counters, long_log) = long.wait();
-    assert!(
-        long_counters.exit_code == Some(0)
-            && long_counters.successful == 10
-            && long_counters.failed == 0,
-        "calls up on the removed trunk: {long_counters:?}\n{long_log}"
-    );
+    all_succeeded(short, 20, "new calls after the reload");
+    all_succeeded(long, 10, "calls up on the removed trunk");
     let [on_a, on_b, on_c] = uas_calls(&dir, ["uas_a", "uas_b", "uas_c"]);
     assert_eq!(
         (on_a, on_b, on_c),
