@@ -154,6 +154,8 @@ pub struct Counters {
 }
 
 impl LongCalls {
+    /// `calls` calls from the PBX, all started at once (`-r calls`), at most `limit` at a
+    /// time, each `duration` long.
     pub fn spawn(
         dir: &Path,
         name: &'static str,
@@ -162,9 +164,24 @@ impl LongCalls {
         limit: u32,
         duration: Duration,
     ) -> LongCalls {
+        Self::spawn_at(dir, name, net, 5060, calls, calls, limit, duration)
+    }
+
+    /// As [`LongCalls::spawn`] from PBX port `port`, at `rate` calls per second.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_at(
+        dir: &Path,
+        name: &'static str,
+        net: Net,
+        port: u16,
+        rate: u32,
+        calls: u32,
+        limit: u32,
+        duration: Duration,
+    ) -> LongCalls {
         let file = |suffix: &str| dir.join(format!("{name}{suffix}"));
         let out = std::fs::File::create(file(".out")).expect("create SIPp output file");
-        let budget = duration.as_secs() + 30;
+        let budget = u64::from(calls / rate.max(1)) + duration.as_secs() + 30;
         let child = Command::new(sipp_bin())
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -173,8 +190,16 @@ impl LongCalls {
             .arg(net.sip().to_string())
             .args(["-sn", "uac", "-t", "u1", "-i"])
             .arg(net.pbx_ip().to_string())
-            .args(["-p", "5060", "-bind_local", "-nostdin", "-aa", "-s", "1000"])
-            .args(["-r", &calls.to_string(), "-l", &limit.to_string()])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-bind_local",
+                "-nostdin",
+                "-aa",
+                "-s",
+                "1000",
+            ])
+            .args(["-r", &rate.to_string(), "-l", &limit.to_string()])
             .args(["-m", &calls.to_string()])
             .args(["-d", &duration.as_millis().to_string()])
             .args(["-timeout", &format!("{budget}s"), "-timeout_error"])

@@ -16,6 +16,15 @@ pub use env::ENV_PREFIX;
 pub use error::{PolicyError, PolicyErrors};
 pub use values::DEFAULT_SIP_PORT;
 
+/// A duration as the policy writes it (`"500ms"`, `"20s"`, `"30m"`, `"1h"`); the error says
+/// what is wrong and what to write.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    values::duration(text).map_err(|p| match p.hint {
+        Some(hint) => format!("{}; {hint}", p.message),
+        None => p.message,
+    })
+}
+
 use error::Report;
 use ipnet::IpNet;
 use std::fmt;
@@ -47,6 +56,15 @@ pub struct Policy {
     /// `[health]`: the circuit breaker and `Retry-After` handling of every trunk.
     pub health: HealthSettings,
     pub limits: Limits,
+    /// `[drill]`: bounds of failover drills.
+    pub drill: DrillSettings,
+}
+
+/// `[drill]`: failover drills (`trunkgate ctl drill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrillSettings {
+    /// The longest `--for` a drill may be started with (default 30 min).
+    pub max_duration: Duration,
 }
 
 /// `[limits]`: connection caps and the descriptor budget. `None` = `"auto"` (sized from the
@@ -155,6 +173,9 @@ pub struct SipSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// `admin.token_file`: the bearer token that state-changing admin calls need (the
+    /// file's first line). `None`: `TRUNKGATE_ADMIN_TOKEN`, else no token (loopback only).
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 /// `host:port` where host is an IP literal or a DNS name (resolved by the binary).
@@ -476,6 +497,11 @@ impl Policy {
 
     /// Read the policy file at `path` and apply the process's environment overrides.
     pub fn load(path: &Path) -> Result<Policy, PolicyErrors> {
+        Self::load_with_text(path).map(|(policy, _)| policy)
+    }
+
+    /// As [`Policy::load`], also returning the file's text (for a hash and a diff).
+    pub fn load_with_text(path: &Path) -> Result<(Policy, String), PolicyErrors> {
         let origin = path.display().to_string();
         let source = std::fs::read_to_string(path).map_err(|e| {
             PolicyErrors(vec![PolicyError {
@@ -486,7 +512,7 @@ impl Policy {
                 hint: None,
             }])
         })?;
-        Self::from_toml_with_env(&source, &origin, &env::process_env())
+        Self::from_toml_with_env(&source, &origin, &env::process_env()).map(|p| (p, source))
     }
 
     /// The embedded default ([`EMBEDDED_DEFAULT`]) with the process's environment overrides.
@@ -508,6 +534,7 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::LISTEN_KEYS, "in [listen]"),
             (raw::SIP_KEYS, "in [sip]"),
             (raw::ADMIN_KEYS, "in [admin]"),
+            (raw::DRILL_KEYS, "in [drill]"),
             (raw::PBX_KEYS, "in [pbx]"),
             (raw::SECURITY_KEYS, "in [security]"),
             (raw::FLOOD_KEYS, "in [flood]"),

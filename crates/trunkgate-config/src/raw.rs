@@ -125,6 +125,7 @@ pub(crate) struct RawPolicy {
     pub media: Table<RawMedia>,
     pub health: Table<RawHealth>,
     pub limits: Table<RawLimits>,
+    pub drill: Table<RawDrill>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
     pub account: Option<Spanned<Vec<Spanned<RawAccount>>>>,
@@ -191,6 +192,13 @@ pub(crate) struct RawSip {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub listen: Option<Field>,
+    pub token_file: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDrill {
+    pub max_duration: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -346,7 +354,7 @@ pub(crate) struct RawMatch {
 /// The keys of each table, for "unknown key" hints and environment overrides.
 pub(crate) const ROOT_KEYS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "trunk", "route", "account",
+    "drill", "trunk", "route", "account",
 ];
 pub(crate) const LIMITS_KEYS: &[&str] = &[
     "connections_per_source",
@@ -383,7 +391,8 @@ pub(crate) const SIP_KEYS: &[&str] = &[
     "overflow_retry_after",
     "dialog_timeout",
 ];
-pub(crate) const ADMIN_KEYS: &[&str] = &["listen"];
+pub(crate) const ADMIN_KEYS: &[&str] = &["listen", "token_file"];
+pub(crate) const DRILL_KEYS: &[&str] = &["max_duration"];
 pub(crate) const PBX_KEYS: &[&str] = &[
     "address",
     "transport",
@@ -529,7 +538,15 @@ impl RawPolicy {
                 let t = table(&mut self.admin);
                 match key {
                     "listen" => &mut t.listen,
+                    "token_file" => &mut t.token_file,
                     _ => return Err(UnknownName::Key(ADMIN_KEYS)),
+                }
+            }
+            "drill" => {
+                let t = table(&mut self.drill);
+                match key {
+                    "max_duration" => &mut t.max_duration,
+                    _ => return Err(UnknownName::Key(DRILL_KEYS)),
                 }
             }
             "pbx" => {
@@ -605,6 +622,7 @@ pub(crate) enum UnknownName {
 /// The sections that environment overrides reach.
 pub(crate) const ENV_SECTIONS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
+    "drill",
 ];
 
 /// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).

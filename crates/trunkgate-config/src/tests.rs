@@ -588,3 +588,26 @@ fn media_quality_keys_have_defaults_and_precise_errors() {
     );
     assert_refused(&at("assumed_delay = 40"), 13, 17, "bare number");
 }
+
+#[test]
+fn admin_token_file_and_drill_max_duration() {
+    let p = Policy::from_toml(BASE, "t.toml").unwrap();
+    assert_eq!(p.admin.token_file, None);
+    assert_eq!(p.drill.max_duration, Duration::from_secs(1800));
+    let src = format!(
+        "{BASE}[admin]\nlisten = \"127.0.0.1:9091\"\ntoken_file = \"/etc/tg.token\"\n[drill]\nmax_duration = \"10m\"\n"
+    );
+    let p = Policy::from_toml(&src, "t.toml").unwrap();
+    assert_eq!(
+        p.admin.token_file.as_deref(),
+        Some(std::path::Path::new("/etc/tg.token"))
+    );
+    assert_eq!(p.drill.max_duration, Duration::from_secs(600));
+    let src = format!("{BASE}[drill]\nmax_duration = \"0s\"\n");
+    assert_refused(
+        &src,
+        12,
+        16,
+        "drill.max_duration (0ns) is shorter than a second",
+    );
+}

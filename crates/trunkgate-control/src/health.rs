@@ -110,6 +110,8 @@ pub enum ChangeReason {
     CooldownOver,
     TrialSucceeded,
     TrialFailed,
+    /// A failover drill ended: the trunk is back in the state it had before it.
+    DrillEnded,
 }
 
 impl fmt::Display for ChangeReason {
@@ -122,6 +124,7 @@ impl fmt::Display for ChangeReason {
             ChangeReason::CooldownOver => f.write_str("breaker: cooldown over, one trial call"),
             ChangeReason::TrialSucceeded => f.write_str("breaker: trial call succeeded"),
             ChangeReason::TrialFailed => f.write_str("breaker: trial call failed"),
+            ChangeReason::DrillEnded => f.write_str("drill ended: state before the drill restored"),
         }
     }
 }
@@ -340,6 +343,28 @@ impl Health {
             new,
             why,
         })
+    }
+
+    /// A failover drill on `trunk` ended: put it back in `state` (the one it had when the
+    /// drill started) with its probe and breaker counters cleared, as if the drill had
+    /// not happened. The next probe is due at once, so a real outage is seen again.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        trunk: TrunkId,
+        state: TrunkState,
+    ) -> Option<StateChange> {
+        let r = self.record_mut(trunk)?;
+        r.probe_successes = 0;
+        r.probe_failures = 0;
+        r.failures.clear();
+        r.cooldown_until = None;
+        r.trial_out = false;
+        r.probe_hold = None;
+        if r.probe.is_some() {
+            r.next_probe = Some(now);
+        }
+        Self::set(r, trunk, now, state, ChangeReason::DrillEnded)
     }
 
     /// A probe of `trunk` ended with `outcome` (`rtt`: its round trip, if it got a reply).

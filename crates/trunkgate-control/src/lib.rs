@@ -13,11 +13,13 @@
 //! [`Health`] is sans-IO: every method takes `now`. Later: capacity statistics.
 
 pub mod admission;
+pub mod drill;
 pub mod health;
 mod sources;
 pub mod strategy;
 mod trunk_id;
 
+pub use drill::{DrillMode, Drills};
 pub use health::{
     BranchOutcome, ChangeReason, Health, ProbeOutcome, StateChange, TrunkHealth, TrunkState,
 };

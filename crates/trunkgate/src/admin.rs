@@ -1,8 +1,13 @@
-//! The admin HTTP API (axum): `GET /health`, `GET /metrics`, `GET /calls` (anchored calls
-//! with per-stream media figures) and `GET /trunks` (trunk health, sessions, limits, and
-//! the provider accounts the trunks share limits with). `/health` and `/metrics` read atomics published by the
-//! core task; `/calls` and the media part of `/metrics` take the relay's control lock
-//! briefly (never held on the packet path). Nothing here waits on the SIP core.
+//! The admin HTTP API (axum), JSON over HTTP on `admin.listen` (docs/api.md):
+//! `GET /health`, `GET /metrics`, `GET /status`, `GET /calls` (anchored calls with
+//! per-stream media figures), `GET /trunks` (trunk health, sessions, limits, drills, the provider accounts and the PBX nodes), and the
+//! operator calls in [`crate::admin_control`]: `POST /reload`, `GET|POST /drills`,
+//! `POST /drills/stop`, `GET /drills/reports[/{id}]`. Every call but GET/HEAD needs the
+//! bearer token when one is configured ([`crate::admin_auth`]).
+//!
+//! `/health` and `/metrics` read atomics published by the core task; `/calls` and the media
+//! part of `/metrics` take the relay's control lock briefly (never held on the packet
+//! path). Nothing here waits on the SIP core: reloads reach it as a message.
 
 use crate::metrics::{self, CoreStatus};
 use axum::Router;
@@ -22,13 +27,16 @@ pub struct AdminState {
     /// The descriptor budget and its use (`/health` shows it).
     pub budget: Option<Arc<crate::fd_budget::BudgetView>>,
     pub trunks: Option<TrunksView>,
+    /// The policy in force, reloads and drills (`None` in unit tests of the read side).
+    pub live: Option<Arc<crate::live::LivePolicy>>,
+    pub auth: Arc<crate::admin_auth::AdminAuth>,
 }
 
 /// What `GET /trunks` reads: trunk health (behind its mutex, held only to copy a view) and
 /// the core's exact session gauges.
 #[derive(Clone)]
 pub struct TrunksView {
-    pub routing: Arc<crate::routing_adapter::PolicyRouting>,
+    pub live: Arc<crate::live::LivePolicy>,
     pub proxy: Arc<trunkgate_sip::ProxyMetrics>,
 }
 
@@ -44,15 +52,14 @@ impl TrunksView {
     /// Every trunk: identity, limits, sessions now, its account, and its health; then
     /// every account: its trunks, limits and sessions now.
     pub fn snapshot(&self, now: std::time::Instant) -> serde_json::Value {
+        let live = self.live.current();
+        let routing = &live.routing;
         let health = {
-            let health = self
-                .routing
-                .health()
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let health = routing.health().lock().unwrap_or_else(|e| e.into_inner());
             health.view(now)
         };
-        let table = self.routing.table();
+        let table = routing.table();
+        let counts = self.live.counts();
         let trunks: Vec<serde_json::Value> = table
             .trunks()
             .iter()
@@ -73,6 +80,11 @@ impl TrunksView {
                     "account": account.map(|a| a.name.as_str()),
                     "account_sessions": account.map(|a| self.account_sessions(a.id)),
                     "account_max_sessions": account.and_then(|a| a.max_sessions),
+                    "cps": (self.live.trunk_cps(trunk.id) * 10.0).round() / 10.0,
+                    "attempts": crate::trunk_health::TrunkCounts::get(&counts.attempts, trunk.id),
+                    "failovers": crate::trunk_health::TrunkCounts::get(&counts.failovers, trunk.id),
+                    "draining": live.draining.contains(&trunk.name),
+                    "drill": routing.drills().mode(trunk.id).map(|m| m.to_string()),
                     "probe": trunk.probe.as_ref().map(|p| serde_json::json!({
                         "interval_ms": p.interval.as_millis() as u64,
                         "timeout_ms": p.timeout.as_millis() as u64,
@@ -86,8 +98,7 @@ impl TrunksView {
             })
             .collect();
         let pbx_health = {
-            let health = self
-                .routing
+            let health = routing
                 .pbx_health()
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
@@ -141,17 +152,31 @@ impl TrunksView {
 }
 
 pub fn router(state: AdminState) -> Router {
+    use crate::admin_control as control;
+    use axum::routing::post;
+    let auth = state.auth.clone();
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/status", get(control::status))
         .route("/calls", get(calls))
         .route("/trunks", get(trunks))
+        .route("/reload", post(control::reload))
+        .route("/drills", get(control::drills).post(control::drill_start))
+        .route("/drills/stop", post(control::drill_stop))
+        .route("/drills/reports", get(control::drill_reports))
+        .route("/drills/reports/{id}", get(control::drill_report))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::admin_auth::require_token,
+        ))
         .with_state(state)
 }
 
 /// Serve the admin API on an already-bound listener until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) {
-    if let Err(error) = axum::serve(listener, router(state)).await {
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "admin API stopped");
     }
 }

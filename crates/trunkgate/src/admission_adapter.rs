@@ -1,21 +1,34 @@
 //! [`trunkgate_sip::Admission`] on top of the control crate's [`AdmissionControl`]: the
 //! core asks per datagram, per new call and per REGISTER; the governor buckets and bans
-//! live in the control crate. A reload builds a new adapter (its buckets start full).
+//! live in the control crate. A reload builds a new adapter around the rebuilt control
+//! (which keeps the buckets of trunks that stay). A `cap=N` drill lowers a trunk's
+//! `max_sessions` to N here (never raises it).
 
+use crate::drills::DrillBoard;
 use std::net::IpAddr;
 use std::sync::Arc;
 use trunkgate_control::admission::{AdmissionControl, DatagramVerdict, UnknownSource as Policy};
-use trunkgate_control::{AccountId, Source, TrunkId};
+use trunkgate_control::{AccountId, DrillMode, Source, TrunkId};
 use trunkgate_sip::{Admission, Party, RejectReason, TrunkLimits, UnknownSource, Verdict};
 
 #[derive(Debug, Clone)]
 pub struct PolicyAdmission {
     control: Arc<AdmissionControl>,
+    drills: Arc<DrillBoard>,
 }
 
 impl PolicyAdmission {
+    #[cfg(test)]
     pub fn new(control: Arc<AdmissionControl>) -> PolicyAdmission {
-        PolicyAdmission { control }
+        PolicyAdmission::with_drills(control, Arc::new(DrillBoard::default()))
+    }
+
+    pub fn with_drills(control: Arc<AdmissionControl>, drills: Arc<DrillBoard>) -> PolicyAdmission {
+        PolicyAdmission { control, drills }
+    }
+
+    pub fn control(&self) -> &Arc<AdmissionControl> {
+        &self.control
     }
 }
 
@@ -49,8 +62,12 @@ impl Admission for PolicyAdmission {
 
     fn trunk_limits(&self, trunk: u16) -> TrunkLimits {
         let limits = self.control.trunk_limits(TrunkId(trunk));
+        let max_sessions = match self.drills.mode(TrunkId(trunk)) {
+            Some(DrillMode::Cap(n)) => Some(limits.max_sessions.map_or(n, |l| l.min(n))),
+            _ => limits.max_sessions,
+        };
         TrunkLimits {
-            max_sessions: limits.max_sessions,
+            max_sessions,
             max_inbound: limits.max_inbound,
             max_outbound: limits.max_outbound,
         }
@@ -151,5 +168,39 @@ mod tests {
         admission.give_back_call_rate(0);
         assert!(admission.try_call_rate(0));
         assert!(taken >= 150);
+    }
+
+    #[test]
+    fn a_cap_drill_lowers_max_sessions_and_never_raises_it() {
+        let policy = TomlPolicy::embedded_default().unwrap();
+        let table = RoutingTable::new(
+            &policy,
+            &mut trunkgate_control::TrunkIds::default(),
+            crate::startup::resolve,
+        )
+        .unwrap();
+        let drills = Arc::new(DrillBoard::default());
+        let admission = PolicyAdmission::with_drills(
+            Arc::new(AdmissionControl::new(&policy, &table)),
+            drills.clone(),
+        );
+        for (n, expected) in [(5, 5), (1000, 300)] {
+            let request = trunkgate_control::drill::DrillRequest {
+                trunk: TrunkId(0),
+                trunk_name: "carrier-a".into(),
+                mode: DrillMode::Cap(n),
+                duration: std::time::Duration::from_secs(20),
+                started_by: "local".into(),
+                max_duration: std::time::Duration::from_secs(60),
+                state_before: None,
+            };
+            drills
+                .with(|d| d.start(std::time::Instant::now(), 0, request).map(|_| ()))
+                .unwrap();
+            assert_eq!(admission.trunk_limits(0).max_sessions, Some(expected));
+            assert_eq!(admission.trunk_limits(1).max_sessions, Some(300));
+            drills.with(|d| d.stop(0, None));
+        }
+        assert_eq!(admission.trunk_limits(0).max_sessions, Some(300));
     }
 }

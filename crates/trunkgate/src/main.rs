@@ -6,18 +6,25 @@
 //! [`trunkgate_sip::Routing`] trait ([`routing_adapter`]), and signal handling ([`shutdown`]).
 //! Protocol logic does not live here: the shell only pumps bytes and time through the core.
 //!
-//! Subcommands: `run` (serve) and `check` (validate a policy without binding anything).
+//! Subcommands: `run` (serve), `check` (validate a policy without binding anything) and
+//! `ctl` (the operator's client of the admin API, [`ctl`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod account_metrics;
 mod admin;
+mod admin_auth;
+mod admin_control;
 mod admission_adapter;
 mod credentials;
+mod ctl;
+mod drills;
 mod fd_budget;
+mod live;
 mod media_adapter;
 mod media_metrics;
 mod metrics;
+mod policy_diff;
 mod registration;
 mod routing_adapter;
 mod shell;
@@ -58,15 +65,23 @@ enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Talk to a running trunkgate: status, trunks, calls, reload, failover drills.
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        // The operator's client: its output is its own, no log lines.
+        Command::Ctl(args) => return ctl::run(args),
+        command => command,
+    };
     // Held until exit: flushes the log writer thread.
     let _log_guard = init_logging();
-    let result = match cli.command {
+    let result = match command {
         Command::Run { config } => startup::run(config.as_deref()),
         Command::Check { config } => startup::check(config.as_deref()),
+        Command::Ctl(_) => Ok(ExitCode::FAILURE),
     };
     match result {
         Ok(code) => code,
@@ -109,6 +124,57 @@ mod tests {
         let cli = Cli::try_parse_from(["trunkgate", "run", "--config", "x.toml"]).unwrap();
         assert!(
             matches!(cli.command, Command::Run { config: Some(p) } if p == Path::new("x.toml"))
+        );
+    }
+
+    #[test]
+    fn ctl_flags_go_before_or_after_the_subcommand() {
+        for argv in [
+            &["trunkgate", "ctl", "--config", "x.toml", "--json", "status"][..],
+            &["trunkgate", "ctl", "status", "--config", "x.toml", "--json"][..],
+            &[
+                "trunkgate",
+                "ctl",
+                "drill",
+                "status",
+                "--json",
+                "-c",
+                "x.toml",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let Command::Ctl(args) = cli.command else {
+                panic!("not ctl: {argv:?}");
+            };
+            assert!(args.json, "{argv:?}");
+            assert_eq!(args.config.as_deref(), Some(Path::new("x.toml")));
+        }
+        let cli = Cli::try_parse_from([
+            "trunkgate",
+            "ctl",
+            "drill",
+            "start",
+            "carrier-a",
+            "--mode",
+            "down",
+            "--for",
+            "20s",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Ctl(ctl::CtlArgs {
+                command: ctl::CtlCommand::Drill(ctl::DrillCommand::Start { dry_run: true, .. }),
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["trunkgate", "ctl", "drill", "stop"]).is_err());
+        assert!(Cli::try_parse_from(["trunkgate", "ctl", "drill", "stop", "--all"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["trunkgate", "ctl", "drill", "start", "a", "--mode", "down"])
+                .is_err(),
+            "--for is required"
         );
     }
 }

@@ -67,66 +67,126 @@ impl CoreStatus {
     }
 }
 
+/// What the collector labels per-peer slots with; swapped whole on a policy reload, so an
+/// added trunk is exported from then on and a removed one disappears once drained.
+#[derive(Debug, Default)]
+pub struct PeerView {
+    /// Label per peer slot: `trunkgate`, `pbx`, then trunk names by id (`""`: no trunk
+    /// of the policy in force has that id; the slot is not exported).
+    pub peer_names: Vec<String>,
+    /// `max_sessions` by trunk id.
+    pub session_limits: Vec<Option<u32>>,
+    /// Flood-limiter gauges (banned and tracked sources).
+    pub admission: Option<Arc<AdmissionControl>>,
+}
+
+impl PeerView {
+    /// Slots for `trunks` (id, name, max_sessions).
+    pub fn new<'a>(
+        trunks: impl IntoIterator<Item = (u16, &'a str, Option<u32>)>,
+        admission: Option<Arc<AdmissionControl>>,
+    ) -> PeerView {
+        let mut view = PeerView {
+            peer_names: vec!["trunkgate".to_owned(), "pbx".to_owned()],
+            session_limits: Vec::new(),
+            admission,
+        };
+        for (id, name, limit) in trunks {
+            let id = usize::from(id);
+            if view.peer_names.len() < id + 3 {
+                view.peer_names.resize(id + 3, String::new());
+                view.session_limits.resize(id + 1, None);
+            }
+            view.peer_names[id + 2] = name.to_owned();
+            view.session_limits[id] = limit;
+        }
+        view
+    }
+}
+
+/// The peer labels in force, swapped by reloads.
+pub type PeerViews = Arc<arc_swap::ArcSwap<PeerView>>;
+
 /// Reads every Trunkgate metric at scrape time.
 #[derive(Debug)]
 pub struct SipCollector {
     proxy: Arc<ProxyMetrics>,
     shell: Arc<ShellMetrics>,
-    /// Label per peer slot: `trunkgate`, `pbx`, then trunk names in policy order.
-    peer_names: Vec<String>,
+    view: PeerViews,
     version: &'static str,
-    /// Flood-limiter gauges (banned and tracked sources).
-    admission: Option<Arc<AdmissionControl>>,
-    /// `max_sessions` per trunk, in policy order.
-    session_limits: Vec<Option<u32>>,
 }
 
 impl SipCollector {
+    /// Trunks named in policy order (ids 0, 1, …), no admission gauges.
+    #[cfg(test)]
     pub fn new(
         proxy: Arc<ProxyMetrics>,
         shell: Arc<ShellMetrics>,
         trunk_names: impl IntoIterator<Item = String>,
     ) -> SipCollector {
-        let mut peer_names = vec!["trunkgate".to_owned(), "pbx".to_owned()];
-        peer_names.extend(trunk_names);
+        let names: Vec<String> = trunk_names.into_iter().collect();
+        let view = PeerView::new(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (u16::try_from(i).unwrap_or(u16::MAX), n.as_str(), None)),
+            None,
+        );
+        SipCollector::with_view(
+            proxy,
+            shell,
+            Arc::new(arc_swap::ArcSwap::from_pointee(view)),
+        )
+    }
+
+    /// Labels from `view` (swapped by reloads).
+    pub fn with_view(
+        proxy: Arc<ProxyMetrics>,
+        shell: Arc<ShellMetrics>,
+        view: PeerViews,
+    ) -> SipCollector {
         SipCollector {
             proxy,
             shell,
-            peer_names,
+            view,
             version: env!("CARGO_PKG_VERSION"),
-            admission: None,
-            session_limits: Vec::new(),
         }
     }
+}
 
-    /// Also export admission state: banned sources, session limits per trunk.
-    pub fn with_admission(
-        mut self,
-        admission: Arc<AdmissionControl>,
-        session_limits: Vec<Option<u32>>,
-    ) -> SipCollector {
-        self.admission = Some(admission);
-        self.session_limits = session_limits;
-        self
-    }
+/// The per-peer counters labelled by trunk: slot 0 (not tied to a trunk) as `"none"`,
+/// then each trunk of the policy in force by name; the PBX slot is left out.
+fn trunk_slots<'a>(
+    proxy: &'a ProxyMetrics,
+    names: &'a [String],
+) -> impl Iterator<Item = (&'a str, &'a trunkgate_sip::metrics::PeerCounters)> {
+    proxy
+        .peers
+        .iter()
+        .enumerate()
+        .filter(|(slot, _)| *slot != 1)
+        .filter_map(|(slot, counters)| match slot {
+            0 => Some(("none", counters)),
+            _ => names
+                .get(slot)
+                .filter(|n| !n.is_empty())
+                .map(|n| (n.as_str(), counters)),
+        })
+}
 
-    /// The per-peer counters labelled by trunk: slot 0 (not tied to a trunk) as `"none"`,
-    /// then each trunk by name; the PBX slot is left out.
-    fn trunk_slots(&self) -> impl Iterator<Item = (&str, &trunkgate_sip::metrics::PeerCounters)> {
-        self.proxy
-            .peers
-            .iter()
-            .enumerate()
-            .filter(|(slot, _)| *slot != 1)
-            .map(|(slot, counters)| {
-                let trunk = match slot {
-                    0 => "none",
-                    _ => self.peer_names.get(slot).map_or("none", String::as_str),
-                };
-                (trunk, counters)
-            })
-    }
+/// The trunk slots only (no `none`).
+fn named_trunks<'a>(
+    proxy: &'a ProxyMetrics,
+    names: &'a [String],
+) -> impl Iterator<Item = (&'a String, &'a trunkgate_sip::metrics::PeerCounters)> {
+    names
+        .iter()
+        .zip(proxy.peers.iter())
+        .skip(2)
+        .filter(|(n, _)| !n.is_empty())
+}
 
+impl SipCollector {
     /// A registry holding only this collector.
     pub fn into_registry(self) -> Registry {
         let mut registry = Registry::default();
@@ -173,6 +233,8 @@ impl Collector for SipCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let p = &*self.proxy;
         let s = &*self.shell;
+        let view = self.view.load();
+        let names = view.peer_names.as_slice();
 
         {
             let mut m = enc.encode_descriptor(
@@ -204,7 +266,11 @@ impl Collector for SipCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for (peer, counters) in self.peer_names.iter().zip(p.peers.iter()) {
+            for (peer, counters) in names
+                .iter()
+                .zip(p.peers.iter())
+                .filter(|(n, _)| !n.is_empty())
+            {
                 for (class, v) in CLASSES.iter().zip(counters.responses.iter()) {
                     let labels = [("peer", peer.as_str()), ("class", class)];
                     m.encode_family(&labels)?
@@ -219,8 +285,7 @@ impl Collector for SipCollector {
                 None,
                 MetricType::Gauge,
             )?;
-            let trunks = self.peer_names.iter().zip(p.peers.iter()).skip(2);
-            for (trunk, counters) in trunks {
+            for (trunk, counters) in named_trunks(p, names) {
                 for direction in DIRECTIONS {
                     let v = counters.dialogs.get(direction.index()).map_or(0, load_i);
                     let labels = [("trunk", trunk.as_str()), ("direction", direction.as_str())];
@@ -235,7 +300,7 @@ impl Collector for SipCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for (trunk, counters) in self.trunk_slots() {
+            for (trunk, counters) in trunk_slots(p, names) {
                 for reason in RejectReason::ALL {
                     let v = counters.rejects.get(reason.index()).map_or(0, load);
                     let labels = [("trunk", trunk), ("reason", reason.as_str())];
@@ -251,7 +316,7 @@ impl Collector for SipCollector {
                 None,
                 MetricType::Counter,
             )?;
-            for (trunk, counters) in self.trunk_slots() {
+            for (trunk, counters) in trunk_slots(p, names) {
                 m.encode_family(&[("trunk", trunk)])?
                     .encode_counter::<NoLabelSet, _, u64>(&load(&counters.media_timeouts), None)?;
             }
@@ -264,7 +329,7 @@ impl Collector for SipCollector {
                 MetricType::Counter,
             )?;
             // Slot 0 (Trunkgate itself) never challenges.
-            for (trunk, counters) in self.trunk_slots().skip(1) {
+            for (trunk, counters) in trunk_slots(p, names).skip(1) {
                 for (result, v) in [
                     ("answered", &counters.auth_answered),
                     ("refused", &counters.auth_refused),
@@ -281,8 +346,7 @@ impl Collector for SipCollector {
                 None,
                 MetricType::Gauge,
             )?;
-            let trunks = self.peer_names.iter().zip(p.peers.iter()).skip(2);
-            for (trunk, counters) in trunks {
+            for (trunk, counters) in named_trunks(p, names) {
                 let v: i64 = counters.dialogs.iter().map(load_i).sum();
                 m.encode_family(&[("trunk", trunk.as_str())])?
                     .encode_gauge(&v)?;
@@ -295,19 +359,15 @@ impl Collector for SipCollector {
                 None,
                 MetricType::Gauge,
             )?;
-            let trunks = self
-                .peer_names
-                .iter()
-                .skip(2)
-                .zip(self.session_limits.iter());
-            for (trunk, limit) in trunks {
+            let trunks = names.iter().skip(2).zip(view.session_limits.iter());
+            for (trunk, limit) in trunks.filter(|(n, _)| !n.is_empty()) {
                 if let Some(limit) = limit {
                     m.encode_family(&[("trunk", trunk.as_str())])?
                         .encode_gauge(&i64::from(*limit))?;
                 }
             }
         }
-        if let Some(admission) = &self.admission {
+        if let Some(admission) = &view.admission {
             gauge(
                 &mut enc,
                 "trunkgate_banned_sources",

@@ -4,12 +4,15 @@
 //! A reload builds a new adapter and hands it to `Proxy::set_routing`.
 //!
 //! The adapter shares its [`Health`] (behind a mutex, via [`PolicyRouting::health`]) so
-//! that the binary can feed it probe results and branch outcomes.
+//! that the binary can feed it probe results and branch outcomes, and the drills overlay
+//! ([`DrillBoard`]): a trunk in a `down` or `drain` drill is no candidate, one in a
+//! `reject-503` drill is answered locally with 503 (the route's failover path runs).
 
+use crate::drills::DrillBoard;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use trunkgate_config::{PeerTransport, Policy};
-use trunkgate_control::{Health, RoutingTable, Source, TrunkId};
+use trunkgate_config::PeerTransport;
+use trunkgate_control::{DrillMode, Health, RoutingTable, Source, TrunkId};
 use trunkgate_sip::routing::{CodeSet, FailoverPolicy, RouteChoice, TrunkLoad};
 use trunkgate_sip::{Party, Routing, Target, Transport};
 
@@ -19,6 +22,7 @@ pub struct PolicyRouting {
     health: Arc<Mutex<Health>>,
     /// The PBX nodes' health, by node index (as a `TrunkId`).
     pbx_health: Arc<Mutex<Health>>,
+    drills: Arc<DrillBoard>,
     /// Each route's failover policy, by route index (built once, not per call).
     failover: Vec<FailoverPolicy>,
     /// Failover between PBX nodes for calls from trunks.
@@ -38,13 +42,22 @@ fn failover_policy(f: &trunkgate_config::Failover) -> FailoverPolicy {
 
 impl PolicyRouting {
     /// `table` with every trunk up, per the policy's `[health]`.
-    pub fn new(table: RoutingTable, policy: &Policy) -> PolicyRouting {
+    #[cfg(test)]
+    pub fn new(table: RoutingTable, policy: &trunkgate_config::Policy) -> PolicyRouting {
         let health = Health::new(&table, &policy.health, Instant::now());
-        PolicyRouting::with_health(table, Arc::new(Mutex::new(health)))
+        PolicyRouting::with_health(
+            table,
+            Arc::new(Mutex::new(health)),
+            Arc::new(DrillBoard::default()),
+        )
     }
 
-    /// `table` with a health shared with others (a reload keeps the old one, rebuilt).
-    pub fn with_health(table: RoutingTable, health: Arc<Mutex<Health>>) -> PolicyRouting {
+    /// `table` with a health and drills shared with others (a reload keeps both).
+    pub fn with_health(
+        table: RoutingTable,
+        health: Arc<Mutex<Health>>,
+        drills: Arc<DrillBoard>,
+    ) -> PolicyRouting {
         let failover = table
             .routes()
             .iter()
@@ -66,15 +79,39 @@ impl PolicyRouting {
             table,
             health,
             pbx_health: Arc::new(Mutex::new(pbx_health)),
+            drills,
             failover,
             inbound,
             registration_gate: std::sync::OnceLock::new(),
         }
     }
 
+    /// A reload's new adapter takes over what is not policy: the registration gate, and the
+    /// PBX nodes' health when the nodes are the same (by name and position).
+    pub fn carry_over(&mut self, old: &PolicyRouting) {
+        if let Some(gate) = old.registration_gate.get() {
+            let _ = self.registration_gate.set(gate.clone());
+        }
+        let names = |r: &PolicyRouting| {
+            r.table
+                .pbx_nodes()
+                .iter()
+                .map(|n| n.name.clone())
+                .collect::<Vec<_>>()
+        };
+        if names(self) == names(old) {
+            self.pbx_health = old.pbx_health.clone();
+        }
+    }
+
     /// Skip trunks `gate` blocks (registration down). Set once; later calls are ignored.
     pub fn set_registration_gate(&self, gate: Arc<crate::registration::RegistrationGate>) {
         let _ = self.registration_gate.set(gate);
+    }
+
+    /// The drills overlay this adapter routes by.
+    pub fn drills(&self) -> &Arc<DrillBoard> {
+        &self.drills
     }
 
     /// The trunk health this adapter routes by (fed by the core loop's events).
@@ -152,12 +189,17 @@ impl Routing for PolicyRouting {
                     let Some(trunk) = self.table.trunk(id) else {
                         continue;
                     };
+                    let local_answer = match self.drills.mode(id) {
+                        Some(DrillMode::Down | DrillMode::Drain) => continue,
+                        Some(DrillMode::Reject503) => Some(503),
+                        _ => None,
+                    };
                     out.push(Target {
                         party: Party::Trunk(id.0),
                         address: trunk.address,
                         transport: transport(trunk.transport),
                         uri_host: trunk.uri_host.clone(),
-                        local_answer: None,
+                        local_answer,
                     });
                 }
                 RouteChoice {
@@ -208,6 +250,7 @@ impl Routing for PolicyRouting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use trunkgate_config::Policy;
 
     fn routing() -> PolicyRouting {
         let policy = Policy::embedded_default().unwrap();
@@ -277,6 +320,52 @@ mod tests {
         assert_eq!(parties, [Party::Trunk(1)]);
     }
 
+    fn drill(r: &PolicyRouting, trunk: u16, mode: DrillMode) {
+        let request = trunkgate_control::drill::DrillRequest {
+            trunk: TrunkId(trunk),
+            trunk_name: format!("t{trunk}"),
+            mode,
+            duration: std::time::Duration::from_secs(20),
+            started_by: "local".into(),
+            max_duration: std::time::Duration::from_secs(60),
+            state_before: None,
+        };
+        r.drills()
+            .with(|d| d.start(Instant::now(), 0, request).map(|_| ()))
+            .unwrap();
+    }
+
+    #[test]
+    fn drills_skip_or_answer_the_trunk() {
+        let route = |r: &PolicyRouting| {
+            let mut out = Vec::new();
+            r.candidates(Instant::now(), Party::Pbx, Some(b"1"), &Idle, &mut out);
+            out.iter()
+                .map(|t| (t.party, t.local_answer))
+                .collect::<Vec<_>>()
+        };
+        for mode in [DrillMode::Down, DrillMode::Drain] {
+            let r = routing();
+            drill(&r, 0, mode);
+            assert_eq!(route(&r), [(Party::Trunk(1), None)], "{mode}");
+        }
+        let r = routing();
+        drill(&r, 0, DrillMode::Reject503);
+        assert_eq!(
+            route(&r),
+            [(Party::Trunk(0), Some(503)), (Party::Trunk(1), None)]
+        );
+        // cap=N is admission's; probe-fail is health's: routing is unchanged.
+        let r = routing();
+        drill(&r, 0, DrillMode::Cap(5));
+        assert_eq!(
+            route(&r),
+            [(Party::Trunk(0), None), (Party::Trunk(1), None)]
+        );
+        r.drills().with(|d| d.stop(0, None));
+        assert!(!r.drills().any());
+    }
+
     #[test]
     fn trunk_calls_go_to_the_pbx_and_unknown_sources_nowhere() {
         let r = routing();
@@ -313,6 +402,7 @@ mod tests {
 #[cfg(test)]
 mod pbx_node_tests {
     use super::*;
+    use trunkgate_config::Policy;
 
     struct Idle;
     impl TrunkLoad for Idle {

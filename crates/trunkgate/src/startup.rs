@@ -4,15 +4,16 @@
 
 use crate::account_metrics::AccountCollector;
 use crate::admin::{self, AdminState, TrunksView};
-use crate::admission_adapter::PolicyAdmission;
+use crate::admin_auth::{AdminAuth, Token, load_token};
+use crate::drills::DrillCollector;
 use crate::fd_budget::{BudgetCollector, BudgetView, FdBudget};
+use crate::live::LivePolicy;
 use crate::media_adapter::RelayAdapter;
 use crate::media_metrics::MediaCollector;
-use crate::metrics::{CoreStatus, ShellMetrics, SipCollector};
-use crate::routing_adapter::PolicyRouting;
+use crate::metrics::{CoreStatus, PeerViews, ShellMetrics, SipCollector};
 use crate::shell::admit::Admit;
 use crate::shell::{self, Ended, SipShell, tcp, udp};
-use crate::trunk_health::{TrunkHealthFeed, TrunkMetrics};
+use crate::trunk_health::{TrunkCounts, TrunkHealthFeed, TrunkMetrics};
 use anyhow::Context as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
@@ -20,8 +21,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use trunkgate_config::{HostPort, ListenTransport, MediaLatch, Policy, PolicyErrors};
-use trunkgate_control::RoutingTable;
-use trunkgate_control::admission::AdmissionControl;
 use trunkgate_media::{Event, Latch, MediaConfig, QualityConfig, Relay};
 use trunkgate_sip::message::Limits;
 use trunkgate_sip::{Flow, Proxy, ProxyConfig, ProxyMetrics, Routing, Timers};
@@ -189,20 +188,27 @@ fn media_config(policy: &Policy, budget: &FdBudget) -> MediaConfig {
 /// (retransmitted re-INVITE answers, jitter buffers flushing) must not reach a new one.
 const MEDIA_QUARANTINE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The routing and admission views of one policy snapshot.
-pub fn build_routing(
-    policy: &Policy,
-) -> anyhow::Result<(Arc<PolicyRouting>, Arc<AdmissionControl>)> {
-    // Ids follow policy order on this first build; a reload (later) keeps the registry.
-    let mut ids = trunkgate_control::TrunkIds::default();
-    let table = RoutingTable::new(policy, &mut ids, resolve).context("resolving peer addresses")?;
-    let admission = Arc::new(AdmissionControl::new(policy, &table));
-    Ok((Arc::new(PolicyRouting::new(table, policy)), admission))
+/// Per-trunk metric slots beyond the trunks of the first policy: room for trunks that
+/// reloads add (an id past them still routes; it is just not counted per trunk).
+const TRUNK_SLOT_HEADROOM: usize = 64;
+
+/// Refuse an admin listener that is reachable from other hosts without a token.
+fn admin_exposure(policy: &Policy, token: Option<&Token>) -> anyhow::Result<()> {
+    if token.is_none() && !policy.admin.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "admin.listen {} is not a loopback address and no admin token is configured: \
+             anyone who reaches it could reload the policy or start drills. Set \
+             [admin] token_file (or {}) or listen on 127.0.0.1",
+            policy.admin.listen,
+            crate::admin_auth::TOKEN_ENV
+        );
+    }
+    Ok(())
 }
 
 /// Name and `max_sessions` of each account id (dense; a gap, which a first build never has,
 /// is labelled `#ID`).
-fn account_slots(routing: &PolicyRouting) -> Vec<(String, Option<u32>)> {
+fn account_slots(routing: &crate::routing_adapter::PolicyRouting) -> Vec<(String, Option<u32>)> {
     let accounts = routing.table().accounts();
     let slots = accounts
         .iter()
@@ -222,8 +228,8 @@ fn account_slots(routing: &PolicyRouting) -> Vec<(String, Option<u32>)> {
 }
 
 pub fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let policy = match load_policy(path) {
-        Ok(policy) => policy,
+    let (policy, text) = match crate::live::read_policy(path) {
+        Ok(read) => read,
         Err(errors) => {
             eprintln!("{errors}");
             eprintln!("trunkgate: refusing to start with an invalid policy");
@@ -240,22 +246,30 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         margin = budget.margin,
         "descriptor budget"
     );
-    let (routing, admission) = build_routing(&policy)?;
+    let token = load_token(policy.admin.token_file.as_deref())?;
+    admin_exposure(&policy, token.as_ref())?;
+    let first = crate::live::first(policy, text, path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("trunkgate")
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(policy, routing, admission, budget))?;
+    runtime.block_on(serve(first, token, budget))?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(
-    policy: Policy,
-    routing: Arc<PolicyRouting>,
-    admission: Arc<AdmissionControl>,
+    (snapshot, shared, seed): (
+        crate::live::Snapshot,
+        crate::live::Shared,
+        crate::live::BuilderSeed,
+    ),
+    token: Option<Token>,
     budget: FdBudget,
 ) -> anyhow::Result<()> {
+    let policy = snapshot.policy.clone();
+    let routing = snapshot.routing.clone();
+    let policy_admission = snapshot.admission.clone();
     let shutdown = crate::shutdown::install().context("installing signal handlers")?;
 
     // SIP sockets carry `listen.dscp` (CS3 unless set) in their TOS byte.
@@ -284,14 +298,13 @@ async fn serve(
         .map(|l| l.flow)
         .chain(tcp_listeners.iter().map(|(flow, _)| *flow))
         .collect();
-    let proxy_metrics = Arc::new(ProxyMetrics::with_accounts(
-        policy.trunks.len(),
-        policy.accounts.len(),
-    ));
+    let slots = policy.trunks.len() + TRUNK_SLOT_HEADROOM;
+    let proxy_metrics = Arc::new(ProxyMetrics::with_accounts(slots, policy.accounts.len()));
     let shell_metrics = Arc::new(ShellMetrics::default());
     let status = Arc::new(CoreStatus::default());
-    let trunk_names: Vec<String> = policy.trunks.iter().map(|t| t.name.clone()).collect();
-    let session_limits = policy.trunks.iter().map(|t| t.max_sessions).collect();
+    // Media slots by trunk id, with room for trunks reloads add (unnamed until then).
+    let mut trunk_names = crate::live::names_by_id(&routing);
+    trunk_names.resize(slots, String::new());
 
     // The media relay: its own threads; dead-media reports reach the core as dialog ids.
     let (media_tx, media_rx) = mpsc::unbounded_channel::<(u64, std::time::Duration)>();
@@ -307,13 +320,13 @@ async fn serve(
         )
         .context("starting the media relay")?,
     );
-    let mut registry = SipCollector::new(
-        proxy_metrics.clone(),
-        shell_metrics.clone(),
-        trunk_names.iter().cloned(),
-    )
-    .with_admission(admission.clone(), session_limits)
-    .into_registry();
+    let views: PeerViews = Arc::new(arc_swap::ArcSwap::from_pointee(crate::live::peer_view(
+        &routing,
+        &policy_admission,
+    )));
+    let mut registry =
+        SipCollector::with_view(proxy_metrics.clone(), shell_metrics.clone(), views.clone())
+            .into_registry();
     registry.register_collector(Box::new(MediaCollector::new(relay.metrics())));
     registry.register_collector(Box::new(AccountCollector::new(
         proxy_metrics.clone(),
@@ -324,11 +337,12 @@ async fn serve(
     let registrations = crate::registration::Registrations::new(&policy, routing.table())?;
     registrations.register_metrics(&mut registry);
     routing.set_registration_gate(registrations.gate());
-    let health_feed = TrunkHealthFeed::new(routing.clone(), trunk_metrics);
+    let counts = Arc::new(TrunkCounts::new(slots));
+    let health_feed = TrunkHealthFeed::new(routing.clone(), trunk_metrics.clone(), counts.clone());
+    registry.register_collector(Box::new(DrillCollector(shared.drills.clone())));
 
     // Stream connections are judged at accept by the same routing table and admission as
     // datagrams in the core; their caps are the SIP share of the descriptor budget.
-    let policy_admission = Arc::new(PolicyAdmission::new(admission.clone()));
     let admit = Arc::new(Admit::new(
         routing.clone(),
         policy_admission.clone(),
@@ -342,29 +356,54 @@ async fn serve(
         .iter()
         .map(|f| format!("{}:{}", f.transport.name(), f.local))
         .collect();
-    let trunks_view = TrunksView {
-        routing: routing.clone(),
-        proxy: proxy_metrics.clone(),
-    };
     let core_routing: Arc<dyn Routing> = routing;
-    let mut proxy = Proxy::new(proxy_config(&policy, flows), core_routing, proxy_metrics)
-        .with_admission(policy_admission)
-        .with_media(Arc::new(
-            RelayAdapter::new(relay.clone()).with_budget(budget_view.clone()),
-        ));
+    let mut proxy = Proxy::new(
+        proxy_config(&policy, flows),
+        core_routing,
+        proxy_metrics.clone(),
+    )
+    .with_admission(policy_admission)
+    .with_media(Arc::new(
+        RelayAdapter::new(relay.clone()).with_budget(budget_view.clone()),
+    ));
     // Trunk ids follow policy order on this first build (`build_routing`).
     for (trunk, credentials) in crate::credentials::trunk_credentials(&policy)? {
         proxy.set_trunk_credentials(trunk, Some(credentials));
     }
-    // Flood limiter upkeep: forget idle sources, lift expired bans (one log line each).
-    let upkeep = admission.clone();
+    let auth = Arc::new(AdminAuth::new(token));
+    registry.register_collector(Box::new(crate::admin_auth::AuthCollector(auth.clone())));
+    let (policy_tx, policy_rx) = mpsc::unbounded_channel();
+    let live = Arc::new(LivePolicy::new(
+        snapshot,
+        shared,
+        seed,
+        crate::live::Wiring {
+            core: policy_tx,
+            admit: admit.clone(),
+            views,
+            proxy: proxy_metrics.clone(),
+            counts,
+            auth: auth.clone(),
+            trunk_metrics,
+            relay: Some(relay.clone()),
+        },
+        &mut registry,
+    ));
+    // Every second: flood limiter upkeep (forget idle sources, lift expired bans), load
+    // samples (cps, peaks), drained trunks dropped.
+    let upkeep = live.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tick.tick().await;
-            upkeep.maintain();
+            upkeep.tick();
         }
     });
+    crate::shutdown::reload_on_sighup(live.clone()).context("installing the SIGHUP handler")?;
+    let trunks_view = TrunksView {
+        live: live.clone(),
+        proxy: proxy_metrics,
+    };
 
     let (events_tx, events_rx) = mpsc::channel(shell::EVENT_QUEUE);
     let tcp_shared = Arc::new(tcp::TcpShared::new(
@@ -388,6 +427,8 @@ async fn serve(
         relay: Some(relay.clone()),
         trunks: Some(trunks_view),
         budget: Some(budget_view),
+        live: Some(live),
+        auth,
     };
     tokio::spawn(admin::serve(admin_listener, admin_state));
 
@@ -430,7 +471,8 @@ async fn serve(
                             .with_media_timeouts(media_rx)
                             .with_health(health_feed)
                             .with_registrations(registrations)
-                            .with_answered(move |dialog| answered_relay.answered(dialog));
+                            .with_answered(move |dialog| answered_relay.answered(dialog))
+                            .with_control(policy_rx);
                     Ok(core.run(shutdown).await)
                 })
             })();

@@ -8,9 +8,7 @@
 //! `trunkgate_trunk_state_changes_total{trunk}`, `trunkgate_trunk_attempts_total{trunk}`,
 //! `trunkgate_trunk_answered_total{trunk}` (answer-seizure ratio = answered / attempts),
 //! `trunkgate_trunk_setup_seconds{trunk,stage="provisional"|"answer"}` (post-dial delay per
-//! branch), `trunkgate_trunk_probes_total{trunk,result="ok"|"failed"}`,
-//! `trunkgate_pbx_up{node}`. PBX nodes have a `Health` of their own (node index as the id):
-//! the same probes, breaker and half-open trials, fed by branches and probes to the PBX.
+//! branch), `trunkgate_trunk_probes_total{trunk,result="ok"|"failed"}`.
 
 use crate::routing_adapter::PolicyRouting;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,10 +18,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use trunkgate_control::{BranchOutcome, Health, ProbeOutcome, StateChange, TrunkId, TrunkState};
+use trunkgate_control::{
+    BranchOutcome, DrillMode, Health, ProbeOutcome, StateChange, TrunkId, TrunkState,
+};
 use trunkgate_sip::message::Method;
-use trunkgate_sip::{Event, Outcome, Party, ProbeResult, Proxy, Target};
+use trunkgate_sip::{EndReason, Event, Outcome, Party, ProbeResult, Proxy, Target};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TrunkLabel {
@@ -53,6 +54,19 @@ const SETUP_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0,
 ];
 
+/// The trunk metrics families; cheap to clone (each family is an `Arc`).
+#[derive(Clone, Debug)]
+pub struct TrunkMetrics {
+    failovers: Family<FailoverLabels, Counter>,
+    up: Family<TrunkLabel, Gauge>,
+    state_changes: Family<TrunkLabel, Counter>,
+    attempts: Family<TrunkLabel, Counter>,
+    answered: Family<TrunkLabel, Counter>,
+    setup: Family<StageLabels, Histogram, fn() -> Histogram>,
+    probes: Family<ProbeLabels, Counter>,
+    pbx_up: Family<NodeLabel, Gauge>,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabel {
     node: String,
@@ -65,31 +79,8 @@ fn branch_outcome(outcome: Outcome, provisional: bool) -> Option<BranchOutcome> 
         Outcome::Final(code) => Some(BranchOutcome::Final(code)),
         Outcome::Timeout | Outcome::TryTimeout => Some(BranchOutcome::Timeout),
         Outcome::Transport => Some(BranchOutcome::TransportError),
-        // Given up by us (CANCEL, another branch answered): says nothing of the peer,
-        // but a half-open peer's trial is over.
         Outcome::Abandoned => provisional.then_some(BranchOutcome::Provisional),
     }
-}
-
-fn probe_outcome(result: ProbeResult) -> ProbeOutcome {
-    match result {
-        ProbeResult::Reply(code) => ProbeOutcome::Reply(code),
-        ProbeResult::Timeout => ProbeOutcome::Timeout,
-        ProbeResult::Transport => ProbeOutcome::TransportError,
-    }
-}
-
-/// The trunk metrics families; cheap to clone (each family is an `Arc`).
-#[derive(Clone, Debug)]
-pub struct TrunkMetrics {
-    failovers: Family<FailoverLabels, Counter>,
-    up: Family<TrunkLabel, Gauge>,
-    state_changes: Family<TrunkLabel, Counter>,
-    attempts: Family<TrunkLabel, Counter>,
-    answered: Family<TrunkLabel, Counter>,
-    setup: Family<StageLabels, Histogram, fn() -> Histogram>,
-    probes: Family<ProbeLabels, Counter>,
-    pbx_up: Family<NodeLabel, Gauge>,
 }
 
 fn setup_histogram() -> Histogram {
@@ -108,6 +99,26 @@ impl TrunkMetrics {
             probes: Family::default(),
             pbx_up: Family::default(),
         }
+    }
+
+    /// Trunk `name` changed state: its change counter and up gauge. (The one log line per
+    /// change is written by `Health` itself.)
+    pub fn state_changed(&self, name: &str, change: &StateChange) {
+        let label = TrunkLabel {
+            trunk: name.to_owned(),
+        };
+        self.state_changes.get_or_create(&label).inc();
+        let up = i64::from(change.new != TrunkState::Down);
+        self.up.get_or_create(&label).set(up);
+    }
+
+    /// Set trunk `name`'s up gauge (a `down` drill counts the trunk as failed; its end puts
+    /// back what health says).
+    pub fn set_up(&self, name: &str, up: bool) {
+        let label = TrunkLabel {
+            trunk: name.to_owned(),
+        };
+        self.up.get_or_create(&label).set(i64::from(up));
     }
 
     pub fn register(&self, registry: &mut Registry) {
@@ -154,21 +165,42 @@ impl TrunkMetrics {
     }
 }
 
-/// The per-call metrics of one trunk, taken from their families once: counting a call is
-/// an atomic add, with no label lookup, lock or allocation.
-struct PerTrunk {
-    attempts: Counter,
-    answered: Counter,
-    to_provisional: Histogram,
-    to_answer: Histogram,
+/// Per-trunk counts by trunk id that `/trunks` shows (the Prometheus families are for
+/// scrapes): call branches sent and failovers away from the trunk.
+#[derive(Debug)]
+pub struct TrunkCounts {
+    pub attempts: Box<[AtomicU64]>,
+    pub failovers: Box<[AtomicU64]>,
+}
+
+impl TrunkCounts {
+    /// Room for ids `0..slots`.
+    pub fn new(slots: usize) -> TrunkCounts {
+        let zeros = || (0..slots).map(|_| AtomicU64::new(0)).collect();
+        TrunkCounts {
+            attempts: zeros(),
+            failovers: zeros(),
+        }
+    }
+
+    fn bump(counters: &[AtomicU64], trunk: u16) {
+        if let Some(c) = counters.get(usize::from(trunk)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(counters: &[AtomicU64], trunk: TrunkId) -> u64 {
+        counters
+            .get(usize::from(trunk.0))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
 }
 
 /// Feeds core events to [`Health`] and turns health into probes and metrics.
 pub struct TrunkHealthFeed {
     routing: Arc<PolicyRouting>,
     metrics: TrunkMetrics,
-    /// By trunk id.
-    per_trunk: Vec<Option<PerTrunk>>,
+    counts: Arc<TrunkCounts>,
     /// Trunk names by id, and route names by index.
     trunk_names: Vec<String>,
     route_names: Vec<String>,
@@ -177,58 +209,78 @@ pub struct TrunkHealthFeed {
 }
 
 impl TrunkHealthFeed {
-    pub fn new(routing: Arc<PolicyRouting>, metrics: TrunkMetrics) -> TrunkHealthFeed {
+    pub fn new(
+        routing: Arc<PolicyRouting>,
+        metrics: TrunkMetrics,
+        counts: Arc<TrunkCounts>,
+    ) -> TrunkHealthFeed {
+        let mut feed = TrunkHealthFeed {
+            routing: routing.clone(),
+            metrics,
+            counts,
+            trunk_names: Vec::new(),
+            route_names: Vec::new(),
+            due: Vec::new(),
+            changes: Vec::new(),
+        };
+        feed.set_routing(routing);
+        feed
+    }
+
+    /// A reload's new routing: names by id follow it; trunks that left (drained) leave
+    /// the per-trunk metric families.
+    pub fn set_routing(&mut self, routing: Arc<PolicyRouting>) {
+        let metrics = &self.metrics;
         let table = routing.table();
+        let now = Instant::now();
+        let health = routing.health().lock().unwrap_or_else(|e| e.into_inner());
         let mut trunk_names = Vec::new();
-        let mut per_trunk = Vec::new();
         for trunk in table.trunks() {
             let slot = usize::from(trunk.id.0);
             if trunk_names.len() <= slot {
                 trunk_names.resize(slot + 1, String::new());
-                per_trunk.resize_with(slot + 1, || None);
             }
             trunk_names[slot] = trunk.name.clone();
             let label = TrunkLabel {
                 trunk: trunk.name.clone(),
             };
-            metrics.up.get_or_create(&label).set(1);
+            let up = health.state(now, trunk.id) != Some(TrunkState::Down)
+                && routing.drills().mode(trunk.id) != Some(DrillMode::Down);
+            metrics.up.get_or_create(&label).set(i64::from(up));
             // Exported from the start (at 0), so dashboards and alerts see every trunk.
             drop(metrics.state_changes.get_or_create(&label));
-            let stage = |stage: &str| StageLabels {
-                trunk: trunk.name.clone(),
-                stage: stage.to_owned(),
+            drop(metrics.attempts.get_or_create(&label));
+            drop(metrics.answered.get_or_create(&label));
+        }
+        for gone in self
+            .trunk_names
+            .iter()
+            .filter(|n| !n.is_empty() && !trunk_names.contains(n))
+        {
+            let label = TrunkLabel {
+                trunk: gone.clone(),
             };
-            // One statement each: a family's guard lives to the end of its statement, and
-            // a second insert into the same family under it would deadlock.
-            let attempts = metrics.attempts.get_or_create(&label).clone();
-            let answered = metrics.answered.get_or_create(&label).clone();
-            let to_provisional = metrics.setup.get_or_create(&stage("provisional")).clone();
-            let to_answer = metrics.setup.get_or_create(&stage("answer")).clone();
-            per_trunk[slot] = Some(PerTrunk {
-                attempts,
-                answered,
-                to_provisional,
-                to_answer,
-            });
+            metrics.up.remove(&label);
+            metrics.state_changes.remove(&label);
+            metrics.attempts.remove(&label);
+            metrics.answered.remove(&label);
+            for result in ["ok", "failed"] {
+                metrics.probes.remove(&ProbeLabels {
+                    trunk: gone.clone(),
+                    result: result.to_owned(),
+                });
+            }
+            for stage in ["provisional", "answer"] {
+                metrics.setup.remove(&StageLabels {
+                    trunk: gone.clone(),
+                    stage: stage.to_owned(),
+                });
+            }
         }
-        for node in table.pbx_nodes() {
-            metrics
-                .pbx_up
-                .get_or_create(&NodeLabel {
-                    node: node.name.clone(),
-                })
-                .set(1);
-        }
-        let route_names = table.routes().iter().map(|r| r.name.clone()).collect();
-        TrunkHealthFeed {
-            routing,
-            metrics,
-            per_trunk,
-            trunk_names,
-            route_names,
-            due: Vec::new(),
-            changes: Vec::new(),
-        }
+        drop(health);
+        self.route_names = table.routes().iter().map(|r| r.name.clone()).collect();
+        self.trunk_names = trunk_names;
+        self.routing = routing;
     }
 
     fn name(&self, trunk: u16) -> String {
@@ -249,16 +301,57 @@ impl TrunkHealthFeed {
 
     /// One event out of the core.
     pub fn on_event(&mut self, now: Instant, event: Event) {
+        let drills = self.routing.drills().clone();
         match event {
+            Event::CallAttempt {
+                dialog,
+                route: Some(route),
+                ..
+            } if drills.any() => {
+                if let Some(route) = self.routing.table().routes().get(usize::from(route)) {
+                    drills.with(|d| d.call_attempt(dialog, &route.trunks));
+                }
+            }
+            Event::CallAnswered { dialog, to, setup } => {
+                // Always recorded (a drill's "before" figures); the trunk's name only
+                // while a drill runs (no allocation per call otherwise).
+                let trunk = match to {
+                    Party::Trunk(t) if drills.any() => Some((TrunkId(t), self.name(t))),
+                    _ => None,
+                };
+                drills.with(|d| {
+                    d.call_answered(
+                        now,
+                        dialog,
+                        trunk.as_ref().map(|(id, n)| (*id, n.as_str())),
+                        setup,
+                    )
+                });
+            }
+            Event::CallEnded { dialog, reason, .. } if drills.any() => {
+                let why = match reason {
+                    EndReason::Rejected(code) => Some(code.to_string()),
+                    EndReason::Cancelled => Some("cancelled".to_owned()),
+                    _ => None,
+                };
+                drills.with(|d| match &why {
+                    Some(why) => d.call_failed(dialog, why),
+                    None => d.call_ended(dialog),
+                });
+            }
             Event::BranchStarted {
                 to: Party::Trunk(t),
                 method,
                 ..
             } => {
                 if method == Method::Invite {
-                    if let Some(m) = self.per_trunk.get(usize::from(t)).and_then(Option::as_ref) {
-                        m.attempts.inc();
-                    }
+                    TrunkCounts::bump(&self.counts.attempts, t);
+                    self.metrics
+                        .attempts
+                        .get_or_create(&TrunkLabel {
+                            trunk: self.name(t),
+                        })
+                        .inc();
                 }
                 let id = TrunkId(t);
                 let change = self.with_health(|h| {
@@ -269,6 +362,7 @@ impl TrunkHealthFeed {
                 self.changed(change);
             }
             Event::BranchEnded {
+                dialog,
                 to: Party::Trunk(t),
                 method,
                 route,
@@ -279,6 +373,12 @@ impl TrunkHealthFeed {
                 failover,
                 ..
             } => {
+                if failover {
+                    TrunkCounts::bump(&self.counts.failovers, t);
+                    if drills.any() {
+                        drills.with(|d| d.failover(dialog));
+                    }
+                }
                 let timing = (method == Method::Invite).then_some((first_provisional, duration));
                 self.branch_ended(now, t, route, outcome, retry_after, timing, failover);
             }
@@ -321,7 +421,18 @@ impl TrunkHealthFeed {
                 rtt,
                 ..
             } => {
-                let outcome = probe_outcome(result);
+                // Drills: `down` ignores probes (the trunk counts as failed whatever they
+                // say), `probe-fail` turns every result into a failure.
+                let result = match drills.mode(TrunkId(trunk)) {
+                    Some(DrillMode::Down) => return,
+                    Some(DrillMode::ProbeFail) => ProbeResult::Timeout,
+                    _ => result,
+                };
+                let outcome = match result {
+                    ProbeResult::Reply(code) => ProbeOutcome::Reply(code),
+                    ProbeResult::Timeout => ProbeOutcome::Timeout,
+                    ProbeResult::Transport => ProbeOutcome::TransportError,
+                };
                 let rtt = matches!(result, ProbeResult::Reply(_)).then_some(rtt);
                 let id = TrunkId(trunk);
                 let ok = match outcome {
@@ -357,19 +468,49 @@ impl TrunkHealthFeed {
         timing: Option<(Option<Duration>, Duration)>,
         failover: bool,
     ) {
+        let trunk = self.name(t);
         let first_provisional = timing.and_then(|(p, _)| p);
-        let per_trunk = self.per_trunk.get(usize::from(t)).and_then(Option::as_ref);
-        if let (Some(provisional), Some(m)) = (first_provisional, per_trunk) {
-            m.to_provisional.observe(provisional.as_secs_f64());
+        if let Some(provisional) = first_provisional {
+            let stage = StageLabels {
+                trunk: trunk.clone(),
+                stage: "provisional".to_owned(),
+            };
+            self.metrics
+                .setup
+                .get_or_create(&stage)
+                .observe(provisional.as_secs_f64());
         }
         let id = TrunkId(t);
-        if let (Outcome::Final(200..=299), Some((_, duration)), Some(m)) =
-            (outcome, timing, per_trunk)
-        {
-            m.answered.inc();
-            m.to_answer.observe(duration.as_secs_f64());
-        }
-        let branch = branch_outcome(outcome, first_provisional.is_some());
+        let branch = match outcome {
+            Outcome::Final(code) if (200..300).contains(&code) => {
+                let Some((_, duration)) = timing else {
+                    return self.changed(
+                        self.with_health(|h| h.on_branch(now, id, BranchOutcome::Answered)),
+                    );
+                };
+                self.metrics
+                    .answered
+                    .get_or_create(&TrunkLabel {
+                        trunk: trunk.clone(),
+                    })
+                    .inc();
+                let stage = StageLabels {
+                    trunk: trunk.clone(),
+                    stage: "answer".to_owned(),
+                };
+                self.metrics
+                    .setup
+                    .get_or_create(&stage)
+                    .observe(duration.as_secs_f64());
+                Some(BranchOutcome::Answered)
+            }
+            Outcome::Final(code) => Some(BranchOutcome::Final(code)),
+            Outcome::Timeout | Outcome::TryTimeout => Some(BranchOutcome::Timeout),
+            Outcome::Transport => Some(BranchOutcome::TransportError),
+            // Given up by us (CANCEL, another branch answered): says nothing of the trunk,
+            // but a half-open trunk's trial is over.
+            Outcome::Abandoned => first_provisional.map(|_| BranchOutcome::Provisional),
+        };
         let cooled = matches!(outcome, Outcome::Final(503))
             .then_some(retry_after)
             .flatten();
@@ -377,7 +518,7 @@ impl TrunkHealthFeed {
             if let Some(secs) = cooled {
                 let held = h.retry_after(now, id, secs);
                 if !held.is_zero() {
-                    tracing::info!(trunk = t, retry_after = secs, held = ?held, "503 with Retry-After: new calls avoid the trunk");
+                    tracing::info!(trunk = %trunk, retry_after = secs, held = ?held, "503 with Retry-After: new calls avoid the trunk");
                 }
             }
             branch.and_then(|b| h.on_branch(now, id, b))
@@ -389,7 +530,7 @@ impl TrunkHealthFeed {
                 .unwrap_or_else(|| "none".to_owned());
             let labels = FailoverLabels {
                 route,
-                trunk: self.name(t),
+                trunk: trunk.clone(),
                 reason: outcome.reason(cooled.is_some()).to_owned(),
             };
             self.metrics.failovers.get_or_create(&labels).inc();
@@ -427,7 +568,11 @@ impl TrunkHealthFeed {
         let Some(id) = self.pbx_node(address) else {
             return;
         };
-        let outcome = probe_outcome(result);
+        let outcome = match result {
+            ProbeResult::Reply(code) => ProbeOutcome::Reply(code),
+            ProbeResult::Timeout => ProbeOutcome::Timeout,
+            ProbeResult::Transport => ProbeOutcome::TransportError,
+        };
         let rtt = matches!(result, ProbeResult::Reply(_)).then_some(rtt);
         let change = self.with_pbx_health(|h| h.on_probe(now, id, outcome, rtt));
         self.pbx_changed(change);
@@ -450,17 +595,24 @@ impl TrunkHealthFeed {
 
     fn changed(&mut self, change: Option<StateChange>) {
         let Some(change) = change else { return };
-        let label = TrunkLabel {
-            trunk: self.name(change.trunk.0),
-        };
-        self.metrics.state_changes.get_or_create(&label).inc();
-        let up = i64::from(change.new != TrunkState::Down);
-        // The one log line per change is written by `Health` itself.
-        self.metrics.up.get_or_create(&label).set(up);
+        self.metrics
+            .state_changed(&self.name(change.trunk.0), &change);
     }
 
-    /// Time-driven work: cooldowns that ended, probes that are due (sent through `proxy`).
+    /// Time-driven work: drills that expired, cooldowns that ended, probes that are due
+    /// (sent through `proxy`).
     pub fn poll(&mut self, now: Instant, proxy: &mut Proxy) {
+        let drills = self.routing.drills().clone();
+        if drills.any() {
+            let expired = drills.with(|d| d.expire(now, crate::drills::wall_ms()));
+            crate::drills::ended(
+                now,
+                "expired",
+                &expired,
+                self.routing.health(),
+                &self.metrics,
+            );
+        }
         let mut changes = std::mem::take(&mut self.changes);
         let mut due = std::mem::take(&mut self.due);
         self.with_health(|h| {
@@ -520,11 +672,26 @@ impl TrunkHealthFeed {
 
     /// When [`TrunkHealthFeed::poll`] must run next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let trunks = self.with_health(|h| h.next_deadline());
+        let health = self.with_health(|h| h.next_deadline());
         let pbx = self.with_pbx_health(|h| h.next_deadline());
-        match (trunks, pbx) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [health, pbx, self.routing.drills().next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The process is shutting down: end every drill (one log line each).
+    pub fn end_drills(&self, now: Instant) {
+        let ended = self
+            .routing
+            .drills()
+            .with(|d| d.shutdown(crate::drills::wall_ms()));
+        crate::drills::ended(
+            now,
+            "ended by shutdown",
+            &ended,
+            self.routing.health(),
+            &self.metrics,
+        );
     }
 }

@@ -5,7 +5,7 @@
 use crate::error::{At, Report};
 use crate::raw::{Field, RawPolicy, Value};
 use crate::values::{self, Problem};
-use crate::{Admin, Listen, ListenTransport, Policy, SipSettings};
+use crate::{Admin, DrillSettings, Listen, ListenTransport, Policy, SipSettings};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -33,6 +33,7 @@ pub(crate) mod defaults {
     pub const SHUTDOWN_GRACE: &str = "30s";
     pub const DIALOG_TIMEOUT: &str = "12h";
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9091";
+    pub const DRILL_MAX_DURATION: &str = "30m";
     pub const MAX_HEADERS: i64 = 512;
     pub const MAX_VIA: i64 = 128;
     pub const OVERFLOW_RETRY_AFTER: &str = "10s";
@@ -69,6 +70,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let media = c.media(&raw, &listen);
     let sip = c.sip(&raw);
     let admin = c.admin(&raw);
+    let drill = c.drill(&raw);
     let pbx = c.pbx(raw.pbx.as_ref());
     let (trunks, trunk_names) = c.trunks(raw.trunk);
     let routes = c.routes(raw.route, &trunk_names);
@@ -92,6 +94,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         media,
         health,
         limits,
+        drill,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy
@@ -439,6 +442,38 @@ impl Check<'_, '_> {
                 })
             })
             .unwrap_or(fallback);
-        Admin { listen }
+        let token_file = raw
+            .admin
+            .as_ref()
+            .and_then(|t| t.get_ref().token_file.as_ref())
+            .and_then(|f| {
+                self.parsed(f, "admin.token_file", |s| {
+                    if s.trim().is_empty() {
+                        Err(Problem::new("the path is empty".to_owned()).hint(
+                            "write the path of a file holding the token, e.g. \"/etc/trunkgate/admin.token\"".to_owned(),
+                        ))
+                    } else {
+                        Ok(std::path::PathBuf::from(s))
+                    }
+                })
+            });
+        Admin { listen, token_file }
+    }
+
+    fn drill(&mut self, raw: &RawPolicy) -> DrillSettings {
+        let field = raw
+            .drill
+            .as_ref()
+            .and_then(|t| t.get_ref().max_duration.as_ref());
+        let (max_duration, at) =
+            self.duration(field, "drill.max_duration", defaults::DRILL_MAX_DURATION);
+        if let (true, Some(at)) = (max_duration < Duration::from_secs(1), at) {
+            self.report.error(
+                &at,
+                format!("drill.max_duration ({max_duration:?}) is shorter than a second"),
+                Some(format!("write e.g. \"{}\"", defaults::DRILL_MAX_DURATION)),
+            );
+        }
+        DrillSettings { max_duration }
     }
 }

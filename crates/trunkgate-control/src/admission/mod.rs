@@ -34,6 +34,7 @@ use governor::clock::{Clock, DefaultClock};
 use rate::{CallRates, RegisterRate};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use trunkgate_config::Policy;
 pub use trunkgate_config::UnknownSource;
 use user_agent::UserAgents;
@@ -61,12 +62,15 @@ pub struct TrunkLimits {
     pub max_outbound: Option<u32>,
 }
 
-/// The admission decisions of one policy snapshot. Build a new one on reload (its buckets
-/// and bans start empty).
+/// The admission decisions of one policy snapshot. A reload builds a new one with
+/// [`AdmissionControl::rebuild`], which keeps the flood limiter and bans (when `[flood]` is
+/// unchanged), the REGISTER bucket (when `[register]` is) and the call-rate bucket of every
+/// trunk whose `max_cps`/`cps_burst` are, keyed by trunk id.
 pub struct AdmissionControl<C: Clock = DefaultClock> {
     exempt_peers: bool,
     unknown_source: UnknownSource,
-    flood: FloodGuard<C>,
+    flood: Arc<FloodGuard<C>>,
+    flood_settings: trunkgate_config::Flood,
     user_agents: UserAgents,
     limits: Vec<TrunkLimits>,
     call_rates: CallRates<C>,
@@ -75,8 +79,10 @@ pub struct AdmissionControl<C: Clock = DefaultClock> {
     /// By account id: its session limits and its call-rate bucket.
     account_limits: Vec<TrunkLimits>,
     account_rates: CallRates<C>,
-    register: RegisterRate<C>,
+    register: Arc<RegisterRate<C>>,
+    register_settings: trunkgate_config::Register,
     overflow_retry_after: u32,
+    clock: C,
 }
 
 impl AdmissionControl {
@@ -90,6 +96,16 @@ impl AdmissionControl {
 impl<C: Clock + Clone> AdmissionControl<C> {
     /// As [`AdmissionControl::new`], on `clock` (tests: `FakeRelativeClock`).
     pub fn with_clock(policy: &Policy, table: &RoutingTable, clock: C) -> Self {
+        Self::build(policy, table, clock, None)
+    }
+
+    /// The admission of a reloaded `policy`, keeping `old`'s state where its settings did
+    /// not change (see the type's doc).
+    pub fn rebuild(policy: &Policy, table: &RoutingTable, old: &Self) -> Self {
+        Self::build(policy, table, old.clock.clone(), Some(old))
+    }
+
+    fn build(policy: &Policy, table: &RoutingTable, clock: C, old: Option<&Self>) -> Self {
         // Dense by trunk id (ids are handed out in sequence; a gap is a trunk this policy
         // no longer has: no limits).
         let slots = table
@@ -119,10 +135,19 @@ impl<C: Clock + Clone> AdmissionControl<C> {
                     .and_then(|id| table.account(AccountId(id)))
             })
             .collect();
+        let flood = old
+            .filter(|o| o.flood_settings == policy.flood)
+            .map(|o| o.flood.clone())
+            .unwrap_or_else(|| Arc::new(FloodGuard::new(&policy.flood, clock.clone())));
+        let register = old
+            .filter(|o| o.register_settings == policy.register)
+            .map(|o| o.register.clone())
+            .unwrap_or_else(|| Arc::new(RegisterRate::new(&policy.register, &clock)));
         AdmissionControl {
             exempt_peers: policy.flood.exempt_peers,
             unknown_source: policy.security.unknown_source,
-            flood: FloodGuard::new(&policy.flood, clock.clone()),
+            flood,
+            flood_settings: policy.flood.clone(),
             user_agents: UserAgents::new(&policy.security.block_user_agents),
             limits: by_id
                 .iter()
@@ -135,11 +160,12 @@ impl<C: Clock + Clone> AdmissionControl<C> {
                     .unwrap_or_default()
                 })
                 .collect(),
-            call_rates: CallRates::new(
+            call_rates: CallRates::keeping(
                 by_id.iter().map(|t| {
                     t.and_then(|t| t.max_cps.map(|cps| (cps, t.cps_burst.unwrap_or(cps))))
                 }),
                 &clock,
+                old.map(|o| &o.call_rates),
             ),
             trunk_accounts: by_id.iter().map(|t| t.and_then(|t| t.account)).collect(),
             account_limits: accounts
@@ -153,13 +179,16 @@ impl<C: Clock + Clone> AdmissionControl<C> {
                     .unwrap_or_default()
                 })
                 .collect(),
-            account_rates: CallRates::new(
+            account_rates: CallRates::keeping(
                 accounts.iter().map(|a| {
                     a.and_then(|a| a.max_cps.map(|cps| (cps, a.cps_burst.unwrap_or(cps))))
                 }),
                 &clock,
+                old.map(|o| &o.account_rates),
             ),
-            register: RegisterRate::new(&policy.register, &clock),
+            register,
+            register_settings: policy.register.clone(),
+            clock,
             overflow_retry_after: u32::try_from(policy.sip.overflow_retry_after.as_secs())
                 .unwrap_or(u32::MAX)
                 .max(1),

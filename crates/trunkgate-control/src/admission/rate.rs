@@ -8,6 +8,7 @@ use super::flood::{Direct, quota};
 use governor::RateLimiter;
 use governor::clock::{Clock, Reference};
 use rand::Rng;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use trunkgate_config::Register;
 
@@ -75,18 +76,40 @@ impl<C: Clock> CallBucket<C> {
     }
 }
 
-/// One optional call-rate bucket per trunk (or account), by id.
+/// One bucket and the `(max_cps, cps_burst)` it was built for.
+pub(crate) type Bucket<C> = (Arc<CallBucket<C>>, (u32, u32));
+
+/// One optional call-rate bucket per trunk (or account), by id. Buckets are shared (`Arc`)
+/// so a reload hands those of unchanged ids to the new snapshot: their tokens carry over.
 pub(crate) struct CallRates<C: Clock> {
-    buckets: Vec<Option<CallBucket<C>>>,
+    buckets: Vec<Option<Bucket<C>>>,
 }
 
 impl<C: Clock + Clone> CallRates<C> {
-    /// `limits[i]`: id `i`'s `(max_cps, cps_burst)`, or `None` for no limit.
-    pub fn new(limits: impl IntoIterator<Item = Option<(u32, u32)>>, clock: &C) -> Self {
+    /// `limits[i]`: id `i`'s `(max_cps, cps_burst)`, or `None` for no limit; `old`'s
+    /// bucket is reused for every id whose limit is unchanged (a reload keeps its tokens).
+    pub fn keeping(
+        limits: impl IntoIterator<Item = Option<(u32, u32)>>,
+        clock: &C,
+        old: Option<&CallRates<C>>,
+    ) -> Self {
         CallRates {
             buckets: limits
                 .into_iter()
-                .map(|l| l.map(|(cps, burst)| CallBucket::new(cps, burst, clock.clone())))
+                .enumerate()
+                .map(|(i, l)| {
+                    l.map(|limit| {
+                        let kept = old
+                            .and_then(|o| o.buckets.get(i))
+                            .and_then(Option::as_ref)
+                            .filter(|(_, was)| *was == limit)
+                            .map(|(b, _)| b.clone());
+                        let bucket = kept.unwrap_or_else(|| {
+                            Arc::new(CallBucket::new(limit.0, limit.1, clock.clone()))
+                        });
+                        (bucket, limit)
+                    })
+                })
                 .collect(),
         }
     }
@@ -96,7 +119,7 @@ impl<C: Clock + Clone> CallRates<C> {
     #[inline]
     pub fn try_take(&self, i: usize) -> bool {
         match self.buckets.get(i) {
-            Some(Some(bucket)) => bucket.try_take(),
+            Some(Some((bucket, _))) => bucket.try_take(),
             _ => true,
         }
     }
@@ -104,7 +127,7 @@ impl<C: Clock + Clone> CallRates<C> {
     /// Give back a call taken from id `i`'s bucket that was never placed.
     #[inline]
     pub fn give_back(&self, i: usize) {
-        if let Some(Some(bucket)) = self.buckets.get(i) {
+        if let Some(Some((bucket, _))) = self.buckets.get(i) {
             bucket.give_back();
         }
     }

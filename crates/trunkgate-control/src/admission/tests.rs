@@ -478,3 +478,27 @@ fn account_ids_survive_a_rebuild_by_name() {
     assert_ne!(Some(acme), zeta);
     assert_eq!(ids.account("acme"), Some(acme));
 }
+
+#[test]
+fn a_rebuild_keeps_the_buckets_of_unchanged_trunks() {
+    let f = fixture("");
+    for _ in 0..3 {
+        assert!(f.admission.try_call_rate(TrunkId(0)));
+    }
+    assert!(!f.admission.try_call_rate(TrunkId(0)));
+    // The same limits under a new snapshot: carrier-a's bucket is still empty.
+    let kept = AdmissionControl::rebuild(&policy(""), &f.table, &f.admission);
+    assert!(
+        !kept.try_call_rate(TrunkId(0)),
+        "the empty bucket carried over"
+    );
+    // A changed limit starts a fresh bucket.
+    let src = policy("").clone();
+    let mut changed = src.clone();
+    changed.trunks[0].max_cps = Some(50);
+    changed.trunks[0].cps_burst = Some(50);
+    let ids = &mut crate::TrunkIds::default();
+    let table = RoutingTable::new(&changed, ids, |_| Err(std::io::Error::other("no DNS"))).unwrap();
+    let fresh = AdmissionControl::rebuild(&changed, &table, &f.admission);
+    assert!(fresh.try_call_rate(TrunkId(0)));
+}

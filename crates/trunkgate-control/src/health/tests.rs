@@ -347,3 +347,29 @@ fn a_probed_trunk_tripped_by_the_breaker_waits_out_the_cooldown_before_probes_br
     assert_eq!((up.old, up.new), (TrunkState::Down, TrunkState::Up));
     assert!(h.usable(t + s(32), A));
 }
+
+#[test]
+fn restore_puts_a_drilled_trunk_back_as_it_was() {
+    let (_, mut h, t) = setup("down_after = 2, up_after = 2", "breaker_failures = 2");
+    // A probe-fail drill took a down; a reject-503 drill tripped b's breaker.
+    h.on_probe(t, A, ProbeOutcome::Timeout, None);
+    h.on_probe(t, A, ProbeOutcome::Timeout, None);
+    h.on_branch(t, B, BranchOutcome::Final(503));
+    h.on_branch(t, B, BranchOutcome::Final(503));
+    assert_eq!(change(&h, t, A), TrunkState::Down);
+    assert_eq!(change(&h, t, B), TrunkState::Down);
+    let back = h.restore(t + s(1), A, TrunkState::Up).unwrap();
+    assert_eq!(
+        (back.new, back.why),
+        (TrunkState::Up, ChangeReason::DrillEnded)
+    );
+    h.restore(t + s(1), B, TrunkState::Up);
+    assert!(h.usable(t + s(1), A) && h.usable(t + s(1), B));
+    // Counters start over: one more failure does not take b down again.
+    assert_eq!(h.on_branch(t + s(2), B, BranchOutcome::Final(503)), None);
+    // a's next probe is due at once.
+    let mut due = Vec::new();
+    h.due_probes(t + s(1), &mut due);
+    assert_eq!(due, vec![A]);
+    assert_eq!(h.restore(t, TrunkId(9), TrunkState::Up), None);
+}

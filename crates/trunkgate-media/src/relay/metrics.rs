@@ -69,7 +69,7 @@ pub struct TrunkMedia {
 /// One scrape's worth of media metrics.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MediaMetricsSnapshot {
-    /// Index = trunk slot: 0 = no trunk, i + 1 = `trunk_names[i]`.
+    /// Slot 0 (no trunk) first, then each named trunk slot in slot order.
     pub trunks: Vec<TrunkMedia>,
     /// Live anchored sessions (calls).
     pub sessions: u64,
@@ -98,13 +98,13 @@ pub struct MediaMetrics {
     pub(crate) timeouts: Arc<[AtomicU64]>,
     /// Written by relay threads at quality ticks.
     pub(crate) quality: super::quality::QualityCounters,
-    pub(crate) trunk_names: Vec<String>,
+    pub(crate) trunk_names: super::TrunkNames,
 }
 
 impl std::fmt::Debug for MediaMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MediaMetrics")
-            .field("trunks", &self.trunk_names)
+            .field("trunks", &*super::read_names(&self.trunk_names))
             .finish()
     }
 }
@@ -134,9 +134,9 @@ impl Folded {
 }
 
 impl MediaMetrics {
-    /// Trunk names by slot (slot 0 has no name).
-    pub fn trunk_names(&self) -> &[String] {
-        &self.trunk_names
+    /// Trunk names by slot − 1 (slot 0 has no name; `""`: no trunk has that id now).
+    pub fn trunk_names(&self) -> Vec<String> {
+        super::read_names(&self.trunk_names).clone()
     }
 
     /// Read every figure (see the type's documentation).
@@ -147,6 +147,7 @@ impl MediaMetrics {
             Err(p) => p.into_inner(),
         };
         let slots = ctl.folded.len();
+        let names = self.trunk_names();
         let mut trunks: Vec<TrunkMedia> = (0..slots)
             .map(|i| {
                 let f = &ctl.folded[i];
@@ -154,7 +155,7 @@ impl MediaMetrics {
                     trunk: if i == 0 {
                         None
                     } else {
-                        self.trunk_names.get(i - 1).cloned()
+                        names.get(i - 1).filter(|n| !n.is_empty()).cloned()
                     },
                     packets: f.packets,
                     bytes: f.bytes,
@@ -203,6 +204,13 @@ impl MediaMetrics {
                 *last = *v;
             }
         }
+        // Slots no trunk has now (room for reloads, drained trunks) are not exported.
+        let mut slot = 0;
+        trunks.retain(|t| {
+            let keep = slot == 0 || t.trunk.is_some();
+            slot += 1;
+            keep
+        });
         MediaMetricsSnapshot {
             trunks,
             sessions: ctl.sessions.len() as u64,

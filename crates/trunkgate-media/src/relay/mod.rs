@@ -88,7 +88,15 @@ pub struct Relay {
     stop: Arc<AtomicBool>,
     metrics: Arc<MediaMetrics>,
     epoch: Instant,
-    trunk_names: Vec<String>,
+    /// Labels of the trunk slots, shared with the metrics; replaced by a policy reload.
+    trunk_names: TrunkNames,
+}
+
+/// Trunk names by slot − 1 (`""`: no trunk has that id now).
+pub(crate) type TrunkNames = Arc<std::sync::RwLock<Vec<String>>>;
+
+pub(crate) fn read_names(names: &TrunkNames) -> std::sync::RwLockReadGuard<'_, Vec<String>> {
+    names.read().unwrap_or_else(|e| e.into_inner())
 }
 
 impl std::fmt::Debug for Relay {
@@ -156,8 +164,10 @@ pub(crate) fn media_name(k: MediaKind) -> &'static str {
 
 impl Relay {
     /// Spawn `config.threads` relay threads. `trunk_names[i]` labels metrics slot `i + 1`
-    /// (`CallInfo.trunk == Some(i)`); slot 0 counts calls with no trunk. `events` is called
-    /// from relay threads and must not block.
+    /// (`CallInfo.trunk == Some(i)`); slot 0 counts calls with no trunk, and calls of a trunk
+    /// id beyond the list. Give room for trunks a reload may add (names `""`, not exported
+    /// until [`Relay::set_trunk_names`] names them). `events` is called from relay threads
+    /// and must not block.
     pub fn start(
         config: MediaConfig,
         trunk_names: Vec<String>,
@@ -211,6 +221,7 @@ impl Relay {
             }
             workers.push(WorkerHandle { tx, wake });
         }
+        let trunk_names: TrunkNames = Arc::new(std::sync::RwLock::new(trunk_names));
         let metrics = Arc::new(MediaMetrics {
             control: control.clone(),
             timeouts,
@@ -310,8 +321,9 @@ impl Relay {
         // 2. Commit.
         let slot = call
             .trunk
-            .map_or(0, |t| usize::from(t) + 1)
-            .min(self.trunk_names.len());
+            .map(|t| usize::from(t) + 1)
+            .filter(|&s| s < ctl.folded.len())
+            .unwrap_or(0);
         let is_new = !ctl.sessions.contains_key(&call.id);
         let thread = ctl.next_thread % self.workers.len().max(1);
         if is_new {
@@ -484,10 +496,11 @@ impl Relay {
     /// The call failed over to another trunk before the answer: its media (counters, MOS,
     /// one-way flags, dead-call timeouts) is charged to `trunk` from now on. Unknown id: no-op.
     pub fn moved(&self, call: u64, trunk: Option<u16>) {
-        let slot = trunk
-            .map_or(0, |t| usize::from(t) + 1)
-            .min(self.trunk_names.len());
         let mut ctl = lock(&self.control);
+        let slot = trunk
+            .map(|t| usize::from(t) + 1)
+            .filter(|&s| s < ctl.folded.len())
+            .unwrap_or(0);
         let Some(s) = ctl.sessions.get_mut(&call) else {
             return;
         };
@@ -573,8 +586,18 @@ impl Relay {
 
     pub(crate) fn trunk_name(&self, slot: usize) -> Option<String> {
         slot.checked_sub(1)
-            .and_then(|i| self.trunk_names.get(i))
-            .cloned()
+            .and_then(|i| read_names(&self.trunk_names).get(i).cloned())
+            .filter(|n| !n.is_empty())
+    }
+
+    /// New labels for the trunk slots (a policy reload added or removed trunks): `names[i]`
+    /// for slot `i + 1`, `""` for a slot no trunk has. Slots beyond those given at start stay
+    /// unnamed.
+    pub fn set_trunk_names(&self, names: Vec<String>) {
+        let mut current = self.trunk_names.write().unwrap_or_else(|e| e.into_inner());
+        let slots = current.len();
+        *current = names;
+        current.resize(slots, String::new());
     }
     pub(crate) fn advertised(&self) -> IpAddr {
         self.config.advertised

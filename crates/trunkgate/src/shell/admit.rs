@@ -26,8 +26,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The accept-time decisions and the counts they need.
 pub struct Admit {
-    routing: Arc<dyn Routing>,
-    admission: Arc<dyn Admission>,
+    /// Swapped whole on a policy reload.
+    policy: arc_swap::ArcSwap<AdmitPolicy>,
     /// Connections holding a descriptor now (accepted and outgoing).
     open: AtomicUsize,
     max_connections: usize,
@@ -46,6 +46,12 @@ impl std::fmt::Debug for Admit {
             .field("per_source", &self.per_source)
             .finish_non_exhaustive()
     }
+}
+
+/// What accept asks: who the source is, and whether it may connect.
+struct AdmitPolicy {
+    routing: Arc<dyn Routing>,
+    admission: Arc<dyn Admission>,
 }
 
 /// A connection's place under the caps; given back on drop.
@@ -79,14 +85,19 @@ impl Admit {
         per_source: u32,
     ) -> Admit {
         Admit {
-            routing,
-            admission,
+            policy: arc_swap::ArcSwap::from_pointee(AdmitPolicy { routing, admission }),
             open: AtomicUsize::new(0),
             max_connections,
             per_source,
             sources: Mutex::new(HashMap::new()),
             log: Mutex::new(RefusalLog::default()),
         }
+    }
+
+    /// A reloaded policy judges the next connections.
+    pub fn set_policy(&self, routing: Arc<dyn Routing>, admission: Arc<dyn Admission>) {
+        self.policy
+            .store(Arc::new(AdmitPolicy { routing, admission }));
     }
 
     /// Connections holding a descriptor now.
@@ -98,8 +109,9 @@ impl Admit {
     /// the source (exempt peers pass without touching it).
     pub fn accept(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, CloseReason> {
         let peer = peer.to_canonical();
-        let party = self.routing.classify(peer);
-        match self.admission.datagram(peer, party) {
+        let policy = self.policy.load();
+        let party = policy.routing.classify(peer);
+        match policy.admission.datagram(peer, party) {
             Verdict::Drop(RejectReason::Flood) => return Err(CloseReason::Banned),
             Verdict::Drop(_) => return Err(CloseReason::UnknownSource),
             // Under `security.unknown_source = "reject"` a datagram gets its 403; a stream

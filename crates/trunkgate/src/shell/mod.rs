@@ -59,6 +59,21 @@ pub struct SipShell {
     registrations: Option<crate::registration::Registrations>,
     /// Told the dialog id of every answered call (the relay's one-way audio check starts).
     on_answered: Option<Box<dyn Fn(u64) + Send>>,
+    /// New policy snapshots (reloads) and drill changes, applied between two inputs.
+    control: Option<mpsc::UnboundedReceiver<CoreMessage>>,
+}
+
+/// A reloaded policy for the core: routing and admission, swapped between two inputs.
+pub struct PolicySwap {
+    pub routing: Arc<crate::routing_adapter::PolicyRouting>,
+    pub admission: Arc<crate::admission_adapter::PolicyAdmission>,
+}
+
+/// What the control plane tells the core loop.
+pub enum CoreMessage {
+    Policy(PolicySwap),
+    /// A drill started: its expiry is a new deadline for the loop's timer.
+    Wake,
 }
 
 /// How the core loop ended.
@@ -99,6 +114,25 @@ impl SipShell {
             health: None,
             registrations: None,
             on_answered: None,
+            control: None,
+        }
+    }
+
+    /// Receive reloaded policies (`Proxy::set_routing`/`set_admission` between two inputs)
+    /// and drill wake-ups.
+    pub fn with_control(mut self, control: mpsc::UnboundedReceiver<CoreMessage>) -> SipShell {
+        self.control = Some(control);
+        self
+    }
+
+    /// Take a reloaded policy: calls in progress keep their dialogs; the next new request
+    /// is routed and admitted by the new one.
+    fn apply_policy(&mut self, swap: PolicySwap) {
+        let routing: Arc<dyn trunkgate_sip::Routing> = swap.routing.clone();
+        self.proxy.set_routing(routing);
+        self.proxy.set_admission(swap.admission);
+        if let Some(health) = self.health.as_mut() {
+            health.set_routing(swap.routing);
         }
     }
 
@@ -204,6 +238,9 @@ impl SipShell {
                     listening_for_signal = false;
                     if signal.is_ok() {
                         draining = true;
+                        if let Some(health) = self.health.as_ref() {
+                            health.end_drills(Instant::now());
+                        }
                         self.proxy.begin_shutdown();
                         // Take our Contacts back from the registrars (Expires: 0).
                         self.proxy.deregister_all(Instant::now());
@@ -243,6 +280,14 @@ impl SipShell {
                             self.flush();
                         }
                         None => self.media_timeouts = None,
+                    }
+                }
+                message = next_control(&mut self.control) => {
+                    match message {
+                        Some(CoreMessage::Policy(swap)) => self.apply_policy(swap),
+                        // The next turn of the loop re-arms the timer.
+                        Some(CoreMessage::Wake) => {}
+                        None => self.control = None,
                     }
                 }
                 () = &mut timer, if armed.is_some() => {
@@ -446,6 +491,16 @@ impl SipShell {
             self.tcp.clone(),
             slot,
         ));
+    }
+}
+
+/// The next control message; pending forever without a sender.
+async fn next_control(
+    rx: &mut Option<mpsc::UnboundedReceiver<CoreMessage>>,
+) -> Option<CoreMessage> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
