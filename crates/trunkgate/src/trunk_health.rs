@@ -278,6 +278,23 @@ impl TrunkHealthFeed {
             }
         }
         drop(health);
+        // The PBX nodes' gauges, from their health (kept across a reload when the nodes are).
+        let pbx_health = routing
+            .pbx_health()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (i, node) in table.pbx_nodes().iter().enumerate() {
+            let up = u16::try_from(i)
+                .map(|id| pbx_health.state(now, TrunkId(id)) != Some(TrunkState::Down))
+                .unwrap_or(true);
+            metrics
+                .pbx_up
+                .get_or_create(&NodeLabel {
+                    node: node.name.clone(),
+                })
+                .set(i64::from(up));
+        }
+        drop(pbx_health);
         self.route_names = table.routes().iter().map(|r| r.name.clone()).collect();
         self.trunk_names = trunk_names;
         self.routing = routing;

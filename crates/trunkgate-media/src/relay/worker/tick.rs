@@ -140,7 +140,7 @@ impl Worker {
             return;
         };
         let fmt = |m: Option<f64>| m.map_or_else(|| "-".to_owned(), |m| format!("{m:.2}"));
-        tracing::info!(
+        tracing::debug!(
             call,
             call_id = s.quality.call_id.as_deref().unwrap_or(""),
             trunk = self.trunk_label(s.trunk),
