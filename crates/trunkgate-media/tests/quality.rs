@@ -261,6 +261,16 @@ fn a_call_moved_by_failover_is_charged_to_its_new_trunk() {
     for _ in 0..10 {
         b.recv_from(&mut buf).expect("relayed to B");
     }
+    // The worker counts a packet after its send returns, so B can hold the tenth before the
+    // relay has counted it: wait for the count before the call is deleted and folded in.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while relay.calls()[0].streams[0].b.tx_packets < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "the relay never counted 10 packets to B"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(relay.calls()[0].trunk.as_deref(), Some("carrier-b"));
     relay.delete(4);
     let t = relay.metrics().snapshot().trunks;
