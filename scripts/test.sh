@@ -13,40 +13,35 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v sipp >/dev/null 2>&1; then
-    echo "test.sh: sipp not found; installing Debian package sip-tester" >&2
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester
-fi
-if ! command -v sipp >/dev/null 2>&1; then
-    echo "test.sh: sipp is still missing after installing sip-tester" >&2
-    exit 1
-fi
-# tests/e2e_kamailio.rs runs Debian's Kamailio (registrar with digest, a challenging proxy);
-# like SIPp it fails, never skips, when missing.
-if ! command -v kamailio >/dev/null 2>&1 && [ ! -x /usr/sbin/kamailio ]; then
-    echo "test.sh: kamailio not found; installing Debian package kamailio" >&2
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kamailio
-fi
-if ! command -v kamailio >/dev/null 2>&1 && [ ! -x /usr/sbin/kamailio ]; then
-    echo "test.sh: kamailio is still missing after installing it" >&2
-    exit 1
-fi
-echo "test.sh: using $(command -v sipp) ($(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || echo 'version unknown'))"
+# `need COMMAND PACKAGE`: install Debian's PACKAGE when COMMAND is missing (one
+# `apt-get update` per run, before the first install); still missing afterwards is a failure.
+# The tests that use these peers FAIL, never skip, without them.
+apt_updated=no
+need() {
+    local cmd=$1 pkg=$2
+    if command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ]; then
+        return 0
+    fi
+    echo "test.sh: $cmd not found; installing Debian package $pkg" >&2
+    if [ "$apt_updated" = no ]; then
+        as_root apt-get update
+        apt_updated=yes
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg"
+    if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+        echo "test.sh: $cmd is still missing after installing $pkg" >&2
+        exit 1
+    fi
+}
 
-# The alert rules in deploy/prometheus/ are checked and unit-tested with promtool
-# (crates/trunkgate/tests/prometheus_rules.rs fails without it). Debian's `prometheus`
-# package ships it; its daemon is not started here (policy-rc.d or no systemd in CI).
-if ! command -v promtool >/dev/null 2>&1; then
-    echo "test.sh: promtool not found; installing Debian package prometheus" >&2
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
-fi
-if ! command -v promtool >/dev/null 2>&1; then
-    echo "test.sh: promtool is still missing after installing prometheus" >&2
-    exit 1
-fi
+# SIPp as PBX and trunks (tests/e2e_*.rs).
+need sipp sip-tester
+echo "test.sh: using $(command -v sipp) ($(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || echo 'version unknown'))"
+# Kamailio as a provider's registrar and challenging proxy (tests/e2e_kamailio.rs).
+need kamailio kamailio
+# promtool checks and unit-tests deploy/prometheus/ (crates/trunkgate/tests/prometheus_rules.rs);
+# Debian's `prometheus` ships it; its daemon is not started here.
+need promtool prometheus
 echo "test.sh: using $(command -v promtool) ($(promtool --version 2>&1 | head -n1))"
 
 # SIPp and Trunkgate each want a few thousand descriptors under load.
