@@ -42,6 +42,8 @@ need kamailio kamailio
 # promtool checks and unit-tests deploy/prometheus/ (crates/trunkgate/tests/prometheus_rules.rs);
 # Debian's `prometheus` ships it; its daemon is not started here.
 need promtool prometheus
+# dnsmasq serves a provider's SRV and A records on loopback (tests/e2e_dns.rs).
+need dnsmasq dnsmasq-base
 echo "test.sh: using $(command -v promtool) ($(promtool --version 2>&1 | head -n1))"
 
 # SIPp and Trunkgate each want a few thousand descriptors under load.

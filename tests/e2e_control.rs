@@ -16,7 +16,7 @@ mod common;
 
 use common::load::{LongCalls, column, stat_last_row, uas_calls};
 use common::sipp::{Scenario, SippPeer, Transport, Uas};
-use common::trunkgate::{BIN, Trunkgate};
+use common::trunkgate::{BIN, Trunkgate, ctl, ctl_env};
 use common::{Net, http_get, poll, samples, scratch_dir, test_policy};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -74,31 +74,6 @@ fn start(dir: &Path, net: Net, text: &str) -> (Trunkgate, PathBuf) {
     std::fs::write(&path, text).expect("write policy");
     Trunkgate::check(&path);
     (Trunkgate::start(dir, Some(&path), admin(net)), path)
-}
-
-/// `trunkgate ctl --config POLICY ARGS`, bounded to 30 s.
-fn ctl(policy: &Path, args: &[&str]) -> Output {
-    ctl_env(policy, args, &[])
-}
-
-fn ctl_env(policy: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("ctl")
-        .arg("--config")
-        .arg(policy)
-        .args(args)
-        .env_remove("TRUNKGATE_ADMIN_TOKEN")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ctl");
-    let _watchdog = common::Watchdog::guard(child.id());
-    child.wait_with_output().expect("ctl output")
 }
 
 fn text(out: &Output) -> String {

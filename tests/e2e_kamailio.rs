@@ -30,7 +30,7 @@ mod common;
 
 use common::kamailio::Kamailio;
 use common::sipp::{LoggedMessage, Scenario, SippPeer};
-use common::trunkgate::Trunkgate;
+use common::trunkgate::{Trunkgate, ctl};
 use common::{Net, poll, scratch_dir, test_policy, value};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -400,7 +400,47 @@ fn invites_and_byes_challenged_by_kamailio_are_answered_for_the_pbx() {
         f64::from(2 * CALLS),
         "one INVITE and one BYE challenge per call"
     );
-    assert_no_password(&tg, &dir.join("trunkgate.log"), PASSWORD);
+    // The operator's views and a reload that changes the credentials (another password
+    // file, another realm): no password in any output, diff, log line or metric.
+    let policy = dir.join("policy.toml");
+    let second = "kam-Second-pw-44c2";
+    let pw2 = dir.join("carrier-a-2.pw");
+    std::fs::write(&pw2, format!("{second}\n")).unwrap();
+    let text = std::fs::read_to_string(&policy).unwrap();
+    let changed = text
+        .replace(
+            &dir.join("carrier-a.pw").display().to_string(),
+            &pw2.display().to_string(),
+        )
+        .replace("realm = \"carrier-a\"", "realm = \"carrier-a-2\"");
+    assert_ne!(changed, text);
+    std::fs::write(&policy, changed).unwrap();
+    let mut seen = String::new();
+    for args in [
+        &["status"][..],
+        &["trunks"],
+        &["trunks", "--json"],
+        &["reload", "--dry-run"],
+        &["reload", "--diff"],
+        &["status", "--json"],
+    ] {
+        let out = ctl(&policy, args);
+        let both = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "ctl {args:?}: {both}");
+        seen.push_str(&both);
+    }
+    assert!(
+        seen.contains("carrier-a-2"),
+        "the diff names the change: {seen}"
+    );
+    for pw in [PASSWORD, second] {
+        assert!(!seen.contains(pw), "a password in ctl output:\n{seen}");
+        assert_no_password(&tg, &dir.join("trunkgate.log"), pw);
+    }
     tg.stop(STOP_WITHIN);
 }
 

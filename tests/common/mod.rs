@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod dnsmasq;
 pub mod garbage;
 pub mod kamailio;
 pub mod load;

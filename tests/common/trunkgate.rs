@@ -5,7 +5,7 @@
 use super::{http_get, poll, tail};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Path of the binary under test, built by Cargo for this integration test.
@@ -185,4 +185,29 @@ impl Drop for Trunkgate {
             }
         }
     }
+}
+
+/// `trunkgate ctl --config POLICY ARGS`, bounded to 30 s.
+pub fn ctl(policy: &Path, args: &[&str]) -> Output {
+    ctl_env(policy, args, &[])
+}
+
+pub fn ctl_env(policy: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("ctl")
+        .arg("--config")
+        .arg(policy)
+        .args(args)
+        .env_remove("TRUNKGATE_ADMIN_TOKEN")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctl");
+    let _watchdog = super::Watchdog::guard(child.id());
+    child.wait_with_output().expect("ctl output")
 }

@@ -58,6 +58,17 @@ pub struct Policy {
     pub limits: Limits,
     /// `[drill]`: bounds of failover drills.
     pub drill: DrillSettings,
+    /// `[dns]`: name servers for trunk names.
+    pub dns: DnsSettings,
+}
+
+/// `[dns]`: where and how trunk and PBX names are looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSettings {
+    /// `dns.servers`: name servers in order; empty: the system's (`/etc/resolv.conf`).
+    pub servers: Vec<SocketAddr>,
+    /// `dns.timeout`: one query's timeout (default 2 s).
+    pub timeout: Duration,
 }
 
 /// `[drill]`: failover drills (`trunkgate ctl drill`).
@@ -188,7 +199,11 @@ pub enum Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
     pub host: Host,
+    /// The port written, else 5060.
     pub port: u16,
+    /// A port was written. A DNS name without one is looked up by SRV first (RFC 3263
+    /// §4.2); with one, by A/AAAA only.
+    pub port_given: bool,
 }
 
 impl HostPort {
@@ -201,19 +216,21 @@ impl HostPort {
     }
 }
 
-/// `127.0.0.3:5060`, `[::1]:5060`, `sip.carrier.example:5060`.
+/// `127.0.0.3:5060`, `[::1]:5060`, `sip.carrier.example:5060`; a name written without a
+/// port stays without one (`sip.carrier.example`: its port comes from SRV).
 impl fmt::Display for HostPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.host {
             Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
             Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}:{}", self.port),
+            Host::Name(name) if !self.port_given => write!(f, "{name}"),
             Host::Name(name) => write!(f, "{name}:{}", self.port),
         }
     }
 }
 
 /// How Trunkgate reaches a peer for requests it starts toward it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PeerTransport {
     /// The transport the request arrived on (default).
     Auto,
@@ -547,6 +564,7 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::AUTH_KEYS, "in a trunk's auth"),
             (raw::TRUNK_REGISTER_KEYS, "in a trunk's register"),
             (raw::HEALTH_KEYS, "in [health]"),
+            (raw::DNS_KEYS, "in [dns]"),
             (raw::ROUTE_KEYS, "in [[route]]"),
             (raw::ACCOUNT_KEYS, "in [[account]]"),
             (&["to_prefix"], "in route match"),

@@ -126,6 +126,7 @@ pub(crate) struct RawPolicy {
     pub health: Table<RawHealth>,
     pub limits: Table<RawLimits>,
     pub drill: Table<RawDrill>,
+    pub dns: Table<RawDns>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
     pub account: Option<Spanned<Vec<Spanned<RawAccount>>>>,
@@ -292,6 +293,13 @@ pub(crate) struct RawHealth {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    pub servers: Option<Field>,
+    pub timeout: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawSecurity {
     pub unknown_source: Option<Field>,
     pub block_user_agents: Option<Field>,
@@ -354,8 +362,9 @@ pub(crate) struct RawMatch {
 /// The keys of each table, for "unknown key" hints and environment overrides.
 pub(crate) const ROOT_KEYS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "drill", "trunk", "route", "account",
+    "drill", "dns", "trunk", "route", "account",
 ];
+pub(crate) const DNS_KEYS: &[&str] = &["servers", "timeout"];
 pub(crate) const LIMITS_KEYS: &[&str] = &[
     "connections_per_source",
     "sip_connections",
@@ -603,6 +612,14 @@ impl RawPolicy {
                     _ => return Err(UnknownName::Key(HEALTH_KEYS)),
                 }
             }
+            "dns" => {
+                let t = table(&mut self.dns);
+                match key {
+                    "servers" => &mut t.servers,
+                    "timeout" => &mut t.timeout,
+                    _ => return Err(UnknownName::Key(DNS_KEYS)),
+                }
+            }
             _ => return Err(UnknownName::Section),
         };
         *slot = Some(field);
@@ -622,7 +639,7 @@ pub(crate) enum UnknownName {
 /// The sections that environment overrides reach.
 pub(crate) const ENV_SECTIONS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "drill",
+    "drill", "dns",
 ];
 
 /// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).

@@ -142,7 +142,7 @@ strategy = "round-robin"
     assert_eq!(p.sip.max_message_size, 4096);
     assert_eq!(p.pbx.address.to_string(), "[2001:db8::5]:5060");
     assert_eq!(p.pbx.allow[1], "10.0.0.7/32".parse::<IpNet>().unwrap());
-    assert_eq!(p.trunks[0].address.to_string(), "sip.carrier.example:5060");
+    assert_eq!(p.trunks[0].address.to_string(), "sip.carrier.example");
     assert_eq!(p.trunks[0].address.to_socket_addr(), None);
     assert_eq!(p.routes[0].strategy, Strategy::RoundRobin);
     assert_eq!(p.routes[0].to_prefix, ["+", "00", "*99#"]);
@@ -610,4 +610,46 @@ fn admin_token_file_and_drill_max_duration() {
         16,
         "drill.max_duration (0ns) is shorter than a second",
     );
+}
+
+#[test]
+fn dns_servers_and_timeout() {
+    let p = Policy::from_toml(BASE, "t.toml").unwrap();
+    assert!(
+        p.dns.servers.is_empty(),
+        "default: the system's resolv.conf"
+    );
+    assert_eq!(p.dns.timeout, Duration::from_secs(2));
+    let src =
+        format!("{BASE}\n[dns]\nservers = [\"127.0.0.53\", \"[::1]:5353\"]\ntimeout = \"500ms\"\n");
+    let p = Policy::from_toml(&src, "t.toml").unwrap();
+    assert_eq!(
+        p.dns.servers,
+        [
+            "127.0.0.53:53".parse().unwrap(),
+            "[::1]:5353".parse().unwrap()
+        ]
+    );
+    assert_eq!(p.dns.timeout, Duration::from_millis(500));
+    // BASE is 10 lines and ends with a newline; then a blank line, [dns] on 12, keys on 13.
+    let bad = format!("{BASE}\n[dns]\nservers = [\"ns.example\"]\n");
+    let e = assert_refused(&bad, 13, 12, "not an IP address");
+    assert!(e.to_string().contains("127.0.0.53"), "{e}");
+    let slow = format!("{BASE}\n[dns]\ntimeout = \"1m\"\n");
+    assert_refused(&slow, 13, 11, "outside 100ms");
+    let typo = format!("{BASE}\n[dns]\nserver = []\n");
+    let e = assert_refused(&typo, 13, 1, "unknown key `server`");
+    assert!(e.to_string().contains("did you mean `servers`"), "{e}");
+}
+
+#[test]
+fn a_name_without_port_keeps_none() {
+    let src = BASE.replace("\"127.0.0.3:5060\"", "\"sip.carrier.example\"");
+    let p = Policy::from_toml(&src, "t.toml").unwrap();
+    assert!(!p.trunks[0].address.port_given);
+    assert_eq!(p.trunks[0].address.to_string(), "sip.carrier.example");
+    let src = BASE.replace("\"127.0.0.3:5060\"", "\"sip.carrier.example:5080\"");
+    let p = Policy::from_toml(&src, "t.toml").unwrap();
+    assert!(p.trunks[0].address.port_given);
+    assert_eq!(p.trunks[0].address.to_string(), "sip.carrier.example:5080");
 }

@@ -106,15 +106,16 @@ pub(crate) fn host_port(text: &str) -> Result<HostPort, Problem> {
         return Ok(HostPort {
             host: Host::Ip(IpAddr::V6(ip)),
             port,
+            port_given: true,
         });
     }
     if text.matches(':').count() > 1 {
         return Err(Problem::new(format!("`{text}` is not HOST:PORT"))
             .hint("write an IPv6 address in brackets, e.g. \"[2001:db8::5]:5060\""));
     }
-    let (host, port) = match text.split_once(':') {
-        Some((h, p)) => (h, port(p, text, form)?),
-        None => (text, DEFAULT_SIP_PORT),
+    let (host, port, port_given) = match text.split_once(':') {
+        Some((h, p)) => (h, port(p, text, form)?, true),
+        None => (text, DEFAULT_SIP_PORT, false),
     };
     let host = self::host(host).map_err(|p| Problem {
         hint: p.hint.or(Some(form.into())),
@@ -123,7 +124,11 @@ pub(crate) fn host_port(text: &str) -> Result<HostPort, Problem> {
     if let Host::Ip(IpAddr::V6(_)) = host {
         return Err(Problem::new(format!("`{text}` is not HOST:PORT")).hint(form));
     }
-    Ok(HostPort { host, port })
+    Ok(HostPort {
+        host,
+        port,
+        port_given,
+    })
 }
 
 fn port(p: &str, whole: &str, form: &str) -> Result<u16, Problem> {

@@ -37,7 +37,7 @@ burst = 1000000000
 max_sources = 100000
 "#;
 
-fn no_dns(hp: &HostPort) -> std::io::Result<SocketAddr> {
+fn no_dns(hp: &HostPort, _: trunkgate_config::PeerTransport) -> std::io::Result<Vec<SocketAddr>> {
     Err(std::io::Error::other(format!("no DNS: {hp}")))
 }
 

@@ -20,6 +20,7 @@
 //! does not own it. Keyed by [`TrunkId`], so [`Health::rebuild`] keeps state across a new
 //! policy.
 
+mod nodes;
 mod view;
 
 pub use view::TrunkHealth;
@@ -196,6 +197,8 @@ pub struct Health {
     settings: HealthSettings,
     /// `trunks[id]`.
     trunks: Vec<Option<Record>>,
+    /// Failed addresses of trunks with several.
+    nodes: nodes::Nodes,
 }
 
 /// The first probes of the probed trunks are spread by this much each (capped by their
@@ -209,6 +212,7 @@ impl Health {
         let mut health = Health {
             settings: settings.clone(),
             trunks: Vec::new(),
+            nodes: nodes::Nodes::default(),
         };
         health.rebuild(table, settings, now);
         health
@@ -223,6 +227,11 @@ impl Health {
             .iter()
             .map(|t| (t.id, t.name.as_str(), t.probe.as_ref()));
         self.rebuild_peers(peers, settings, now);
+        self.nodes.retain(|id, address| {
+            table
+                .trunk(id)
+                .is_some_and(|t| t.addresses.contains(&address))
+        });
     }
 
     /// The health of the PBX nodes of `table` (by node index, as a [`TrunkId`]): the same
@@ -231,6 +240,7 @@ impl Health {
         let mut health = Health {
             settings: settings.clone(),
             trunks: Vec::new(),
+            nodes: nodes::Nodes::default(),
         };
         let peers = table.pbx_nodes().iter().enumerate().filter_map(|(i, n)| {
             Some((

@@ -64,7 +64,12 @@ pub struct PeerEntry {
 pub struct TrunkEntry {
     pub id: TrunkId,
     pub name: String,
+    /// Where requests go first: the first of `addresses`.
     pub address: SocketAddr,
+    /// Every address of the trunk, in the order to try them: one for an IP literal, the
+    /// RFC 3263 order (SRV priority, then weight; A/AAAA records in the order returned) for
+    /// a DNS name. All of them classify as this trunk.
+    pub addresses: Vec<SocketAddr>,
     pub transport: PeerTransport,
     /// The configured `host:port` text: `127.0.0.3:5060`, `sip.carrier.example:5060`.
     pub uri_host: String,
@@ -170,25 +175,42 @@ pub struct RoutingTable {
 impl RoutingTable {
     /// Build from `policy`. Trunk ids come from `ids` (assigned there for new names, so
     /// a first build numbers them in policy order and later ones keep them by name).
-    /// Addresses that are IP literals are used as written; DNS names go through `resolve`,
-    /// once, here. The resolved IPs classify as their peers (as /32 or /128) beside the
-    /// allow lists.
+    /// Addresses that are IP literals are used as written; DNS names go through `resolve`
+    /// (given the peer's transport, for SRV), here: a name may give several addresses, in the
+    /// order to try them. The resolved IPs classify as their peers (as /32 or /128) beside
+    /// the allow lists. A PBX node uses the first address of its name.
     pub fn new(
         policy: &Policy,
         ids: &mut TrunkIds,
-        resolve: impl Fn(&HostPort) -> std::io::Result<SocketAddr>,
+        resolve: impl Fn(&HostPort, PeerTransport) -> std::io::Result<Vec<SocketAddr>>,
     ) -> Result<RoutingTable, ResolveError> {
-        let lookup = |peer: String, hp: &HostPort| match hp.to_socket_addr() {
-            Some(addr) => Ok(addr),
-            None => resolve(hp).map_err(|source| ResolveError::Resolve {
+        let lookup_all = |peer: String, hp: &HostPort, transport: PeerTransport| {
+            let failed = |source| ResolveError::Resolve {
                 peer,
                 address: hp.to_string(),
                 source,
-            }),
+            };
+            // (first, all): never empty.
+            match hp.to_socket_addr() {
+                Some(addr) => Ok((addr, vec![addr])),
+                None => match resolve(hp, transport) {
+                    Ok(addrs) => match addrs.first() {
+                        Some(&first) => Ok((first, addrs)),
+                        None => Err(failed(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "no address",
+                        ))),
+                    },
+                    Err(source) => Err(failed(source)),
+                },
+            }
+        };
+        let lookup = |peer: String, hp: &HostPort, transport: PeerTransport| {
+            lookup_all(peer, hp, transport).map(|(first, _)| first)
         };
         let mut pbx = vec![PeerEntry {
             name: "pbx".to_owned(),
-            address: lookup("pbx".to_owned(), &policy.pbx.address)?,
+            address: lookup("pbx".to_owned(), &policy.pbx.address, policy.pbx.transport)?,
             transport: policy.pbx.transport,
             uri_host: policy.pbx.address.to_string(),
             dids: Vec::new(),
@@ -197,7 +219,11 @@ impl RoutingTable {
         for node in &policy.pbx.nodes {
             pbx.push(PeerEntry {
                 name: node.name.clone(),
-                address: lookup(format!("pbx node \"{}\"", node.name), &node.address)?,
+                address: lookup(
+                    format!("pbx node \"{}\"", node.name),
+                    &node.address,
+                    node.transport,
+                )?,
                 transport: node.transport,
                 uri_host: node.address.to_string(),
                 dids: node.dids.clone(),
@@ -215,10 +241,13 @@ impl RoutingTable {
                 by_id.resize(slot + 1, None);
             }
             by_id[slot] = Some(position);
+            let (address, addresses) =
+                lookup_all(format!("trunk \"{}\"", t.name), &t.address, t.transport)?;
             trunks.push(TrunkEntry {
                 id,
                 name: t.name.clone(),
-                address: lookup(format!("trunk \"{}\"", t.name), &t.address)?,
+                address,
+                addresses,
                 transport: t.transport,
                 uri_host: t.address.to_string(),
                 max_sessions: t.max_sessions,
@@ -266,11 +295,18 @@ impl RoutingTable {
             .collect::<Vec<_>>();
         let claims = pbx_claims.into_iter().map(|n| (n, Source::Pbx)).chain(
             policy.trunks.iter().zip(&trunks).flat_map(|(t, e)| {
-                let (own, id) = (IpNet::from(e.address.ip()), e.id);
+                let id = e.id;
+                let mut own: Vec<IpNet> = Vec::with_capacity(e.addresses.len());
+                for a in &e.addresses {
+                    let net = IpNet::from(a.ip());
+                    if !own.contains(&net) {
+                        own.push(net);
+                    }
+                }
                 t.allow
                     .iter()
                     .copied()
-                    .chain([own])
+                    .chain(own)
                     .map(move |n| (n, Source::Trunk(id)))
             }),
         );

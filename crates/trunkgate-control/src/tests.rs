@@ -5,19 +5,19 @@ use std::io;
 use std::time::{Duration, Instant};
 use trunkgate_config::Host;
 
-pub(crate) fn no_dns(hp: &HostPort) -> io::Result<SocketAddr> {
+pub(crate) fn no_dns(hp: &HostPort, _: PeerTransport) -> io::Result<Vec<SocketAddr>> {
     Err(io::Error::new(
         io::ErrorKind::NotFound,
         format!("no DNS in tests: {hp}"),
     ))
 }
 
-fn fake_dns(hp: &HostPort) -> io::Result<SocketAddr> {
+fn fake_dns(hp: &HostPort, t: PeerTransport) -> io::Result<Vec<SocketAddr>> {
     match &hp.host {
         Host::Name(n) if n == "sip.carrier.example" => {
-            Ok(SocketAddr::new("10.1.2.3".parse().unwrap(), hp.port))
+            Ok(vec![SocketAddr::new("10.1.2.3".parse().unwrap(), hp.port)])
         }
-        _ => no_dns(hp),
+        _ => no_dns(hp, t),
     }
 }
 
@@ -91,7 +91,7 @@ fn entries_carry_addresses_and_uri_hosts() {
         ("carrier-b", PeerTransport::Tcp)
     );
     assert_eq!(b.address, "10.1.2.3:5060".parse().unwrap());
-    assert_eq!(b.uri_host, "sip.carrier.example:5060");
+    assert_eq!(b.uri_host, "sip.carrier.example");
     assert_eq!(
         t.trunk(TrunkId(2)).unwrap().uri_host,
         "[2001:db8:300::1]:5080"
@@ -150,9 +150,8 @@ fn resolve_errors_name_the_peer() {
     let policy = Policy::from_toml(POLICY, "t.toml").unwrap();
     let e = RoutingTable::new(&policy, &mut TrunkIds::default(), no_dns).unwrap_err();
     assert!(
-        e.to_string().starts_with(
-            "cannot resolve the address sip.carrier.example:5060 of trunk \"carrier-b\""
-        ),
+        e.to_string()
+            .starts_with("cannot resolve the address sip.carrier.example of trunk \"carrier-b\""),
         "{e}"
     );
 }

@@ -69,10 +69,26 @@ impl TrunksView {
                     p.dialogs.iter().map(|d| d.load(Ordering::Relaxed)).sum()
                 });
                 let account = trunk.account.and_then(|id| table.account(id));
+                // Every address (a DNS name's, in RFC 3263 order) and whether calls go to it.
+                let addresses: Vec<serde_json::Value> = {
+                    let h = routing.health().lock().unwrap_or_else(|e| e.into_inner());
+                    trunk
+                        .addresses
+                        .iter()
+                        .map(|&a| {
+                            serde_json::json!({
+                                "address": a.to_string(),
+                                "usable": h.address_usable(now, trunk.id, a),
+                            })
+                        })
+                        .collect()
+                };
                 let mut entry = serde_json::json!({
                     "name": trunk.name,
                     "id": trunk.id.0,
+                    "host": trunk.uri_host,
                     "address": trunk.address.to_string(),
+                    "addresses": addresses,
                     "sessions": sessions.max(0),
                     "max_sessions": trunk.max_sessions,
                     "max_cps": trunk.max_cps,

@@ -20,6 +20,7 @@
 
 use crate::admin_auth::{AdminAuth, fnv1a, load_token};
 use crate::admission_adapter::PolicyAdmission;
+use crate::dns::Dns;
 use crate::drills::DrillBoard;
 use crate::metrics::{PeerView, PeerViews};
 use crate::policy_diff::{self, Change};
@@ -86,12 +87,15 @@ pub fn read_policy(
     }
 }
 
-/// What builds a snapshot and must outlive it: the id registry, the trunks kept draining.
+/// What builds a snapshot and must outlive it: the id registry, the trunks kept draining,
+/// the DNS cache.
 #[derive(Debug, Default)]
 struct Builder {
     ids: TrunkIds,
     /// Configs of removed trunks that still have calls (as the last policy that had them).
     draining: Vec<Trunk>,
+    /// Names are resolved here (RFC 3263); `None`: the system resolver, first address.
+    dns: Option<Arc<Dns>>,
 }
 
 /// The state shared by every snapshot: health and drills (keyed by trunk id).
@@ -104,11 +108,12 @@ pub struct Shared {
 impl Builder {
     /// Build the routing table for `policy` plus the draining trunks. A draining trunk whose
     /// addresses the new policy gives to another peer cannot be kept: it is dropped (logged).
-    fn table(
-        &mut self,
-        policy: &Policy,
-        resolve: &dyn Fn(&trunkgate_config::HostPort) -> std::io::Result<std::net::SocketAddr>,
-    ) -> Result<RoutingTable, ResolveError> {
+    fn table(&mut self, policy: &Policy) -> Result<RoutingTable, ResolveError> {
+        let dns = self.dns.clone();
+        let resolve = |host: &trunkgate_config::HostPort, transport| match &dns {
+            Some(dns) => dns.resolve(host, transport),
+            None => crate::startup::resolve(host, transport),
+        };
         self.draining
             .retain(|d| !policy.trunks.iter().any(|t| t.name == d.name));
         let with_draining = |draining: &[Trunk]| {
@@ -150,9 +155,13 @@ pub fn first(
     text: String,
     path: Option<&Path>,
 ) -> anyhow::Result<(Snapshot, Shared, BuilderSeed)> {
-    let mut builder = Builder::default();
+    let dns = Dns::new(&policy.dns).map_err(|e| anyhow::anyhow!("starting DNS: {e}"))?;
+    let mut builder = Builder {
+        dns: Some(Arc::new(dns)),
+        ..Builder::default()
+    };
     let table = builder
-        .table(&policy, &crate::startup::resolve)
+        .table(&policy)
         .map_err(|e| anyhow::anyhow!("resolving peer addresses: {e}"))?;
     let drills = Arc::new(DrillBoard::default());
     let health = Arc::new(Mutex::new(Health::new(
@@ -513,9 +522,14 @@ impl LivePolicy {
         policy: Policy,
         old: &Snapshot,
     ) -> anyhow::Result<Snapshot> {
-        let table = builder
-            .table(&policy, &crate::startup::resolve)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(dns) = &builder.dns {
+            dns.configure(&policy.dns)
+                .map_err(|e| anyhow::anyhow!("[dns]: {e}"))?;
+        }
+        let table = builder.table(&policy).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(dns) = &builder.dns {
+            dns.retain(&policy);
+        }
         self.shared
             .health
             .lock()
@@ -583,6 +597,28 @@ impl LivePolicy {
                     hash: snapshot.hash.clone(),
                 })
                 .set(1);
+        }
+    }
+
+    /// The DNS cache behind the routing table (for the refresh thread and `/dns`).
+    pub fn dns(&self) -> Option<Arc<Dns>> {
+        lock(&self.builder).dns.clone()
+    }
+
+    /// A DNS answer changed: build the policy in force again from the cache (routes,
+    /// classification and probes follow the new addresses; health, buckets and drills
+    /// carry over as on reload).
+    pub fn rebuild_for_dns(&self) {
+        let mut builder = lock(&self.builder);
+        let current = self.current();
+        match self.build(&mut builder, current.policy.clone(), &current) {
+            Ok(snapshot) => {
+                self.install(snapshot);
+                tracing::info!("routing rebuilt for changed DNS answers");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "rebuilding for changed DNS answers failed: the routing in force stays");
+            }
         }
     }
 

@@ -18,6 +18,7 @@ mod admin_control;
 mod admission_adapter;
 mod credentials;
 mod ctl;
+mod dns;
 mod drills;
 mod fd_budget;
 mod live;

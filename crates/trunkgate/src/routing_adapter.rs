@@ -171,16 +171,15 @@ impl Routing for PolicyRouting {
                     return RouteChoice::default();
                 };
                 let mut ids = Vec::with_capacity(route.trunks.len());
-                {
-                    let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-                    self.table.candidates(
-                        route,
-                        now,
-                        &health,
-                        &|id: TrunkId| load.sessions(id.0),
-                        &mut ids,
-                    );
-                }
+                let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+                self.table.candidates(
+                    route,
+                    now,
+                    &health,
+                    &|id: TrunkId| load.sessions(id.0),
+                    &mut ids,
+                );
+                let mut addresses = Vec::new();
                 let gate = self.registration_gate.get();
                 for id in ids {
                     if gate.is_some_and(|g| g.blocks(id.0)) {
@@ -194,14 +193,20 @@ impl Routing for PolicyRouting {
                         Some(DrillMode::Reject503) => Some(503),
                         _ => None,
                     };
-                    out.push(Target {
-                        party: Party::Trunk(id.0),
-                        address: trunk.address,
-                        transport: transport(trunk.transport),
-                        uri_host: trunk.uri_host.clone(),
-                        local_answer,
-                    });
+                    // A DNS name's addresses in RFC 3263 order, the failed ones left out
+                    // (each is one attempt of the route's max_attempts).
+                    health.usable_addresses(now, id, &trunk.addresses, &mut addresses);
+                    for &address in &addresses {
+                        out.push(Target {
+                            party: Party::Trunk(id.0),
+                            address,
+                            transport: transport(trunk.transport),
+                            uri_host: trunk.uri_host.clone(),
+                            local_answer,
+                        });
+                    }
                 }
+                drop(health);
                 RouteChoice {
                     route: u16::try_from(route.index).ok(),
                     failover: self
@@ -427,9 +432,11 @@ name = "a"
 address = "127.0.0.3:5060"
 "#;
         let policy = Policy::from_toml(src, "t.toml").unwrap();
-        let table = RoutingTable::new(&policy, &mut trunkgate_control::TrunkIds::default(), |_| {
-            Err(std::io::Error::other("no DNS"))
-        })
+        let table = RoutingTable::new(
+            &policy,
+            &mut trunkgate_control::TrunkIds::default(),
+            |_, _| Err(std::io::Error::other("no DNS")),
+        )
         .unwrap();
         PolicyRouting::new(table, &policy)
     }

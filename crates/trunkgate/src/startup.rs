@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use trunkgate_config::{HostPort, ListenTransport, MediaLatch, Policy, PolicyErrors};
+use trunkgate_config::{Host, HostPort, ListenTransport, MediaLatch, Policy, PolicyErrors};
 use trunkgate_media::{Event, Latch, MediaConfig, QualityConfig, Relay};
 use trunkgate_sip::message::Limits;
 use trunkgate_sip::{Flow, Proxy, ProxyConfig, ProxyMetrics, Routing, Timers};
@@ -72,13 +72,20 @@ pub fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Resolve a peer address: IP literals directly, names with the system resolver (first
-/// address returned).
-pub fn resolve(host: &HostPort) -> std::io::Result<SocketAddr> {
+/// Resolve a peer address without [`crate::dns`]: IP literals directly, names with the
+/// system resolver (A/AAAA at the policy's port, first address; no SRV). Tests and tools.
+pub fn resolve(
+    host: &HostPort,
+    _transport: trunkgate_config::PeerTransport,
+) -> std::io::Result<Vec<SocketAddr>> {
     if let Some(address) = host.to_socket_addr() {
-        return Ok(address);
+        return Ok(vec![address]);
     }
-    host.to_string().to_socket_addrs()?.next().ok_or_else(|| {
+    let Host::Name(name) = &host.host else {
+        return Ok(Vec::new());
+    };
+    let first = (name.as_str(), host.port).to_socket_addrs()?.next();
+    first.map(|a| vec![a]).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host}: no address"))
     })
 }
@@ -400,6 +407,17 @@ async fn serve(
         }
     });
     crate::shutdown::reload_on_sighup(live.clone()).context("installing the SIGHUP handler")?;
+    // DNS names are re-resolved as their TTLs run out; changed addresses rebuild routing.
+    let dns_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(dns) = live.dns() {
+        let rebuild = live.clone();
+        crate::dns::spawn_refresher(
+            dns,
+            Box::new(move || rebuild.rebuild_for_dns()),
+            dns_stop.clone(),
+        )
+        .context("starting the DNS refresh thread")?;
+    }
     let trunks_view = TrunksView {
         live: live.clone(),
         proxy: proxy_metrics,
@@ -483,6 +501,7 @@ async fn serve(
         .await
         .context("the SIP core thread ended without a result")??;
     relay.shutdown();
+    dns_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     match ended {
         Ended::Drained => tracing::info!("drained: every dialog finished; exiting"),
         Ended::GraceExpired { dialogs } => {
@@ -527,19 +546,22 @@ mod tests {
 
     #[test]
     fn resolves_literals_and_names() {
+        let udp = trunkgate_config::PeerTransport::Udp;
         let literal = HostPort {
             host: trunkgate_config::Host::Ip([127, 0, 0, 3].into()),
             port: 5060,
+            port_given: true,
         };
         assert_eq!(
-            resolve(&literal).unwrap(),
-            "127.0.0.3:5060".parse().unwrap()
+            resolve(&literal, udp).unwrap(),
+            ["127.0.0.3:5060".parse().unwrap()]
         );
         let name = HostPort {
             host: trunkgate_config::Host::Name("localhost".into()),
             port: 5070,
+            port_given: true,
         };
-        let address = resolve(&name).unwrap();
+        let address = resolve(&name, udp).unwrap()[0];
         assert!(address.ip().is_loopback());
         assert_eq!(address.port(), 5070);
     }

@@ -17,6 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -197,6 +198,24 @@ impl TrunkCounts {
 }
 
 /// Feeds core events to [`Health`] and turns health into probes and metrics.
+/// What a trunk branch's end says, beside its trunk and address.
+struct Ended {
+    route: Option<u16>,
+    outcome: Outcome,
+    retry_after: Option<u32>,
+    /// INVITE branches: (time to first provisional, time to the end); `None` for others.
+    timing: Option<(Option<Duration>, Duration)>,
+    failover: bool,
+}
+
+/// The addresses of trunk `id` in `routing`'s table (none if it has no such trunk).
+fn addresses_of(routing: &PolicyRouting, id: TrunkId) -> &[SocketAddr] {
+    routing
+        .table()
+        .trunk(id)
+        .map_or(&[][..], |t| t.addresses.as_slice())
+}
+
 pub struct TrunkHealthFeed {
     routing: Arc<PolicyRouting>,
     metrics: TrunkMetrics,
@@ -381,6 +400,7 @@ impl TrunkHealthFeed {
             Event::BranchEnded {
                 dialog,
                 to: Party::Trunk(t),
+                address,
                 method,
                 route,
                 outcome,
@@ -397,7 +417,14 @@ impl TrunkHealthFeed {
                     }
                 }
                 let timing = (method == Method::Invite).then_some((first_provisional, duration));
-                self.branch_ended(now, t, route, outcome, retry_after, timing, failover);
+                let ended = Ended {
+                    route,
+                    outcome,
+                    retry_after,
+                    timing,
+                    failover,
+                };
+                self.branch_ended(now, t, address, ended);
             }
             Event::Probe {
                 to: Party::Pbx,
@@ -434,9 +461,9 @@ impl TrunkHealthFeed {
             }
             Event::Probe {
                 to: Party::Trunk(trunk),
+                address,
                 result,
                 rtt,
-                ..
             } => {
                 // Drills: `down` ignores probes (the trunk counts as failed whatever they
                 // say), `probe-fail` turns every result into a failure.
@@ -461,7 +488,10 @@ impl TrunkHealthFeed {
                         .is_some_and(|p| p.reachable(code)),
                     _ => false,
                 };
-                let change = self.with_health(|h| h.on_probe(now, id, outcome, rtt));
+                let routing = self.routing.clone();
+                let addresses = addresses_of(&routing, id);
+                let change = self
+                    .with_health(|h| h.on_address_probe(now, id, address, addresses, outcome, rtt));
                 let label = ProbeLabels {
                     trunk: self.name(trunk),
                     result: if ok { "ok" } else { "failed" }.to_owned(),
@@ -473,18 +503,14 @@ impl TrunkHealthFeed {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn branch_ended(
-        &mut self,
-        now: Instant,
-        t: u16,
-        route: Option<u16>,
-        outcome: Outcome,
-        retry_after: Option<u32>,
-        // INVITE branches: (time to first provisional, time to the end); `None` for others.
-        timing: Option<(Option<Duration>, Duration)>,
-        failover: bool,
-    ) {
+    fn branch_ended(&mut self, now: Instant, t: u16, address: SocketAddr, ended: Ended) {
+        let Ended {
+            route,
+            outcome,
+            retry_after,
+            timing,
+            failover,
+        } = ended;
         let trunk = self.name(t);
         let first_provisional = timing.and_then(|(p, _)| p);
         if let Some(provisional) = first_provisional {
@@ -501,9 +527,11 @@ impl TrunkHealthFeed {
         let branch = match outcome {
             Outcome::Final(code) if (200..300).contains(&code) => {
                 let Some((_, duration)) = timing else {
-                    return self.changed(
-                        self.with_health(|h| h.on_branch(now, id, BranchOutcome::Answered)),
-                    );
+                    let routing = self.routing.clone();
+                    let addresses = addresses_of(&routing, id);
+                    return self.changed(self.with_health(|h| {
+                        h.on_address_branch(now, id, address, addresses, BranchOutcome::Answered)
+                    }));
                 };
                 self.metrics
                     .answered
@@ -531,14 +559,22 @@ impl TrunkHealthFeed {
         let cooled = matches!(outcome, Outcome::Final(503))
             .then_some(retry_after)
             .flatten();
+        let routing = self.routing.clone();
+        let addresses = addresses_of(&routing, id);
         let change = self.with_health(|h| {
-            if let Some(secs) = cooled {
+            // With several addresses, a 503 takes only its address out (below); the trunk
+            // cools down for Retry-After when it was the last one left.
+            let last = addresses.len() <= 1
+                || !addresses
+                    .iter()
+                    .any(|&a| a != address && h.address_usable(now, id, a));
+            if let Some(secs) = cooled.filter(|_| last) {
                 let held = h.retry_after(now, id, secs);
                 if !held.is_zero() {
                     tracing::info!(trunk = %trunk, retry_after = secs, held = ?held, "503 with Retry-After: new calls avoid the trunk");
                 }
             }
-            branch.and_then(|b| h.on_branch(now, id, b))
+            branch.and_then(|b| h.on_address_branch(now, id, address, addresses, b))
         });
         if failover {
             let route = route
@@ -648,16 +684,27 @@ impl TrunkHealthFeed {
             let timeout = self
                 .with_health(|h| h.probe_timeout(id))
                 .unwrap_or(Duration::from_secs(2));
+            // A trunk with several addresses is probed at its first usable one.
+            let address = self.with_health(|h| {
+                trunk
+                    .addresses
+                    .iter()
+                    .copied()
+                    .find(|&a| h.address_usable(now, id, a))
+                    .unwrap_or(trunk.address)
+            });
             let target = Target {
                 party: Party::Trunk(id.0),
-                address: trunk.address,
+                address,
                 transport: crate::routing_adapter::transport(trunk.transport),
                 uri_host: trunk.uri_host.clone(),
                 local_answer: None,
             };
             if !proxy.probe(now, &target, timeout) {
-                let change =
-                    self.with_health(|h| h.on_probe(now, id, ProbeOutcome::TransportError, None));
+                let change = self.with_health(|h| {
+                    let failed = ProbeOutcome::TransportError;
+                    h.on_address_probe(now, id, address, &trunk.addresses, failed, None)
+                });
                 self.changed(change);
             }
         }

@@ -14,6 +14,7 @@ use toml::Spanned;
 mod accounts;
 mod admission;
 mod credentials;
+mod dns;
 mod failover;
 mod limits;
 mod media;
@@ -80,6 +81,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let register = c.register(raw.register.as_ref());
     let health = c.health(raw.health.as_ref());
     let limits = c.limits(raw.limits.as_ref());
+    let dns = c.dns(raw.dns.as_ref());
     let policy = Policy {
         listen,
         sip,
@@ -95,6 +97,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         health,
         limits,
         drill,
+        dns,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy

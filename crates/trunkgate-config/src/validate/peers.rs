@@ -53,6 +53,7 @@ impl Check<'_, '_> {
         let placeholder = HostPort {
             host: Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             port: 0,
+            port_given: true,
         };
         let Some(f) = f else {
             let hint = "add address = \"HOST:PORT\", e.g. \"10.0.0.5:5060\"";
@@ -95,6 +96,7 @@ impl Check<'_, '_> {
                 HostPort {
                     host: Host::Ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
                     port: 0,
+                    port_given: true,
                 },
                 At::Nowhere,
             )

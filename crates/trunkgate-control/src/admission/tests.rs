@@ -47,7 +47,7 @@ fn fixture(extra: &str) -> Fixture {
     let table = RoutingTable::new(
         &policy,
         &mut crate::TrunkIds::default(),
-        |hp: &HostPort| -> std::io::Result<SocketAddr> {
+        |hp: &HostPort, _| -> std::io::Result<Vec<SocketAddr>> {
             Err(std::io::Error::other(format!("no DNS: {hp}")))
         },
     )
@@ -465,7 +465,7 @@ fn a_trunk_token_given_back_is_not_spent() {
 #[test]
 fn account_ids_survive_a_rebuild_by_name() {
     let mut ids = crate::TrunkIds::default();
-    let no_dns = |hp: &HostPort| -> std::io::Result<SocketAddr> {
+    let no_dns = |hp: &HostPort, _| -> std::io::Result<Vec<SocketAddr>> {
         Err(std::io::Error::other(format!("no DNS: {hp}")))
     };
     let extra = "[[account]]\nname = \"zeta\"\ntrunks = [\"carrier-c\"]\n";
@@ -498,7 +498,8 @@ fn a_rebuild_keeps_the_buckets_of_unchanged_trunks() {
     changed.trunks[0].max_cps = Some(50);
     changed.trunks[0].cps_burst = Some(50);
     let ids = &mut crate::TrunkIds::default();
-    let table = RoutingTable::new(&changed, ids, |_| Err(std::io::Error::other("no DNS"))).unwrap();
+    let table =
+        RoutingTable::new(&changed, ids, |_, _| Err(std::io::Error::other("no DNS"))).unwrap();
     let fresh = AdmissionControl::rebuild(&changed, &table, &f.admission);
     assert!(fresh.try_call_rate(TrunkId(0)));
 }

@@ -6,7 +6,7 @@ use trunkgate_config::Policy;
 
 fn table() -> RoutingTable {
     let policy = Policy::embedded_default().unwrap();
-    RoutingTable::new(&policy, &mut TrunkIds::default(), |_| {
+    RoutingTable::new(&policy, &mut TrunkIds::default(), |_, _| {
         Err(std::io::Error::other("no DNS in tests"))
     })
     .unwrap()

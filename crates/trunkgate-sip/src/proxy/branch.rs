@@ -366,7 +366,9 @@ impl Proxy {
         let Party::Trunk(t) = target.party else {
             return true;
         };
-        if !outbound {
+        // Another address of the trunk the call is on (RFC 3263: the next SRV target or
+        // A record): its session and call-rate token are already taken.
+        if !outbound || dialog.trunk == Some(t) {
             return true;
         }
         match self.take_trunk(t, Direction::Outbound, holding) {
@@ -398,6 +400,10 @@ impl Proxy {
         let Party::Trunk(new) = branch.party else {
             return;
         };
+        if dialog.trunk == Some(new) {
+            // The next address of the same trunk: same session, same metrics.
+            return;
+        }
         let account = self.admission.trunk_account(new);
         let old = dialog.trunk.replace(new);
         let old_account = std::mem::replace(&mut dialog.account, account);
