@@ -326,7 +326,12 @@ async fn lookup(resolver: &TokioResolver, key: &Key, now: Instant) -> io::Result
     }
 }
 
-fn answer(addresses: Vec<SocketAddr>, valid_until: Instant, now: Instant, srv: bool) -> Answer {
+/// Addresses kept per name: a route tries at most 16 candidates (`max_attempts`), and a
+/// hostile or broken zone must not grow the table without bound.
+const MAX_ADDRESSES: usize = 16;
+
+fn answer(mut addresses: Vec<SocketAddr>, valid_until: Instant, now: Instant, srv: bool) -> Answer {
+    addresses.truncate(MAX_ADDRESSES);
     let ttl = valid_until
         .saturating_duration_since(now)
         .clamp(MIN_TTL, MAX_TTL);
