@@ -67,6 +67,44 @@ impl Proxy {
             .count()
     }
 
+    /// Where an in-dialog request toward `leg` goes (RFC 3261 §16.12, §12.2.1.1): the first
+    /// Route value left after ours, else the Request-URI (`request_uri` if it is being
+    /// replaced: the leg's remote target) — when that is an IP literal of the leg's own peer
+    /// (it classifies as `leg.party`). Otherwise, and for names, the address the dialog was
+    /// set up with: a Contact that names another host must not send the peer's traffic
+    /// elsewhere, and a private or NATed one would not be reached. Over TCP a different
+    /// address needs its own connection (`conn: None`).
+    pub(super) fn in_dialog_next_hop(
+        &self,
+        msg: &SipMessage,
+        request_uri: Option<&[u8]>,
+        leg: &super::state::Leg,
+    ) -> (SocketAddr, Flow) {
+        let ours = self.our_leading_routes(msg);
+        let next_route = msg.values(HeaderName::Route).nth(ours);
+        let hop = match next_route {
+            Some(value) => NameAddr::parse(value)
+                .ok()
+                .and_then(|na| uri_socket_addr(na.uri)),
+            None => request_uri
+                .or_else(|| msg.request_uri())
+                .and_then(uri_socket_addr),
+        };
+        match hop {
+            Some(hop) if hop != leg.address && self.routing.classify(hop.ip()) == leg.party => {
+                let flow = match leg.flow.transport {
+                    Transport::Udp => leg.flow,
+                    Transport::Tcp => Flow {
+                        conn: None,
+                        ..leg.flow
+                    },
+                };
+                (hop, flow)
+            }
+            _ => (leg.address, leg.flow),
+        }
+    }
+
     pub(super) fn addressed_to_us(&self, msg: &SipMessage) -> bool {
         msg.request_uri()
             .and_then(|uri| SipUri::parse(uri).ok())

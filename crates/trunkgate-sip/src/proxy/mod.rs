@@ -40,6 +40,8 @@ mod tests_auth;
 #[cfg(test)]
 mod tests_conformance;
 #[cfg(test)]
+mod tests_dialog;
+#[cfg(test)]
 mod tests_failover;
 #[cfg(test)]
 mod tests_media;

@@ -336,10 +336,11 @@ impl Proxy {
                 leg.contact = Some(contact);
             }
         }
+        let (address, next_flow) = self.in_dialog_next_hop(&msg, request_uri.as_deref(), &leg);
         let forward = Forward {
             party: leg.party,
-            address: leg.address,
-            flow: leg.flow,
+            address,
+            flow: next_flow,
             request_uri,
             dialog: Some(dialog_id),
             from_caller,
@@ -399,16 +400,17 @@ impl Proxy {
             .anchor_body(dialog_id, from_caller, &msg, Role::Answer)
             .ok()
             .flatten();
+        let (address, next_flow) = self.in_dialog_next_hop(&msg, request_uri.as_deref(), &leg);
         let data = self.build_request(
             &msg,
-            &leg.flow,
+            &next_flow,
             &branch,
             &[],
             request_uri.as_deref(),
             body.as_deref(),
             (leg.cseq_offset > 0).then(|| msg.cseq().0.wrapping_add(leg.cseq_offset)),
         );
-        self.send(leg.flow, leg.address, data);
+        self.send(next_flow, address, data);
     }
 
     fn out_of_dialog(
