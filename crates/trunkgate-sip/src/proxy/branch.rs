@@ -367,8 +367,9 @@ impl Proxy {
             return true;
         };
         // Another address of the trunk the call is on (RFC 3263: the next SRV target or
-        // A record): its session and call-rate token are already taken.
-        if !outbound || dialog.trunk == Some(t) {
+        // A record): its session and call-rate token are already taken. Subscriptions are
+        // no sessions.
+        if !outbound || dialog.trunk == Some(t) || dialog.kind != super::state::DialogKind::Call {
             return true;
         }
         match self.take_trunk(t, Direction::Outbound, holding) {
@@ -400,8 +401,9 @@ impl Proxy {
         let Party::Trunk(new) = branch.party else {
             return;
         };
-        if dialog.trunk == Some(new) {
-            // The next address of the same trunk: same session, same metrics.
+        if dialog.trunk == Some(new) || dialog.kind != super::state::DialogKind::Call {
+            // The next address of the same trunk: same session, same metrics. A
+            // subscription counts nowhere.
             return;
         }
         let account = self.admission.trunk_account(new);

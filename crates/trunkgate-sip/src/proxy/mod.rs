@@ -18,6 +18,7 @@ mod addressing;
 mod admit;
 mod auth;
 mod branch;
+mod dialog;
 pub mod event;
 mod media;
 mod originate;
@@ -139,6 +140,10 @@ pub struct Proxy {
     clients: HashMap<(u64, Sub), ClientTx>,
     dialogs: HashMap<u64, Dialog>,
     dialog_index: HashMap<Vec<u8>, u64>,
+    /// Forked dialogs by Call-ID + caller tag + callee tag ([`dialog`]).
+    fork_index: HashMap<Vec<u8>, u64>,
+    /// Forks and subscriptions in `dialogs` (bounded by `dialog::MAX_SIDE_DIALOGS`).
+    side_dialogs: usize,
     /// Sessions (dialogs) in progress per trunk index, by [`crate::Direction::index`]: the
     /// exact counts the limits are checked against.
     sessions: Vec<[u32; 2]>,
@@ -208,6 +213,8 @@ impl Proxy {
             clients: HashMap::new(),
             dialogs: HashMap::new(),
             dialog_index: HashMap::new(),
+            fork_index: HashMap::new(),
+            side_dialogs: 0,
             sessions: Vec::new(),
             account_sessions: Vec::new(),
             shutting_down: false,
@@ -394,9 +401,10 @@ impl Proxy {
         self.shutting_down = true;
     }
 
-    /// Dialogs in progress (early or confirmed).
+    /// Calls in progress (early or confirmed); forks and subscriptions are not counted
+    /// (the drain at shutdown waits for calls only).
     pub fn active_dialogs(&self) -> usize {
-        self.dialogs.len()
+        self.dialogs.len().saturating_sub(self.side_dialogs)
     }
 
     /// Transactions in flight (server and client).
@@ -646,6 +654,21 @@ impl Proxy {
     }
 
     fn remove_dialog(&mut self, id: u64, why: EndReason) {
+        let kind = self.dialogs.get(&id).map(|d| d.kind);
+        if let Some(kind @ (state::DialogKind::Fork | state::DialogKind::Subscription)) = kind {
+            if let Some(dialog) = self.dialogs.remove(&id) {
+                let index = match kind {
+                    state::DialogKind::Fork => &mut self.fork_index,
+                    _ => &mut self.dialog_index,
+                };
+                if index.get(&dialog.index_key) == Some(&id) {
+                    index.remove(&dialog.index_key);
+                }
+                self.side_dialogs = self.side_dialogs.saturating_sub(1);
+                tracing::debug!(dialog = id, ?kind, ?why, "dialog ended");
+            }
+            return;
+        }
         if let Some(dialog) = self.dialogs.remove(&id) {
             self.events.push_back(Event::CallEnded {
                 dialog: id,

@@ -362,6 +362,9 @@ impl Proxy {
     /// Find the dialog of an in-dialog request or response, and whether it was sent by the
     /// caller (From tag = the caller's tag).
     pub(super) fn find_dialog(&self, msg: &SipMessage) -> Option<(u64, bool)> {
+        if let Some(found) = self.find_fork(msg) {
+            return Some(found);
+        }
         let call_id = msg.call_id();
         if let Some(tag) = msg.from_tag() {
             if let Some(&id) = self.dialog_index.get(&dialog_key(call_id, tag)[..]) {
@@ -510,6 +513,8 @@ impl Proxy {
                 self.remove_dialog(old, EndReason::Other);
             }
             let dialog = Dialog {
+                kind: super::state::DialogKind::Call,
+                idle_limit: None,
                 index_key: index_key.clone(),
                 callee_tag: None,
                 confirmed: false,
@@ -551,9 +556,11 @@ impl Proxy {
             });
             Some(id)
         } else {
-            None
+            let callee = (branch.party, branch.address, branch.flow);
+            self.open_subscription(now, &msg, flow, source, party, callee)
         };
-        let body = match dialog.map(|id| (id, self.anchor_body(id, true, &msg, Role::Offer))) {
+        let anchored = dialog.filter(|_| invite);
+        let body = match anchored.map(|id| (id, self.anchor_body(id, true, &msg, Role::Offer))) {
             None | Some((_, Ok(None))) => None,
             Some((_, Ok(Some(body)))) => Some(body),
             Some((id, Err(failure))) => {
@@ -638,7 +645,9 @@ impl Proxy {
         }
         if let Some(server) = self.servers.get_mut(&server_id) {
             server.dialog = dialog;
-            server.initial = initial && method == Method::Invite;
+            // The request that creates its dialog: an INVITE, or a SUBSCRIBE/REFER whose
+            // subscription is tracked.
+            server.initial = initial && (method == Method::Invite || dialog.is_some());
             server.from_caller = from_caller;
         }
         server_id

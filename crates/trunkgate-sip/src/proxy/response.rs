@@ -254,6 +254,9 @@ impl Proxy {
             return;
         };
         if code >= 200 {
+            if let Some(dialog) = self.servers.get(&server_id).and_then(|s| s.dialog) {
+                self.subscription_answered(dialog, msg);
+            }
             self.finish_server(now, server_id, data, code);
         } else if let Some(s) = self.servers.get_mut(&server_id) {
             s.last_response = Some(data);
@@ -317,6 +320,7 @@ impl Proxy {
         party: Party,
         msg: &SipMessage,
     ) {
+        let source_flow = flow;
         // The From tag names who sent the INVITE: the response goes back to that side.
         let Some((dialog_id, from_caller)) = self.find_dialog(msg) else {
             if party != Party::Unknown && msg.cseq().1 == Method::Invite {
@@ -342,6 +346,12 @@ impl Proxy {
         // streams, same ports). A 2xx from another fork is not: its SDP must not redirect
         // the media of the call in progress.
         let same_callee = dialog.callee_tag.as_deref() == msg.to_tag();
+        let fork = !same_callee
+            && from_caller
+            && party != Party::Unknown
+            && dialog.kind == super::state::DialogKind::Call
+            && dialog.confirmed
+            && msg.cseq().1 == Method::Invite;
         let body = if same_callee {
             self.anchor_body(dialog_id, !from_caller, msg, super::media::Role::Answer)
                 .ok()
@@ -350,6 +360,9 @@ impl Proxy {
             None
         };
         let cseq = (offset > 0).then(|| msg.cseq().0.wrapping_sub(offset));
+        if fork {
+            self.add_fork(now, dialog_id, msg, source_flow, source);
+        }
         self.send(flow, address, pop_via_cseq(msg, body.as_deref(), cseq));
     }
 
@@ -395,7 +408,13 @@ impl Proxy {
             if method == Method::Bye && !matches!(code, 401 | 407) {
                 // A challenged BYE is sent again with credentials: the call is still up.
                 self.remove_dialog(dialog, EndReason::Bye);
-            } else if invite && initial && code >= 300 {
+            } else if initial
+                && code >= 300
+                && self
+                    .dialogs
+                    .get(&dialog)
+                    .is_some_and(|d| invite || d.kind == super::state::DialogKind::Subscription)
+            {
                 let reason = if code == 487 {
                     EndReason::Cancelled
                 } else {
@@ -524,10 +543,10 @@ impl Proxy {
             }
             Timer::Trying(id) => self.send_trying(id),
             Timer::DialogExpire(id) => {
-                let timeout = self.config.dialog_timeout;
                 let Some(dialog) = self.dialogs.get(&id) else {
                     return;
                 };
+                let timeout = dialog.idle_limit.unwrap_or(self.config.dialog_timeout);
                 let idle_until = dialog.last_activity + timeout;
                 if idle_until > now {
                     self.timers.arm(idle_until, Timer::DialogExpire(id));

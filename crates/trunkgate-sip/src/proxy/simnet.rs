@@ -434,6 +434,22 @@ impl SimNet {
     }
 
     /// The one message `at` received (panics otherwise, naming what arrived).
+    /// Sessions in progress on trunk `trunk` (both directions).
+    pub fn sessions(&self, trunk: u16) -> u32 {
+        self.proxy.trunk_sessions(trunk)
+    }
+
+    /// No transaction, dialog (of any kind) or index entry left.
+    pub fn proxy_is_idle(&self) -> bool {
+        let p = &self.proxy;
+        p.servers.is_empty()
+            && p.clients.is_empty()
+            && p.dialogs.is_empty()
+            && p.dialog_index.is_empty()
+            && p.fork_index.is_empty()
+            && p.side_dialogs == 0
+    }
+
     pub fn take_one(&mut self, at: &str) -> SipMessage {
         let mut got = self.take(at);
         assert_eq!(
@@ -466,6 +482,7 @@ pub fn describe(msgs: &[SipMessage]) -> String {
 }
 
 /// A user agent's view of one call, enough to write its messages.
+#[derive(Clone)]
 pub struct Call {
     pub call_id: String,
     pub caller: &'static str,

@@ -165,8 +165,27 @@ pub(crate) struct Leg {
     pub cseq_offset: u32,
 }
 
+/// What a dialog is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DialogKind {
+    /// A call (INVITE): counted as a session, anchored, reported in events.
+    Call,
+    /// A second 2xx of a forked INVITE (another callee tag): routed on its own until the
+    /// caller hangs it up; not a session, no media, no events (RFC 3261 §12.1.2).
+    Fork,
+    /// Created by an out-of-dialog SUBSCRIBE or REFER (RFC 6665): NOTIFYs and refreshes
+    /// are routed; no session, no media, no events; idle at most `idle_limit`.
+    Subscription,
+}
+
 #[derive(Debug)]
 pub(crate) struct Dialog {
+    pub kind: DialogKind,
+    /// Forgotten after this long without an in-dialog request (`None`:
+    /// `sip.dialog_timeout`).
+    pub idle_limit: Option<std::time::Duration>,
+    /// The key in the proxy's dialog index (`Call`, `Subscription`: Call-ID + caller tag)
+    /// or fork index (`Fork`: Call-ID + caller tag + callee tag).
     pub index_key: Vec<u8>,
     pub callee_tag: Option<Box<[u8]>>,
     pub confirmed: bool,
@@ -235,6 +254,14 @@ pub(crate) fn dialog_key(call_id: &[u8], caller_tag: &[u8]) -> Key {
     key.extend_from_slice(call_id);
     key.push(0);
     key.extend_from_slice(caller_tag);
+    key
+}
+
+/// Key of a forked dialog: Call-ID, caller tag and callee tag.
+pub(crate) fn fork_key(call_id: &[u8], caller_tag: &[u8], callee_tag: &[u8]) -> Key {
+    let mut key = dialog_key(call_id, caller_tag);
+    key.push(0);
+    key.extend_from_slice(callee_tag);
     key
 }
 

@@ -109,3 +109,125 @@ fn requests_to_the_caller_follow_a_refreshed_contact() {
     let bye = net.take_one("127.0.0.2:5090");
     assert_eq!(bye.method(), Some(Method::Bye));
 }
+
+#[test]
+fn a_second_2xx_from_another_fork_gets_a_dialog_of_its_own() {
+    let mut net = SimNet::new();
+    let mut call = Call::new("fork", PBX, TRUNK);
+    let (invite, _) = call.invite();
+    net.send(PBX, &invite);
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    // The carrier forks: two UAs answer, the second from another port of its network.
+    let fork_b = "127.0.0.3:5071";
+    net.send(TRUNK, &reply(&at_trunk, 200, "OK", "tag-a", TRUNK));
+    net.settle();
+    net.send(fork_b, &reply(&at_trunk, 200, "OK", "tag-b", fork_b));
+    net.settle();
+    let got = net.take(PBX);
+    assert_eq!(got.len(), 2, "both answers relayed: {}", describe(&got));
+    assert_eq!(net.sessions(0), 1, "one call, one session");
+    // The PBX ACKs both and hangs up the second answer: each goes to its own UA.
+    // (Its own branch numbers: a branch reused by the first call's BYE would be taken for a
+    // retransmission.)
+    let mut second = Call {
+        to_tag: Some("tag-b".into()),
+        branch_seq: 100,
+        ..call.clone()
+    };
+    call.to_tag = Some("tag-a".into());
+    net.send(PBX, &call.caller_request("ACK"));
+    net.send(PBX, &second.caller_request("ACK"));
+    net.settle();
+    assert_eq!(net.take_one(TRUNK).method(), Some(Method::Ack));
+    assert_eq!(net.take_one(fork_b).method(), Some(Method::Ack));
+    second.cseq = call.cseq + 10;
+    net.send(PBX, &second.caller_request("BYE"));
+    net.settle();
+    let bye = net.take_one(fork_b);
+    assert_eq!(bye.method(), Some(Method::Bye));
+    assert!(
+        net.take(TRUNK).is_empty(),
+        "the answered call is not touched"
+    );
+    net.send(fork_b, &reply(&bye, 200, "OK", "", ""));
+    net.settle();
+    assert_eq!(net.take(PBX).len(), 1);
+    // The first answer's call is still up, and ends normally.
+    assert_eq!(net.sessions(0), 1);
+    net.send(PBX, &call.caller_request("BYE"));
+    net.settle();
+    let bye = net.take_one(TRUNK);
+    net.send(TRUNK, &reply(&bye, 200, "OK", "", ""));
+    net.settle();
+    assert_eq!(net.sessions(0), 0);
+    assert_eq!(net.proxy.active_dialogs(), 0);
+}
+
+#[test]
+fn notify_after_an_out_of_dialog_refer_reaches_the_referrer() {
+    let mut net = SimNet::new();
+    let mut call = Call::new("refer", PBX, TRUNK);
+    let (invite, _) = call.invite();
+    let refer = invite
+        .replace("INVITE sip:", "REFER sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 REFER")
+        .replace(
+            "Content-Type: application/sdp\nContent-Length: 5\n\nv=0\n",
+            "Refer-To: <sip:5550000@127.0.0.3>\nContent-Length: 0\n\n",
+        );
+    assert!(refer.contains("Refer-To"), "{refer}");
+    net.send(PBX, &refer);
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    assert_eq!(at_trunk.method(), Some(Method::Refer));
+    net.send(TRUNK, &reply(&at_trunk, 202, "Accepted", "notifier", TRUNK));
+    net.settle();
+    assert_eq!(net.take_one(PBX).status(), Some(202));
+    // The notifier's NOTIFY: From = its tag, To = the referrer's.
+    call.to_tag = Some("notifier".into());
+    let notify = call
+        .callee_request("NOTIFY", &format!("<sip:{PROXY};lr>"), 1)
+        .replace(
+            "Content-Length: 0",
+            "Event: refer\r\nSubscription-State: terminated;reason=noresource\r\nContent-Length: 0",
+        );
+    net.send(TRUNK, &notify);
+    net.settle();
+    let at_pbx = net.take_one(PBX);
+    assert_eq!(at_pbx.method(), Some(Method::Notify), "forwarded, not 481");
+    net.send(PBX, &reply(&at_pbx, 200, "OK", "", ""));
+    net.settle();
+    assert_eq!(net.take_one(TRUNK).status(), Some(200));
+    assert_eq!(net.sessions(0), 0, "a subscription is no session");
+    assert_eq!(net.proxy.active_dialogs(), 0, "and no call");
+    // Forgotten after its Expires (3600 s by default) plus grace: nothing left.
+    net.run_for(std::time::Duration::from_secs(3700));
+    assert!(
+        net.proxy_is_idle(),
+        "state left after the subscription expired"
+    );
+}
+
+#[test]
+fn a_refused_subscribe_leaves_no_dialog() {
+    let mut net = SimNet::new();
+    let call = Call::new("subscribe-refused", PBX, TRUNK);
+    let mut c = call.clone();
+    let (invite, _) = c.invite();
+    let subscribe = invite
+        .replace("INVITE sip:", "SUBSCRIBE sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 SUBSCRIBE")
+        .replace(
+            "Content-Type: application/sdp\nContent-Length: 5\n\nv=0\n",
+            "Event: presence\nExpires: 60\nContent-Length: 0\n\n",
+        );
+    net.send(PBX, &subscribe);
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    net.send(TRUNK, &reply(&at_trunk, 489, "Bad Event", "t", ""));
+    net.settle();
+    assert_eq!(net.take_one(PBX).status(), Some(489));
+    net.run_for(std::time::Duration::from_secs(40));
+    assert!(net.proxy_is_idle());
+}
