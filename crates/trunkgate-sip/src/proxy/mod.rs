@@ -382,6 +382,16 @@ impl Proxy {
         for server in self.servers.values_mut() {
             if server.flow == flow {
                 server.flow.conn = None;
+                // RFC 3261 §18.2.2: with the connection gone, responses go to a new
+                // connection to the source IP at the Via's sent-by port (5060 if none),
+                // not to the ephemeral port the closed connection came from.
+                let port = (!server.request.is_empty())
+                    .then(|| SipMessage::parse(server.request.clone(), &OWN_LIMITS).ok())
+                    .flatten()
+                    .map(|m| m.top_via().port.unwrap_or(5060));
+                if let Some(port) = port {
+                    server.source.set_port(port);
+                }
             }
         }
         for client in self.clients.values_mut() {

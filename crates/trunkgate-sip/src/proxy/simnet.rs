@@ -227,6 +227,8 @@ pub struct SimNet {
     /// Return true to drop a packet (from, to, text).
     pub drop_rule: Option<DropRule>,
     pub dropped: usize,
+    /// Every transmit's destination and flow, in order (transport and connection checks).
+    pub sent_flows: Vec<(SocketAddr, Flow)>,
 }
 
 impl SimNet {
@@ -252,14 +254,30 @@ impl SimNet {
     }
 
     pub fn with(admission: Option<Arc<dyn Admission>>, routing: TestRouting) -> SimNet {
+        Self::build(admission, routing, false)
+    }
+
+    /// With a TCP listener beside the UDP one (TCP flows: `send_tcp`).
+    pub fn with_tcp() -> SimNet {
+        Self::build(None, TestRouting::default(), true)
+    }
+
+    fn build(admission: Option<Arc<dyn Admission>>, routing: TestRouting, tcp: bool) -> SimNet {
         let flow = Flow {
             transport: Transport::Udp,
             local: addr(PROXY),
             conn: None,
         };
+        let mut listeners = vec![flow];
+        if tcp {
+            listeners.push(Flow {
+                transport: Transport::Tcp,
+                ..flow
+            });
+        }
         let config = ProxyConfig {
             advertised: "127.0.0.1".into(),
-            listeners: vec![flow],
+            listeners,
             timers: Timers::default(),
             limits: Limits::default(),
             server_name: "Trunkgate/test".into(),
@@ -280,6 +298,7 @@ impl SimNet {
             unparsed: HashMap::new(),
             drop_rule: None,
             dropped: 0,
+            sent_flows: Vec::new(),
         }
     }
 
@@ -366,8 +385,31 @@ impl SimNet {
 
     fn drain_proxy(&mut self) {
         while let Some(t) = self.proxy.poll_transmit() {
+            self.sent_flows.push((t.destination, t.flow));
             self.put(t.flow.local, t.destination, t.data);
         }
+    }
+
+    /// `text` arrives on TCP connection `conn` from `from` (the connection's source
+    /// address: an ephemeral port, not the peer's listening one).
+    pub fn send_tcp(&mut self, from: &str, conn: u64, text: &str) {
+        let flow = Flow {
+            transport: Transport::Tcp,
+            local: addr(PROXY),
+            conn: Some(crate::transport::ConnId(conn)),
+        };
+        self.proxy
+            .handle_input(self.now, flow, addr(from), Bytes::from(crlf(text)));
+        self.drain_proxy();
+    }
+
+    /// TCP connection `conn` closed.
+    pub fn close_tcp(&mut self, conn: u64) {
+        self.proxy.connection_closed(Flow {
+            transport: Transport::Tcp,
+            local: addr(PROXY),
+            conn: Some(crate::transport::ConnId(conn)),
+        });
     }
 
     /// Every event the core produced since the last call.

@@ -231,3 +231,29 @@ fn a_refused_subscribe_leaves_no_dialog() {
     net.run_for(std::time::Duration::from_secs(40));
     assert!(net.proxy_is_idle());
 }
+
+#[test]
+fn a_response_whose_tcp_connection_closed_goes_to_the_via_sent_by_port() {
+    let mut net = SimNet::with_tcp();
+    let mut call = Call::new("tcp-gone", PBX, TRUNK);
+    let (invite, _) = call.invite();
+    let invite = invite.replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    // From the PBX's ephemeral port; its Via says it listens on 5060.
+    net.send_tcp("127.0.0.2:40123", 7, &invite);
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    net.close_tcp(7);
+    net.send(TRUNK, &reply(&at_trunk, 486, "Busy Here", "b", ""));
+    net.settle();
+    let upstream: Vec<_> = net
+        .sent_flows
+        .iter()
+        .filter(|(to, _)| to.ip() == addr(PBX).ip())
+        .collect();
+    assert_eq!(upstream.len(), 1, "{upstream:?}");
+    let (to, flow) = upstream[0];
+    assert_eq!(*to, addr(PBX), "the sent-by port, not 40123");
+    assert_eq!(flow.transport, crate::transport::Transport::Tcp);
+    assert_eq!(flow.conn, None, "a new connection");
+    assert_eq!(net.take_one(PBX).status(), Some(486));
+}
