@@ -48,7 +48,12 @@ impl Proxy {
             address: target.address,
             flow,
             request_uri,
-            record_route: msg.method() == Some(Method::Invite),
+            // Dialog-creating requests: their in-dialog requests (NOTIFYs included) come
+            // back through us (RFC 3261 §16.6 step 4, RFC 6665 §4.1).
+            record_route: matches!(
+                msg.method(),
+                Some(Method::Invite | Method::Subscribe | Method::Refer)
+            ),
             local_answer: target.local_answer,
         })
     }

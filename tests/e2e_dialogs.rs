@@ -1,0 +1,233 @@
+//! Dialogs by the book and mixed transports (issue 11), end to end with SIPp on loopback:
+//!
+//! 1. PBX on UDP → Trunkgate → carrier-a on TCP (`transport = "tcp"`), 100 calls; and the
+//!    reverse, carrier-a calling in over TCP to a PBX on UDP (`[pbx] transport = "udp"`).
+//! 2. A carrier that forks (`tests/dialogs/uas_fork.xml`: two 200 OKs with two To tags): the
+//!    PBX ACKs both, hangs up the second answer, then the first — every request reaches its
+//!    own dialog and gets 200 (before, the BYE of the second answer ended the first call and
+//!    its own BYE got 481).
+//! 3. An out-of-dialog REFER from the PBX (`uac_refer.xml`), accepted with 202 by the carrier
+//!    (`uas_refer.xml`), whose NOTIFY comes back along the recorded route: forwarded to the
+//!    PBX, not answered 481.
+//!
+//! Nets 85–88.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::sipp::{Scenario, SippPeer, Transport, Uac, UacSpec, Uas};
+use common::trunkgate::Trunkgate;
+use common::{Net, scratch_dir, test_policy};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/dialogs")
+        .join(name)
+}
+
+/// The test policy with carrier-a reached over `trunk` and the PBX over `pbx`.
+fn policy(dir: &Path, net: Net, trunk: &str, pbx: &str) -> PathBuf {
+    let mut text = test_policy(net);
+    for (ip, transport) in [(net.pbx_ip(), pbx), (net.carrier_a_ip(), trunk)] {
+        let anchor = format!("address = \"{ip}:5060\"");
+        assert!(text.contains(&anchor), "{anchor}");
+        text = text.replacen(
+            &anchor,
+            &format!("{anchor}\ntransport = \"{transport}\""),
+            1,
+        );
+    }
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    Trunkgate::check(&path);
+    path
+}
+
+fn dialogs_drain(tg: &Trunkgate) {
+    tg.assert_dialogs_drain(Duration::from_secs(10));
+}
+
+#[test]
+fn pbx_on_udp_to_a_trunk_on_tcp() {
+    let net = Net::new(85);
+    let dir = scratch_dir("dialogs_udp_to_tcp");
+    let _carrier = Uas::start(
+        &dir,
+        "carrier_a",
+        net.carrier_a_ip(),
+        Transport::Tcp,
+        Duration::from_secs(90),
+    );
+    let policy = policy(&dir, net, "tcp", "udp");
+    let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
+    let spec = UacSpec::new(net.pbx_ip(), net.sip(), Transport::Udp, 20, 100);
+    Uac::spawn(&dir, "pbx", spec)
+        .wait()
+        .assert_all_succeeded(100);
+    let m = tg.metrics();
+    assert!(
+        common::value(&m, "trunkgate_tcp_connections_total", &[]) >= 1.0,
+        "the trunk leg went over TCP"
+    );
+    dialogs_drain(&tg);
+    tg.stop(Duration::from_secs(10));
+}
+
+#[test]
+fn a_trunk_on_tcp_to_a_pbx_on_udp() {
+    let net = Net::new(86);
+    let dir = scratch_dir("dialogs_tcp_to_udp");
+    let _pbx = Uas::start(
+        &dir,
+        "pbx",
+        net.pbx_ip(),
+        Transport::Udp,
+        Duration::from_secs(90),
+    );
+    let policy = policy(&dir, net, "tcp", "udp");
+    let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
+    let spec = UacSpec::new(net.carrier_a_ip(), net.sip(), Transport::Tcp, 20, 100);
+    Uac::spawn(&dir, "carrier_a", spec)
+        .wait()
+        .assert_all_succeeded(100);
+    dialogs_drain(&tg);
+    tg.stop(Duration::from_secs(10));
+}
+
+fn peer(
+    dir: &Path,
+    name: &str,
+    file: &str,
+    ip: std::net::IpAddr,
+    to: Option<SocketAddr>,
+    args: &[&str],
+) -> SippPeer {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let path = scenario(file);
+    SippPeer::spawn(
+        dir,
+        name,
+        Scenario::File(&path),
+        ip,
+        to,
+        &args,
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn each_answer_of_a_forking_carrier_is_its_own_dialog() {
+    const CALLS: &str = "20";
+    let net = Net::new(87);
+    let dir = scratch_dir("dialogs_fork");
+    let mut carrier = peer(
+        &dir,
+        "carrier_a",
+        "uas_fork.xml",
+        net.carrier_a_ip(),
+        None,
+        &[],
+    );
+    let policy = policy(&dir, net, "udp", "udp");
+    let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
+    let mut pbx = peer(
+        &dir,
+        "pbx",
+        "uac_fork.xml",
+        net.pbx_ip(),
+        Some(net.sip()),
+        &["-s", "1000", "-r", "5", "-m", CALLS],
+    );
+    let result = pbx.wait();
+    assert!(
+        result.failed == 0 && result.successful == 20,
+        "{} successful, {} failed\n{}\n{}",
+        result.successful,
+        result.failed,
+        pbx.report(),
+        tg.log_tail()
+    );
+    // The carrier saw each BYE with its own dialog's To/From tags: one per answer.
+    let log = common::poll(Duration::from_secs(5), || {
+        let log = carrier.messages();
+        (log.iter()
+            .filter(|m| !m.sent && m.is_request("BYE"))
+            .count()
+            >= 40)
+            .then_some(log)
+    })
+    .unwrap_or_else(|| carrier.messages());
+    let byes: Vec<String> = log
+        .iter()
+        .filter(|m| !m.sent && m.is_request("BYE"))
+        .filter_map(|m| m.header("From").map(str::to_owned))
+        .collect();
+    assert_eq!(byes.len(), 40, "two BYEs per call");
+    for tag in ["SIPpTagA", "SIPpTagB"] {
+        assert_eq!(
+            byes.iter().filter(|f| f.contains(tag)).count(),
+            0,
+            "BYEs come from the PBX (its From tag), whatever the dialog"
+        );
+    }
+    let to_tags = |tag: &str| {
+        log.iter()
+            .filter(|m| !m.sent && m.is_request("BYE"))
+            .filter(|m| m.header("To").is_some_and(|t| t.contains(tag)))
+            .count()
+    };
+    assert_eq!((to_tags("SIPpTagA"), to_tags("SIPpTagB")), (20, 20));
+    let _ = carrier.is_running();
+    dialogs_drain(&tg);
+    tg.stop(Duration::from_secs(10));
+}
+
+#[test]
+fn a_notify_after_an_out_of_dialog_refer_reaches_the_pbx() {
+    let net = Net::new(88);
+    let dir = scratch_dir("dialogs_refer");
+    let _carrier = peer(
+        &dir,
+        "carrier_a",
+        "uas_refer.xml",
+        net.carrier_a_ip(),
+        None,
+        &[],
+    );
+    let policy = policy(&dir, net, "udp", "udp");
+    let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
+    let mut pbx = peer(
+        &dir,
+        "pbx",
+        "uac_refer.xml",
+        net.pbx_ip(),
+        Some(net.sip()),
+        &["-s", "1000", "-r", "5", "-m", "10"],
+    );
+    let result = pbx.wait();
+    assert!(
+        result.failed == 0 && result.successful == 10,
+        "{} successful, {} failed\n{}\n{}",
+        result.successful,
+        result.failed,
+        pbx.report(),
+        tg.log_tail()
+    );
+    let notifies = pbx
+        .messages()
+        .iter()
+        .filter(|m| !m.sent && m.is_request("NOTIFY"))
+        .count();
+    assert_eq!(notifies, 10, "every NOTIFY forwarded to the PBX");
+    let m = tg.metrics();
+    assert_eq!(
+        common::value(&m, "trunkgate_trunk_sessions", &[("trunk", "carrier-a")]),
+        0.0,
+        "a subscription is no session"
+    );
+    tg.stop(Duration::from_secs(10));
+}
