@@ -47,6 +47,8 @@ mod tests_failover;
 #[cfg(test)]
 mod tests_media;
 #[cfg(test)]
+mod tests_property;
+#[cfg(test)]
 mod tests_register;
 
 use crate::admission::{AccountId, Admission, NoAdmission, RejectReason, Verdict};
