@@ -231,11 +231,9 @@ fn collect(net: &mut SimNet, seen: &mut Seen) {
         match m.method() {
             Some(Method::Bye) => net.send(TRUNK, &reply(&m, 200, "OK", "", "")),
             Some(Method::Cancel) => net.send(TRUNK, &reply(&m, 200, "OK", "", "")),
-            Some(Method::Invite) => {
-                // A retransmission of one already answered needs nothing more.
-                if !seen.invites.iter().any(|i| i.call_id() == m.call_id()) {
-                    seen.invites.push(m);
-                }
+            // A retransmission of one not answered yet needs nothing more.
+            Some(Method::Invite) if !seen.invites.iter().any(|i| i.call_id() == m.call_id()) => {
+                seen.invites.push(m);
             }
             _ => {}
         }
