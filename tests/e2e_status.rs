@@ -1,11 +1,12 @@
-//! End-to-end test of the status page (issue 10, item 4): Trunkgate between SIPp peers with
+//! End-to-end tests of the operator's view (issue 10, items 4 and 5). The status page: Trunkgate between SIPp peers with
 //! two trunks of different `max_sessions`, calls on both, then `GET /` rendered in headless
 //! Chromium (`--dump-dom` and `--screenshot`): each trunk's chart has its limit line and
 //! its busy-hour band, in the DOM and as coloured pixels in the PNG; every inline SVG and
 //! the document `trunkgate ctl status --svg` writes parse as XML (roxmltree); the page needs
-//! no token and shows none.
+//! no token and shows none. The monitoring: every metric the Grafana dashboard and the
+//! Prometheus rules read is a series a running Trunkgate's `/metrics` has.
 //!
-//! Owns `127.0.120.0/24` (see `common::Net`). Bounded: SIPp `-m`, every wait polls with a
+//! Owns `127.0.120.0/24` and `127.0.121.0/24` (see `common::Net`). Bounded: SIPp `-m`, every wait polls with a
 //! deadline, every child (Trunkgate, SIPp, Chromium) is killed on drop or by its PID.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,7 +19,8 @@ use common::sipp::{Transport, Uas};
 use common::trunkgate::{BIN, Trunkgate};
 use common::{Net, http_get, poll, scratch_dir, test_policy};
 use serde_json::Value;
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -236,6 +238,139 @@ fn status_page_draws_limits_and_busy_hours_in_chromium() {
     assert_eq!(with_class(&doc, "busy-hour").len(), 2);
     assert!(!text.contains(TOKEN));
 
+    assert!(tg.is_alive());
+    tg.stop(Duration::from_secs(10));
+}
+
+fn deploy(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(path)
+}
+
+/// The `trunkgate_…` metric names in a text (PromQL, YAML): words of `[A-Za-z0-9_:]` that
+/// start with `trunkgate_` (recording rules, `trunk:…`, are not metrics).
+fn metric_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("trunkgate_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every string under the keys `expr`, `query` and `definition` of a Grafana dashboard.
+fn queries(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr" | "query" | "definition", Value::String(q)) => out.push(q.clone()),
+                    _ => queries(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| queries(v, out)),
+        _ => {}
+    }
+}
+
+/// A Trunkgate with a probed trunk and a registering trunk (so their families have series)
+/// and no call: what every dashboard and rule reads must be in its `/metrics` already.
+#[test]
+fn dashboard_and_alert_rules_name_only_exported_metrics() {
+    let net = Net::new(121);
+    let dir = scratch_dir("dashboard_and_alert_rules_name_only_exported_metrics");
+    let password = dir.join("carrier-b.password");
+    std::fs::write(&password, "not-a-real-password\n").unwrap();
+    let mut text = String::new();
+    for line in test_policy(net).lines() {
+        text.push_str(line);
+        text.push('\n');
+        match line.trim() {
+            "name = \"carrier-a\"" => text.push_str(
+                "probe = { interval = \"10s\", timeout = \"2s\", down_after = 3, up_after = 2 }\n",
+            ),
+            "name = \"carrier-b\"" => text.push_str(&format!(
+                "register = {{ user = \"tg\", password_file = {:?}, route_when_down = true }}\n",
+                password.display().to_string()
+            )),
+            _ => {}
+        }
+    }
+    let policy_path = dir.join("policy.toml");
+    std::fs::write(&policy_path, &text).unwrap();
+    Trunkgate::check(&policy_path);
+    let mut tg = Trunkgate::start(&dir, Some(&policy_path), net.admin());
+    let exposition = tg.metrics();
+    // Series names, and the names of families declared with no series yet (a drill
+    // running, an account): `# TYPE name type`, a histogram's as its three series.
+    let mut exported: BTreeSet<String> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect();
+    for declared in exposition.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        match declared.split_once(' ') {
+            Some((name, "histogram")) => {
+                // The family's own name too (prose in the rules names it).
+                for suffix in ["", "_bucket", "_sum", "_count"] {
+                    exported.insert(format!("{name}{suffix}"));
+                }
+            }
+            Some((name, _)) => {
+                exported.insert(name.to_owned());
+            }
+            None => {}
+        }
+    }
+    assert!(exported.len() > 50, "{exposition}");
+    assert!(!exposition.contains("not-a-real-password"));
+
+    let dashboard = std::fs::read_to_string(deploy("grafana/trunkgate.json")).unwrap();
+    let dashboard: Value =
+        serde_json::from_str(&dashboard).expect("deploy/grafana/trunkgate.json is not JSON");
+    assert_eq!(dashboard["uid"], "trunkgate");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    for p in panels {
+        assert!(
+            ids.insert(p["id"].as_u64().expect("panel id")),
+            "duplicate id: {p}"
+        );
+        if p["type"] != "row" {
+            let targets = p["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "panel without a query: {}", p["title"]);
+        }
+    }
+    let mut exprs = Vec::new();
+    queries(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 25, "{exprs:?}");
+    let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+    assert!(used.len() >= 20, "{used:?}");
+    let missing: Vec<&String> = used.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard reads metrics Trunkgate does not export: {missing:?}"
+    );
+
+    for rules in [
+        "prometheus/alerts.yml",
+        "prometheus/trunkgate-quality.rules.yml",
+    ] {
+        let used = metric_names(&std::fs::read_to_string(deploy(rules)).unwrap());
+        assert!(used.len() >= 5, "{rules}: {used:?}");
+        let missing: Vec<&String> = used.difference(&exported).collect();
+        assert!(
+            missing.is_empty(),
+            "{rules} reads metrics Trunkgate does not export: {missing:?}"
+        );
+    }
+    eprintln!(
+        "dashboard: {} queries over {} metrics, all among the {} exported",
+        exprs.len(),
+        used.len(),
+        exported.len()
+    );
     assert!(tg.is_alive());
     tg.stop(Duration::from_secs(10));
 }

@@ -7,8 +7,10 @@
 //! `trunkgate_failovers_total{route,trunk,reason}`, `trunkgate_trunk_up{trunk}`,
 //! `trunkgate_trunk_state_changes_total{trunk}`, `trunkgate_trunk_attempts_total{trunk}`,
 //! `trunkgate_trunk_answered_total{trunk}` (answer-seizure ratio = answered / attempts),
-//! `trunkgate_trunk_setup_seconds{trunk,stage="provisional"|"answer"}` (post-dial delay per
-//! branch), `trunkgate_trunk_probes_total{trunk,result="ok"|"failed"}`.
+//! `trunkgate_trunk_setup_seconds{trunk,route,stage="provisional"|"answer"}` (post-dial
+//! delay per branch), `trunkgate_trunk_probes_total{trunk,result="ok"|"failed"}`. Every
+//! series a policy can produce is exported at 0 from the start (and from each reload), so
+//! dashboards and alerts see every trunk and route before its first call.
 
 use crate::routing_adapter::PolicyRouting;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -41,6 +43,7 @@ struct FailoverLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabels {
     trunk: String,
+    route: String,
     stage: String,
 }
 
@@ -49,6 +52,10 @@ struct ProbeLabels {
     trunk: String,
     result: String,
 }
+
+const STAGES: [&str; 2] = ["provisional", "answer"];
+/// Every `reason` of `trunkgate_failovers_total` ([`Outcome::reason`]).
+const FAILOVER_REASONS: [&str; 5] = ["code", "retry-after", "timeout", "transport", "abandoned"];
 
 const SETUP_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0,
@@ -119,6 +126,50 @@ impl TrunkMetrics {
             trunk: name.to_owned(),
         };
         self.up.get_or_create(&label).set(i64::from(up));
+    }
+
+    /// Every (route, trunk of the route) pair's setup histograms and failover counters at 0.
+    fn export_routes(&self, table: &trunkgate_control::RoutingTable) {
+        for route in table.routes() {
+            for name in route
+                .trunks
+                .iter()
+                .filter_map(|id| table.trunk(*id).map(|t| &t.name))
+            {
+                for stage in STAGES {
+                    drop(self.setup.get_or_create(&StageLabels {
+                        trunk: name.clone(),
+                        route: route.name.clone(),
+                        stage: stage.to_owned(),
+                    }));
+                }
+                for reason in FAILOVER_REASONS {
+                    drop(self.failovers.get_or_create(&FailoverLabels {
+                        route: route.name.clone(),
+                        trunk: name.clone(),
+                        reason: reason.to_owned(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Drop the per-(route, trunk) series of a pair that no longer exists.
+    fn forget_route_trunk(&self, route: &str, trunk: &str) {
+        for stage in STAGES {
+            self.setup.remove(&StageLabels {
+                trunk: trunk.to_owned(),
+                route: route.to_owned(),
+                stage: stage.to_owned(),
+            });
+        }
+        for reason in FAILOVER_REASONS {
+            self.failovers.remove(&FailoverLabels {
+                route: route.to_owned(),
+                trunk: trunk.to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
     }
 
     pub fn register(&self, registry: &mut Registry) {
@@ -251,7 +302,16 @@ impl TrunkHealthFeed {
             drop(metrics.state_changes.get_or_create(&label));
             drop(metrics.attempts.get_or_create(&label));
             drop(metrics.answered.get_or_create(&label));
+            if trunk.probe.is_some() {
+                for result in ["ok", "failed"] {
+                    drop(metrics.probes.get_or_create(&ProbeLabels {
+                        trunk: trunk.name.clone(),
+                        result: result.to_owned(),
+                    }));
+                }
+            }
         }
+        metrics.export_routes(table);
         for gone in self
             .trunk_names
             .iter()
@@ -270,11 +330,18 @@ impl TrunkHealthFeed {
                     result: result.to_owned(),
                 });
             }
-            for stage in ["provisional", "answer"] {
-                metrics.setup.remove(&StageLabels {
-                    trunk: gone.clone(),
-                    stage: stage.to_owned(),
-                });
+            for route in &self.route_names {
+                metrics.forget_route_trunk(route, gone);
+            }
+        }
+        // Routes that left: their series of every trunk.
+        for gone in self
+            .route_names
+            .iter()
+            .filter(|r| !table.routes().iter().any(|n| &n.name == *r))
+        {
+            for trunk in self.trunk_names.iter().filter(|n| !n.is_empty()) {
+                metrics.forget_route_trunk(gone, trunk);
             }
         }
         drop(health);
@@ -486,10 +553,15 @@ impl TrunkHealthFeed {
         failover: bool,
     ) {
         let trunk = self.name(t);
+        let route = route
+            .and_then(|r| self.route_names.get(usize::from(r)))
+            .cloned()
+            .unwrap_or_else(|| "none".to_owned());
         let first_provisional = timing.and_then(|(p, _)| p);
         if let Some(provisional) = first_provisional {
             let stage = StageLabels {
                 trunk: trunk.clone(),
+                route: route.clone(),
                 stage: "provisional".to_owned(),
             };
             self.metrics
@@ -513,6 +585,7 @@ impl TrunkHealthFeed {
                     .inc();
                 let stage = StageLabels {
                     trunk: trunk.clone(),
+                    route: route.clone(),
                     stage: "answer".to_owned(),
                 };
                 self.metrics
@@ -541,10 +614,6 @@ impl TrunkHealthFeed {
             branch.and_then(|b| h.on_branch(now, id, b))
         });
         if failover {
-            let route = route
-                .and_then(|r| self.route_names.get(usize::from(r)))
-                .cloned()
-                .unwrap_or_else(|| "none".to_owned());
             let labels = FailoverLabels {
                 route,
                 trunk: trunk.clone(),
