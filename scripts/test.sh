@@ -44,6 +44,8 @@ need kamailio kamailio
 # Debian's `prometheus` ships it; its daemon is not started here.
 need promtool prometheus
 echo "test.sh: using $(command -v promtool) ($(promtool --version 2>&1 | head -n1))"
+# systemd-analyze verifies deploy/systemd/trunkgate.service (crates/trunkgate/tests/deploy_files.rs).
+need systemd-analyze systemd
 # Headless Chromium renders the status page and screenshots it (tests/e2e_status.rs).
 need chromium chromium
 echo "test.sh: using $(command -v chromium) ($(chromium --version 2>/dev/null | head -n1))"
