@@ -58,6 +58,51 @@ fn policy(net: Net, dir: &Path) -> String {
     out
 }
 
+/// `policy` without carrier-b (its `[[trunk]]` table and its place in the route).
+fn without_carrier_b(policy: &str) -> String {
+    let mut out = String::new();
+    let mut block = String::new();
+    let flush = |block: &mut String, out: &mut String| {
+        if !block.contains("name = \"carrier-b\"") || !block.starts_with("[[trunk]]") {
+            out.push_str(block);
+        }
+        block.clear();
+    };
+    for line in policy.lines() {
+        if line.starts_with('[') {
+            flush(&mut block, &mut out);
+        }
+        let line = line.replace(", \"carrier-b\"]", "]");
+        block.push_str(&line);
+        block.push('\n');
+    }
+    flush(&mut block, &mut out);
+    assert!(
+        !out.contains("name = \"carrier-b\"") && out.contains("trunks = [\"carrier-a\"]\n"),
+        "{out}"
+    );
+    out
+}
+
+/// `trunkgate ctl --config POLICY ARGS` (the token comes from the policy's token_file).
+fn ctl(policy: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["ctl", "--config"])
+        .arg(policy)
+        .args(args)
+        .env_remove("TRUNKGATE_ADMIN_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run trunkgate ctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "ctl {args:?}: {text}");
+    text
+}
+
 /// `GET /concurrency`.
 fn concurrency(net: Net) -> Value {
     let (status, body) = http_get(net.admin(), "/concurrency").expect("GET /concurrency");
@@ -169,6 +214,20 @@ fn status_page_draws_limits_and_busy_hours_in_chromium() {
         assert_eq!(with_class(&doc, "concurrency").len(), 1, "{name}");
     }
 
+    // A drill shows on its trunk (started with the token; the page itself needs none).
+    ctl(
+        &policy_path,
+        &[
+            "drill",
+            "start",
+            "carrier-b",
+            "--mode",
+            "cap=5",
+            "--for",
+            "5m",
+        ],
+    );
+
     // Rendered by Chromium: the DOM keeps each trunk's chart with its marks.
     let url = format!("http://{}/", net.admin());
     let dom = chromium::dump_dom(&dir, &url);
@@ -188,7 +247,23 @@ fn status_page_draws_limits_and_busy_hours_in_chromium() {
             "{name}: no busy hour"
         );
         assert!(section.contains(&format!("max_sessions {limit}")), "{name}");
+        let drilled = section.contains("drill cap=5");
+        assert_eq!(
+            drilled,
+            name == "carrier-b",
+            "{name}: drill shown? {section}"
+        );
     }
+    let summary = dom.split("<section").next().unwrap();
+    // (How long is left depends on when Chromium got the page: only that it is said.)
+    let drill_cell = summary.split(">cap=5</span>, ").nth(1).unwrap_or_default();
+    assert!(
+        drill_cell
+            .split('<')
+            .next()
+            .is_some_and(|c| c.ends_with(" left")),
+        "{summary}"
+    );
 
     // The screenshot: the limit lines' red and the busy-hour band's amber are painted.
     let png = dir.join("status.png");
@@ -208,22 +283,11 @@ fn status_page_draws_limits_and_busy_hours_in_chromium() {
         png.display()
     );
 
-    // `ctl status --svg`: the same charts in one SVG document, without a token.
+    // `ctl status --svg`: the same charts in one SVG document.
     let svg_path = dir.join("status.svg");
-    let out = Command::new(BIN)
-        .args(["ctl", "--config"])
-        .arg(&policy_path)
-        .args(["status", "--svg"])
-        .arg(&svg_path)
-        .env_remove("TRUNKGATE_ADMIN_TOKEN")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ctl status --svg");
-    assert!(
-        out.status.success(),
-        "ctl status --svg: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    ctl(
+        &policy_path,
+        &["status", "--svg", svg_path.to_str().unwrap()],
     );
     let text = std::fs::read_to_string(&svg_path).expect("read status.svg");
     let doc = roxmltree::Document::parse(&text).expect("ctl status --svg writes XML");
@@ -237,6 +301,23 @@ fn status_page_draws_limits_and_busy_hours_in_chromium() {
     assert_eq!(with_class(&doc, "limit-line").len(), 2);
     assert_eq!(with_class(&doc, "busy-hour").len(), 2);
     assert!(!text.contains(TOKEN));
+
+    // A reload that removes carrier-b: carrier-a keeps its history (kept by name),
+    // carrier-b's goes with it once it has drained (it has no call left).
+    let before = concurrency(net)["trunks"][0].clone();
+    ctl(&policy_path, &["drill", "stop", "--all"]);
+    let policy_text = std::fs::read_to_string(&policy_path).unwrap();
+    std::fs::write(&policy_path, without_carrier_b(&policy_text)).unwrap();
+    ctl(&policy_path, &["reload"]);
+    let after = poll(Duration::from_secs(10), || {
+        let c = concurrency(net);
+        (c["trunks"].as_array()?.len() == 1).then_some(c)
+    })
+    .unwrap_or_else(|| panic!("carrier-b still listed: {}", concurrency(net)));
+    let a = &after["trunks"][0];
+    assert_eq!(a["name"], "carrier-a");
+    assert_eq!(a["peak_24h"], before["peak_24h"], "{a}");
+    assert_eq!(a["busy_hour"]["peak"], before["busy_hour"]["peak"], "{a}");
 
     assert!(tg.is_alive());
     tg.stop(Duration::from_secs(10));

@@ -68,12 +68,18 @@ pub fn concurrency_json(state: &AdminState, now: u64) -> Value {
     let (Some(view), Some(live)) = (&state.trunks, &state.live) else {
         return json!({ "from_minute": from, "to_minute": now + 1, "trunks": [] });
     };
-    let trunks = view.snapshot(Instant::now());
+    let at = Instant::now();
+    let trunks = view.snapshot(at);
+    let drills = crate::admin_control::active_drills(live, at);
     let list = trunks["trunks"].as_array().cloned().unwrap_or_default();
     let out: Vec<Value> = list
         .iter()
         .map(|t| {
             let name = t["name"].as_str().unwrap_or_default();
+            let drill_left_ms = drills
+                .as_array()
+                .and_then(|d| d.iter().find(|d| d["trunk"].as_str() == Some(name)))
+                .map(|d| d["left_ms"].clone());
             let series: Vec<MinuteLoad> = live.history_series(name, now);
             let busy = concurrency::busy_hour(&series);
             let samples: Vec<Value> = series
@@ -87,6 +93,7 @@ pub fn concurrency_json(state: &AdminState, now: u64) -> Value {
                 "state": t["state"].as_str().unwrap_or("unknown"),
                 "why": t["why"],
                 "drill": t["drill"],
+                "drill_left_ms": drill_left_ms,
                 "draining": t["draining"],
                 "peak_24h": series.iter().map(|m| m.peak).max().unwrap_or(0),
                 "busy_hour": busy.as_ref().map(busy_json),
@@ -163,7 +170,7 @@ pub struct PageHeader {
 const STYLE: &str = "body{font-family:sans-serif;margin:16px;color:#222;background:#f6f6f6}\
 h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:0 0 6px}\
 p.meta{color:#555;margin:0 0 12px}table{border-collapse:collapse;background:#fff;margin-bottom:14px}\
-th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}\
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px;white-space:nowrap}\
 section.trunk{background:#fff;border:1px solid #ccc;padding:8px;margin:0 0 12px;max-width:780px}\
 .state-up{color:#11772b}.state-down{color:#c00000;font-weight:bold}\
 .state-half-open{color:#b36b00;font-weight:bold}.drill{color:#7a2ea0;font-weight:bold}";
@@ -268,7 +275,14 @@ fn summary_row(s: &mut String, t: &Value) {
         _ => "no traffic yet".to_owned(),
     };
     let drill = match t["drill"].as_str() {
-        Some(d) => format!("<span class=\"drill\">{}</span>", escape(d)),
+        Some(d) => match t["drill_left_ms"].as_u64() {
+            Some(ms) => format!(
+                "<span class=\"drill\">{}</span>, {} left",
+                escape(d),
+                duration_text(ms.div_ceil(1000))
+            ),
+            None => format!("<span class=\"drill\">{}</span>", escape(d)),
+        },
         None if t["draining"].as_bool() == Some(true) => "draining".to_owned(),
         None => "–".to_owned(),
     };
@@ -294,7 +308,8 @@ mod tests {
                   "busy_hour": { "start_minute": 1100, "end_minute": 1160, "erlangs": 0.2, "peak": 7 },
                   "samples": [[1100, 5, 4.5], [1101, 7, 6.0], ["bad"], [1102]] },
                 { "name": "<b>evil</b>", "max_sessions": null, "sessions": 0, "state": "down",
-                  "why": "probe: 3 failures", "drill": "reject-503", "peak_24h": 0,
+                  "why": "probe: 3 failures", "drill": "reject-503", "drill_left_ms": 61000,
+                  "peak_24h": 0,
                   "busy_hour": null, "samples": "nonsense" }
             ]
         })
@@ -334,6 +349,7 @@ mod tests {
         assert!(page.contains("23 (23 % used)"), "{page}");
         assert!(page.contains("18:20–19:20, 0.2 E, peak 7"));
         assert!(page.contains("class=\"state-down\""));
+        assert!(page.contains("<span class=\"drill\">reject-503</span>, 1m left"));
         assert!(!page.contains("<b>evil"), "an unescaped name");
         assert!(page.contains("&lt;b&gt;evil&lt;/b&gt;"));
         assert!(!page.contains("<script"), "no JavaScript");
