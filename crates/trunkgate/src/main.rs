@@ -36,6 +36,7 @@ mod status_page;
 #[cfg(test)]
 mod strategy_sim;
 mod trunk_health;
+mod trunk_metrics;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
