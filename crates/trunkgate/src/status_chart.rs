@@ -170,8 +170,12 @@ fn render_at(chart: &Chart, y_offset: u32) -> String {
             yy + 4.0
         );
     }
-    let first_tick = chart.from_minute.div_ceil(180) * 180;
-    for tick in (first_tick..=chart.to_minute).step_by(180) {
+    // Every 3 h on the clock for a day; for a longer window (ctl capacity over days) about
+    // eight ticks, on whole hours.
+    let step = (span as u64 / 8).div_ceil(60).saturating_mul(60).max(180);
+    let first_tick = chart.from_minute.div_ceil(step).saturating_mul(step);
+    let ticks = (first_tick..=chart.to_minute).step_by(usize::try_from(step).unwrap_or(usize::MAX));
+    for tick in ticks.take(16) {
         let xx = x(tick);
         let _ = writeln!(
             s,
@@ -316,6 +320,18 @@ mod tests {
         assert!(doc.starts_with("<svg") && doc.trim_end().ends_with("</svg>"));
         let doc = render_document(&[chart(), chart()]);
         assert_eq!(doc.matches("class=\"trunk-chart\"").count(), 2);
+    }
+
+    #[test]
+    fn a_hostile_window_stays_bounded() {
+        let mut c = chart();
+        c.from_minute = 0;
+        c.to_minute = u64::MAX;
+        c.samples = vec![(u64::MAX - 1, u32::MAX), (0, 1)];
+        let svg = render_svg(&c);
+        assert!(svg.len() < 64 * 1024, "{} bytes", svg.len());
+        c.from_minute = u64::MAX;
+        assert!(render_svg(&c).ends_with("</svg>\n"));
     }
 
     #[test]
