@@ -5,7 +5,8 @@
 # The end-to-end tests (tests/e2e_sipp.rs) drive the real `trunkgate` binary with SIPp on
 # loopback addresses 127.0.N.x. They FAIL when SIPp is missing (they never skip), so this
 # script installs it first (Debian package `sip-tester`); likewise promtool (Debian package
-# `prometheus`) for the alert rules' tests.
+# `prometheus`) for the alert rules' tests, and Chromium (Debian package `chromium`) for the
+# status page's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +46,11 @@ need promtool prometheus
 # dnsmasq serves a provider's SRV and A records on loopback (tests/e2e_dns.rs).
 need dnsmasq dnsmasq-base
 echo "test.sh: using $(command -v promtool) ($(promtool --version 2>&1 | head -n1))"
+# systemd-analyze verifies deploy/systemd/trunkgate.service (crates/trunkgate/tests/deploy_files.rs).
+need systemd-analyze systemd
+# Headless Chromium renders the status page and screenshots it (tests/e2e_status.rs).
+need chromium chromium
+echo "test.sh: using $(command -v chromium) ($(chromium --version 2>/dev/null | head -n1))"
 
 # SIPp and Trunkgate each want a few thousand descriptors under load.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod conformance;
 pub mod dnsmasq;
 pub mod garbage;

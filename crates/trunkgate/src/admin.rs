@@ -1,5 +1,5 @@
-//! The admin HTTP API (axum), JSON over HTTP on `admin.listen` (docs/api.md):
-//! `GET /health`, `GET /metrics`, `GET /status`, `GET /calls` (anchored calls with
+//! The admin HTTP API (axum), JSON over HTTP on `admin.listen` (docs/api.md): the status
+//! page `GET /` and its data `GET /concurrency` ([`crate::status_page`]), `GET /health`, `GET /metrics`, `GET /status`, `GET /calls` (anchored calls with
 //! per-stream media figures), `GET /trunks` (trunk health, sessions, limits, drills, the provider accounts and the PBX nodes), and the
 //! operator calls in [`crate::admin_control`]: `POST /reload`, `GET|POST /drills`,
 //! `POST /drills/stop`, `GET /drills/reports[/{id}]`. Every call but GET/HEAD needs the
@@ -172,6 +172,8 @@ pub fn router(state: AdminState) -> Router {
     use axum::routing::post;
     let auth = state.auth.clone();
     Router::new()
+        .route("/", get(crate::status_page::page))
+        .route("/concurrency", get(crate::status_page::concurrency))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/status", get(control::status))

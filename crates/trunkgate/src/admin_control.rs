@@ -33,7 +33,7 @@ fn ms(d: std::time::Duration) -> u64 {
 }
 
 /// The running drills, as `/status` and `/drills` show them.
-fn active_drills(live: &LivePolicy, now: Instant) -> serde_json::Value {
+pub(crate) fn active_drills(live: &LivePolicy, now: Instant) -> serde_json::Value {
     let drills = live.shared().drills.with(|d| {
         d.active()
             .iter()

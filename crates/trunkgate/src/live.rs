@@ -276,6 +276,8 @@ pub struct LivePolicy {
     reloads: Family<ResultLabel, Counter>,
     info: Family<HashLabel, Gauge>,
     peaks: Mutex<Peaks>,
+    /// Per-minute sessions of the last 24 h by trunk name (the status page).
+    history: Mutex<crate::concurrency::ConcurrencyHistory>,
     rates: Mutex<Rates>,
     started: Instant,
 }
@@ -355,6 +357,7 @@ impl LivePolicy {
             reloads: Family::default(),
             info: Family::default(),
             peaks: Mutex::new(Peaks::default()),
+            history: Mutex::new(crate::concurrency::ConcurrencyHistory::default()),
             rates: Mutex::new(Rates::default()),
             started: Instant::now(),
         };
@@ -421,6 +424,26 @@ impl LivePolicy {
             .max(self.sessions(id))
     }
 
+    /// Trunk `name`'s per-minute sessions in the 24 h ending with Unix minute `now`.
+    pub fn history_series(&self, name: &str, now: u64) -> Vec<crate::concurrency::MinuteLoad> {
+        lock(&self.history).series(name, now)
+    }
+
+    /// One sample of every trunk's sessions into the 24 h history, by name (so it follows
+    /// trunks across reloads); trunks no longer in the policy are forgotten.
+    fn record_history(&self) {
+        let minute = crate::concurrency::unix_minute();
+        let snapshot = self.current();
+        let trunks = snapshot.routing.table().trunks();
+        let mut history = lock(&self.history);
+        for t in trunks {
+            history.record(minute, &t.name, self.sessions(t.id));
+        }
+        let names: std::collections::HashSet<&str> =
+            trunks.iter().map(|t| t.name.as_str()).collect();
+        history.retain(|n| names.contains(n));
+    }
+
     /// New calls per second (all), and branches per second to trunk `id`.
     pub fn cps(&self) -> f64 {
         lock(&self.rates).cps
@@ -448,6 +471,7 @@ impl LivePolicy {
             .collect();
         let minute = self.started.elapsed().as_secs() / 60;
         lock(&self.peaks).record(minute, &sessions);
+        self.record_history();
         let invites = self
             .proxy
             .requests

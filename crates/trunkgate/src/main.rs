@@ -16,6 +16,7 @@ mod admin;
 mod admin_auth;
 mod admin_control;
 mod admission_adapter;
+mod concurrency;
 mod credentials;
 mod ctl;
 mod dns;
@@ -31,9 +32,12 @@ mod routing_adapter;
 mod shell;
 mod shutdown;
 mod startup;
+mod status_chart;
+mod status_page;
 #[cfg(test)]
 mod strategy_sim;
 mod trunk_health;
+mod trunk_metrics;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;

@@ -133,6 +133,20 @@ impl Registrations {
                     trunk: e.name.clone(),
                 })
                 .set(0);
+            // Every result at 0 from the start (dashboards, rate()).
+            for result in [
+                "registered",
+                "auth_failed",
+                "refused",
+                "timeout",
+                "unreachable",
+                "deregistered",
+            ] {
+                drop(registrations.total.get_or_create(&ResultLabels {
+                    trunk: e.name.clone(),
+                    result: result.to_owned(),
+                }));
+            }
         }
         Ok(registrations)
     }

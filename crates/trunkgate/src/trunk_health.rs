@@ -1,22 +1,14 @@
 //! Trunk health in the running process: the core's events (branch outcomes, probe results)
-//! feed the control crate's [`Health`]; a state change becomes one log line and two metrics;
-//! due probes become OPTIONS sent by the core. [`TrunkHealthFeed`] runs on the core thread,
-//! between two inputs, so routing sees a change before the next INVITE.
-//!
-//! Metrics (prometheus-client families, registered once at start):
-//! `trunkgate_failovers_total{route,trunk,reason}`, `trunkgate_trunk_up{trunk}`,
-//! `trunkgate_trunk_state_changes_total{trunk}`, `trunkgate_trunk_attempts_total{trunk}`,
-//! `trunkgate_trunk_answered_total{trunk}` (answer-seizure ratio = answered / attempts),
-//! `trunkgate_trunk_setup_seconds{trunk,stage="provisional"|"answer"}` (post-dial delay per
-//! branch), `trunkgate_trunk_probes_total{trunk,result="ok"|"failed"}`.
+//! feed the control crate's [`Health`]; a state change becomes one log line and its metrics
+//! ([`crate::trunk_metrics`]); due probes become OPTIONS sent by the core.
+//! [`TrunkHealthFeed`] runs on the core thread, between two inputs, so routing sees a
+//! change before the next INVITE.
 
 use crate::routing_adapter::PolicyRouting;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+pub use crate::trunk_metrics::TrunkMetrics;
+use crate::trunk_metrics::{
+    FailoverLabels, NodeLabel, ProbeLabels, StageLabels, TrunkLabel, branch_outcome,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,145 +18,6 @@ use trunkgate_control::{
 };
 use trunkgate_sip::message::Method;
 use trunkgate_sip::{EndReason, Event, Outcome, Party, ProbeResult, Proxy, Target};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TrunkLabel {
-    trunk: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FailoverLabels {
-    route: String,
-    trunk: String,
-    reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StageLabels {
-    trunk: String,
-    stage: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProbeLabels {
-    trunk: String,
-    result: String,
-}
-
-const SETUP_BUCKETS: [f64; 12] = [
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0,
-];
-
-/// The trunk metrics families; cheap to clone (each family is an `Arc`).
-#[derive(Clone, Debug)]
-pub struct TrunkMetrics {
-    failovers: Family<FailoverLabels, Counter>,
-    up: Family<TrunkLabel, Gauge>,
-    state_changes: Family<TrunkLabel, Counter>,
-    attempts: Family<TrunkLabel, Counter>,
-    answered: Family<TrunkLabel, Counter>,
-    setup: Family<StageLabels, Histogram, fn() -> Histogram>,
-    probes: Family<ProbeLabels, Counter>,
-    pbx_up: Family<NodeLabel, Gauge>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NodeLabel {
-    node: String,
-}
-
-/// What a branch's end says of its peer, for the circuit breaker.
-fn branch_outcome(outcome: Outcome, provisional: bool) -> Option<BranchOutcome> {
-    match outcome {
-        Outcome::Final(200..=299) => Some(BranchOutcome::Answered),
-        Outcome::Final(code) => Some(BranchOutcome::Final(code)),
-        Outcome::Timeout | Outcome::TryTimeout => Some(BranchOutcome::Timeout),
-        Outcome::Transport => Some(BranchOutcome::TransportError),
-        Outcome::Abandoned => provisional.then_some(BranchOutcome::Provisional),
-    }
-}
-
-fn setup_histogram() -> Histogram {
-    Histogram::new(SETUP_BUCKETS)
-}
-
-impl TrunkMetrics {
-    pub fn new() -> TrunkMetrics {
-        TrunkMetrics {
-            failovers: Family::default(),
-            up: Family::default(),
-            state_changes: Family::default(),
-            attempts: Family::default(),
-            answered: Family::default(),
-            setup: Family::new_with_constructor(setup_histogram as fn() -> Histogram),
-            probes: Family::default(),
-            pbx_up: Family::default(),
-        }
-    }
-
-    /// Trunk `name` changed state: its change counter and up gauge. (The one log line per
-    /// change is written by `Health` itself.)
-    pub fn state_changed(&self, name: &str, change: &StateChange) {
-        let label = TrunkLabel {
-            trunk: name.to_owned(),
-        };
-        self.state_changes.get_or_create(&label).inc();
-        let up = i64::from(change.new != TrunkState::Down);
-        self.up.get_or_create(&label).set(up);
-    }
-
-    /// Set trunk `name`'s up gauge (a `down` drill counts the trunk as failed; its end puts
-    /// back what health says).
-    pub fn set_up(&self, name: &str, up: bool) {
-        let label = TrunkLabel {
-            trunk: name.to_owned(),
-        };
-        self.up.get_or_create(&label).set(i64::from(up));
-    }
-
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "trunkgate_failovers",
-            "Calls moved to their next candidate, by route, the trunk left and why",
-            self.failovers.clone(),
-        );
-        registry.register(
-            "trunkgate_trunk_up",
-            "1 while the trunk is up (or half-open), 0 while down",
-            self.up.clone(),
-        );
-        registry.register(
-            "trunkgate_trunk_state_changes",
-            "Trunk health state changes (up, down, half-open)",
-            self.state_changes.clone(),
-        );
-        registry.register(
-            "trunkgate_trunk_attempts",
-            "Call branches sent to the trunk",
-            self.attempts.clone(),
-        );
-        registry.register(
-            "trunkgate_trunk_answered",
-            "Call branches the trunk answered (2xx)",
-            self.answered.clone(),
-        );
-        registry.register(
-            "trunkgate_trunk_setup_seconds",
-            "Per branch: INVITE to first provisional, and to answer (post-dial delay)",
-            self.setup.clone(),
-        );
-        registry.register(
-            "trunkgate_pbx_up",
-            "1 while the PBX node is up (or half-open), 0 while down (probes or circuit breaker)",
-            self.pbx_up.clone(),
-        );
-        registry.register(
-            "trunkgate_trunk_probes",
-            "OPTIONS probes by result (ok: reachable per the probe's ok rule)",
-            self.probes.clone(),
-        );
-    }
-}
 
 /// Per-trunk counts by trunk id that `/trunks` shows (the Prometheus families are for
 /// scrapes): call branches sent and failovers away from the trunk.
@@ -266,11 +119,22 @@ impl TrunkHealthFeed {
             let up = health.state(now, trunk.id) != Some(TrunkState::Down)
                 && routing.drills().mode(trunk.id) != Some(DrillMode::Down);
             metrics.up.get_or_create(&label).set(i64::from(up));
+            let state = health.state(now, trunk.id).unwrap_or(TrunkState::Up);
+            metrics.set_state(&trunk.name, state);
             // Exported from the start (at 0), so dashboards and alerts see every trunk.
             drop(metrics.state_changes.get_or_create(&label));
             drop(metrics.attempts.get_or_create(&label));
             drop(metrics.answered.get_or_create(&label));
+            if trunk.probe.is_some() {
+                for result in ["ok", "failed"] {
+                    drop(metrics.probes.get_or_create(&ProbeLabels {
+                        trunk: trunk.name.clone(),
+                        result: result.to_owned(),
+                    }));
+                }
+            }
         }
+        metrics.export_routes(table);
         for gone in self
             .trunk_names
             .iter()
@@ -280,6 +144,7 @@ impl TrunkHealthFeed {
                 trunk: gone.clone(),
             };
             metrics.up.remove(&label);
+            metrics.forget_state(gone);
             metrics.state_changes.remove(&label);
             metrics.attempts.remove(&label);
             metrics.answered.remove(&label);
@@ -289,11 +154,18 @@ impl TrunkHealthFeed {
                     result: result.to_owned(),
                 });
             }
-            for stage in ["provisional", "answer"] {
-                metrics.setup.remove(&StageLabels {
-                    trunk: gone.clone(),
-                    stage: stage.to_owned(),
-                });
+            for route in &self.route_names {
+                metrics.forget_route_trunk(route, gone);
+            }
+        }
+        // Routes that left: their series of every trunk.
+        for gone in self
+            .route_names
+            .iter()
+            .filter(|r| !table.routes().iter().any(|n| &n.name == *r))
+        {
+            for trunk in self.trunk_names.iter().filter(|n| !n.is_empty()) {
+                metrics.forget_route_trunk(gone, trunk);
             }
         }
         drop(health);
@@ -512,10 +384,15 @@ impl TrunkHealthFeed {
             failover,
         } = ended;
         let trunk = self.name(t);
+        let route = route
+            .and_then(|r| self.route_names.get(usize::from(r)))
+            .cloned()
+            .unwrap_or_else(|| "none".to_owned());
         let first_provisional = timing.and_then(|(p, _)| p);
         if let Some(provisional) = first_provisional {
             let stage = StageLabels {
                 trunk: trunk.clone(),
+                route: route.clone(),
                 stage: "provisional".to_owned(),
             };
             self.metrics
@@ -541,6 +418,7 @@ impl TrunkHealthFeed {
                     .inc();
                 let stage = StageLabels {
                     trunk: trunk.clone(),
+                    route: route.clone(),
                     stage: "answer".to_owned(),
                 };
                 self.metrics
@@ -577,10 +455,6 @@ impl TrunkHealthFeed {
             branch.and_then(|b| h.on_address_branch(now, id, address, addresses, b))
         });
         if failover {
-            let route = route
-                .and_then(|r| self.route_names.get(usize::from(r)))
-                .cloned()
-                .unwrap_or_else(|| "none".to_owned());
             let labels = FailoverLabels {
                 route,
                 trunk: trunk.clone(),

@@ -1,6 +1,8 @@
 //! The Prometheus alert rules in `deploy/prometheus/` are valid (`promtool check rules`) and
 //! fire as intended on synthetic series (`promtool test rules` with the `.test.yml` beside
-//! them). promtool comes with Debian's `prometheus` package, which `scripts/test.sh`
+//! them), for `trunkgate-quality.rules.yml` and `alerts.yml`. (tests/e2e_status.rs checks
+//! every metric both files and the Grafana dashboard read against a running Trunkgate's
+//! `/metrics`.) promtool comes with Debian's `prometheus` package, which `scripts/test.sh`
 //! installs; a missing promtool fails this test, it never skips it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -53,6 +55,20 @@ fn quality_rules_are_valid() {
 #[test]
 fn quality_rules_fire_on_low_mos_loss_and_one_way_rate() {
     let out = run(&["test", "rules", "trunkgate-quality.rules.test.yml"]);
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn capacity_and_availability_alerts_are_valid() {
+    let out = run(&["check", "rules", "alerts.yml"]);
+    assert!(out.contains("SUCCESS: 8 rules found"), "{out}");
+}
+
+/// Utilisation against the exported limit (and a raised limit clearing it), capacity
+/// rejects, trunk down outside drills, registration down, PBX node down.
+#[test]
+fn capacity_and_availability_alerts_fire_as_intended() {
+    let out = run(&["test", "rules", "alerts.test.yml"]);
     assert!(out.contains("SUCCESS"), "{out}");
 }
 

@@ -36,7 +36,12 @@ pub struct CtlArgs {
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
     /// Version, uptime, the policy in force, calls, call rate, drills.
-    Status,
+    Status {
+        /// Also write each trunk's 24 h concurrency chart (the status page's, from
+        /// `GET /concurrency`) to FILE as one SVG document.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
     /// Each trunk: state and why, sessions/limit, cps/limit, last probe, failovers, drill.
     Trunks,
     /// Live (anchored) calls.
@@ -208,7 +213,8 @@ pub fn run(args: CtlArgs) -> ExitCode {
     let json_out = args.json;
     type Show = fn(&Value) -> String;
     let (method, path, body, show): (&str, String, Option<Value>, Show) = match &args.command {
-        CtlCommand::Status => ("GET", "/status".into(), None, render::status),
+        CtlCommand::Status { svg: Some(file) } => return write_svg(&c, json_out, file),
+        CtlCommand::Status { svg: None } => ("GET", "/status".into(), None, render::status),
         CtlCommand::Trunks => ("GET", "/trunks".into(), None, render::trunks),
         CtlCommand::Calls { trunk } => {
             let path = match trunk {
@@ -275,6 +281,31 @@ pub fn run(args: CtlArgs) -> ExitCode {
             refused(json_out, status, &body)
         }
     }
+}
+
+/// `ctl status --svg FILE`: the status page's charts as one SVG document.
+fn write_svg(c: &Client, json_out: bool, file: &Path) -> ExitCode {
+    let data = match call(c, "GET", "/concurrency", None) {
+        Err(code) => return code,
+        Ok(Answer::Refused(status, body)) => return refused(json_out, status, &body),
+        Ok(Answer::Done(body)) => body,
+    };
+    let charts = crate::status_page::charts(&data);
+    let svg = crate::status_chart::render_document(&charts);
+    if let Err(e) = std::fs::write(file, svg) {
+        eprintln!("trunkgate ctl: cannot write {}: {e}", file.display());
+        return ExitCode::from(1);
+    }
+    if json_out {
+        println!("{data}");
+    } else {
+        println!(
+            "wrote {} trunk chart(s), last 24 h, to {}",
+            charts.len(),
+            file.display()
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 /// `ctl reload`: with `--diff`, a dry run first prints the changes, then the reload runs.
