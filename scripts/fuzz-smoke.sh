@@ -30,6 +30,9 @@ export RUSTC_BOOTSTRAP=1
 # body, RTP packets).
 declare -A max_len=([parse_message]=4096 [frame_stream]=8192 [sdp]=8192 [rtp]=2048)
 
+# Build first (minutes on a busy 2-core machine), outside the run's time bound.
+(cd fuzz && cargo fuzz build)
+
 failed=0
 for t in "${targets[@]}"; do
     echo "fuzz-smoke: $t for ${seconds}s" >&2
@@ -38,14 +41,19 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts" "fuzz/regressions/$t"
     # Seed the corpus with the kept regressions so they are mutated first.
     find "fuzz/regressions/$t" -type f ! -name .gitkeep -exec cp -n {} "$corpus/" \; || true
-    if (cd fuzz && timeout --kill-after=30s "$((seconds + 120))s" \
+    status=0
+    (cd fuzz && timeout --kill-after=30s "$((seconds + 120))s" \
         cargo fuzz run "$t" "corpus/$t" -- \
         -max_total_time="$seconds" -max_len="${max_len[$t]:-4096}" \
-        -artifact_prefix="artifacts/$t/" -print_final_stats=1); then
+        -artifact_prefix="artifacts/$t/" -print_final_stats=1) || status=$?
+    if [ "$status" -eq 0 ]; then
         echo "fuzz-smoke: $t: no crash" >&2
+    elif [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        failed=1
+        echo "fuzz-smoke: $t did not finish within its time bound (exit $status)" >&2
     else
         failed=1
-        echo "fuzz-smoke: $t CRASHED" >&2
+        echo "fuzz-smoke: $t FAILED (exit $status: a crash, leak or timeout input, kept below)" >&2
     fi
     for a in "$artifacts"/crash-* "$artifacts"/oom-* "$artifacts"/timeout-*; do
         [ -e "$a" ] || continue
