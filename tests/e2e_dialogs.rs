@@ -10,7 +10,11 @@
 //!    (`uas_refer.xml`), whose NOTIFY comes back along the recorded route: forwarded to the
 //!    PBX, not answered 481.
 //!
-//! Nets 85–88.
+//! 4. carrier-a's `[trunk.outbound]` rules (national → +44 called and calling numbers, the
+//!    PBX's `X-Internal-*` headers removed, a header added, a fixed User-Agent) on 100 calls,
+//!    read back from carrier-a's message trace, INVITEs and in-dialog requests alike.
+//!
+//! Nets 85–89.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -229,5 +233,96 @@ fn a_notify_after_an_out_of_dialog_refer_reaches_the_pbx() {
         0.0,
         "a subscription is no session"
     );
+    tg.stop(Duration::from_secs(10));
+}
+
+#[test]
+fn carrier_a_gets_its_numbers_and_headers_as_its_rules_say() {
+    const CALLS: usize = 100;
+    let net = Net::new(89);
+    let dir = scratch_dir("dialogs_header_rules");
+    let mut carrier = SippPeer::spawn(
+        &dir,
+        "carrier_a",
+        Scenario::Builtin("uas"),
+        net.carrier_a_ip(),
+        None,
+        &[],
+        Duration::from_secs(90),
+    );
+    let rules = "\n[trunk.outbound]\ncalled = [[\"00\", \"+\"], [\"0\", \"+44\"]]\n\
+                 calling = [[\"0\", \"+44\"]]\nremove_headers = [\"X-Internal-*\"]\n\
+                 add_headers = [\"X-Account: 1234\"]\nuser_agent = \"Trunkgate-Test\"\n";
+    let base = std::fs::read_to_string(policy(&dir, net, "udp", "udp")).unwrap();
+    // The rules belong to carrier-a: right after its [[trunk]] table's keys.
+    let anchor = "\n[[trunk]]\nname = \"carrier-b\"";
+    assert!(base.contains(anchor), "{base}");
+    let text = base.replacen(anchor, &format!("{rules}{anchor}"), 1);
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).unwrap();
+    Trunkgate::check(&path);
+    let tg = Trunkgate::start(&dir, Some(&path), net.admin());
+    let mut pbx = peer(
+        &dir,
+        "pbx",
+        "uac_headers.xml",
+        net.pbx_ip(),
+        Some(net.sip()),
+        &["-s", "01632960000", "-r", "20", "-m", &CALLS.to_string()],
+    );
+    let result = pbx.wait();
+    assert!(
+        result.failed == 0 && result.successful == CALLS as u64,
+        "{} successful, {} failed\n{}\n{}",
+        result.successful,
+        result.failed,
+        pbx.report(),
+        tg.log_tail()
+    );
+    let log = common::poll(Duration::from_secs(5), || {
+        let log = carrier.messages();
+        (log.iter()
+            .filter(|m| !m.sent && m.is_request("BYE"))
+            .count()
+            >= CALLS)
+            .then_some(log)
+    })
+    .unwrap_or_else(|| carrier.messages());
+    let received: Vec<_> = log.iter().filter(|m| !m.sent).collect();
+    let invites: Vec<_> = received.iter().filter(|m| m.is_request("INVITE")).collect();
+    assert_eq!(invites.len(), CALLS);
+    for m in &invites {
+        let line = m.start_line();
+        assert!(line.starts_with("INVITE sip:+441632960000@"), "{line}");
+        let h = |n: &str| m.header(n).unwrap_or_default().to_owned();
+        assert!(h("To").contains("sip:+441632960000@"), "To: {}", h("To"));
+        assert!(
+            h("From").contains("sip:+442079460000@"),
+            "From: {}",
+            h("From")
+        );
+        assert!(
+            h("P-Asserted-Identity").contains("sip:+442079460000@"),
+            "PAI: {}",
+            h("P-Asserted-Identity")
+        );
+        assert_eq!(h("User-Agent"), "Trunkgate-Test");
+        assert_eq!(h("X-Account"), "1234");
+        assert!(m.header("X-Internal-Id").is_none() && m.header("X-Internal-Queue").is_none());
+    }
+    // In-dialog requests keep the same numbers (the carrier's dialog stays one).
+    for m in received
+        .iter()
+        .filter(|m| m.is_request("BYE") || m.is_request("ACK"))
+    {
+        assert!(
+            m.header("From")
+                .unwrap_or_default()
+                .contains("sip:+442079460000@")
+        );
+        assert!(m.header("X-Internal-Id").is_none());
+    }
+    let _ = carrier.is_running();
+    dialogs_drain(&tg);
     tg.stop(Duration::from_secs(10));
 }

@@ -300,6 +300,28 @@ pub struct Trunk {
     pub auth: Option<Auth>,
     /// `register = { … }`: Trunkgate registers with this trunk's registrar.
     pub register: Option<TrunkRegistration>,
+    /// `[trunk.outbound]`: header normalisation of requests sent to this trunk.
+    pub outbound: Option<HeaderRules>,
+    /// `[trunk.inbound]`: of requests from this trunk to the PBX.
+    pub inbound: Option<HeaderRules>,
+}
+
+/// A trunk's header normalisation for one direction (`[trunk.outbound]`, `[trunk.inbound]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRules {
+    /// `called`: `(prefix, replacement)` pairs for the called number (Request-URI and To
+    /// user part), the first matching prefix wins.
+    pub called: Vec<(String, String)>,
+    /// `calling`: the same for the calling number (From and P-Asserted-Identity).
+    pub calling: Vec<(String, String)>,
+    /// `remove_headers`: names (lower case, a trailing `*` matches any rest).
+    pub remove_headers: Vec<String>,
+    /// `keep_headers`: when not empty, only these pass (besides the ones SIP needs).
+    pub keep_headers: Vec<String>,
+    /// `add_headers`: whole lines `Name: value`.
+    pub add_headers: Vec<String>,
+    /// `user_agent`: replaces (or adds) User-Agent.
+    pub user_agent: Option<String>,
 }
 
 /// A trunk's outbound registration (`register = { … }`).
@@ -565,6 +587,7 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::TRUNK_REGISTER_KEYS, "in a trunk's register"),
             (raw::HEALTH_KEYS, "in [health]"),
             (raw::DNS_KEYS, "in [dns]"),
+            (raw::RULES_KEYS, "in a trunk's outbound/inbound rules"),
             (raw::ROUTE_KEYS, "in [[route]]"),
             (raw::ACCOUNT_KEYS, "in [[account]]"),
             (&["to_prefix"], "in route match"),

@@ -246,6 +246,22 @@ pub(crate) struct RawTrunk {
     pub probe: Option<Spanned<RawProbe>>,
     pub auth: Option<Spanned<RawAuth>>,
     pub register: Option<Spanned<RawTrunkRegister>>,
+    /// `[trunk.outbound]`: header normalisation of requests sent to the trunk.
+    pub outbound: Option<Spanned<RawRules>>,
+    /// `[trunk.inbound]`: of requests from the trunk to the PBX.
+    pub inbound: Option<Spanned<RawRules>>,
+}
+
+/// A trunk's header normalisation for one direction.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRules {
+    pub called: Option<Field>,
+    pub calling: Option<Field>,
+    pub remove_headers: Option<Field>,
+    pub keep_headers: Option<Field>,
+    pub add_headers: Option<Field>,
+    pub user_agent: Option<Field>,
 }
 
 /// A trunk's `register = { user, password_file | password_env, realm, expires,
@@ -440,6 +456,16 @@ pub(crate) const TRUNK_KEYS: &[&str] = &[
     "probe",
     "auth",
     "register",
+    "outbound",
+    "inbound",
+];
+pub(crate) const RULES_KEYS: &[&str] = &[
+    "called",
+    "calling",
+    "remove_headers",
+    "keep_headers",
+    "add_headers",
+    "user_agent",
 ];
 pub(crate) const TRUNK_REGISTER_KEYS: &[&str] = &[
     "user",

@@ -89,6 +89,10 @@ pub struct TrunkEntry {
     pub probe: Option<Probe>,
     /// The `[[account]]` this trunk belongs to, if any.
     pub account: Option<AccountId>,
+    /// `[trunk.outbound]`: header normalisation of requests sent to it.
+    pub outbound: Option<trunkgate_config::HeaderRules>,
+    /// `[trunk.inbound]`: of requests from it to the PBX.
+    pub inbound: Option<trunkgate_config::HeaderRules>,
 }
 
 /// A provider account: limits its trunks draw on together (on top of their own).
@@ -259,6 +263,8 @@ impl RoutingTable {
                 weight: t.weight,
                 probe: t.probe.clone(),
                 account: None,
+                outbound: t.outbound.clone(),
+                inbound: t.inbound.clone(),
             });
         }
         let mut accounts = Vec::with_capacity(policy.accounts.len());

@@ -16,6 +16,7 @@ pub mod digest;
 pub mod media;
 pub mod message;
 pub mod metrics;
+pub mod normalise;
 pub mod proxy;
 pub mod routing;
 pub mod transport;

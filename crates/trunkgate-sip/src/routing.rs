@@ -165,6 +165,16 @@ pub trait Routing: Send + Sync {
         out: &mut Vec<Target>,
     ) -> RouteChoice;
     /// Does trunk `trunk` have its calls' media anchored (`media.anchor`, default true)?
+    /// Header normalisation of requests Trunkgate sends to trunk `trunk` (`toward_trunk`)
+    /// or from it to the PBX; `None`: forwarded as the proxy builds them.
+    fn normalise(
+        &self,
+        _trunk: TrunkId,
+        _toward_trunk: bool,
+    ) -> Option<&crate::normalise::Normalise> {
+        None
+    }
+
     fn anchor_media(&self, trunk: u16) -> bool {
         let _ = trunk;
         true

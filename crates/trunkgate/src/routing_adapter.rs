@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use trunkgate_config::PeerTransport;
 use trunkgate_control::{DrillMode, Health, RoutingTable, Source, TrunkId};
+use trunkgate_sip::normalise::Normalise;
 use trunkgate_sip::routing::{CodeSet, FailoverPolicy, RouteChoice, TrunkLoad};
 use trunkgate_sip::{Party, Routing, Target, Transport};
 
@@ -29,6 +30,26 @@ pub struct PolicyRouting {
     inbound: FailoverPolicy,
     /// Trunks closed to calls while their registration is down (set once at start).
     registration_gate: std::sync::OnceLock<Arc<crate::registration::RegistrationGate>>,
+    /// Header normalisation by trunk id: `[outbound, inbound]`, compiled once.
+    normalise: Vec<[Option<Normalise>; 2]>,
+}
+
+/// The policy's rules in the core's form (names lower-cased by the validation).
+fn compile(rules: &trunkgate_config::HeaderRules) -> Normalise {
+    let pairs = |p: &[(String, String)]| {
+        p.iter()
+            .map(|(a, b)| (a.as_bytes().to_vec(), b.as_bytes().to_vec()))
+            .collect()
+    };
+    let bytes = |v: &[String]| v.iter().map(|s| s.as_bytes().to_vec()).collect();
+    Normalise {
+        called: pairs(&rules.called),
+        calling: pairs(&rules.calling),
+        remove: bytes(&rules.remove_headers),
+        keep: bytes(&rules.keep_headers),
+        add: bytes(&rules.add_headers),
+        user_agent: rules.user_agent.as_ref().map(|u| u.as_bytes().to_vec()),
+    }
 }
 
 fn failover_policy(f: &trunkgate_config::Failover) -> FailoverPolicy {
@@ -75,7 +96,24 @@ impl PolicyRouting {
             .settings()
             .clone();
         let pbx_health = Health::for_pbx_nodes(&table, &settings, Instant::now());
+        let mut normalise: Vec<[Option<Normalise>; 2]> = Vec::new();
+        for t in table.trunks() {
+            if t.outbound.is_none() && t.inbound.is_none() {
+                continue;
+            }
+            let slot = usize::from(t.id.0);
+            if normalise.len() <= slot {
+                normalise.resize_with(slot + 1, || [None, None]);
+            }
+            if let Some(s) = normalise.get_mut(slot) {
+                *s = [
+                    t.outbound.as_ref().map(compile),
+                    t.inbound.as_ref().map(compile),
+                ];
+            }
+        }
         PolicyRouting {
+            normalise,
             table,
             health,
             pbx_health: Arc::new(Mutex::new(pbx_health)),
@@ -242,6 +280,15 @@ impl Routing for PolicyRouting {
                 }
             }
             Party::Unknown => RouteChoice::default(),
+        }
+    }
+
+    fn normalise(&self, trunk: u16, toward_trunk: bool) -> Option<&Normalise> {
+        let [outbound, inbound] = self.normalise.get(usize::from(trunk))?;
+        if toward_trunk {
+            outbound.as_ref()
+        } else {
+            inbound.as_ref()
         }
     }
 

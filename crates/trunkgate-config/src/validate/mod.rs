@@ -20,6 +20,7 @@ mod limits;
 mod media;
 mod peers;
 mod routes;
+mod rules;
 
 /// The defaults of the optional keys (see docs/policy.md).
 pub(crate) mod defaults {

@@ -327,7 +327,11 @@ impl Check<'_, '_> {
             let probe = self.probe(t.probe.as_ref(), &format!("trunk \"{name}\""));
             let auth = self.auth(t.auth.as_ref(), &format!("trunk \"{name}\""));
             let register = self.trunk_register(t.register.as_ref(), &format!("trunk \"{name}\""));
+            let outbound = self.rules(t.outbound.as_ref(), &format!("trunk \"{name}\" outbound"));
+            let inbound = self.rules(t.inbound.as_ref(), &format!("trunk \"{name}\" inbound"));
             let trunk = Trunk {
+                outbound,
+                inbound,
                 weight,
                 probe,
                 auth,

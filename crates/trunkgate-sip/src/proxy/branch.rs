@@ -101,6 +101,11 @@ impl Proxy {
             body,
             cseq,
         );
+        let from = self
+            .servers
+            .get(&server_id)
+            .map_or(Party::Unknown, |s| self.routing.classify(s.source.ip()));
+        let data = self.normalised(data, branch.party, from);
         let mut attempt = None;
         let mut try_timeout = None;
         if let Some(server) = self.servers.get_mut(&server_id) {
@@ -357,6 +362,23 @@ impl Proxy {
             );
             self.start_branch(now, server_id, &msg, branch, body.as_deref());
             return true;
+        }
+    }
+
+    /// `data` (a request built for `to`, received from `from`) after the trunk's header
+    /// normalisation: the rules of the trunk it goes to, else of the trunk it came from.
+    pub(super) fn normalised(&self, data: Bytes, to: Party, from: Party) -> Bytes {
+        let (trunk, toward) = match (to, from) {
+            (Party::Trunk(t), _) => (t, true),
+            (_, Party::Trunk(t)) => (t, false),
+            _ => return data,
+        };
+        let Some(rules) = self.routing.normalise(trunk, toward) else {
+            return data;
+        };
+        match SipMessage::parse(data.clone(), &super::OWN_LIMITS) {
+            Ok(m) => rules.apply(&m).unwrap_or(data),
+            Err(_) => data,
         }
     }
 

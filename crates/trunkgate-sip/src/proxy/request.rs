@@ -393,6 +393,7 @@ impl Proxy {
         } else {
             dialog.caller.clone()
         };
+        let from = dialog.toward(!from_caller).party;
         let mut h = Fnv::new(self.salt);
         h.write(msg.top_via().branch().unwrap_or_default());
         h.write(msg.call_id());
@@ -413,6 +414,7 @@ impl Proxy {
             body.as_deref(),
             (leg.cseq_offset > 0).then(|| msg.cseq().0.wrapping_add(leg.cseq_offset)),
         );
+        let data = self.normalised(data, leg.party, from);
         self.send(next_flow, address, data);
     }
 
