@@ -55,21 +55,25 @@ fn dialogs_drain(tg: &Trunkgate) {
     tg.assert_dialogs_drain(Duration::from_secs(10));
 }
 
-#[test]
-fn pbx_on_udp_to_a_trunk_on_tcp() {
-    let net = Net::new(85);
-    let dir = scratch_dir("dialogs_udp_to_tcp");
-    let _carrier = Uas::start(
+/// 100 calls from `caller` (on its IP, over its transport) to a SIPp UAS `callee`, with
+/// the PBX reached over UDP and carrier-a over TCP.
+fn mixed_run(net: Net, test: &str, caller: (&str, Transport), callee: (&str, Transport)) {
+    let ip = |name: &str| match name {
+        "pbx" => net.pbx_ip(),
+        _ => net.carrier_a_ip(),
+    };
+    let dir = scratch_dir(test);
+    let _uas = Uas::start(
         &dir,
-        "carrier_a",
-        net.carrier_a_ip(),
-        Transport::Tcp,
+        callee.0,
+        ip(callee.0),
+        callee.1,
         Duration::from_secs(90),
     );
     let policy = policy(&dir, net, "tcp", "udp");
     let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
-    let spec = UacSpec::new(net.pbx_ip(), net.sip(), Transport::Udp, 20, 100);
-    Uac::spawn(&dir, "pbx", spec)
+    let spec = UacSpec::new(ip(caller.0), net.sip(), caller.1, 20, 100);
+    Uac::spawn(&dir, caller.0, spec)
         .wait()
         .assert_all_succeeded(100);
     let m = tg.metrics();
@@ -82,24 +86,23 @@ fn pbx_on_udp_to_a_trunk_on_tcp() {
 }
 
 #[test]
-fn a_trunk_on_tcp_to_a_pbx_on_udp() {
-    let net = Net::new(86);
-    let dir = scratch_dir("dialogs_tcp_to_udp");
-    let _pbx = Uas::start(
-        &dir,
-        "pbx",
-        net.pbx_ip(),
-        Transport::Udp,
-        Duration::from_secs(90),
+fn pbx_on_udp_to_a_trunk_on_tcp() {
+    mixed_run(
+        Net::new(85),
+        "dialogs_udp_to_tcp",
+        ("pbx", Transport::Udp),
+        ("carrier_a", Transport::Tcp),
     );
-    let policy = policy(&dir, net, "tcp", "udp");
-    let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
-    let spec = UacSpec::new(net.carrier_a_ip(), net.sip(), Transport::Tcp, 20, 100);
-    Uac::spawn(&dir, "carrier_a", spec)
-        .wait()
-        .assert_all_succeeded(100);
-    dialogs_drain(&tg);
-    tg.stop(Duration::from_secs(10));
+}
+
+#[test]
+fn a_trunk_on_tcp_to_a_pbx_on_udp() {
+    mixed_run(
+        Net::new(86),
+        "dialogs_tcp_to_udp",
+        ("carrier_a", Transport::Tcp),
+        ("pbx", Transport::Udp),
+    );
 }
 
 fn peer(

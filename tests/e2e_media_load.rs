@@ -10,7 +10,6 @@ mod common;
 
 use common::trunkgate::Trunkgate;
 use common::{Net, media_test_policy, poll, run_rtpgen, scratch_dir, value};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 const CALLS: usize = 1000;
@@ -27,32 +26,22 @@ fn thousand_concurrent_calls_relay_without_loss() {
     let mut tg = Trunkgate::start(&dir, Some(&policy), net.admin());
     let pid = tg.pid();
 
-    let args: Vec<String> = [
-        "sip",
-        "--sbc",
-        &net.sip().to_string(),
-        "--pbx",
-        &SocketAddr::new(net.pbx_ip(), 5060).to_string(),
-        "--trunk",
-        &SocketAddr::new(net.carrier_a_ip(), 5060).to_string(),
-        "--media-ip",
-        &net.pbx_ip().to_string(),
-        "--trunk-media-ip",
-        &net.carrier_a_ip().to_string(),
-        "--calls",
-        &CALLS.to_string(),
-        "--cps",
-        "250",
-        "--duration",
-        "10",
-        "--pps",
-        "50",
-        "--cpu-pid",
-        &pid.to_string(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let pid_text = pid.to_string();
+    let args = common::rtpgen_sip_args(
+        net,
+        &[
+            "--calls",
+            &CALLS.to_string(),
+            "--cps",
+            "250",
+            "--duration",
+            "10",
+            "--pps",
+            "50",
+            "--cpu-pid",
+            &pid_text,
+        ],
+    );
 
     let (run, peak) = std::thread::scope(|s| {
         let run = s.spawn(|| run_rtpgen(&dir, "rtpgen", &args, Duration::from_secs(90)));

@@ -19,7 +19,6 @@ mod common;
 use common::sipp::{Transport, Uac, UacSpec, Uas};
 use common::trunkgate::Trunkgate;
 use common::{Net, media_test_policy, poll, run_rtpgen, scratch_dir, test_policy, value};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Resident memory of `pid` in KiB.
@@ -141,30 +140,19 @@ fn a_soak_of_calls_with_media_leaves_nothing_behind() {
     let pid = tg.pid();
     // Rounds of 50 calls (set up at 25/s, 3 s of RTP both ways at 50 packets/s, torn down)
     // until the time is up: calls start and end all the time, with media.
-    let args: Vec<String> = [
-        "sip",
-        "--sbc",
-        &net.sip().to_string(),
-        "--pbx",
-        &SocketAddr::new(net.pbx_ip(), 5060).to_string(),
-        "--trunk",
-        &SocketAddr::new(net.carrier_a_ip(), 5060).to_string(),
-        "--media-ip",
-        &net.pbx_ip().to_string(),
-        "--trunk-media-ip",
-        &net.carrier_a_ip().to_string(),
-        "--calls",
-        "50",
-        "--cps",
-        "25",
-        "--duration",
-        "3",
-        "--pps",
-        "50",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let args = common::rtpgen_sip_args(
+        net,
+        &[
+            "--calls",
+            "50",
+            "--cps",
+            "25",
+            "--duration",
+            "3",
+            "--pps",
+            "50",
+        ],
+    );
     let start = Instant::now();
     // (elapsed s, RSS KiB, open descriptors, port pairs in use) after each round.
     let mut samples: Vec<(f64, u64, usize, f64)> = Vec::new();

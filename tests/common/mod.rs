@@ -403,6 +403,28 @@ pub fn rtpgen_bin() -> PathBuf {
     bin
 }
 
+/// `trunkgate-rtpgen sip` between `net`'s PBX (`.2`, its RTP there too) and carrier-a
+/// (`.3`) through Trunkgate (`.1`), then `extra` (`--calls`, `--cps`, …).
+pub fn rtpgen_sip_args(net: Net, extra: &[&str]) -> Vec<String> {
+    let (pbx, trunk) = (net.pbx_ip(), net.carrier_a_ip());
+    [
+        "sip".to_owned(),
+        "--sbc".to_owned(),
+        net.sip().to_string(),
+        "--pbx".to_owned(),
+        SocketAddr::new(pbx, 5060).to_string(),
+        "--trunk".to_owned(),
+        SocketAddr::new(trunk, 5060).to_string(),
+        "--media-ip".to_owned(),
+        pbx.to_string(),
+        "--trunk-media-ip".to_owned(),
+        trunk.to_string(),
+    ]
+    .into_iter()
+    .chain(extra.iter().map(|s| (*s).to_owned()))
+    .collect()
+}
+
 /// One finished `trunkgate-rtpgen` run.
 #[derive(Debug)]
 pub struct RtpgenRun {

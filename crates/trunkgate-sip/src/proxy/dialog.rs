@@ -10,7 +10,7 @@ use super::state::{Dialog, DialogKind, Leg, dialog_key, fork_key};
 use super::timer::Timer;
 use crate::message::{Method, SipMessage};
 use crate::routing::Party;
-use crate::transport::{Flow, Transport};
+use crate::transport::Flow;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -129,14 +129,6 @@ impl Proxy {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(SUBSCRIPTION_DEFAULT, Duration::from_secs);
         let limit = (expires + SUBSCRIPTION_GRACE).min(self.config.dialog_timeout);
-        let contact = contact_uri(msg);
-        let caller_address = match flow.transport {
-            Transport::Udp => source,
-            Transport::Tcp => contact
-                .as_deref()
-                .and_then(super::addressing::uri_socket_addr)
-                .unwrap_or(source),
-        };
         let dialog = Dialog {
             kind: DialogKind::Subscription,
             idle_limit: Some(limit),
@@ -148,13 +140,7 @@ impl Proxy {
             metric_peer: 0,
             trunk: None,
             account: None,
-            caller: Leg {
-                party,
-                address: caller_address,
-                flow,
-                contact,
-                cseq_offset: 0,
-            },
+            caller: Leg::caller(party, flow, source, contact_uri(msg)),
             callee: Leg {
                 party: callee.0,
                 address: callee.1,

@@ -1,7 +1,7 @@
 //! Requests in: transaction matching, CANCEL, Max-Forwards and loop checks, routing (by
 //! policy for new requests, by the dialog table in dialog) and stateful forwarding.
 
-use super::addressing::{contact_uri, uri_socket_addr, user_part};
+use super::addressing::{contact_uri, user_part};
 use super::branch::Branch;
 use super::event::{EndReason, Event};
 use super::media::Role;
@@ -491,14 +491,6 @@ impl Proxy {
                 self.respond_local(&msg, flow, source, 400, "Missing From Tag", &[]);
                 return;
             };
-            let contact = contact_uri(&msg);
-            let caller_address = match flow.transport {
-                Transport::Udp => source,
-                Transport::Tcp => contact
-                    .as_deref()
-                    .and_then(uri_socket_addr)
-                    .unwrap_or(source),
-            };
             let (direction, trunk) = match party {
                 Party::Pbx => (Direction::Outbound, target.party),
                 _ => (Direction::Inbound, party),
@@ -525,13 +517,7 @@ impl Proxy {
                 metric_peer: trunk.metric_index(),
                 trunk: trunk_index,
                 account,
-                caller: Leg {
-                    party,
-                    address: caller_address,
-                    flow,
-                    contact,
-                    cseq_offset: 0,
-                },
+                caller: Leg::caller(party, flow, source, contact_uri(&msg)),
                 callee: Leg {
                     party: branch.party,
                     address: branch.address,

@@ -178,6 +178,29 @@ pub(crate) enum DialogKind {
     Subscription,
 }
 
+impl Leg {
+    /// The leg of the side that sent a dialog-creating request from `source` over `flow`
+    /// with Contact `contact`: over UDP its requests go back to the source address (it may
+    /// be NATed); over TCP to its Contact, where it listens (the connection's port is an
+    /// ephemeral one), or the source when the Contact is not an IP literal.
+    pub fn caller(party: Party, flow: Flow, source: SocketAddr, contact: Option<Box<[u8]>>) -> Leg {
+        let address = match flow.transport {
+            crate::transport::Transport::Udp => source,
+            crate::transport::Transport::Tcp => contact
+                .as_deref()
+                .and_then(super::addressing::uri_socket_addr)
+                .unwrap_or(source),
+        };
+        Leg {
+            party,
+            address,
+            flow,
+            contact,
+            cseq_offset: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Dialog {
     pub kind: DialogKind,
