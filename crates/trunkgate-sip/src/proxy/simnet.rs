@@ -492,6 +492,12 @@ impl SimNet {
             && p.side_dialogs == 0
     }
 
+    /// Has something arrived at `at` (left where it is)?
+    pub fn has_arrived(&self, at: &str) -> bool {
+        self.inbox.get(&addr(at)).is_some_and(|v| !v.is_empty())
+            || self.unparsed.get(&addr(at)).is_some_and(|v| !v.is_empty())
+    }
+
     pub fn take_one(&mut self, at: &str) -> SipMessage {
         let mut got = self.take(at);
         assert_eq!(

@@ -60,6 +60,22 @@ fn take_register(net: &mut SimNet) -> SipMessage {
     first
 }
 
+/// Advance the clock in 10 ms steps until a REGISTER reaches the registrar, at most
+/// `within`: answering at once, as a registrar does, so that no retransmission (Timer E,
+/// 500 ms) is still in flight when the answer goes back.
+fn await_register(net: &mut SimNet, within: Duration) -> SipMessage {
+    let mut waited = Duration::ZERO;
+    while waited < within {
+        net.run_for(Duration::from_millis(10));
+        waited += Duration::from_millis(10);
+        if !net.has_arrived(TRUNK) {
+            continue;
+        }
+        return take_register(net);
+    }
+    panic!("no REGISTER within {within:?}");
+}
+
 fn auth(req: &SipMessage) -> Option<String> {
     req.first_named(b"Authorization")
         .map(|v| String::from_utf8(v.to_vec()).unwrap())
@@ -131,8 +147,7 @@ fn registers_with_digest_refreshes_with_the_same_nonce_and_deregisters() {
     for refresh in 2..=4u32 {
         net.run_for(Duration::from_millis(4_900));
         assert!(net.take(TRUNK).is_empty(), "not before half the grant");
-        net.run_for(Duration::from_millis(3_200));
-        let again = take_register(&mut net);
+        let again = await_register(&mut net, Duration::from_millis(3_200));
         assert_eq!(again.cseq().0, last.cseq().0 + 1);
         let a = auth(&again).unwrap();
         assert!(a.contains("nonce=\"n1\""), "nonce reused: {a}");
@@ -149,8 +164,7 @@ fn registers_with_digest_refreshes_with_the_same_nonce_and_deregisters() {
     );
 
     // The registrar's nonce went stale: answered once with the new nonce, nc from 1.
-    net.run_for(Duration::from_secs(8));
-    let refresh = take_register(&mut net);
+    let refresh = await_register(&mut net, Duration::from_secs(8));
     net.send(TRUNK, &challenge(&refresh, "n2", true));
     net.settle();
     let fresh = net.take_one(TRUNK);
