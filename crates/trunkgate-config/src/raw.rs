@@ -126,6 +126,7 @@ pub(crate) struct RawPolicy {
     pub health: Table<RawHealth>,
     pub limits: Table<RawLimits>,
     pub drill: Table<RawDrill>,
+    pub records: Table<RawRecords>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
     pub account: Option<Spanned<Vec<Spanned<RawAccount>>>>,
@@ -199,6 +200,15 @@ pub(crate) struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDrill {
     pub max_duration: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRecords {
+    pub enabled: Option<Field>,
+    pub path: Option<Field>,
+    pub keep: Option<Field>,
+    pub max_size: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,8 +364,9 @@ pub(crate) struct RawMatch {
 /// The keys of each table, for "unknown key" hints and environment overrides.
 pub(crate) const ROOT_KEYS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "drill", "trunk", "route", "account",
+    "drill", "records", "trunk", "route", "account",
 ];
+pub(crate) const RECORDS_KEYS: &[&str] = &["enabled", "path", "keep", "max_size"];
 pub(crate) const LIMITS_KEYS: &[&str] = &[
     "connections_per_source",
     "sip_connections",
@@ -549,6 +560,16 @@ impl RawPolicy {
                     _ => return Err(UnknownName::Key(DRILL_KEYS)),
                 }
             }
+            "records" => {
+                let t = table(&mut self.records);
+                match key {
+                    "enabled" => &mut t.enabled,
+                    "path" => &mut t.path,
+                    "keep" => &mut t.keep,
+                    "max_size" => &mut t.max_size,
+                    _ => return Err(UnknownName::Key(RECORDS_KEYS)),
+                }
+            }
             "pbx" => {
                 let t = table(&mut self.pbx);
                 match key {
@@ -622,7 +643,7 @@ pub(crate) enum UnknownName {
 /// The sections that environment overrides reach.
 pub(crate) const ENV_SECTIONS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "drill",
+    "drill", "records",
 ];
 
 /// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).

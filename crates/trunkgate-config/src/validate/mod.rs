@@ -18,6 +18,7 @@ mod failover;
 mod limits;
 mod media;
 mod peers;
+mod records;
 mod routes;
 
 /// The defaults of the optional keys (see docs/policy.md).
@@ -80,6 +81,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let register = c.register(raw.register.as_ref());
     let health = c.health(raw.health.as_ref());
     let limits = c.limits(raw.limits.as_ref());
+    let records = c.records(raw.records.as_ref());
     let policy = Policy {
         listen,
         sip,
@@ -95,6 +97,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         health,
         limits,
         drill,
+        records,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy

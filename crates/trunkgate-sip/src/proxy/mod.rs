@@ -53,7 +53,7 @@ use crate::metrics::ProxyMetrics;
 use crate::routing::{Party, Routing, TrunkId, TrunkLoad};
 use crate::transport::{Flow, Transmit, Transport};
 use bytes::{Bytes, BytesMut};
-pub use event::{EndReason, Event, Outcome, ProbeResult, RegistrationResult};
+pub use event::{CallParties, EndReason, Event, Outcome, ProbeResult, Refusal, RegistrationResult};
 pub use register::RegistrationConfig;
 use state::{ClientTx, Dialog, ServerTx, Sub};
 use std::collections::{HashMap, VecDeque};

@@ -3,7 +3,7 @@
 
 use super::addressing::{contact_uri, uri_socket_addr, user_part};
 use super::branch::Branch;
-use super::event::{EndReason, Event};
+use super::event::{CallParties, EndReason, Event, Refusal};
 use super::media::Role;
 use super::state::{
     ClientState, ClientTx, Dialog, Key, Leg, Owner, ResponseContext, ServerState, ServerTx, Sub,
@@ -15,7 +15,7 @@ use crate::admission::RejectReason;
 use crate::message::rewrite;
 use crate::message::{HeaderName, Method, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
-use crate::routing::{Party, Target};
+use crate::routing::{Party, Target, TrunkId};
 use crate::transport::{Flow, Transport};
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -420,8 +420,10 @@ impl Proxy {
         msg: SipMessage,
     ) {
         let method = msg.method();
-        if method == Some(Method::Invite) && self.shutting_down {
+        let invite = method == Some(Method::Invite);
+        if invite && self.shutting_down {
             ProxyMetrics::inc(&self.metrics.shutdown_rejects);
+            self.call_rejected(&msg, party, source, None, None, 503, Refusal::ShuttingDown);
             self.unavailable(&msg, flow, source, 30);
             return;
         }
@@ -452,12 +454,32 @@ impl Proxy {
                 user = %String::from_utf8_lossy(user.as_deref().unwrap_or_default()),
                 "no route"
             );
+            if invite {
+                self.call_rejected(
+                    &msg,
+                    party,
+                    source,
+                    choice.route,
+                    None,
+                    404,
+                    Refusal::NoRoute,
+                );
+            }
             self.respond_local(&msg, flow, source, 404, "No Route", &[]);
             return;
         }
-        let invite = method == Some(Method::Invite);
         let target = if invite {
-            self.admit_call(party, &mut remaining)
+            match self.admit_call(party, &mut remaining) {
+                Ok(target) => Some(target),
+                Err(refused) => {
+                    let (trunk, refusal) = match refused {
+                        Some((t, reason)) => (Some(t), Refusal::Limit(reason)),
+                        None => (None, Refusal::Limit(RejectReason::Sessions)),
+                    };
+                    self.call_rejected(&msg, party, source, choice.route, trunk, 503, refusal);
+                    None
+                }
+            }
         } else {
             remaining.pop_front()
         };
@@ -475,6 +497,21 @@ impl Proxy {
                 transport = target.transport.unwrap_or(flow.transport).name(),
                 "no listener to reach the target"
             );
+            if invite {
+                let trunk = match target.party {
+                    Party::Trunk(t) => Some(t),
+                    _ => None,
+                };
+                self.call_rejected(
+                    &msg,
+                    party,
+                    source,
+                    choice.route,
+                    trunk,
+                    503,
+                    Refusal::Unreachable,
+                );
+            }
             self.respond_local(&msg, flow, source, 503, "Service Unavailable", &[]);
             return;
         };
@@ -545,7 +582,9 @@ impl Proxy {
                 dialog: id,
                 call_id: msg.call_id().into(),
                 from: party,
+                source,
                 route: choice.route,
+                parties: call_parties(&msg),
             });
             Some(id)
         } else {
@@ -779,5 +818,59 @@ pub(super) fn method_class(method: Method, _msg: &SipMessage) -> u8 {
         Method::Invite | Method::Ack => b'I',
         Method::Cancel => b'C',
         _ => b'O',
+    }
+}
+
+/// The caller (From user), callee (Request-URI user) and transfer headers of an INVITE.
+fn call_parties(msg: &SipMessage) -> Box<CallParties> {
+    let caller = crate::message::NameAddr::parse(msg.from_value())
+        .ok()
+        .and_then(|na| SipUri::parse(na.uri).ok())
+        .and_then(|uri| uri.user)
+        .map(user_part)
+        .unwrap_or_default();
+    let callee = msg
+        .request_uri()
+        .and_then(|uri| SipUri::parse(uri).ok())
+        .and_then(|uri| uri.user)
+        .map(user_part)
+        .unwrap_or_default();
+    let transfer = msg.headers().iter().any(|h| {
+        let name = msg.name_of(h);
+        crate::message::names_equal(name, b"Referred-By")
+            || crate::message::names_equal(name, b"b")
+            || crate::message::names_equal(name, b"Replaces")
+            || crate::message::names_equal(name, b"Diversion")
+    });
+    Box::new(CallParties {
+        caller: caller.into(),
+        callee: callee.into(),
+        transfer,
+    })
+}
+
+impl Proxy {
+    /// A new INVITE refused by us before any branch: an event for call records.
+    #[allow(clippy::too_many_arguments)]
+    fn call_rejected(
+        &mut self,
+        msg: &SipMessage,
+        from: Party,
+        source: SocketAddr,
+        route: Option<u16>,
+        trunk: Option<TrunkId>,
+        code: u16,
+        refusal: Refusal,
+    ) {
+        self.events.push_back(Event::CallRejected {
+            call_id: msg.call_id().into(),
+            from,
+            source,
+            route,
+            trunk,
+            code,
+            refusal,
+            parties: call_parties(msg),
+        });
     }
 }
