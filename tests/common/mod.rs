@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod garbage;
 pub mod kamailio;
 pub mod load;
+pub mod peers;
 pub mod sipp;
 pub mod trunkgate;
 

@@ -298,15 +298,25 @@ impl RecordsFeed {
             Event::BranchEnded {
                 dialog: Some(dialog),
                 method: Method::Invite,
+                to,
+                address,
                 outcome,
                 first_provisional,
                 duration,
                 failover,
                 ..
             } => {
+                // The next branch may start before this one's end is reported: match by
+                // destination.
+                let name = self.names.party(*to, *address);
                 if let Some(p) = self.pending.get_mut(dialog) {
                     let r = &mut p.record;
-                    if let Some(a) = r.attempts.iter_mut().rev().find(|a| a.outcome == "up") {
+                    if let Some(a) = r
+                        .attempts
+                        .iter_mut()
+                        .rev()
+                        .find(|a| a.outcome == "up" && a.to == name)
+                    {
                         a.outcome = outcome_text(*outcome);
                         a.duration_ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
                         a.first_provisional_ms = first_provisional
