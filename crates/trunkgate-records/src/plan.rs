@@ -409,6 +409,20 @@ fn advice(
                 facts(&limit.to_string())
             )
         }
+        Some(limit) if s.capacity_rejects > 0 || s.peak_concurrency >= limit => {
+            // Erlang B on the hour's average says enough, yet the limit was hit: the calls
+            // came in bursts shorter than the hour. Say so rather than "enough".
+            format!(
+                "{}: at its limit: peak {} of {limit}, {} refused for capacity; Erlang B on the \
+                 busy hour ({:.2} E, {} GoS needs {needed} at {growth_txt}) understates bursts \
+                 shorter than an hour: size for the peak",
+                s.key,
+                s.peak_concurrency,
+                s.capacity_rejects,
+                s.offered_erlangs,
+                percent(gos)
+            )
+        }
         Some(limit) => {
             let when = match &trend.crossing {
                 Some(d) => format!("; at the current trend the peak reaches the limit on {d}"),
@@ -485,25 +499,72 @@ mod tests {
                 seconds: 10.0,
             });
         }
-        let limits = vec![("a".to_owned(), Some(1)), ("z".to_owned(), Some(10))];
+        let limits = vec![("a".to_owned(), Some(2)), ("z".to_owned(), Some(10))];
         let rep = capacity(&recs, &limits, 0.01, 0.3, 0, 2_000_000);
         assert_eq!(rep.trunks.len(), 2);
         let a = &rep.trunks[0];
         assert_eq!(a.stats.peak_concurrency, 2);
-        assert_eq!(a.utilisation_at_peak, Some(2.0));
+        assert_eq!(a.utilisation_at_peak, Some(1.0));
         // 172 B RTP + 28 B IP/UDP = 200 B × 50/s = 80 kbit/s.
         assert!(
             (a.bandwidth[0].call_kbps - 80.0).abs() < 1e-9,
             "{:?}",
             a.bandwidth
         );
-        assert!(a.advice.starts_with("a: "), "{}", a.advice);
+        assert!(
+            a.advice.starts_with("a: at its limit: peak 2 of 2"),
+            "{}",
+            a.advice
+        );
         let z = &rep.trunks[1];
         assert_eq!(z.stats.attempts, 0);
         assert!(
             z.advice.starts_with("z: enough, 10 channels spare"),
             "{}",
             z.advice
+        );
+    }
+
+    #[test]
+    fn an_undersized_trunk_is_told_how_many_channels_to_add() {
+        let t0 = 500 * DAY_MS;
+        let recs: Vec<crate::record::CallRecord> = (0..100)
+            .map(|i| {
+                let mut r = record(i, "big");
+                r.start_ms = t0;
+                r.end_ms = t0 + stats::HOUR_MS;
+                r.attempts[0].offset_ms = 0;
+                r
+            })
+            .collect();
+        let rep = capacity(
+            &recs,
+            &[("big".to_owned(), Some(200))],
+            0.01,
+            0.3,
+            0,
+            t0 + DAY_MS,
+        );
+        let big = &rep.trunks[0];
+        // 100 E offered, +30 % = 130 E: 1 % GoS needs 149 channels; limit 200: enough.
+        assert!((big.stats.offered_erlangs - 100.0).abs() < 1e-9, "{big:?}");
+        assert_eq!(big.channels_needed_after_growth, Some(149));
+        assert!(
+            big.advice.starts_with("big: enough, 51 channels spare"),
+            "{}",
+            big.advice
+        );
+        let rep = capacity(
+            &recs,
+            &[("big".to_owned(), Some(120))],
+            0.01,
+            0.3,
+            0,
+            t0 + DAY_MS,
+        );
+        assert_eq!(
+            rep.trunks[0].advice,
+            "big: add 29 channels now (busy hour 100.00 E, peak 100, limit 120, 1 % GoS needs 149 at +30 %)"
         );
     }
 }

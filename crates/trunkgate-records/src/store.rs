@@ -57,6 +57,10 @@ CREATE INDEX IF NOT EXISTS calls_start ON calls(start_ms);
 CREATE INDEX IF NOT EXISTS calls_end ON calls(end_ms);
 ";
 
+/// Records deleted by one retention statement, and statements per [`Store::retain`].
+const RETAIN_CHUNK: i64 = 5000;
+const RETAIN_PASSES: usize = 10;
+
 /// A connection to the record store.
 pub struct Store {
     conn: Connection,
@@ -253,9 +257,9 @@ impl Store {
         Ok(u64::try_from(pages.max(0) * get("PRAGMA page_size")?).unwrap_or(0))
     }
 
-    /// Delete records that ended before `now_ms - keep`, then the oldest ones until the
-    /// live data fits in `max_size` bytes; give the freed pages back to the file system.
-    /// Returns the number deleted.
+    /// Delete records that ended before `now_ms - keep` (at most 50,000 per call), then the
+    /// oldest ones until the live data fits in `max_size` bytes; give the freed pages back to
+    /// the file system. Returns the number deleted.
     pub fn retain(
         &mut self,
         now_ms: i64,
@@ -263,13 +267,23 @@ impl Store {
         max_size: u64,
     ) -> Result<u64, StoreError> {
         let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-        let mut deleted = self
-            .conn
-            .execute(
-                "DELETE FROM calls WHERE end_ms < ?1",
-                params![now_ms.saturating_sub(keep_ms)],
-            )
-            .map_err(|e| self.err(e))? as u64;
+        // In chunks (a bounded time per call; the rest goes on the next minute): the writer
+        // thread does this between batches, and its queue must not fill meanwhile.
+        let mut deleted = 0u64;
+        for _ in 0..RETAIN_PASSES {
+            let n = self
+                .conn
+                .execute(
+                    "DELETE FROM calls WHERE id IN \
+                     (SELECT id FROM calls WHERE end_ms < ?1 ORDER BY end_ms LIMIT ?2)",
+                    params![now_ms.saturating_sub(keep_ms), RETAIN_CHUNK],
+                )
+                .map_err(|e| self.err(e))? as u64;
+            deleted += n;
+            if n < RETAIN_CHUNK as u64 {
+                break;
+            }
+        }
         // Over the size bound: drop the oldest records, as many as the excess holds at the
         // mean record size (plus a tenth), in a few bounded passes.
         for _ in 0..8 {

@@ -117,11 +117,10 @@ pub fn render(p: &plan::Plan) -> String {
         percent(p.gos)
     ));
     if p.growth != 0.0 {
+        let label = format!("after {:+.0} %", p.growth * 100.0);
         out.push_str(&format!(
-            "after {:+.0} %      {:.1} E → {} channels\n",
-            p.growth * 100.0,
-            p.erlangs_after_growth,
-            p.channels_after_growth
+            "{label:<18}{:.1} E → {} channels\n",
+            p.erlangs_after_growth, p.channels_after_growth
         ));
     }
     out.push_str(&format!(

@@ -87,8 +87,12 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-/// Most records one `GET /records` returns.
+/// Records one `GET /records` returns by default, and at most (`?limit=`).
+const RECORDS_DEFAULT: usize = 100_000;
 const RECORDS_MAX: usize = 1_000_000;
+/// Most records one `GET /capacity` reads (about 1.2 GB of memory at the most; a site
+/// beyond it asks for fewer `days`): the answer says `truncated`.
+const CAPACITY_MAX: usize = 2_000_000;
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct RecordsQuery {
@@ -123,7 +127,7 @@ async fn read<T: Send + 'static>(
 }
 
 /// `GET /records?since=1h&trunk=T&limit=N`: records of calls that were up at any time in
-/// the window (ended within it), oldest first.
+/// the window (ended within it), oldest first; at most `limit` (default 100,000).
 pub async fn records(State(state): State<AdminState>, Query(q): Query<RecordsQuery>) -> Response {
     let window = match q.since.as_deref().map(since) {
         None => Duration::from_secs(3600),
@@ -136,7 +140,7 @@ pub async fn records(State(state): State<AdminState>, Query(q): Query<RecordsQue
         }
     };
     let since_ms = now_ms() - i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let limit = q.limit.unwrap_or(RECORDS_MAX).min(RECORDS_MAX);
+    let limit = q.limit.unwrap_or(RECORDS_DEFAULT).min(RECORDS_MAX);
     let trunk = q.trunk.clone();
     match read(&state, move |s| {
         s.query(since_ms, trunk.as_deref(), limit.saturating_add(1))
@@ -199,14 +203,22 @@ pub async fn capacity(State(state): State<AdminState>, Query(q): Query<CapacityQ
     let until = now_ms();
     let since_ms = until - i64::from(days) * 86_400_000;
     let result = read(&state, move |s| {
-        let records = s.query(since_ms, None, usize::MAX)?;
-        Ok(trunkgate_records::plan::capacity(
-            &records, &limits, gos, growth, since_ms, until,
-        ))
+        let records = s.query(since_ms, None, CAPACITY_MAX + 1)?;
+        let truncated = records.len() > CAPACITY_MAX;
+        let records = &records[..records.len().min(CAPACITY_MAX)];
+        let report =
+            trunkgate_records::plan::capacity(records, &limits, gos, growth, since_ms, until);
+        Ok((report, truncated))
     })
     .await;
     match result {
-        Ok(report) => axum::Json(report).into_response(),
+        Ok((report, truncated)) => {
+            let mut v = serde_json::to_value(report).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("truncated".into(), truncated.into());
+            }
+            axum::Json(v).into_response()
+        }
         Err(r) => r,
     }
 }

@@ -396,3 +396,150 @@ impl Drop for RecordsFeed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use trunkgate_records::{Store, Writer, WriterConfig};
+    use trunkgate_sip::{Refusal, RejectReason};
+
+    fn names() -> Names {
+        Names {
+            trunks: vec!["carrier-a".into(), "carrier-b".into()],
+            routes: vec!["default".into()],
+            pbx_nodes: vec![("pbx".into(), "127.0.0.2:5060".parse().unwrap())],
+        }
+    }
+
+    fn parties() -> Box<CallParties> {
+        Box::new(CallParties {
+            caller: b"4930111"[..].into(),
+            callee: b"4940222"[..].into(),
+            transfer: false,
+        })
+    }
+
+    fn branch(to: u16, outcome: Option<Outcome>, failover: bool) -> Event {
+        let address = format!("127.0.0.{}:5060", 3 + to).parse().unwrap();
+        match outcome {
+            None => Event::BranchStarted {
+                dialog: Some(7),
+                method: Method::Invite,
+                to: Party::Trunk(to),
+                address,
+                attempt: 1,
+            },
+            Some(outcome) => Event::BranchEnded {
+                dialog: Some(7),
+                method: Method::Invite,
+                to: Party::Trunk(to),
+                address,
+                route: Some(0),
+                outcome,
+                retry_after: None,
+                first_provisional: Some(Duration::from_millis(20)),
+                duration: Duration::from_millis(30),
+                failover,
+            },
+        }
+    }
+
+    #[test]
+    fn a_failed_over_call_and_a_reject_become_records() {
+        let dir = std::env::temp_dir().join(format!("tg-feed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("r.sqlite");
+        let writer = Writer::start(WriterConfig::new(
+            path.clone(),
+            Duration::from_secs(86_400),
+            u64::MAX,
+        ))
+        .unwrap();
+        let media = Arc::new(MediaSummaries::default());
+        let mut feed = RecordsFeed::new(writer.sink(), names(), Some(media.clone()));
+        let source: SocketAddr = "127.0.0.2:5060".parse().unwrap();
+        feed.on_event(&Event::CallAttempt {
+            dialog: 7,
+            call_id: b"abc@pbx"[..].into(),
+            from: Party::Pbx,
+            source,
+            route: Some(0),
+            parties: parties(),
+        });
+        feed.on_event(&branch(0, None, false));
+        // The next branch starts before the first one's end is reported.
+        feed.on_event(&branch(1, None, false));
+        feed.on_event(&branch(0, Some(Outcome::Final(503)), true));
+        feed.on_event(&branch(1, Some(Outcome::Final(200)), false));
+        feed.on_event(&Event::CallAnswered {
+            dialog: 7,
+            to: Party::Trunk(1),
+            setup: Duration::from_millis(60),
+        });
+        feed.on_event(&Event::CallEnded {
+            dialog: 7,
+            trunk: Some(1),
+            reason: EndReason::Bye { from_caller: false },
+        });
+        feed.on_event(&Event::CallRejected {
+            call_id: b"full@pbx"[..].into(),
+            from: Party::Pbx,
+            source,
+            route: Some(0),
+            trunk: Some(0),
+            code: 503,
+            refusal: Refusal::Limit(RejectReason::Cps),
+            parties: parties(),
+        });
+        // A call still up at shutdown is recorded too.
+        feed.on_event(&Event::CallAttempt {
+            dialog: 8,
+            call_id: b"up@pbx"[..].into(),
+            from: Party::Trunk(0),
+            source: "127.0.0.3:5060".parse().unwrap(),
+            route: None,
+            parties: parties(),
+        });
+        drop(feed);
+        writer.finish();
+        let rs = Store::open_read(&path).unwrap().query(0, None, 10).unwrap();
+        assert_eq!(rs.len(), 3, "{rs:?}");
+        let call = rs.iter().find(|r| r.call_id == "abc@pbx").unwrap();
+        assert_eq!(call.trunk.as_deref(), Some("carrier-b"));
+        assert_eq!(call.route.as_deref(), Some("default"));
+        assert_eq!(call.pbx_node.as_deref(), Some("pbx"));
+        assert_eq!(call.code, 200);
+        assert_eq!(call.end_reason, "bye-callee");
+        assert_eq!(call.setup_ms, Some(60));
+        assert_eq!(
+            (call.caller.as_str(), call.callee.as_str()),
+            ("4930111", "4940222")
+        );
+        let outcomes: Vec<(&str, &str, bool)> = call
+            .attempts
+            .iter()
+            .map(|a| (a.to.as_str(), a.outcome.as_str(), a.failover))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [("carrier-a", "503", true), ("carrier-b", "200", false)]
+        );
+        let rejected = rs.iter().find(|r| r.call_id == "full@pbx").unwrap();
+        assert_eq!(rejected.reject.as_deref(), Some("cps"));
+        assert_eq!(rejected.trunk.as_deref(), Some("carrier-a"));
+        assert!(rejected.capacity_reject());
+        let up = rs.iter().find(|r| r.call_id == "up@pbx").unwrap();
+        assert_eq!(up.end_reason, "shutdown");
+        assert_eq!(up.direction, Direction::Inbound);
+        assert_eq!(up.trunk.as_deref(), Some("carrier-a"));
+    }
+
+    #[test]
+    fn codecs_by_payload_type() {
+        assert_eq!(codec(Some(0), 8000), "PCMU");
+        assert_eq!(codec(Some(8), 8000), "PCMA");
+        assert_eq!(codec(Some(111), 48000), "dynamic/48000");
+        assert_eq!(codec(None, 8000), "?");
+    }
+}
