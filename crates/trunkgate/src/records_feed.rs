@@ -230,7 +230,8 @@ impl RecordsFeed {
         }
     }
 
-    /// One event out of the core (`wall`: ms since the epoch, when it was drained).
+    /// One event out of the core, stamped with the wall clock now (the shell drains the
+    /// queue after every input batch).
     pub fn on_event(&mut self, event: &Event) {
         let wall = wall_ms();
         match event {

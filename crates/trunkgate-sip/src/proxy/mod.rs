@@ -21,6 +21,7 @@ mod branch;
 pub mod event;
 mod media;
 mod originate;
+mod parties;
 mod register;
 mod request;
 mod response;

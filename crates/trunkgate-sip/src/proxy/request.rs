@@ -3,8 +3,9 @@
 
 use super::addressing::{contact_uri, uri_socket_addr, user_part};
 use super::branch::Branch;
-use super::event::{CallParties, EndReason, Event, Refusal};
+use super::event::{EndReason, Event, Refusal};
 use super::media::Role;
+use super::parties::call_parties;
 use super::state::{
     ClientState, ClientTx, Dialog, Key, Leg, Owner, ResponseContext, ServerState, ServerTx, Sub,
     dialog_key,
@@ -15,7 +16,7 @@ use crate::admission::RejectReason;
 use crate::message::rewrite;
 use crate::message::{HeaderName, Method, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
-use crate::routing::{Party, Target, TrunkId};
+use crate::routing::{Party, Target};
 use crate::transport::{Flow, Transport};
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -818,59 +819,5 @@ pub(super) fn method_class(method: Method, _msg: &SipMessage) -> u8 {
         Method::Invite | Method::Ack => b'I',
         Method::Cancel => b'C',
         _ => b'O',
-    }
-}
-
-/// The caller (From user), callee (Request-URI user) and transfer headers of an INVITE.
-fn call_parties(msg: &SipMessage) -> Box<CallParties> {
-    let caller = crate::message::NameAddr::parse(msg.from_value())
-        .ok()
-        .and_then(|na| SipUri::parse(na.uri).ok())
-        .and_then(|uri| uri.user)
-        .map(user_part)
-        .unwrap_or_default();
-    let callee = msg
-        .request_uri()
-        .and_then(|uri| SipUri::parse(uri).ok())
-        .and_then(|uri| uri.user)
-        .map(user_part)
-        .unwrap_or_default();
-    let transfer = msg.headers().iter().any(|h| {
-        let name = msg.name_of(h);
-        crate::message::names_equal(name, b"Referred-By")
-            || crate::message::names_equal(name, b"b")
-            || crate::message::names_equal(name, b"Replaces")
-            || crate::message::names_equal(name, b"Diversion")
-    });
-    Box::new(CallParties {
-        caller: caller.into(),
-        callee: callee.into(),
-        transfer,
-    })
-}
-
-impl Proxy {
-    /// A new INVITE refused by us before any branch: an event for call records.
-    #[allow(clippy::too_many_arguments)]
-    fn call_rejected(
-        &mut self,
-        msg: &SipMessage,
-        from: Party,
-        source: SocketAddr,
-        route: Option<u16>,
-        trunk: Option<TrunkId>,
-        code: u16,
-        refusal: Refusal,
-    ) {
-        self.events.push_back(Event::CallRejected {
-            call_id: msg.call_id().into(),
-            from,
-            source,
-            route,
-            trunk,
-            code,
-            refusal,
-            parties: call_parties(msg),
-        });
     }
 }
