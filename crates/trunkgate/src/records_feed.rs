@@ -99,11 +99,50 @@ struct Pending {
     record: CallRecord,
 }
 
+/// Refusals are answered statelessly, so a retransmitted INVITE (the 503 was lost) is
+/// refused again: one record per Call-ID within this window.
+const REJECT_WINDOW_MS: i64 = 32_000;
+/// Most Call-IDs remembered for that (a flood beyond it may record a retransmission twice).
+const REJECTS_REMEMBERED: usize = 65_536;
+
+/// Call-ID hashes (keyed per process: a peer cannot aim collisions) of recent refusals,
+/// oldest first.
+#[derive(Default)]
+struct RecentRejects {
+    keys: std::collections::hash_map::RandomState,
+    seen: HashMap<u64, i64>,
+    order: std::collections::VecDeque<(u64, i64)>,
+}
+
+impl RecentRejects {
+    /// `true` when `call_id` was refused within the window (a retransmission).
+    fn repeat(&mut self, call_id: &[u8], now: i64) -> bool {
+        use std::hash::BuildHasher;
+        while let Some(&(h, at)) = self.order.front() {
+            if now - at <= REJECT_WINDOW_MS && self.order.len() < REJECTS_REMEMBERED {
+                break;
+            }
+            self.order.pop_front();
+            if self.seen.get(&h) == Some(&at) {
+                self.seen.remove(&h);
+            }
+        }
+        let h = self.keys.hash_one(call_id);
+        if self.seen.contains_key(&h) {
+            return true;
+        }
+        self.seen.insert(h, now);
+        self.order.push_back((h, now));
+        false
+    }
+}
+
 pub struct RecordsFeed {
     sink: RecordSink,
     names: Names,
     media: Option<Arc<MediaSummaries>>,
     pending: HashMap<u64, Pending>,
+    rejects: RecentRejects,
 }
 
 fn wall_ms() -> i64 {
@@ -211,6 +250,7 @@ impl RecordsFeed {
             names,
             media,
             pending: HashMap::new(),
+            rejects: RecentRejects::default(),
         }
     }
 
@@ -261,6 +301,9 @@ impl RecordsFeed {
                 refusal,
                 parties,
             } => {
+                if self.rejects.repeat(call_id, wall) {
+                    return;
+                }
                 let mut r = new_record(call_id, wall, self.direction(*from), parties);
                 r.route = self.route(*route);
                 r.trunk = trunk.map(|t| self.names.trunk(t));
@@ -502,6 +545,17 @@ mod tests {
             route: None,
             parties: parties(),
         });
+        // Its retransmission (the 503 was lost) is the same attempt: no second record.
+        feed.on_event(&Event::CallRejected {
+            call_id: b"full@pbx"[..].into(),
+            from: Party::Pbx,
+            source,
+            route: Some(0),
+            trunk: Some(0),
+            code: 503,
+            refusal: Refusal::Limit(RejectReason::Cps),
+            parties: parties(),
+        });
         drop(feed);
         writer.finish();
         let rs = Store::open_read(&path).unwrap().query(0, None, 10).unwrap();
@@ -534,6 +588,16 @@ mod tests {
         assert_eq!(up.end_reason, "shutdown");
         assert_eq!(up.direction, Direction::Inbound);
         assert_eq!(up.trunk.as_deref(), Some("carrier-a"));
+    }
+
+    #[test]
+    fn recent_rejects_forget_after_the_window() {
+        let mut r = RecentRejects::default();
+        assert!(!r.repeat(b"a", 0));
+        assert!(r.repeat(b"a", 1000));
+        assert!(!r.repeat(b"b", 1000));
+        assert!(!r.repeat(b"a", 40_000), "outside the window: a new attempt");
+        assert!(r.order.len() <= 3);
     }
 
     #[test]
