@@ -353,6 +353,18 @@ fn capacity_figures_match_sipp_timestamps_and_records_count_every_call() {
     );
     // SIPp's calls are all from "sipp" to a number: no call is an extra leg of another.
     assert_eq!(capacity["amplification"]["extra_legs"].as_u64(), Some(0));
+    // Trunkgate's own headroom: CPU per call since start against the cores.
+    let headroom = &capacity["headroom"];
+    assert!(
+        headroom["cpu_per_call_us"]
+            .as_f64()
+            .is_some_and(|us| us > 0.0),
+        "{headroom}"
+    );
+    assert_eq!(
+        headroom["calls_since_start"].as_u64(),
+        Some(u64::from(total))
+    );
     assert!(
         trunk_of(&capacity, "carrier-a")["advice"]
             .as_str()

@@ -202,25 +202,65 @@ pub async fn capacity(State(state): State<AdminState>, Query(q): Query<CapacityQ
     };
     let until = now_ms();
     let since_ms = until - i64::from(days) * 86_400_000;
+    let handled = state.records.as_ref().map_or(0, |v| {
+        v.counters.written.load(Relaxed) + v.counters.dropped.load(Relaxed)
+    });
     let result = read(&state, move |s| {
         let records = s.query(since_ms, None, CAPACITY_MAX + 1)?;
         let truncated = records.len() > CAPACITY_MAX;
         let records = &records[..records.len().min(CAPACITY_MAX)];
         let report =
             trunkgate_records::plan::capacity(records, &limits, gos, growth, since_ms, until);
-        Ok((report, truncated))
+        let all = trunkgate_records::stats::per_key(records, |_| Some("all".to_owned()));
+        let busy_hour_calls = all
+            .first()
+            .and_then(|a| a.busy_hour.as_ref())
+            .map_or(0, |b| b.seizures);
+        Ok((report, truncated, busy_hour_calls))
     })
     .await;
     match result {
-        Ok((report, truncated)) => {
+        Ok((report, truncated, busy_hour_calls)) => {
             let mut v = serde_json::to_value(report).unwrap_or_default();
             if let Some(o) = v.as_object_mut() {
                 o.insert("truncated".into(), truncated.into());
+                o.insert(
+                    "headroom".into(),
+                    headroom(handled, busy_hour_calls, growth),
+                );
             }
             axum::Json(v).into_response()
         }
         Err(r) => r,
     }
+}
+
+/// CPU seconds (user + system) this process used since it started.
+fn cpu_seconds() -> Option<f64> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some(secs(u.user_time()) + secs(u.system_time()))
+}
+
+/// Trunkgate's own headroom: CPU per call attempt since start (everything the process did —
+/// signalling, media relay, probes — divided by the attempts it recorded: an upper bound),
+/// × the busy hour's calls per second, against the cores it may use; now and after growth.
+fn headroom(handled: u64, busy_hour_calls: u64, growth: f64) -> serde_json::Value {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = cpu_seconds();
+    let per_call = cpu.filter(|_| handled > 0).map(|c| c / handled as f64);
+    let cps = busy_hour_calls as f64 / 3600.0;
+    let share = per_call.map(|p| p * cps / cores as f64);
+    serde_json::json!({
+        "cpu_seconds": cpu,
+        "calls_since_start": handled,
+        "cpu_per_call_us": per_call.map(|p| p * 1e6),
+        "busy_hour_calls_per_s": cps,
+        "cores": cores,
+        "cpu_share_at_busy_hour": share,
+        "cpu_share_after_growth": share.map(|s| s * (1.0 + growth)),
+    })
 }
 
 /// `trunkgate_records_{written,dropped,expired}_total`.
@@ -258,6 +298,22 @@ impl Collector for RecordsCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headroom_scales_cpu_per_call_by_the_busy_hour_rate() {
+        let h = headroom(1000, 36_000, 0.5);
+        assert_eq!(h["busy_hour_calls_per_s"], 10.0);
+        let per_call = h["cpu_per_call_us"].as_f64().unwrap();
+        let share = h["cpu_share_at_busy_hour"].as_f64().unwrap();
+        let cores = h["cores"].as_f64().unwrap();
+        assert!((share - per_call / 1e6 * 10.0 / cores).abs() < 1e-12);
+        let grown = h["cpu_share_after_growth"].as_f64().unwrap();
+        assert!((grown - share * 1.5).abs() < 1e-12);
+        assert_eq!(
+            headroom(0, 10, 0.0)["cpu_per_call_us"],
+            serde_json::Value::Null
+        );
+    }
 
     #[test]
     fn windows() {

@@ -194,6 +194,19 @@ pub fn capacity(v: &Value) -> String {
         s(&amp["customer_calls"]),
         f2(&amp["ratio"])
     ));
+    let h = &v["headroom"];
+    if let (Some(us), Some(share)) = (
+        h["cpu_per_call_us"].as_f64(),
+        h["cpu_share_at_busy_hour"].as_f64(),
+    ) {
+        out.push_str(&format!(
+            "trunkgate: {us:.0} µs CPU per call since start × {:.2} busy-hour calls/s = {:.1} % of {} cores ({:.1} % after growth)\n",
+            h["busy_hour_calls_per_s"].as_f64().unwrap_or(0.0),
+            share * 100.0,
+            s(&h["cores"]),
+            h["cpu_share_after_growth"].as_f64().unwrap_or(share) * 100.0,
+        ));
+    }
     for t in &trunks {
         out.push_str(&s(&t["advice"]));
         out.push('\n');
