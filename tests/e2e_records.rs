@@ -12,7 +12,10 @@
 //!    answered, every record is written or counted in `trunkgate_records_dropped_total`,
 //!    and the SIPp calls all succeed. No timing is asserted; the figures are printed.
 //!
-//! Net numbers 110–112 (see `common::Net`). Everything is bounded: SIPp `-m` and
+//! 4. Media totals: 10 calls with RTP both ways (`trunkgate-rtpgen`): each record has its
+//!    legs' packets and codec, and `ctl capacity` the measured rate per codec.
+//!
+//! Net numbers 110–113 (see `common::Net`). Everything is bounded: SIPp `-m` and
 //! `-timeout`, hard kill deadlines, polls with deadlines.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -24,7 +27,7 @@ mod helpers;
 use common::peers::carrier;
 use common::sipp::{Scenario, SippPeer, UacResult};
 use common::trunkgate::{BIN, Trunkgate};
-use common::{Net, poll, scratch_dir, test_policy, value};
+use common::{Net, media_test_policy, poll, run_rtpgen, scratch_dir, test_policy, value};
 use helpers::{
     call_id, erlangs_in_hour, flood_invite, holds, peak, sent_calls, sipp_offset, within,
 };
@@ -638,5 +641,75 @@ fn a_flood_of_rejects_never_waits_on_the_disk() {
         calls_result.successful > 0,
         "no SIPp call got through beside the flood"
     );
+    drop(tg);
+}
+
+#[test]
+fn media_totals_reach_the_records_and_the_bandwidth() {
+    const CALLS: u64 = 10;
+    let net = Net::new(113);
+    let dir = scratch_dir("records_media");
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, media_test_policy(net, &[], &[])).unwrap();
+    Trunkgate::check(&path);
+    let tg = Trunkgate::start(&dir, Some(&path), net.admin());
+    let sock = |ip, port| SocketAddr::new(ip, port).to_string();
+    let args: Vec<String> = [
+        "sip",
+        "--sbc",
+        &net.sip().to_string(),
+        "--pbx",
+        &sock(net.pbx_ip(), 5060),
+        "--trunk",
+        &sock(net.carrier_a_ip(), 5060),
+        "--media-ip",
+        &net.pbx_ip().to_string(),
+        "--trunk-media-ip",
+        &net.carrier_a_ip().to_string(),
+        "--calls",
+        &CALLS.to_string(),
+        "--cps",
+        "20",
+        "--duration",
+        "3",
+        "--pps",
+        "50",
+        "--threads",
+        "1",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let run = run_rtpgen(&dir, "rtpgen", &args, Duration::from_secs(60));
+    assert!(
+        run.exit_code.is_some() && run.report["calls_failed"] == 0,
+        "rtpgen exit {:?}, report {}:\n{}",
+        run.exit_code,
+        run.report,
+        run.log
+    );
+    wait_written(&tg, CALLS as f64);
+    let records = records_of(net);
+    assert_eq!(records.len() as u64, CALLS);
+    for r in &records {
+        let legs = r["media"].as_array().unwrap();
+        assert_eq!(legs.len(), 2, "{r}");
+        for leg in legs {
+            // 3 s at 50 packets/s from each side (a few may fall outside the call).
+            assert_eq!(leg["codec"], "PCMA", "{leg}");
+            assert!(leg["packets"].as_u64().unwrap() >= 100, "{leg}");
+            assert_eq!(leg["loss_pct"].as_f64(), Some(0.0), "{leg}");
+        }
+    }
+    let capacity = ctl(net, &["capacity"]);
+    let bw = &trunk_of(&capacity, "carrier-a")["bandwidth"][0];
+    // 160 B of A-law + 12 RTP + 28 IP/UDP per packet at 50/s = 80 kbit/s while media flows
+    // (the test allows 10 %).
+    let kbps = bw["call_kbps"].as_f64().unwrap();
+    assert!(
+        bw["codec"] == "PCMA" && (72.0..=88.0).contains(&kbps),
+        "{bw}"
+    );
+    eprintln!("media: {bw}");
     drop(tg);
 }

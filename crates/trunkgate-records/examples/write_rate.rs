@@ -52,6 +52,7 @@ fn record(i: i64) -> CallRecord {
                 jitter_ms: 1.2,
                 packet_rate: 50.0,
                 seconds: 120.0,
+                active_seconds: 120.0,
             })
             .collect(),
     }

@@ -197,7 +197,7 @@ pub struct Bandwidth {
     /// Media legs measured.
     pub streams: u64,
     /// Mean per call and direction at the IP layer (UDP payload + 28 bytes IP/UDP per
-    /// packet), kbit/s, as received from the trunk.
+    /// packet), kbit/s, as received from the trunk while media flowed.
     pub call_kbps: f64,
     /// × busy-hour Erlangs: the mean busy-hour rate, per direction.
     pub busy_hour_kbps: f64,
@@ -331,12 +331,19 @@ fn bandwidth(
 ) -> Vec<Bandwidth> {
     let mut per: BTreeMap<String, (u64, f64)> = BTreeMap::new();
     for r in records.iter().filter(|r| r.trunk.as_deref() == Some(trunk)) {
+        // The rate while media flowed (first to last packet); without that, over the
+        // stream's life (from its SDP offer: ringing included, so lower).
         for leg in r
             .media
             .iter()
-            .filter(|l| l.side == "trunk" && l.seconds > 0.0)
+            .filter(|l| l.side == "trunk" && l.seconds > 0.0 && l.packets > 0)
         {
-            let kbps = (leg.bytes as f64 + 28.0 * leg.packets as f64) * 8.0 / leg.seconds / 1000.0;
+            let secs = if leg.active_seconds > 0.0 {
+                leg.active_seconds
+            } else {
+                leg.seconds
+            };
+            let kbps = (leg.bytes as f64 + 28.0 * leg.packets as f64) * 8.0 / secs / 1000.0;
             let e = per.entry(leg.codec.clone()).or_default();
             e.0 += 1;
             e.1 += kbps;
@@ -496,7 +503,8 @@ mod tests {
                 loss_pct: 0.0,
                 jitter_ms: 1.0,
                 packet_rate: 50.0,
-                seconds: 10.0,
+                seconds: 12.0,
+                active_seconds: 10.0,
             });
         }
         let limits = vec![("a".to_owned(), Some(2)), ("z".to_owned(), Some(10))];

@@ -70,8 +70,11 @@ pub struct MediaLeg {
     pub jitter_ms: f64,
     /// Packets per second over the stream's life.
     pub packet_rate: f64,
-    /// How long the stream existed, s.
+    /// How long the stream existed (from its SDP offer), s.
     pub seconds: f64,
+    /// How long this side's packets flowed (first to last, plus one interval), s.
+    #[serde(default)]
+    pub active_seconds: f64,
 }
 
 /// One call attempt.

@@ -198,6 +198,7 @@ fn media_legs(streams: &[StreamSummary]) -> Vec<MediaLeg> {
                     0.0
                 },
                 seconds: st.seconds,
+                active_seconds: leg.active_seconds,
             });
         }
     }

@@ -249,6 +249,9 @@ pub struct LegSummary {
     pub expected: u64,
     /// RFC 3550 interarrival jitter at the end, ms.
     pub jitter_ms: f64,
+    /// How long this side's packets flowed: first to last, plus one packet interval, s
+    /// (0 with fewer than two packets).
+    pub active_seconds: f64,
 }
 
 pub(super) fn summary(s: &super::CtlSession, now: std::time::Instant) -> Vec<StreamSummary> {
@@ -265,6 +268,11 @@ pub(super) fn summary(s: &super::CtlSession, now: std::time::Instant) -> Vec<Str
                     lost: sh.lost.load(Relaxed),
                     expected: sh.expected.load(Relaxed),
                     jitter_ms: sh.jitter_nanos.load(Relaxed) as f64 / 1e6,
+                    active_seconds: active(
+                        sh.first_rx.load(Relaxed),
+                        sh.last_rx.load(Relaxed),
+                        sh.rx_packets.load(Relaxed),
+                    ),
                 }
             };
             StreamSummary {
@@ -277,4 +285,13 @@ pub(super) fn summary(s: &super::CtlSession, now: std::time::Instant) -> Vec<Str
             }
         })
         .collect()
+}
+
+/// First-to-last nanoseconds of `packets` packets, plus one mean interval, in seconds.
+fn active(first: u64, last: u64, packets: u64) -> f64 {
+    if first == 0 || last <= first || packets < 2 {
+        return 0.0;
+    }
+    let span = (last - first) as f64 / 1e9;
+    span * packets as f64 / (packets - 1) as f64
 }
