@@ -15,6 +15,7 @@ pub mod dnsmasq;
 pub mod garbage;
 pub mod kamailio;
 pub mod load;
+pub mod peers;
 pub mod sipp;
 pub mod trunkgate;
 

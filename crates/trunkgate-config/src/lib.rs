@@ -60,6 +60,8 @@ pub struct Policy {
     pub drill: DrillSettings,
     /// `[dns]`: name servers for trunk names.
     pub dns: DnsSettings,
+    /// `[records]`: call records (SQLite) for busy-hour statistics and capacity planning.
+    pub records: RecordsSettings,
 }
 
 /// `[dns]`: where and how trunk and PBX names are looked up.
@@ -69,6 +71,44 @@ pub struct DnsSettings {
     pub servers: Vec<SocketAddr>,
     /// `dns.timeout`: one query's timeout (default 2 s).
     pub timeout: Duration,
+}
+
+/// `[records]`: where call records are kept and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordsSettings {
+    /// Keep records at all (default true).
+    pub enabled: bool,
+    /// The SQLite file. `None`: the default, `$STATE_DIRECTORY/records.sqlite` when that
+    /// is set (systemd's `StateDirectory=`), else `trunkgate-records.sqlite` in the working
+    /// directory ([`RecordsSettings::resolved_path`]).
+    pub path: Option<std::path::PathBuf>,
+    /// Records older than this are deleted (default 400 days: a year of busy hours plus a
+    /// quarter to compare with).
+    pub keep: Duration,
+    /// The store is kept under this many bytes, oldest records first (default 2 GiB).
+    pub max_size: u64,
+}
+
+impl RecordsSettings {
+    /// The file to open: `path`, else the default (see [`RecordsSettings::path`]).
+    pub fn resolved_path(&self) -> std::path::PathBuf {
+        if let Some(p) = &self.path {
+            return p.clone();
+        }
+        match std::env::var_os("STATE_DIRECTORY") {
+            // systemd may pass several, colon-separated: the first is ours.
+            Some(dirs) if !dirs.is_empty() => {
+                let first = dirs
+                    .to_string_lossy()
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                std::path::PathBuf::from(first).join("records.sqlite")
+            }
+            _ => std::path::PathBuf::from("trunkgate-records.sqlite"),
+        }
+    }
 }
 
 /// `[drill]`: failover drills (`trunkgate ctl drill`).
@@ -588,6 +628,7 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::HEALTH_KEYS, "in [health]"),
             (raw::DNS_KEYS, "in [dns]"),
             (raw::RULES_KEYS, "in a trunk's outbound/inbound rules"),
+            (raw::RECORDS_KEYS, "in [records]"),
             (raw::ROUTE_KEYS, "in [[route]]"),
             (raw::ACCOUNT_KEYS, "in [[account]]"),
             (&["to_prefix"], "in route match"),

@@ -127,6 +127,7 @@ pub(crate) struct RawPolicy {
     pub limits: Table<RawLimits>,
     pub drill: Table<RawDrill>,
     pub dns: Table<RawDns>,
+    pub records: Table<RawRecords>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
     pub account: Option<Spanned<Vec<Spanned<RawAccount>>>>,
@@ -200,6 +201,15 @@ pub(crate) struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDrill {
     pub max_duration: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRecords {
+    pub enabled: Option<Field>,
+    pub path: Option<Field>,
+    pub keep: Option<Field>,
+    pub max_size: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -378,9 +388,10 @@ pub(crate) struct RawMatch {
 /// The keys of each table, for "unknown key" hints and environment overrides.
 pub(crate) const ROOT_KEYS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "drill", "dns", "trunk", "route", "account",
+    "drill", "dns", "records", "trunk", "route", "account",
 ];
 pub(crate) const DNS_KEYS: &[&str] = &["servers", "timeout"];
+pub(crate) const RECORDS_KEYS: &[&str] = &["enabled", "path", "keep", "max_size"];
 pub(crate) const LIMITS_KEYS: &[&str] = &[
     "connections_per_source",
     "sip_connections",
@@ -584,6 +595,16 @@ impl RawPolicy {
                     _ => return Err(UnknownName::Key(DRILL_KEYS)),
                 }
             }
+            "records" => {
+                let t = table(&mut self.records);
+                match key {
+                    "enabled" => &mut t.enabled,
+                    "path" => &mut t.path,
+                    "keep" => &mut t.keep,
+                    "max_size" => &mut t.max_size,
+                    _ => return Err(UnknownName::Key(RECORDS_KEYS)),
+                }
+            }
             "pbx" => {
                 let t = table(&mut self.pbx);
                 match key {
@@ -665,7 +686,7 @@ pub(crate) enum UnknownName {
 /// The sections that environment overrides reach.
 pub(crate) const ENV_SECTIONS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "drill", "dns",
+    "drill", "dns", "records",
 ];
 
 /// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).

@@ -31,7 +31,7 @@ pub const DEFAULT_SIP_PORT: u16 = 5060;
 
 /// `"500ms"`, `"10s"`, `"5m"`, `"1h"`.
 pub(crate) fn duration(text: &str) -> Result<Duration, Problem> {
-    let unit_hint = "write a whole number and a unit: ms, s, m or h, e.g. \"10s\"";
+    let unit_hint = "write a whole number and a unit: ms, s, m, h or d, e.g. \"10s\"";
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     let (number, unit) = text.split_at(digits);
     if number.is_empty() {
@@ -45,6 +45,7 @@ pub(crate) fn duration(text: &str) -> Result<Duration, Problem> {
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         "" => return Err(Problem::new(format!("`{text}` has no unit")).hint(unit_hint)),
         _ => {
             return Err(

@@ -67,6 +67,8 @@ pub struct Media {
     /// RTP clock rate of the first payload format of the `m=` line: from its `a=rtpmap`,
     /// else the RFC 3551 static table, else 8000.
     pub clock_rate: u32,
+    /// The first payload type of the `m=` line (RTP only).
+    pub payload_type: Option<u8>,
 }
 
 impl Media {
@@ -216,6 +218,7 @@ pub fn parse(body: &[u8]) -> Result<Sdp, SdpError> {
             } else {
                 8000
             },
+            payload_type: if s.rtp { s.first_pt } else { None },
         })
         .collect();
     Ok(sdp)

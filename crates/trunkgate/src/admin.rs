@@ -2,7 +2,8 @@
 //! page `GET /` and its data `GET /concurrency` ([`crate::status_page`]), `GET /health`, `GET /metrics`, `GET /status`, `GET /calls` (anchored calls with
 //! per-stream media figures), `GET /trunks` (trunk health, sessions, limits, drills, the provider accounts and the PBX nodes), and the
 //! operator calls in [`crate::admin_control`]: `POST /reload`, `GET|POST /drills`,
-//! `POST /drills/stop`, `GET /drills/reports[/{id}]`. Every call but GET/HEAD needs the
+//! `POST /drills/stop`, `GET /drills/reports[/{id}]`, and call records in
+//! [`crate::records_api`]: `GET /records`, `GET /capacity`. Every call but GET/HEAD needs the
 //! bearer token when one is configured ([`crate::admin_auth`]).
 //!
 //! `/health` and `/metrics` read atomics published by the core task; `/calls` and the media
@@ -30,6 +31,8 @@ pub struct AdminState {
     /// The policy in force, reloads and drills (`None` in unit tests of the read side).
     pub live: Option<Arc<crate::live::LivePolicy>>,
     pub auth: Arc<crate::admin_auth::AdminAuth>,
+    /// Call records (`GET /records`, `GET /capacity`); `None`: records are off.
+    pub records: Option<crate::records_api::RecordsView>,
 }
 
 /// What `GET /trunks` reads: trunk health (behind its mutex, held only to copy a view) and
@@ -184,6 +187,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/drills/stop", post(control::drill_stop))
         .route("/drills/reports", get(control::drill_reports))
         .route("/drills/reports/{id}", get(control::drill_report))
+        .route("/records", get(crate::records_api::records))
+        .route("/capacity", get(crate::records_api::capacity))
         .layer(axum::middleware::from_fn_with_state(
             auth,
             crate::admin_auth::require_token,

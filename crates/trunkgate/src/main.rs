@@ -7,7 +7,8 @@
 //! Protocol logic does not live here: the shell only pumps bytes and time through the core.
 //!
 //! Subcommands: `run` (serve), `check` (validate a policy without binding anything) and
-//! `ctl` (the operator's client of the admin API, [`ctl`]).
+//! `ctl` (the operator's client of the admin API, [`ctl`]) and `plan` (capacity planning
+//! without records, [`plan`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -26,7 +27,10 @@ mod live;
 mod media_adapter;
 mod media_metrics;
 mod metrics;
+mod plan;
 mod policy_diff;
+mod records_api;
+mod records_feed;
 mod registration;
 mod routing_adapter;
 mod shell;
@@ -70,8 +74,10 @@ enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Talk to a running trunkgate: status, trunks, calls, reload, failover drills.
+    /// Talk to a running trunkgate: status, trunks, calls, records, capacity, reload, drills.
     Ctl(ctl::CtlArgs),
+    /// Capacity planning without records: channels (Erlang B) and bandwidth for a busy hour.
+    Plan(plan::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +85,7 @@ fn main() -> ExitCode {
     let command = match cli.command {
         // The operator's client: its output is its own, no log lines.
         Command::Ctl(args) => return ctl::run(args),
+        Command::Plan(args) => return plan::run(&args),
         command => command,
     };
     // Held until exit: flushes the log writer thread.
@@ -86,7 +93,7 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Run { config } => startup::run(config.as_deref()),
         Command::Check { config } => startup::check(config.as_deref()),
-        Command::Ctl(_) => Ok(ExitCode::FAILURE),
+        Command::Ctl(_) | Command::Plan(_) => Ok(ExitCode::FAILURE),
     };
     match result {
         Ok(code) => code,

@@ -11,6 +11,8 @@ pub struct RelayAdapter {
     relay: std::sync::Arc<Relay>,
     /// Counts refusals of the media descriptor share.
     budget: Option<std::sync::Arc<BudgetView>>,
+    /// Where a deleted call's media totals go for its call record.
+    summaries: Option<std::sync::Arc<crate::records_feed::MediaSummaries>>,
 }
 
 impl RelayAdapter {
@@ -18,7 +20,17 @@ impl RelayAdapter {
         RelayAdapter {
             relay,
             budget: None,
+            summaries: None,
         }
+    }
+
+    /// Leave each deleted call's media totals in `summaries` (call records).
+    pub fn with_summaries(
+        mut self,
+        summaries: Option<std::sync::Arc<crate::records_feed::MediaSummaries>>,
+    ) -> RelayAdapter {
+        self.summaries = summaries;
+        self
     }
 
     /// Count refusals for the descriptor budget in `budget`.
@@ -93,7 +105,14 @@ impl MediaRelay for RelayAdapter {
     }
 
     fn delete(&self, dialog: u64) {
-        self.relay.delete(dialog);
+        match &self.summaries {
+            Some(summaries) => {
+                if let Some(streams) = self.relay.delete_with_summary(dialog) {
+                    summaries.put(dialog, streams);
+                }
+            }
+            None => self.relay.delete(dialog),
+        }
     }
 
     fn moved(&self, dialog: u64, trunk: Option<u16>) {

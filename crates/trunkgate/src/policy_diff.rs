@@ -22,7 +22,7 @@ pub struct Change {
 }
 
 /// Sections and keys that a reload does not apply (the process reads them once, at start).
-const RESTART_SECTIONS: &[&str] = &["listen", "sip", "media", "limits"];
+const RESTART_SECTIONS: &[&str] = &["listen", "sip", "media", "limits", "records"];
 const RESTART_KEYS: &[&str] = &["admin.listen"];
 /// Keys of those sections that a reload does apply (read through admission per call).
 const RELOADED_KEYS: &[&str] = &["sip.overflow_retry_after"];

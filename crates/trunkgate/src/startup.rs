@@ -363,6 +363,23 @@ async fn serve(
         .iter()
         .map(|f| format!("{}:{}", f.transport.name(), f.local))
         .collect();
+    // Call records: a writer thread behind a bounded queue; the core only hands them over.
+    let (records_writer, records_view) = match crate::records_api::start(&policy.records) {
+        Some((writer, view)) => (Some(writer), Some(view)),
+        None => (None, None),
+    };
+    let summaries = records_writer
+        .as_ref()
+        .map(|_| Arc::new(crate::records_feed::MediaSummaries::default()));
+    let records_feed = records_writer.as_ref().map(|w| {
+        let names = crate::records_feed::Names::of(&routing);
+        crate::records_feed::RecordsFeed::new(w.sink(), names, summaries.clone())
+    });
+    if let Some(view) = &records_view {
+        registry.register_collector(Box::new(crate::records_api::RecordsCollector(
+            view.counters.clone(),
+        )));
+    }
     let core_routing: Arc<dyn Routing> = routing;
     let mut proxy = Proxy::new(
         proxy_config(&policy, flows),
@@ -371,7 +388,9 @@ async fn serve(
     )
     .with_admission(policy_admission)
     .with_media(Arc::new(
-        RelayAdapter::new(relay.clone()).with_budget(budget_view.clone()),
+        RelayAdapter::new(relay.clone())
+            .with_budget(budget_view.clone())
+            .with_summaries(summaries),
     ));
     // Trunk ids follow policy order on this first build (`build_routing`).
     for (trunk, credentials) in crate::credentials::trunk_credentials(&policy)? {
@@ -447,6 +466,7 @@ async fn serve(
         budget: Some(budget_view),
         live: Some(live),
         auth,
+        records: records_view,
     };
     tokio::spawn(admin::serve(admin_listener, admin_state));
 
@@ -490,7 +510,8 @@ async fn serve(
                             .with_health(health_feed)
                             .with_registrations(registrations)
                             .with_answered(move |dialog| answered_relay.answered(dialog))
-                            .with_control(policy_rx);
+                            .with_control(policy_rx)
+                            .with_records(records_feed);
                     Ok(core.run(shutdown).await)
                 })
             })();
@@ -502,6 +523,12 @@ async fn serve(
         .context("the SIP core thread ended without a result")??;
     relay.shutdown();
     dns_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The core's feed has handed over every record (calls still up end as `shutdown`):
+    // store what is queued before exiting.
+    if let Some(writer) = records_writer {
+        tokio::task::block_in_place(|| writer.finish());
+        tracing::info!("call records stored");
+    }
     match ended {
         Ended::Drained => tracing::info!("drained: every dialog finished; exiting"),
         Ended::GraceExpired { dialogs } => {

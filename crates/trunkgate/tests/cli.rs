@@ -215,6 +215,8 @@ fn start(pbx_port: u16, trunk_port: u16) -> Running {
         );
         let child = Command::new(BIN)
             .args(["run", "--config", config.to_str().unwrap()])
+            // The call records' default file lands in the working directory: not the tree.
+            .current_dir(config.parent().unwrap_or(std::path::Path::new("/tmp")))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

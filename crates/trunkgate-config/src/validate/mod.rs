@@ -19,6 +19,7 @@ mod failover;
 mod limits;
 mod media;
 mod peers;
+mod records;
 mod routes;
 mod rules;
 
@@ -83,6 +84,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let health = c.health(raw.health.as_ref());
     let limits = c.limits(raw.limits.as_ref());
     let dns = c.dns(raw.dns.as_ref());
+    let records = c.records(raw.records.as_ref());
     let policy = Policy {
         listen,
         sip,
@@ -99,6 +101,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         limits,
         drill,
         dns,
+        records,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy

@@ -15,7 +15,8 @@ pub use metrics::{
 };
 pub use quality::{MOS_BUCKETS, Missing, QualityConfig};
 pub use snapshot::{
-    CallQuality, CallSnapshot, LegSnapshot, OneWaySnapshot, RtcpSnapshot, StreamSnapshot,
+    CallQuality, CallSnapshot, LegSnapshot, LegSummary, OneWaySnapshot, RtcpSnapshot,
+    StreamSnapshot, StreamSummary,
 };
 
 use std::collections::HashMap;
@@ -50,6 +51,8 @@ pub(crate) struct CtlStream {
     pub kind: MediaKind,
     pub rtp: bool,
     pub clock_rate: u32,
+    /// First payload type of the newest SDP that enabled the stream.
+    pub payload_type: Option<u8>,
     pub legs: [CtlLeg; 2],
 }
 
@@ -363,6 +366,7 @@ impl Relay {
                 kind: m.kind,
                 rtp: m.rtp,
                 clock_rate: if m.clock_rate > 0 { m.clock_rate } else { 8000 },
+                payload_type: m.payload_type,
                 legs: [
                     CtlLeg {
                         port: pa,
@@ -423,6 +427,9 @@ impl Relay {
             if enabled && m.clock_rate > 0 {
                 st.clock_rate = m.clock_rate;
             }
+            if enabled && m.payload_type.is_some() {
+                st.payload_type = m.payload_type;
+            }
             if enabled {
                 st.kind = m.kind;
             }
@@ -449,12 +456,17 @@ impl Relay {
     /// quarantine, and the final per-stream figures are folded into the per-trunk metrics.
     /// Unknown id: no-op.
     pub fn delete(&self, call: u64) {
+        self.delete_with_summary(call);
+    }
+
+    /// [`Relay::delete`], returning what each of the call's streams carried (for the call
+    /// record). `None`: unknown id.
+    pub fn delete_with_summary(&self, call: u64) -> Option<Vec<StreamSummary>> {
         let now = Instant::now();
         let mut guard = lock(&self.control);
         let ctl = &mut *guard;
-        let Some(s) = ctl.sessions.remove(&call) else {
-            return;
-        };
+        let s = ctl.sessions.remove(&call)?;
+        let summary = snapshot::summary(&s, now);
         if let Some(f) = ctl.folded.get_mut(s.slot) {
             for st in s.streams.iter().flatten() {
                 for side in 0..2 {
@@ -491,6 +503,7 @@ impl Relay {
             let _ = w.tx.send(Cmd::Delete { call });
             w.wake.notify();
         }
+        Some(summary)
     }
 
     /// The call failed over to another trunk before the answer: its media (counters, MOS,

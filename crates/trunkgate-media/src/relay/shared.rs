@@ -34,6 +34,9 @@ pub(crate) struct LegShared {
     pub jitter_nanos: AtomicU64,
     /// Newest accepted packet, nanoseconds since the relay's epoch + 1 (0 = never).
     pub last_rx: AtomicU64,
+    /// The first accepted packet, the same clock (0 = never): with `last_rx`, how long media
+    /// flowed (call records' bandwidth).
+    pub first_rx: AtomicU64,
     /// Newest RTCP report block from this side's peer: bit 63 = valid, bits 32..40 fraction
     /// lost (0–255), bits 0..32 cumulative lost (i32 bits).
     pub rtcp_loss: AtomicU64,

@@ -224,3 +224,74 @@ pub(crate) fn call(
         streams,
     }
 }
+
+/// What one stream of a finished call carried ([`crate::Relay::delete_with_summary`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StreamSummary {
+    /// `"audio"`, `"video"`, …
+    pub media: &'static str,
+    pub rtp: bool,
+    pub payload_type: Option<u8>,
+    pub clock_rate: u32,
+    /// From the stream's creation to the delete, s.
+    pub seconds: f64,
+    /// Side A (PBX) and side B (trunk): what that side's peer sent us.
+    pub legs: [LegSummary; 2],
+}
+
+/// One leg's totals.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LegSummary {
+    pub rx_packets: u64,
+    /// UDP payload bytes.
+    pub rx_bytes: u64,
+    pub lost: u64,
+    pub expected: u64,
+    /// RFC 3550 interarrival jitter at the end, ms.
+    pub jitter_ms: f64,
+    /// How long this side's packets flowed: first to last, plus one packet interval, s
+    /// (0 with fewer than two packets).
+    pub active_seconds: f64,
+}
+
+pub(super) fn summary(s: &super::CtlSession, now: std::time::Instant) -> Vec<StreamSummary> {
+    let seconds = now.duration_since(s.created).as_secs_f64();
+    s.streams
+        .iter()
+        .flatten()
+        .map(|st| {
+            let leg = |l: &CtlLeg| {
+                let sh: &LegShared = &l.shared;
+                LegSummary {
+                    rx_packets: sh.rx_packets.load(Relaxed),
+                    rx_bytes: sh.rx_bytes.load(Relaxed),
+                    lost: sh.lost.load(Relaxed),
+                    expected: sh.expected.load(Relaxed),
+                    jitter_ms: sh.jitter_nanos.load(Relaxed) as f64 / 1e6,
+                    active_seconds: active(
+                        sh.first_rx.load(Relaxed),
+                        sh.last_rx.load(Relaxed),
+                        sh.rx_packets.load(Relaxed),
+                    ),
+                }
+            };
+            StreamSummary {
+                media: media_name(st.kind),
+                rtp: st.rtp,
+                payload_type: st.payload_type,
+                clock_rate: st.clock_rate,
+                seconds,
+                legs: [leg(&st.legs[0]), leg(&st.legs[1])],
+            }
+        })
+        .collect()
+}
+
+/// First-to-last nanoseconds of `packets` packets, plus one mean interval, in seconds.
+fn active(first: u64, last: u64, packets: u64) -> f64 {
+    if first == 0 || last <= first || packets < 2 {
+        return 0.0;
+    }
+    let span = (last - first) as f64 / 1e9;
+    span * packets as f64 / (packets - 1) as f64
+}

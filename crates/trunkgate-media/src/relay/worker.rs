@@ -505,6 +505,9 @@ impl Worker {
             bump(&xs.rx_packets, 1);
             bump(&xs.rx_bytes, len as u64);
             xs.last_rx.store(now, Relaxed);
+            if xs.first_rx.load(Relaxed) == 0 {
+                xs.first_rx.store(now, Relaxed);
+            }
             let is_rtcp = rtcp_sock || (is_rtp_stream && stats::is_rtcp(pkt));
             if is_rtp_stream {
                 if is_rtcp {

@@ -20,30 +20,34 @@ impl Proxy {
     /// (the ones before it are skipped, each skip counted; the ones after it stay for
     /// failover), so a full account sends the call to another provider rather than to a
     /// sibling trunk of the same account; for an inbound call the source trunk's (and its
-    /// account's) limits, then the first candidate. `None` when none can take it
-    /// (answered 503 with Retry-After).
+    /// account's) limits, then the first candidate. `Err` when none can take it
+    /// (answered 503 with Retry-After): the first trunk that refused and why.
     pub(super) fn admit_call(
         &mut self,
         from: Party,
         candidates: &mut VecDeque<Target>,
-    ) -> Option<Target> {
+    ) -> Result<Target, Option<(TrunkId, RejectReason)>> {
         if let Party::Trunk(t) = from {
             if let Err(reason) = self.take_trunk(t, Direction::Inbound, None) {
                 self.metrics.reject(from.metric_index(), reason);
-                return None;
+                return Err(Some((t, reason)));
             }
-            return candidates.pop_front();
+            return candidates.pop_front().ok_or(None);
         }
+        let mut first = None;
         while let Some(target) = candidates.pop_front() {
             let Party::Trunk(t) = target.party else {
-                return Some(target);
+                return Ok(target);
             };
             match self.take_trunk(t, Direction::Outbound, None) {
-                Ok(()) => return Some(target),
-                Err(reason) => self.metrics.reject(target.party.metric_index(), reason),
+                Ok(()) => return Ok(target),
+                Err(reason) => {
+                    self.metrics.reject(target.party.metric_index(), reason);
+                    first = first.or(Some((t, reason)));
+                }
             }
         }
-        None
+        Err(first)
     }
 
     /// May trunk `t` take a new call in `direction`? On `Ok` the trunk's and the account's

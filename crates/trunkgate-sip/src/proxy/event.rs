@@ -59,8 +59,8 @@ pub enum ProbeResult {
 /// Why a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndReason {
-    /// BYE from either side.
-    Bye,
+    /// BYE from the caller (`from_caller`) or the callee.
+    Bye { from_caller: bool },
     /// Refused or failed before an answer (the final code sent to the caller).
     Rejected(u16),
     /// The caller cancelled before an answer.
@@ -82,7 +82,28 @@ pub enum Event {
         dialog: u64,
         call_id: Box<[u8]>,
         from: Party,
+        /// Where the INVITE came from (tells PBX nodes apart).
+        source: SocketAddr,
         route: Option<u16>,
+        /// The parties, for call records: see [`CallParties`].
+        parties: Box<CallParties>,
+    },
+    /// A new INVITE refused by Trunkgate itself before any branch: no route, no candidate
+    /// under its limits, shutting down, no listener to reach the target. (Requests dropped
+    /// by admission before parsing — floods, unknown sources, scanners — are not calls and
+    /// make no event.)
+    CallRejected {
+        call_id: Box<[u8]>,
+        from: Party,
+        source: SocketAddr,
+        route: Option<u16>,
+        /// The trunk that had no room (the source trunk of an inbound call, else the first
+        /// candidate refused); `None` when no trunk was involved.
+        trunk: Option<TrunkId>,
+        /// The final code sent (404, 503, …).
+        code: u16,
+        refusal: Refusal,
+        parties: Box<CallParties>,
     },
     /// A branch of a new (out-of-dialog) request was sent to `to` (attempt 1, 2, …).
     /// In-dialog requests have no branches to choose between and make no branch events.
@@ -142,6 +163,51 @@ pub enum Event {
         /// Granted expiry (registered only).
         expires: Option<Duration>,
     },
+}
+
+/// Who a call is between, as the INVITE named them (user parts: phone numbers).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallParties {
+    /// From URI user part.
+    pub caller: Box<[u8]>,
+    /// Request-URI user part.
+    pub callee: Box<[u8]>,
+    /// The INVITE carried Referred-By, Replaces or Diversion (a transfer or a forward).
+    pub transfer: bool,
+}
+
+/// Why Trunkgate refused a new call itself ([`Event::CallRejected`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No route matched (404).
+    NoRoute,
+    /// A session or call-rate limit (503): capacity.
+    Limit(crate::admission::RejectReason),
+    /// Shutting down (503).
+    ShuttingDown,
+    /// No listener to reach the target (503).
+    Unreachable,
+    /// The media relay could not take the call (488/503).
+    Media,
+}
+
+impl Refusal {
+    /// The record's `reject` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NoRoute => "no-route",
+            Refusal::Limit(r) => match r {
+                crate::admission::RejectReason::Sessions => "sessions",
+                crate::admission::RejectReason::AccountSessions => "account-sessions",
+                crate::admission::RejectReason::Cps => "cps",
+                crate::admission::RejectReason::AccountCps => "account-cps",
+                _ => "limit",
+            },
+            Refusal::ShuttingDown => "shutting-down",
+            Refusal::Unreachable => "unreachable",
+            Refusal::Media => "media",
+        }
+    }
 }
 
 /// How one registration attempt ended.

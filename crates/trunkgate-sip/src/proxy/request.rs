@@ -3,8 +3,9 @@
 
 use super::addressing::{contact_uri, user_part};
 use super::branch::Branch;
-use super::event::{EndReason, Event};
+use super::event::{EndReason, Event, Refusal};
 use super::media::Role;
+use super::parties::call_parties;
 use super::state::{
     ClientState, ClientTx, Dialog, Key, Leg, Owner, ResponseContext, ServerState, ServerTx, Sub,
     dialog_key,
@@ -427,8 +428,10 @@ impl Proxy {
         msg: SipMessage,
     ) {
         let method = msg.method();
-        if method == Some(Method::Invite) && self.shutting_down {
+        let invite = method == Some(Method::Invite);
+        if invite && self.shutting_down {
             ProxyMetrics::inc(&self.metrics.shutdown_rejects);
+            self.call_rejected(&msg, party, source, None, None, 503, Refusal::ShuttingDown);
             self.unavailable(&msg, flow, source, 30);
             return;
         }
@@ -459,12 +462,32 @@ impl Proxy {
                 user = %String::from_utf8_lossy(user.as_deref().unwrap_or_default()),
                 "no route"
             );
+            if invite {
+                self.call_rejected(
+                    &msg,
+                    party,
+                    source,
+                    choice.route,
+                    None,
+                    404,
+                    Refusal::NoRoute,
+                );
+            }
             self.respond_local(&msg, flow, source, 404, "No Route", &[]);
             return;
         }
-        let invite = method == Some(Method::Invite);
         let target = if invite {
-            self.admit_call(party, &mut remaining)
+            match self.admit_call(party, &mut remaining) {
+                Ok(target) => Some(target),
+                Err(refused) => {
+                    let (trunk, refusal) = match refused {
+                        Some((t, reason)) => (Some(t), Refusal::Limit(reason)),
+                        None => (None, Refusal::Limit(RejectReason::Sessions)),
+                    };
+                    self.call_rejected(&msg, party, source, choice.route, trunk, 503, refusal);
+                    None
+                }
+            }
         } else {
             remaining.pop_front()
         };
@@ -482,6 +505,21 @@ impl Proxy {
                 transport = target.transport.unwrap_or(flow.transport).name(),
                 "no listener to reach the target"
             );
+            if invite {
+                let trunk = match target.party {
+                    Party::Trunk(t) => Some(t),
+                    _ => None,
+                };
+                self.call_rejected(
+                    &msg,
+                    party,
+                    source,
+                    choice.route,
+                    trunk,
+                    503,
+                    Refusal::Unreachable,
+                );
+            }
             self.respond_local(&msg, flow, source, 503, "Service Unavailable", &[]);
             return;
         };
@@ -540,7 +578,9 @@ impl Proxy {
                 dialog: id,
                 call_id: msg.call_id().into(),
                 from: party,
+                source,
                 route: choice.route,
+                parties: call_parties(&msg),
             });
             Some(id)
         } else {

@@ -407,7 +407,7 @@ impl Proxy {
         if let Some(dialog) = dialog {
             if method == Method::Bye && !matches!(code, 401 | 407) {
                 // A challenged BYE is sent again with credentials: the call is still up.
-                self.remove_dialog(dialog, EndReason::Bye);
+                self.remove_dialog(dialog, EndReason::Bye { from_caller });
             } else if initial
                 && code >= 300
                 && self

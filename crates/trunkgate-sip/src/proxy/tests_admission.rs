@@ -450,3 +450,56 @@ pub(super) fn check_session_counts(mut net: SimNet, steps: Vec<Step>) -> Result<
     }
     Ok(())
 }
+
+#[test]
+fn a_refused_call_is_an_event_naming_the_trunk_that_had_no_room() {
+    use super::event::{Event, Refusal};
+    let admission = TestAdmission {
+        limits: [TrunkLimits {
+            max_sessions: Some(1),
+            ..Default::default()
+        }; 2],
+        ..Default::default()
+    };
+    let mut net = net_with(admission);
+    let mut calls: Vec<Call> = (0..3)
+        .map(|i| Call::new(&format!("ev{i}"), PBX, TRUNK))
+        .collect();
+    offer(&mut net, &mut calls[0]);
+    offer(&mut net, &mut calls[1]);
+    let attempts = net
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::CallAttempt { .. }))
+        .count();
+    assert_eq!(attempts, 2);
+    offer(&mut net, &mut calls[2]);
+    let events = net.events();
+    let refused: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::CallRejected { .. }))
+        .collect();
+    assert_eq!(refused.len(), 1, "{events:?}");
+    let Event::CallRejected {
+        trunk,
+        code,
+        refusal,
+        call_id,
+        ..
+    } = refused[0]
+    else {
+        unreachable!()
+    };
+    // Both trunks were full: the first candidate refused is named.
+    assert_eq!(
+        (*trunk, *code, *refusal),
+        (Some(0), 503, Refusal::Limit(RejectReason::Sessions))
+    );
+    assert!(!call_id.is_empty());
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::CallAttempt { .. })),
+        "a refused call makes no attempt"
+    );
+}

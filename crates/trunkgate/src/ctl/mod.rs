@@ -7,6 +7,7 @@
 //! daemon (the reason on stderr), 2 the daemon could not be reached (with the address tried).
 
 mod http;
+mod records;
 mod render;
 
 use clap::{Args, Subcommand};
@@ -49,6 +50,30 @@ pub enum CtlCommand {
         /// Only this trunk's calls.
         #[arg(long, value_name = "TRUNK")]
         trunk: Option<String>,
+    },
+    /// Call records: one per call attempt, oldest first.
+    Records {
+        /// How far back: 30m, 1h, 7d (records of calls that ended within it).
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        since: String,
+        /// Only this trunk's records.
+        #[arg(long, value_name = "TRUNK")]
+        trunk: Option<String>,
+        /// CSV instead of a table.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+    /// Per trunk: busy hour, Erlangs, peak, limit, channels needed (Erlang B), bandwidth.
+    Capacity {
+        /// Growth to plan for, e.g. 30%.
+        #[arg(long, value_name = "PERCENT", default_value = "0%")]
+        growth: String,
+        /// Grade of service, e.g. 1%.
+        #[arg(long, value_name = "PERCENT", default_value = "1%")]
+        gos: String,
+        /// Days of records to read.
+        #[arg(long, value_name = "N", default_value_t = 7)]
+        days: u32,
     },
     /// Re-read the policy file: validate, apply (the running policy stays if it is refused).
     Reload {
@@ -222,6 +247,28 @@ pub fn run(args: CtlArgs) -> ExitCode {
                 None => "/calls".to_owned(),
             };
             ("GET", path, None, render::calls)
+        }
+        CtlCommand::Records { since, trunk, csv } => {
+            let mut path = format!("/records?since={}", percent(since));
+            if let Some(t) = trunk {
+                path.push_str(&format!("&trunk={}", percent(t)));
+            }
+            let show: Show = if *csv {
+                records::records_csv
+            } else {
+                records::records
+            };
+            ("GET", path, None, show)
+        }
+        CtlCommand::Capacity { growth, gos, days } => {
+            let (Some(growth), Some(gos)) =
+                (crate::plan::fraction(growth), crate::plan::fraction(gos))
+            else {
+                eprintln!("trunkgate ctl: --growth and --gos are percentages, e.g. 30% and 1%");
+                return ExitCode::from(1);
+            };
+            let path = format!("/capacity?growth={growth}&gos={gos}&days={days}");
+            ("GET", path, None, records::capacity)
         }
         CtlCommand::Reload { diff, dry_run } => return reload(&c, json_out, *diff, *dry_run),
         CtlCommand::Drill(DrillCommand::Start {

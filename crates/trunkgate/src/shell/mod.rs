@@ -61,6 +61,8 @@ pub struct SipShell {
     on_answered: Option<Box<dyn Fn(u64) + Send>>,
     /// New policy snapshots (reloads) and drill changes, applied between two inputs.
     control: Option<mpsc::UnboundedReceiver<CoreMessage>>,
+    /// Call records: built from the events, handed to the writer thread without waiting.
+    records: Option<crate::records_feed::RecordsFeed>,
 }
 
 /// A reloaded policy for the core: routing and admission, swapped between two inputs.
@@ -115,7 +117,14 @@ impl SipShell {
             registrations: None,
             on_answered: None,
             control: None,
+            records: None,
         }
+    }
+
+    /// Build call records from the core's events.
+    pub fn with_records(mut self, records: Option<crate::records_feed::RecordsFeed>) -> SipShell {
+        self.records = records;
+        self
     }
 
     /// Receive reloaded policies (`Proxy::set_routing`/`set_admission` between two inputs)
@@ -131,6 +140,9 @@ impl SipShell {
         let routing: Arc<dyn trunkgate_sip::Routing> = swap.routing.clone();
         self.proxy.set_routing(routing);
         self.proxy.set_admission(swap.admission);
+        if let Some(records) = self.records.as_mut() {
+            records.set_names(crate::records_feed::Names::of(&swap.routing));
+        }
         if let Some(health) = self.health.as_mut() {
             health.set_routing(swap.routing);
         }
@@ -191,6 +203,9 @@ impl SipShell {
                 None => Some(event),
             };
             let Some(event) = event else { continue };
+            if let Some(records) = self.records.as_mut() {
+                records.on_event(&event);
+            }
             if let (trunkgate_sip::Event::CallAnswered { dialog, .. }, Some(hook)) =
                 (&event, &self.on_answered)
             {

@@ -337,7 +337,7 @@ fn health_refused_values() {
         13,
         19,
         "health.retry_after_max: `5 minutes` has an unknown unit",
-        "ms, s, m or h",
+        "ms, s, m, h or d",
     );
     refused(
         &health("breaker = 3"),
