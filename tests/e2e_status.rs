@@ -247,6 +247,11 @@ fn status_page_draws_limits_and_busy_hours_in_chromium() {
             "{name}: no busy hour"
         );
         assert!(section.contains(&format!("max_sessions {limit}")), "{name}");
+        // The capacity line from the call records (Erlang B over the records' busy hour).
+        assert!(
+            section.contains("class=\"capacity\"") && section.contains(&format!("{name}:")),
+            "{name}: no capacity line"
+        );
         let drilled = section.contains("drill cap=5");
         assert_eq!(
             drilled,
@@ -301,6 +306,18 @@ fn status_page_draws_limits_and_busy_hours_in_chromium() {
     assert_eq!(with_class(&doc, "limit-line").len(), 2);
     assert_eq!(with_class(&doc, "busy-hour").len(), 2);
     assert!(!text.contains(TOKEN));
+    // `ctl capacity --svg`: the same document, beside the capacity report.
+    let cap_svg = dir.join("capacity.svg");
+    let report = ctl(
+        &policy_path,
+        &["capacity", "--svg", cap_svg.to_str().unwrap()],
+    );
+    assert!(report.contains("carrier-a"), "{report}");
+    let cap_text = std::fs::read_to_string(&cap_svg).expect("read capacity.svg");
+    let cap_doc = roxmltree::Document::parse(&cap_text).expect("ctl capacity --svg writes XML");
+    assert_eq!(cap_doc.root_element().tag_name().name(), "svg");
+    assert_eq!(with_class(&cap_doc, "limit-line").len(), 2);
+    assert_eq!(with_class(&cap_doc, "busy-hour").len(), 2);
 
     // A reload that removes carrier-b: carrier-a keeps its history (kept by name),
     // carrier-b's goes with it once it has drained (it has no call left).

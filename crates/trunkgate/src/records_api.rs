@@ -235,6 +235,39 @@ pub async fn capacity(State(state): State<AdminState>, Query(q): Query<CapacityQ
     }
 }
 
+/// Each trunk's one-line capacity advice over the last 7 days of records (1 % grade of
+/// service, no growth), for the status page: `(trunk, advice)`; empty without records.
+pub async fn advice_lines(state: &AdminState) -> Vec<(String, String)> {
+    if state.records.is_none() {
+        return Vec::new();
+    }
+    let limits: Vec<(String, Option<u32>)> = match &state.live {
+        Some(live) => live
+            .current()
+            .routing
+            .table()
+            .trunks()
+            .iter()
+            .map(|t| (t.name.clone(), t.max_sessions))
+            .collect(),
+        None => Vec::new(),
+    };
+    let until = now_ms();
+    let since_ms = until - 7 * 86_400_000;
+    read(state, move |s| {
+        let records = s.query(since_ms, None, CAPACITY_MAX)?;
+        let report =
+            trunkgate_records::plan::capacity(&records, &limits, 0.01, 0.0, since_ms, until);
+        Ok(report
+            .trunks
+            .into_iter()
+            .map(|t| (t.stats.key, t.advice))
+            .collect())
+    })
+    .await
+    .unwrap_or_default()
+}
+
 /// CPU seconds (user + system) this process used since it started.
 fn cpu_seconds() -> Option<f64> {
     use nix::sys::resource::{UsageWho, getrusage};

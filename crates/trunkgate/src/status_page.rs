@@ -32,6 +32,8 @@ pub async fn concurrency(State(state): State<AdminState>) -> Response {
 pub async fn page(State(state): State<AdminState>) -> Response {
     let now = concurrency::unix_minute();
     let data = concurrency_json(&state, now);
+    // The capacity lines from the call records (7 days, 1 % GoS), when records are on.
+    let advice = crate::records_api::advice_lines(&state).await;
     let header = PageHeader {
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.live.as_ref().map_or(0, |l| l.uptime().as_secs()),
@@ -48,7 +50,7 @@ pub async fn page(State(state): State<AdminState>) -> Response {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        render_page(&header, &data),
+        render_page(&header, &data, &advice),
     )
         .into_response()
 }
@@ -185,7 +187,7 @@ fn duration_text(secs: u64) -> String {
 }
 
 /// The whole page for a `/concurrency` answer.
-pub fn render_page(h: &PageHeader, data: &Value) -> String {
+pub fn render_page(h: &PageHeader, data: &Value, advice: &[(String, String)]) -> String {
     let mut s = String::with_capacity(64 * 1024);
     s.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     s.push_str("<meta http-equiv=\"refresh\" content=\"60\">");
@@ -235,6 +237,9 @@ pub fn render_page(h: &PageHeader, data: &Value) -> String {
                 escape(t["state"].as_str().unwrap_or("unknown")),
                 escape(why)
             );
+        }
+        if let Some((_, line)) = advice.iter().find(|(trunk, _)| *trunk == chart.trunk) {
+            let _ = writeln!(s, "<p class=\"capacity\">{}</p>", escape(line));
         }
         s.push_str(&status_chart::render_svg(&chart));
         s.push_str("</section>\n");
@@ -340,7 +345,15 @@ mod tests {
 
     #[test]
     fn the_page_has_a_row_and_a_chart_per_trunk_and_escapes_names() {
-        let page = render_page(&header(), &data());
+        let advice = [(
+            "carrier-a".to_owned(),
+            "carrier-a: <enough> for now".to_owned(),
+        )];
+        let page = render_page(&header(), &data(), &advice);
+        assert!(
+            page.contains("<p class=\"capacity\">carrier-a: &lt;enough&gt; for now</p>"),
+            "the capacity line, escaped"
+        );
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert_eq!(page.matches("<section class=\"trunk\"").count(), 2);
         assert_eq!(page.matches("class=\"trunk-chart\"").count(), 2);
@@ -361,7 +374,7 @@ mod tests {
 
     #[test]
     fn an_empty_policy_still_renders() {
-        let page = render_page(&header(), &json!({}));
+        let page = render_page(&header(), &json!({}), &[]);
         assert!(page.contains("No trunks"));
         assert_eq!(duration_text(59), "59s");
         assert_eq!(duration_text(3_700), "1h01m");

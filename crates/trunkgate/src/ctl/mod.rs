@@ -74,6 +74,10 @@ pub enum CtlCommand {
         /// Days of records to read.
         #[arg(long, value_name = "N", default_value_t = 7)]
         days: u32,
+        /// Also write each trunk's 24 h concurrency chart against its limit, with the busy
+        /// hour marked (the status page's), to FILE as one SVG document.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Re-read the policy file: validate, apply (the running policy stays if it is refused).
     Reload {
@@ -238,7 +242,7 @@ pub fn run(args: CtlArgs) -> ExitCode {
     let json_out = args.json;
     type Show = fn(&Value) -> String;
     let (method, path, body, show): (&str, String, Option<Value>, Show) = match &args.command {
-        CtlCommand::Status { svg: Some(file) } => return write_svg(&c, json_out, file),
+        CtlCommand::Status { svg: Some(file) } => return write_svg(&c, json_out, file, true),
         CtlCommand::Status { svg: None } => ("GET", "/status".into(), None, render::status),
         CtlCommand::Trunks => ("GET", "/trunks".into(), None, render::trunks),
         CtlCommand::Calls { trunk } => {
@@ -260,13 +264,24 @@ pub fn run(args: CtlArgs) -> ExitCode {
             };
             ("GET", path, None, show)
         }
-        CtlCommand::Capacity { growth, gos, days } => {
+        CtlCommand::Capacity {
+            growth,
+            gos,
+            days,
+            svg,
+        } => {
             let (Some(growth), Some(gos)) =
                 (crate::plan::fraction(growth), crate::plan::fraction(gos))
             else {
                 eprintln!("trunkgate ctl: --growth and --gos are percentages, e.g. 30% and 1%");
                 return ExitCode::from(1);
             };
+            if let Some(file) = svg {
+                let written = write_svg(&c, json_out, file, false);
+                if written != ExitCode::SUCCESS {
+                    return written;
+                }
+            }
             let path = format!("/capacity?growth={growth}&gos={gos}&days={days}");
             ("GET", path, None, records::capacity)
         }
@@ -331,7 +346,9 @@ pub fn run(args: CtlArgs) -> ExitCode {
 }
 
 /// `ctl status --svg FILE`: the status page's charts as one SVG document.
-fn write_svg(c: &Client, json_out: bool, file: &Path) -> ExitCode {
+/// Write the status page's charts to `file`; `announce`: say so on stdout (with `--json`,
+/// print the data) — `ctl capacity --svg` prints its own report instead.
+fn write_svg(c: &Client, json_out: bool, file: &Path, announce: bool) -> ExitCode {
     let data = match call(c, "GET", "/concurrency", None) {
         Err(code) => return code,
         Ok(Answer::Refused(status, body)) => return refused(json_out, status, &body),
@@ -342,6 +359,9 @@ fn write_svg(c: &Client, json_out: bool, file: &Path) -> ExitCode {
     if let Err(e) = std::fs::write(file, svg) {
         eprintln!("trunkgate ctl: cannot write {}: {e}", file.display());
         return ExitCode::from(1);
+    }
+    if !announce {
+        return ExitCode::SUCCESS;
     }
     if json_out {
         println!("{data}");
