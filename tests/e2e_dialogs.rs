@@ -126,38 +126,49 @@ fn peer(
     )
 }
 
-#[test]
-fn each_answer_of_a_forking_carrier_is_its_own_dialog() {
-    const CALLS: &str = "20";
-    let net = Net::new(87);
-    let dir = scratch_dir("dialogs_fork");
-    let mut carrier = peer(
-        &dir,
-        "carrier_a",
-        "uas_fork.xml",
-        net.carrier_a_ip(),
-        None,
-        &[],
-    );
+/// A carrier SIPp scenario and a PBX one through Trunkgate (both UDP): `calls` calls at
+/// 5/s, every one of which must succeed at the PBX.
+struct ScenarioRun {
+    carrier: SippPeer,
+    pbx: SippPeer,
+    tg: Trunkgate,
+}
+
+fn scenario_run(net: Net, test: &str, (uas, uac): (&str, &str), calls: u64) -> ScenarioRun {
+    let dir = scratch_dir(test);
+    let carrier = peer(&dir, "carrier_a", uas, net.carrier_a_ip(), None, &[]);
     let policy = policy(&dir, net, "udp", "udp");
     let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
+    let n = calls.to_string();
     let mut pbx = peer(
         &dir,
         "pbx",
-        "uac_fork.xml",
+        uac,
         net.pbx_ip(),
         Some(net.sip()),
-        &["-s", "1000", "-r", "5", "-m", CALLS],
+        &["-s", "1000", "-r", "5", "-m", &n],
     );
     let result = pbx.wait();
     assert!(
-        result.failed == 0 && result.successful == 20,
+        result.failed == 0 && result.successful == calls,
         "{} successful, {} failed\n{}\n{}",
         result.successful,
         result.failed,
         pbx.report(),
         tg.log_tail()
     );
+    ScenarioRun { carrier, pbx, tg }
+}
+
+#[test]
+fn each_answer_of_a_forking_carrier_is_its_own_dialog() {
+    let run = scenario_run(
+        Net::new(87),
+        "dialogs_fork",
+        ("uas_fork.xml", "uac_fork.xml"),
+        20,
+    );
+    let (carrier, tg) = (&run.carrier, &run.tg);
     // The carrier saw each BYE with its own dialog's To/From tags: one per answer.
     let log = common::poll(Duration::from_secs(5), || {
         let log = carrier.messages();
@@ -188,42 +199,19 @@ fn each_answer_of_a_forking_carrier_is_its_own_dialog() {
             .count()
     };
     assert_eq!((to_tags("SIPpTagA"), to_tags("SIPpTagB")), (20, 20));
-    let _ = carrier.is_running();
-    dialogs_drain(&tg);
-    tg.stop(Duration::from_secs(10));
+    dialogs_drain(tg);
+    run.tg.stop(Duration::from_secs(10));
 }
 
 #[test]
 fn a_notify_after_an_out_of_dialog_refer_reaches_the_pbx() {
-    let net = Net::new(88);
-    let dir = scratch_dir("dialogs_refer");
-    let _carrier = peer(
-        &dir,
-        "carrier_a",
-        "uas_refer.xml",
-        net.carrier_a_ip(),
-        None,
-        &[],
+    let run = scenario_run(
+        Net::new(88),
+        "dialogs_refer",
+        ("uas_refer.xml", "uac_refer.xml"),
+        10,
     );
-    let policy = policy(&dir, net, "udp", "udp");
-    let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
-    let mut pbx = peer(
-        &dir,
-        "pbx",
-        "uac_refer.xml",
-        net.pbx_ip(),
-        Some(net.sip()),
-        &["-s", "1000", "-r", "5", "-m", "10"],
-    );
-    let result = pbx.wait();
-    assert!(
-        result.failed == 0 && result.successful == 10,
-        "{} successful, {} failed\n{}\n{}",
-        result.successful,
-        result.failed,
-        pbx.report(),
-        tg.log_tail()
-    );
+    let (pbx, tg) = (&run.pbx, &run.tg);
     let notifies = pbx
         .messages()
         .iter()
@@ -236,7 +224,7 @@ fn a_notify_after_an_out_of_dialog_refer_reaches_the_pbx() {
         0.0,
         "a subscription is no session"
     );
-    tg.stop(Duration::from_secs(10));
+    run.tg.stop(Duration::from_secs(10));
 }
 
 #[test]

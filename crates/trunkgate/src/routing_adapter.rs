@@ -232,17 +232,21 @@ impl Routing for PolicyRouting {
                         _ => None,
                     };
                     // A DNS name's addresses in RFC 3263 order, the failed ones left out
-                    // (each is one attempt of the route's max_attempts).
-                    health.usable_addresses(now, id, &trunk.addresses, &mut addresses);
-                    for &address in &addresses {
-                        out.push(Target {
-                            party: Party::Trunk(id.0),
-                            address,
-                            transport: transport(trunk.transport),
-                            uri_host: trunk.uri_host.clone(),
-                            local_answer,
-                        });
+                    // (each is one attempt of the route's max_attempts). One address (an IP
+                    // literal, the common case): no list to build.
+                    let target = |address| Target {
+                        party: Party::Trunk(id.0),
+                        address,
+                        transport: transport(trunk.transport),
+                        uri_host: trunk.uri_host.clone(),
+                        local_answer,
+                    };
+                    if let [address] = trunk.addresses.as_slice() {
+                        out.push(target(*address));
+                        continue;
                     }
+                    health.usable_addresses(now, id, &trunk.addresses, &mut addresses);
+                    out.extend(addresses.iter().map(|&a| target(a)));
                 }
                 drop(health);
                 RouteChoice {

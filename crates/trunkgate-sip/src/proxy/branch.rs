@@ -101,10 +101,15 @@ impl Proxy {
             body,
             cseq,
         );
-        let from = self
-            .servers
-            .get(&server_id)
-            .map_or(Party::Unknown, |s| self.routing.classify(s.source.ip()));
+        // Toward a trunk its outbound rules apply; otherwise the inbound rules of the trunk
+        // the request came from (classified only then).
+        let from = match branch.party {
+            Party::Trunk(_) => Party::Unknown,
+            _ => self
+                .servers
+                .get(&server_id)
+                .map_or(Party::Unknown, |s| self.routing.classify(s.source.ip())),
+        };
         let data = self.normalised(data, branch.party, from);
         let mut attempt = None;
         let mut try_timeout = None;
