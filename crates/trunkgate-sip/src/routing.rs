@@ -164,6 +164,13 @@ pub trait Routing: Send + Sync {
         load: &dyn TrunkLoad,
         out: &mut Vec<Target>,
     ) -> RouteChoice;
+    /// Candidates of trunk `trunk` alone, for a test call of a trunk that is on no route for
+    /// its number: left out when it is down, drilled out or cooling down, as in
+    /// [`Routing::candidates`]. Default: none.
+    fn trunk_candidates(&self, now: Instant, trunk: TrunkId, out: &mut Vec<Target>) {
+        let _ = (now, trunk, out);
+    }
+
     /// Does trunk `trunk` have its calls' media anchored (`media.anchor`, default true)?
     /// Header normalisation of requests Trunkgate sends to trunk `trunk` (`toward_trunk`)
     /// or from it to the PBX; `None`: forwarded as the proxy builds them.

@@ -342,7 +342,14 @@ pub async fn drill_report(State(state): State<AdminState>, Path(id): Path<String
         },
     };
     match live.shared().drills.with(|d| d.report(wanted)) {
-        Some(report) => Json(json!({ "report": report })).into_response(),
+        Some(report) => {
+            // Validation runs made while the drill ran: the proof it did what it should.
+            let validation = live
+                .testcalls()
+                .map(|hub| hub.during_drill(report.id))
+                .unwrap_or_default();
+            Json(json!({ "report": report, "validation": validation })).into_response()
+        }
         None => refuse(
             StatusCode::NOT_FOUND,
             match wanted {

@@ -396,6 +396,34 @@ async fn serve(
     for (trunk, credentials) in crate::credentials::trunk_credentials(&policy)? {
         proxy.set_trunk_credentials(trunk, Some(credentials));
     }
+    // Test calls: the agent runs in the core loop; its runs are kept for the admin API.
+    let testcall_hub = crate::testcall::Hub::new(&mut registry, policy.validate.keep_runs);
+    let testcall_agent = {
+        let config = proxy_config(&policy, Vec::new());
+        let port = udp_listeners
+            .first()
+            .map_or(trunkgate_config::DEFAULT_SIP_PORT, |l| l.flow.local.port());
+        let host = if config.advertised.is_empty() {
+            udp_listeners
+                .first()
+                .map(|l| l.flow.local.ip().to_string())
+                .unwrap_or_else(|| "127.0.0.1".to_owned())
+        } else {
+            config.advertised.clone()
+        };
+        let host = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+        // RTP endpoints of test calls: on the relay's address (its advertised one when the
+        // relay listens on all addresses).
+        let media_ip = if policy.media.address.is_unspecified() {
+            policy.media.advertised
+        } else {
+            policy.media.address
+        };
+        crate::testcall::TestCalls::new(testcall_hub.clone(), host, media_ip)
+    };
     let auth = Arc::new(AdminAuth::new(token));
     registry.register_collector(Box::new(crate::admin_auth::AuthCollector(auth.clone())));
     let (policy_tx, policy_rx) = mpsc::unbounded_channel();
@@ -415,6 +443,8 @@ async fn serve(
         },
         &mut registry,
     ));
+    live.set_testcalls(testcall_hub);
+    crate::testcall_api::spawn_scheduler(live.clone());
     // Every second: flood limiter upkeep (forget idle sources, lift expired bans), load
     // samples (cps, peaks), drained trunks dropped.
     let upkeep = live.clone();
@@ -511,7 +541,8 @@ async fn serve(
                             .with_registrations(registrations)
                             .with_answered(move |dialog| answered_relay.answered(dialog))
                             .with_control(policy_rx)
-                            .with_records(records_feed);
+                            .with_records(records_feed)
+                            .with_testcalls(testcall_agent);
                     Ok(core.run(shutdown).await)
                 })
             })();

@@ -22,6 +22,7 @@ mod peers;
 mod records;
 mod routes;
 mod rules;
+mod testcalls;
 
 /// The defaults of the optional keys (see docs/policy.md).
 pub(crate) mod defaults {
@@ -85,6 +86,8 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let limits = c.limits(raw.limits.as_ref());
     let dns = c.dns(raw.dns.as_ref());
     let records = c.records(raw.records.as_ref());
+    let test_calls = c.test_calls(raw.test_call, &trunk_names);
+    let validate = c.validate_settings(raw.validate.as_ref(), &test_calls);
     let policy = Policy {
         listen,
         sip,
@@ -102,6 +105,8 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         drill,
         dns,
         records,
+        validate,
+        test_calls,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy

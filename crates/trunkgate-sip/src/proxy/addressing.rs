@@ -49,7 +49,7 @@ impl Proxy {
 
     pub(super) fn record_route_line(&self, flow: &Flow) -> String {
         let transport = match flow.transport {
-            Transport::Udp => "",
+            Transport::Udp | Transport::Internal => "",
             Transport::Tcp => ";transport=tcp",
         };
         format!("Record-Route: <sip:{}{transport};lr>", self.sent_by(flow))
@@ -80,6 +80,10 @@ impl Proxy {
         request_uri: Option<&[u8]>,
         leg: &super::state::Leg,
     ) -> (SocketAddr, Flow) {
+        if leg.flow.transport == Transport::Internal {
+            // Our own test call's agent: whatever its Contact says, it is in-process.
+            return (leg.address, leg.flow);
+        }
         let ours = self.our_leading_routes(msg);
         let next_route = msg.values(HeaderName::Route).nth(ours);
         let hop = match next_route {
@@ -93,7 +97,7 @@ impl Proxy {
         match hop {
             Some(hop) if hop != leg.address && self.routing.classify(hop.ip()) == leg.party => {
                 let flow = match leg.flow.transport {
-                    Transport::Udp => leg.flow,
+                    Transport::Udp | Transport::Internal => leg.flow,
                     Transport::Tcp => Flow {
                         conn: None,
                         ..leg.flow

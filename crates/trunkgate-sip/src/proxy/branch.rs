@@ -13,7 +13,7 @@ use super::timer::Timer;
 use crate::message::{Method, SipMessage};
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::routing::{Party, Target};
-use crate::transport::Flow;
+use crate::transport::{Flow, Transport};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -38,7 +38,12 @@ impl Proxy {
         inbound: Flow,
         msg: &SipMessage,
     ) -> Option<Branch> {
-        let transport = target.transport.unwrap_or(inbound.transport);
+        let transport = match (target.transport, inbound.transport) {
+            (Some(t), _) => t,
+            // A test call's request goes on as the PBX's or a trunk's would over UDP.
+            (None, Transport::Internal) => Transport::Udp,
+            (None, t) => t,
+        };
         let flow = self.listener_for(transport, target.address)?;
         let request_uri = msg
             .request_uri()
@@ -401,7 +406,11 @@ impl Proxy {
         // Another address of the trunk the call is on (RFC 3263: the next SRV target or
         // A record): its session and call-rate token are already taken. Subscriptions are
         // no sessions.
-        if !outbound || dialog.trunk == Some(t) || dialog.kind != super::state::DialogKind::Call {
+        if !outbound
+            || dialog.trunk == Some(t)
+            || dialog.kind != super::state::DialogKind::Call
+            || !dialog.counted
+        {
             return true;
         }
         match self.take_trunk(t, Direction::Outbound, holding) {
@@ -436,6 +445,15 @@ impl Proxy {
         if dialog.trunk == Some(new) || dialog.kind != super::state::DialogKind::Call {
             // The next address of the same trunk: same session, same metrics. A
             // subscription counts nowhere.
+            return;
+        }
+        if !dialog.counted {
+            // A test call that takes no capacity: only its trunk (for its report) moves.
+            dialog.trunk = Some(new);
+            dialog.metric_peer = branch.party.metric_index();
+            if let Some(media) = &self.media {
+                media.moved(dialog_id, Some(new));
+            }
             return;
         }
         let account = self.admission.trunk_account(new);

@@ -117,6 +117,34 @@ pub(crate) const OWN_LIMITS: Limits = Limits {
 /// Prefix of every branch we write: the RFC 3261 magic cookie plus our mark.
 pub(crate) const BRANCH_PREFIX: &str = "z9hG4bK-tg-";
 
+/// The source address of everything Trunkgate's own test-call agent injects, and the
+/// destination of everything the core sends it (over [`INTERNAL_FLOW`]). Never a real peer.
+pub const INTERNAL_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// The flow of the test-call agent: in-process, reliable.
+pub const INTERNAL_FLOW: Flow = Flow {
+    transport: Transport::Internal,
+    local: INTERNAL_ADDR,
+    conn: None,
+};
+
+/// Who an injected message ([`Proxy::handle_internal`]) speaks for: Trunkgate's own test
+/// call, placed as if `party` had sent it (the PBX for an outbound test, a trunk for an
+/// inbound one). The request then takes the real path: routing, failover, drills, header
+/// rules, media anchoring; only admission's flood and allow-list checks (it comes from no
+/// socket) and, unless `counted`, the session and call-rate limits are skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InternalOrigin {
+    pub party: Party,
+    /// The call counts against the trunk's sessions and call rate like a real one
+    /// (`count_limits`); otherwise it takes nothing from the capacity it tests.
+    pub counted: bool,
+    /// Outbound: this trunk's candidates go first, the route's others after them as
+    /// failover (a trunk that is down or drilled is skipped as for any call).
+    pub prefer: Option<TrunkId>,
+}
+
 pub struct Proxy {
     config: ProxyConfig,
     routing: Arc<dyn Routing>,
@@ -163,6 +191,8 @@ pub struct Proxy {
     trunk_auth: HashMap<TrunkId, Arc<crate::digest::Credentials>>,
     /// Outbound registrations per trunk (`register.rs`).
     registrations: HashMap<TrunkId, register::Registration>,
+    /// Set while [`Proxy::handle_internal`] handles a message of a test call.
+    injected: Option<InternalOrigin>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -226,6 +256,7 @@ impl Proxy {
             scratch: Vec::new(),
             trunk_auth: HashMap::new(),
             registrations: HashMap::new(),
+            injected: None,
         }
     }
 
@@ -294,6 +325,26 @@ impl Proxy {
         } else {
             self.handle_response(now, flow, source, party, msg);
         }
+    }
+
+    /// Feed one message of Trunkgate's own test-call agent, speaking for `origin.party`.
+    /// What the core sends back to it goes out as transmits over [`INTERNAL_FLOW`] to
+    /// [`INTERNAL_ADDR`]; the shell hands those to the agent, never to a socket.
+    pub fn handle_internal(&mut self, now: Instant, origin: InternalOrigin, data: Bytes) {
+        let msg = match SipMessage::parse(data, &OWN_LIMITS) {
+            Ok(msg) => msg,
+            Err(error) => {
+                tracing::warn!(%error, "test-call agent message not parseable: dropped");
+                return;
+            }
+        };
+        self.injected = Some(origin);
+        if msg.is_request() {
+            self.handle_request(now, INTERNAL_FLOW, INTERNAL_ADDR, origin.party, msg);
+        } else {
+            self.handle_response(now, INTERNAL_FLOW, INTERNAL_ADDR, origin.party, msg);
+        }
+        self.injected = None;
     }
 
     /// Run every timer due at `now`.
@@ -689,15 +740,17 @@ impl Proxy {
                 reason: why,
             });
             self.dialog_index.remove(&dialog.index_key);
-            if let Some(trunk) = dialog.trunk {
+            if let (Some(trunk), true) = (dialog.trunk, dialog.counted) {
                 self.session_ended(trunk, dialog.account, dialog.direction);
             }
             if let (Some(media), Some(_)) = (&self.media, &dialog.media) {
                 media.delete(id);
             }
-            self.metrics.dialogs_total.fetch_sub(1, Ordering::Relaxed);
-            if let Some(p) = self.metrics.peer(dialog.metric_peer) {
-                p.dialogs[dialog.direction.index()].fetch_sub(1, Ordering::Relaxed);
+            if dialog.counted {
+                self.metrics.dialogs_total.fetch_sub(1, Ordering::Relaxed);
+                if let Some(p) = self.metrics.peer(dialog.metric_peer) {
+                    p.dialogs[dialog.direction.index()].fetch_sub(1, Ordering::Relaxed);
+                }
             }
             tracing::debug!(
                 dialog = id,

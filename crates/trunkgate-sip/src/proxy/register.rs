@@ -183,7 +183,7 @@ impl Proxy {
         };
         let contact_host = super::host_port(&self.config.advertised, flow.local.port());
         let transport_param = match flow.transport {
-            crate::transport::Transport::Udp => "",
+            crate::transport::Transport::Udp | crate::transport::Transport::Internal => "",
             crate::transport::Transport::Tcp => ";transport=tcp",
         };
         let contact = format!(
