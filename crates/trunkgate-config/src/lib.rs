@@ -9,6 +9,8 @@ mod error;
 mod raw;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dual_stack;
 mod validate;
 mod values;
 
@@ -228,7 +230,11 @@ pub struct Listen {
     /// `listen.sip`: `"udp:IP:PORT"` / `"tcp:IP:PORT"` (IPv6 as `udp:[::1]:5060`).
     pub sip: Vec<Listener>,
     /// `listen.advertised`: host for Via/Record-Route; default the first listener's IP.
+    /// Written as a list of two (`["203.0.113.10", "2001:db8::10"]`), this is the first.
     pub advertised: String,
+    /// The second host of a two-entry `listen.advertised`: one of the two is an IPv6
+    /// literal (written on IPv6 listeners), the other an IPv4 literal or a name.
+    pub advertised_alternate: Option<String>,
     /// `listen.dscp`: DSCP of SIP sockets (0–63; default CS3 = 24).
     pub dscp: u8,
 }
@@ -241,6 +247,11 @@ pub struct Media {
     /// `media.advertised`: the address written into SDP; default `address`, or
     /// `listen.advertised` when `address` is unspecified.
     pub advertised: IpAddr,
+    /// The other address family's media address when `media.address` lists one IPv4 and
+    /// one IPv6 address (`["192.0.2.10", "2001:db8::10"]`), or when it is not written and
+    /// the SIP listeners include a specific address of the other family: legs toward
+    /// peers of that family bind and advertise here. `None`: every leg uses `address`.
+    pub alternate: Option<MediaAddress>,
     /// `media.ports`: `"20000-39999"`; RTP on even ports, RTCP on the odd one above.
     pub port_min: u16,
     pub port_max: u16,
@@ -264,6 +275,15 @@ pub struct Media {
     /// `media.assumed_delay`: end-to-end one-way network delay the MOS assumes where no RTCP
     /// round trip is known (default 40 ms).
     pub assumed_delay: Duration,
+}
+
+/// One address family's media address (see [`Media::alternate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaAddress {
+    /// Where media sockets of this family are bound (may be unspecified: `::`).
+    pub address: IpAddr,
+    /// What SDP toward a peer of this family names.
+    pub advertised: IpAddr,
 }
 
 /// `media.latch`.

@@ -151,6 +151,11 @@ pub trait TrunkLoad {
 pub trait Routing: Send + Sync {
     /// Classify a request's source IP address.
     fn classify(&self, source: IpAddr) -> Party;
+    /// Classify a source by IP and port: the port decides between peers that share one IP
+    /// (their `address`es differ only in port). Default: by IP alone.
+    fn classify_at(&self, source: std::net::SocketAddr) -> Party {
+        self.classify(source.ip())
+    }
     /// Candidates for a new out-of-dialog request (INVITE, OPTIONS, MESSAGE, ...) from `from`,
     /// best first, written into `out` (cleared by the caller). `request_user` is the
     /// Request-URI user part (digits for a phone number), if any. Empty: no route.

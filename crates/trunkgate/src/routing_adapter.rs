@@ -188,11 +188,11 @@ pub(crate) fn transport(t: PeerTransport) -> Option<Transport> {
 
 impl Routing for PolicyRouting {
     fn classify(&self, source: std::net::IpAddr) -> Party {
-        match self.table.classify(source) {
-            Source::Pbx => Party::Pbx,
-            Source::Trunk(id) => Party::Trunk(id.0),
-            Source::Unknown => Party::Unknown,
-        }
+        party(self.table.classify(source))
+    }
+
+    fn classify_at(&self, source: std::net::SocketAddr) -> Party {
+        party(self.table.classify_at(source))
     }
 
     fn candidates(
@@ -332,6 +332,14 @@ impl Routing for PolicyRouting {
         self.table
             .trunk(TrunkId(trunk))
             .is_none_or(|t| t.anchor_media)
+    }
+}
+
+fn party(source: Source) -> Party {
+    match source {
+        Source::Pbx => Party::Pbx,
+        Source::Trunk(id) => Party::Trunk(id.0),
+        Source::Unknown => Party::Unknown,
     }
 }
 

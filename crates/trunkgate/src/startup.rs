@@ -152,13 +152,42 @@ fn proxy_config(policy: &Policy, listeners: Vec<Flow>) -> ProxyConfig {
     } else {
         policy.listen.advertised.clone()
     };
+    warn_unadvertised_families(
+        &advertised,
+        policy.listen.advertised_alternate.as_deref(),
+        &listeners,
+    );
     ProxyConfig {
         advertised,
+        advertised_alternate: policy.listen.advertised_alternate.clone(),
         listeners,
         timers: timers(policy),
         limits: limits(policy),
         server_name: format!("Trunkgate/{}", env!("CARGO_PKG_VERSION")),
         dialog_timeout: policy.sip.dialog_timeout,
+    }
+}
+
+/// A listener on an unspecified address (`[::]`, `0.0.0.0`) writes the advertised host of
+/// its own family into Via and Record-Route; without one (no IP literal of that family and
+/// no name in `listen.advertised`) it writes the other family's, which its peers cannot
+/// reach: say so at start.
+fn warn_unadvertised_families(advertised: &str, alternate: Option<&str>, listeners: &[Flow]) {
+    let hosts = std::iter::once(advertised).chain(alternate);
+    for l in listeners.iter().filter(|l| l.local.ip().is_unspecified()) {
+        let served = hosts.clone().any(|h| match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_ipv4() == l.local.is_ipv4(),
+            Err(_) => !h.is_empty(),
+        });
+        if !served {
+            let family = if l.local.is_ipv4() { "IPv4" } else { "IPv6" };
+            tracing::warn!(
+                listener = %l.local,
+                advertised,
+                "listen.advertised names no {family} address for this listener: its Via and \
+                 Record-Route carry {advertised}; list one, e.g. advertised = [\"203.0.113.10\", \"2001:db8::10\"]"
+            );
+        }
     }
 }
 
@@ -168,6 +197,10 @@ fn media_config(policy: &Policy, budget: &FdBudget) -> MediaConfig {
     MediaConfig {
         bind: m.address,
         advertised: m.advertised,
+        alternate: m.alternate.map(|a| trunkgate_media::MediaAddress {
+            bind: a.address,
+            advertised: a.advertised,
+        }),
         port_min: m.port_min,
         port_max: m.port_max,
         dscp: m.dscp,
@@ -506,8 +539,11 @@ async fn serve(
         admin = %admin_address,
         trunks = policy.trunks.len(),
         media = %format!(
-            "{}:{}-{} (advertised {})",
-            policy.media.address, policy.media.port_min, policy.media.port_max, policy.media.advertised
+            "{}:{}-{} (advertised {}){}",
+            policy.media.address, policy.media.port_min, policy.media.port_max, policy.media.advertised,
+            policy.media.alternate.map_or_else(String::new, |a| format!(
+                " and {} (advertised {})", a.address, a.advertised
+            ))
         ),
         "trunkgate running"
     );

@@ -95,7 +95,7 @@ impl Proxy {
                 .and_then(uri_socket_addr),
         };
         match hop {
-            Some(hop) if hop != leg.address && self.routing.classify(hop.ip()) == leg.party => {
+            Some(hop) if hop != leg.address && self.routing.classify_at(hop) == leg.party => {
                 let flow = match leg.flow.transport {
                     Transport::Udp | Transport::Internal => leg.flow,
                     Transport::Tcp => Flow {
@@ -126,6 +126,30 @@ impl Proxy {
             })
         })
     }
+}
+
+/// The host a listener at `local` writes in Via, Record-Route and Contact: the advertised
+/// host of its own address family (an IPv6 literal on an IPv6 listener, an IPv4 literal on
+/// an IPv4 one), else an advertised name (names serve both families), else the listener's
+/// own IP when it is specific, else `advertised` as it is (an IPv6 listener on `[::]` with
+/// only an IPv4 address advertised: the binary warns at start).
+pub(super) fn listener_host(config: &super::ProxyConfig, local: SocketAddr) -> String {
+    let hosts = std::iter::once(&config.advertised).chain(config.advertised_alternate.as_ref());
+    let family = |h: &&String| {
+        let bare = h.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<IpAddr>()
+            .map(|ip| ip.is_ipv4() == local.is_ipv4())
+    };
+    if let Some(h) = hosts.clone().find(|h| family(h) == Ok(true)) {
+        return h.clone();
+    }
+    if let Some(h) = hosts.clone().find(|h| family(h).is_err() && !h.is_empty()) {
+        return h.clone();
+    }
+    if !local.ip().is_unspecified() {
+        return local.ip().to_string();
+    }
+    config.advertised.clone()
 }
 
 /// The user part without `;params` (`+15551234;npdi` → `+15551234`).

@@ -113,7 +113,7 @@ impl Proxy {
             _ => self
                 .servers
                 .get(&server_id)
-                .map_or(Party::Unknown, |s| self.routing.classify(s.source.ip())),
+                .map_or(Party::Unknown, |s| self.routing.classify_at(s.source)),
         };
         let data = self.normalised(data, branch.party, from);
         let mut attempt = None;

@@ -46,6 +46,8 @@ mod tests_dialog;
 #[cfg(test)]
 mod tests_failover;
 #[cfg(test)]
+mod tests_ipv6;
+#[cfg(test)]
 mod tests_media;
 #[cfg(test)]
 mod tests_property;
@@ -95,6 +97,11 @@ impl Default for Timers {
 pub struct ProxyConfig {
     /// Host written in Via sent-by and Record-Route (an IP or a name).
     pub advertised: String,
+    /// A second host for the other address family (`listen.advertised` listing an IPv4
+    /// address or name and an IPv6 address). Each listener writes the host of its own
+    /// family: an IP literal of that family, else a name, else its own specific IP, else
+    /// `advertised` ([`addressing::listener_host`]).
+    pub advertised_alternate: Option<String>,
     /// Listeners: each transport's local address (its port is advertised for that
     /// transport). The first listener of a transport is used for sending.
     pub listeners: Vec<Flow>,
@@ -154,8 +161,13 @@ pub struct Proxy {
     metrics: Arc<ProxyMetrics>,
     /// `config.limits` plus room for what we add to requests we forward.
     inbound_limits: Limits,
-    /// Hosts that are us: the advertised host and every specific listener IP (as text).
+    /// Hosts that are us: the advertised hosts and every specific listener IP (as text).
     own_hosts: Vec<String>,
+    /// The IP literals among `own_hosts`, compared by value (`[::1]` is
+    /// `[0:0:0:0:0:0:0:1]`, RFC 5118 §4.3; IPv4-mapped IPv6 is its IPv4 address).
+    own_ips: Vec<std::net::IpAddr>,
+    /// The host each listener writes in Via, Record-Route and Contact (by local address).
+    sent_by_hosts: Vec<(SocketAddr, String)>,
     /// `Server: ...` line for responses we write.
     server_header: String,
     /// `User-Agent: ...` line for requests we write (BYE on media timeout).
@@ -218,17 +230,30 @@ impl Proxy {
             max_via: config.limits.max_via.saturating_add(1),
         };
         let mut own_hosts = vec![config.advertised.clone()];
+        own_hosts.extend(config.advertised_alternate.iter().cloned());
         for l in &config.listeners {
             let ip = l.local.ip();
             if !ip.is_unspecified() && !own_hosts.contains(&ip.to_string()) {
                 own_hosts.push(ip.to_string());
             }
         }
+        let own_ips = own_hosts
+            .iter()
+            .filter_map(|h| h.parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
+            .collect();
+        let sent_by_hosts = config
+            .listeners
+            .iter()
+            .map(|l| (l.local, addressing::listener_host(&config, l.local)))
+            .collect();
         let server_header = format!("Server: {}", config.server_name);
         let user_agent_header = format!("User-Agent: {}", config.server_name);
         Proxy {
             inbound_limits,
             own_hosts,
+            own_ips,
+            sent_by_hosts,
             server_header,
             user_agent_header,
             config,
@@ -287,7 +312,7 @@ impl Proxy {
     pub fn handle_input(&mut self, now: Instant, flow: Flow, source: SocketAddr, data: Bytes) {
         // Admission before work: classification and the flood check cost a table lookup
         // and a token bucket; nothing is parsed for a source that is dropped.
-        let party = self.routing.classify(source.ip());
+        let party = self.routing.classify_at(source);
         if let Verdict::Drop(reason) = self.admission.datagram(source.ip(), party) {
             self.metrics.reject(0, reason);
             if reason == RejectReason::UnknownSource {
@@ -616,7 +641,12 @@ impl Proxy {
 
     /// `host:port` of our sent-by for a listener.
     fn sent_by(&self, flow: &Flow) -> String {
-        host_port(&self.config.advertised, flow.local.port())
+        let host = self
+            .sent_by_hosts
+            .iter()
+            .find(|(local, _)| *local == flow.local)
+            .map_or(self.config.advertised.as_str(), |(_, host)| host.as_str());
+        host_port(host, flow.local.port())
     }
 
     /// Is `host[:port]` one of our own addresses?
@@ -624,7 +654,11 @@ impl Proxy {
         let host_matches = self
             .own_hosts
             .iter()
-            .any(|own| host.eq_ignore_ascii_case(own.as_bytes()));
+            .any(|own| host.eq_ignore_ascii_case(own.as_bytes()))
+            || std::str::from_utf8(host)
+                .ok()
+                .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|ip| self.own_ips.contains(&ip.to_canonical()));
         if !host_matches {
             return false;
         }

@@ -277,6 +277,7 @@ impl SimNet {
         }
         let config = ProxyConfig {
             advertised: "127.0.0.1".into(),
+            advertised_alternate: None,
             listeners,
             timers: Timers::default(),
             limits: Limits::default(),
