@@ -80,7 +80,7 @@ fn testcall_reports_echo_busy_and_one_way_audio() {
     Trunkgate::check(&path);
     let mut tg = Trunkgate::start(&dir, Some(&path), net.admin());
     tg.wait_healthy(Duration::from_secs(10));
-    let _echo = uas(&dir, "carrier-a", net.carrier_a_ip(), true, None);
+    let echo_peer = uas(&dir, "carrier-a", net.carrier_a_ip(), true, None);
     let busy_xml = scenario("uas_486.xml");
     let _busy = uas(
         &dir,
@@ -138,6 +138,35 @@ fn testcall_reports_echo_busy_and_one_way_audio() {
         "echo test call: pdd {} ms, rtt {rtt:.2} ms, mos {}",
         t["pdd_ms"], m["mos"]
     );
+
+    // What the carrier saw is a plain call from Trunkgate: its Via, one Record-Route of
+    // ours, our test User-Agent; nothing of the in-process agent's flow.
+    let seen = echo_peer.messages();
+    let invite = seen
+        .iter()
+        .find(|m| m.is_request("INVITE"))
+        .expect("carrier-a got the INVITE");
+    let rr = invite.header("Record-Route").unwrap_or_default();
+    assert_eq!(
+        rr,
+        format!("<sip:{}:5060;lr>", net.trunkgate_ip()),
+        "{}",
+        invite.text
+    );
+    assert!(
+        invite
+            .header("User-Agent")
+            .is_some_and(|ua| ua.starts_with("Trunkgate test call")),
+        "{}",
+        invite.text
+    );
+    for m in &seen {
+        assert!(
+            !m.text.contains(":0;") && !m.text.contains("INTERNAL"),
+            "{}",
+            m.text
+        );
+    }
 
     // Busy: the code, and a non-zero exit.
     let run_b = json_of(&b);

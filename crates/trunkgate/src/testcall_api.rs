@@ -28,6 +28,19 @@ fn refuse(status: StatusCode, error: impl Into<String>) -> Response {
     (status, Json(json!({ "error": error.into() }))).into_response()
 }
 
+/// The policy in force and the runs (unit tests of the read side have neither).
+fn agent(state: &AdminState) -> Option<(&Arc<LivePolicy>, &Arc<Hub>)> {
+    let live = state.live.as_ref()?;
+    Some((live, live.testcalls()?))
+}
+
+fn unavailable() -> Response {
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "test calls are not available",
+    )
+}
+
 /// Ids of the drills running now.
 fn drills_now(live: &LivePolicy) -> Vec<u64> {
     live.shared()
@@ -210,14 +223,8 @@ pub struct TestCallBody {
 
 /// `POST /testcalls`: one ad-hoc test call.
 pub async fn testcall(State(state): State<AdminState>, Json(body): Json<TestCallBody>) -> Response {
-    let (Some(live), Some(hub)) = (
-        state.live.as_ref(),
-        state.live.as_ref().and_then(|l| l.testcalls()),
-    ) else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "test calls are not available",
-        );
+    let Some((live, hub)) = agent(&state) else {
+        return unavailable();
     };
     let snapshot = live.current();
     let table = snapshot.routing.table();
@@ -225,21 +232,7 @@ pub async fn testcall(State(state): State<AdminState>, Json(body): Json<TestCall
         None => None,
         Some(name) => match table.trunk_id(name) {
             Some(id) => Some((id.0, name.clone())),
-            None => {
-                let names: Vec<&str> = snapshot
-                    .policy
-                    .trunks
-                    .iter()
-                    .map(|t| t.name.as_str())
-                    .collect();
-                return refuse(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "no trunk \"{name}\" in the policy; trunks: {}",
-                        names.join(", ")
-                    ),
-                );
-            }
+            None => return crate::admin_control::unknown_trunk(&snapshot.policy, name),
         },
     };
     let direction = match body.direction.as_deref().unwrap_or("outbound") {
@@ -349,14 +342,8 @@ pub async fn validate(
     State(state): State<AdminState>,
     body: Option<Json<ValidateBody>>,
 ) -> Response {
-    let (Some(live), Some(hub)) = (
-        state.live.as_ref(),
-        state.live.as_ref().and_then(|l| l.testcalls()),
-    ) else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "test calls are not available",
-        );
+    let Some((live, hub)) = agent(&state) else {
+        return unavailable();
     };
     let body = body.map(|Json(b)| b).unwrap_or_default();
     if let Some(drill) = body.during_drill {
@@ -385,22 +372,16 @@ pub async fn validate(
 
 /// `GET /validate/runs`: the runs kept, oldest first.
 pub async fn runs(State(state): State<AdminState>) -> Response {
-    let Some(hub) = state.live.as_ref().and_then(|l| l.testcalls()) else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "test calls are not available",
-        );
+    let Some((_, hub)) = agent(&state) else {
+        return unavailable();
     };
     Json(json!({ "runs": hub.runs() })).into_response()
 }
 
 /// `GET /validate/runs/{id}` (or `latest`: the latest finished run).
 pub async fn run(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
-    let Some(hub) = state.live.as_ref().and_then(|l| l.testcalls()) else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "test calls are not available",
-        );
+    let Some((_, hub)) = agent(&state) else {
+        return unavailable();
     };
     let run = match id.as_str() {
         "latest" => hub.latest(true),

@@ -93,7 +93,10 @@ impl Proxy {
         if branch.record_route {
             // Double Record-Route when the transport changes (RFC 5658).
             record_route.push(self.record_route_line(&branch.flow));
-            if branch.flow.transport != inbound.transport || branch.flow.local != inbound.local {
+            // Not toward the test-call agent: it is in-process, and routes by our one entry.
+            let changes =
+                branch.flow.transport != inbound.transport || branch.flow.local != inbound.local;
+            if changes && inbound.transport != Transport::Internal {
                 record_route.push(self.record_route_line(&inbound));
             }
         }

@@ -46,6 +46,8 @@ mod tests_dialog;
 #[cfg(test)]
 mod tests_failover;
 #[cfg(test)]
+mod tests_internal;
+#[cfg(test)]
 mod tests_ipv6;
 #[cfg(test)]
 mod tests_media;

@@ -328,7 +328,7 @@ impl TestCalls {
             }
             Event::BranchStarted {
                 dialog: Some(dialog),
-                to: Party::Trunk(t),
+                to,
                 attempt,
                 ..
             } => {
@@ -337,20 +337,9 @@ impl TestCalls {
                     .get(dialog)
                     .and_then(|c| self.active.get_mut(c))
                 {
-                    a.carried_by = Some(*t);
-                    a.attempts = *attempt;
-                }
-            }
-            Event::BranchStarted {
-                dialog: Some(dialog),
-                attempt,
-                ..
-            } => {
-                if let Some(a) = self
-                    .by_dialog
-                    .get(dialog)
-                    .and_then(|c| self.active.get_mut(c))
-                {
+                    if let Party::Trunk(t) = to {
+                        a.carried_by = Some(*t);
+                    }
                     a.attempts = *attempt;
                 }
             }
