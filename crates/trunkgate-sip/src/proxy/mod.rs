@@ -28,6 +28,7 @@ mod request;
 mod response;
 mod state;
 mod timer;
+mod topology;
 
 #[cfg(test)]
 mod simnet;
@@ -51,6 +52,8 @@ mod tests_media;
 mod tests_property;
 #[cfg(test)]
 mod tests_register;
+#[cfg(test)]
+mod tests_topology;
 
 use crate::admission::{AccountId, Admission, NoAdmission, RejectReason, Verdict};
 use crate::media::MediaRelay;
@@ -163,6 +166,8 @@ pub struct Proxy {
     trunk_auth: HashMap<TrunkId, Arc<crate::digest::Credentials>>,
     /// Outbound registrations per trunk (`register.rs`).
     registrations: HashMap<TrunkId, register::Registration>,
+    /// Topology hiding toward trunks: keys and per-dialog state (`topology.rs`).
+    topology: topology::Topology,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -226,6 +231,7 @@ impl Proxy {
             scratch: Vec::new(),
             trunk_auth: HashMap::new(),
             registrations: HashMap::new(),
+            topology: topology::Topology::default(),
         }
     }
 
@@ -289,6 +295,7 @@ impl Proxy {
             }
             return;
         }
+        let msg = self.unhide_from(party, msg);
         if msg.is_request() {
             self.handle_request(now, flow, source, party, msg);
         } else {
@@ -546,6 +553,7 @@ impl Proxy {
     }
 
     fn send(&mut self, flow: Flow, destination: SocketAddr, data: Bytes) {
+        let data = self.hide_toward(&flow, destination, data);
         self.out.push_back(Transmit {
             flow,
             destination,
@@ -667,6 +675,7 @@ impl Proxy {
     }
 
     fn remove_dialog(&mut self, id: u64, why: EndReason) {
+        self.forget_hidden(id);
         let kind = self.dialogs.get(&id).map(|d| d.kind);
         if let Some(kind @ (state::DialogKind::Fork | state::DialogKind::Subscription)) = kind {
             if let Some(dialog) = self.dialogs.remove(&id) {
