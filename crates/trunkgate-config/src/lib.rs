@@ -9,6 +9,8 @@ mod error;
 mod raw;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_topology;
 mod validate;
 mod values;
 
@@ -344,6 +346,9 @@ pub struct Trunk {
     pub outbound: Option<HeaderRules>,
     /// `[trunk.inbound]`: of requests from this trunk to the PBX.
     pub inbound: Option<HeaderRules>,
+    /// `topology_hiding = BOOL`: what this trunk receives names Trunkgate only (Via,
+    /// Record-Route, Contact, Call-ID, identity hosts, product strings); default false.
+    pub topology_hiding: bool,
 }
 
 /// A trunk's header normalisation for one direction (`[trunk.outbound]`, `[trunk.inbound]`).

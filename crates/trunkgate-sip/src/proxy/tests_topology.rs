@@ -293,7 +293,12 @@ fn outbound_call_hung_up_by_the_carrier_to_our_contact() {
 fn a_reinvite_from_the_carrier_routes_and_its_answer_is_hidden() {
     let mut net = hiding_net();
     let (mut call, at_trunk) = outbound_answered(&mut net, "reinvite-carrier");
-    let reinvite = carrier_request(&at_trunk, "INVITE", 5, "callee1", &call.from_tag);
+    // The carrier's own From URI names the carrier: its answer must carry it unchanged.
+    let reinvite = carrier_request(&at_trunk, "INVITE", 5, "callee1", &call.from_tag).replacen(
+        &format!("From: {}", strip_tag(at_trunk.to_value())),
+        "From: <sip:carrier@127.0.0.3:5060>",
+        1,
+    );
     net.send(TRUNK, &reinvite);
     net.settle();
     let at_pbx = net.take_one(PBX);
@@ -303,6 +308,7 @@ fn a_reinvite_from_the_carrier_routes_and_its_answer_is_hidden() {
     net.settle();
     let ok = net.take_one(TRUNK);
     assert_hidden(&ok, &call.call_id);
+    assert_eq!(ok.from_value(), b"<sip:carrier@127.0.0.3:5060>;tag=callee1");
     let contact = String::from_utf8_lossy(ok.first(HeaderName::Contact).unwrap()).into_owned();
     assert!(contact.starts_with("<sip:tg"), "{contact}");
     assert_eq!(

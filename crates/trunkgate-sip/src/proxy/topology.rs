@@ -207,7 +207,7 @@ impl Proxy {
             .normalise(trunk, true)
             .is_some_and(|n| n.user_agent.is_some());
         Some(Plan {
-            parties: outer.is_some(),
+            parties: outer.is_some() && msg.is_request(),
             outer,
             contact,
             keep_user_agent,
