@@ -84,7 +84,6 @@ fn rich_invite(call: &mut Call) -> String {
     invite.replacen(
         "Max-Forwards: 70\n",
         "Max-Forwards: 70\r\n\
-         Record-Route: <sip:127.0.0.2:5080;lr>\r\n\
          P-Asserted-Identity: \"Alice\" <sip:201@127.0.0.2>\r\n\
          Diversion: <sip:202@127.0.0.2:5060>;reason=unconditional\r\n\
          History-Info: <sip:5551234@127.0.0.2?Reason=SIP%3Bcause%3D302>;index=1\r\n\
@@ -176,12 +175,8 @@ fn outbound_answered(net: &mut SimNet, id: &str) -> (Call, SipMessage) {
         assert!(m.top_via().branch().unwrap().starts_with(b"z9hG4bK-"));
         assert_eq!(m.top_via().host, b"127.0.0.2", "the PBX's own Via restored");
     }
-    // Ours, then the inside's proxy the trunk never saw: the PBX's route set is whole.
     let rr: Vec<&[u8]> = got[1].values(HeaderName::RecordRoute).collect();
-    assert_eq!(
-        rr,
-        [&b"<sip:127.0.0.1:5060;lr>"[..], b"<sip:127.0.0.2:5080;lr>"]
-    );
+    assert_eq!(rr, [&b"<sip:127.0.0.1:5060;lr>"[..]]);
     call.to_tag = Some("callee1".into());
     net.send(PBX, &call.caller_request("ACK"));
     net.settle();
@@ -789,5 +784,89 @@ fn many_calls_leave_no_state_behind() {
         net.take(PBX);
     }
     assert_eq!(net.proxy.topology.len(), 0);
+    assert_all_gone(&mut net);
+}
+
+/// An inside proxy on 127.0.0.2:5080 that Record-Routes.
+const INSIDE_PROXY: &str = "127.0.0.2:5080";
+
+#[test]
+fn an_inside_proxys_record_route_is_kept_from_the_trunk_and_its_requests_still_pass_it() {
+    let mut net = hiding_net();
+    let mut call = Call::new("inside-proxy-out", PBX, TRUNK);
+    let invite = rich_invite(&mut call).replacen(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\nRecord-Route: <sip:{INSIDE_PROXY};lr>\r\n"),
+        1,
+    );
+    net.send(PBX, &invite);
+    net.settle();
+    let at_trunk = net.take_one(TRUNK);
+    assert_hidden(&at_trunk, &call.call_id);
+    let rr: Vec<&[u8]> = at_trunk.values(HeaderName::RecordRoute).collect();
+    assert_eq!(rr, [&b"<sip:127.0.0.1:5060;lr>"[..]]);
+    net.send(TRUNK, &reply(&at_trunk, 200, "OK", "callee1", TRUNK));
+    net.settle();
+    let ok = net.take_one(PBX);
+    // Ours, then the inside's proxy the trunk never saw: the PBX's route set is whole.
+    let rr: Vec<&[u8]> = ok.values(HeaderName::RecordRoute).collect();
+    assert_eq!(
+        rr,
+        [&b"<sip:127.0.0.1:5060;lr>"[..], b"<sip:127.0.0.2:5080;lr>"]
+    );
+    call.to_tag = Some("callee1".into());
+    net.send(PBX, &call.caller_request("ACK"));
+    net.settle();
+    net.take_one(TRUNK);
+    // The carrier's BYE follows our Route, then the inside proxy's.
+    net.send(
+        TRUNK,
+        &carrier_request(&at_trunk, "BYE", 1, "callee1", &call.from_tag),
+    );
+    net.settle();
+    let bye = net.take_one(INSIDE_PROXY);
+    assert_eq!(bye.method(), Some(Method::Bye));
+    assert_eq!(bye.call_id(), call.call_id.as_bytes());
+    let routes: Vec<&[u8]> = bye.values(HeaderName::Route).collect();
+    assert_eq!(routes, [&b"<sip:127.0.0.2:5080;lr>"[..]]);
+    net.send(INSIDE_PROXY, &reply(&bye, 200, "OK", "", ""));
+    net.settle();
+    assert_hidden(&net.take_one(TRUNK), &call.call_id);
+    assert_all_gone(&mut net);
+
+    // A call from the trunk answered through the inside proxy: its Record-Route is taken
+    // off the answer and put back as a Route on the carrier's requests.
+    let mut call = Call::new("inside-proxy-in", TRUNK, PBX);
+    let (invite, _) = call.invite();
+    net.send(TRUNK, &invite);
+    net.settle();
+    let at_pbx = net.take_one(PBX);
+    let answer = pbx_reply(&at_pbx, 200, "OK", "pbx1").replacen(
+        "Record-Route:",
+        &format!("Record-Route: <sip:{INSIDE_PROXY};lr>\r\nRecord-Route:"),
+        1,
+    );
+    net.send(INSIDE_PROXY, &answer);
+    net.settle();
+    let ok = net.take_one(TRUNK);
+    assert_hidden(&ok, "never-replaced");
+    let rr: Vec<&[u8]> = ok.values(HeaderName::RecordRoute).collect();
+    assert_eq!(rr, [&b"<sip:127.0.0.1:5060;lr>"[..]]);
+    for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
+        net.send(
+            TRUNK,
+            &carrier_in_call(&ok, method, cseq, &call.from_tag, "pbx1"),
+        );
+        net.settle();
+        let req = net.take_one(INSIDE_PROXY);
+        assert_eq!(req.method().map(|m| m.as_str()), Some(method));
+        let routes: Vec<&[u8]> = req.values(HeaderName::Route).collect();
+        assert_eq!(routes, [&b"<sip:127.0.0.2:5080;lr>"[..]]);
+        if method == "BYE" {
+            net.send(INSIDE_PROXY, &reply(&req, 200, "OK", "", ""));
+            net.settle();
+            assert_hidden(&net.take_one(TRUNK), "never-replaced");
+        }
+    }
     assert_all_gone(&mut net);
 }

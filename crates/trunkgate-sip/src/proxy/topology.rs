@@ -145,7 +145,24 @@ impl Proxy {
         let Some(plan) = self.plan(trunk, flow, &msg) else {
             return data;
         };
-        self.hide(&msg, &plan)
+        let (hidden, stripped) = self.hide(&msg, &plan);
+        if !stripped.is_empty() && !msg.is_request() && msg.cseq().1 == Method::Invite {
+            self.note_inside_route(trunk, &msg, &stripped);
+        }
+        hidden
+    }
+
+    /// An answer to a call from trunk `trunk` lost the Record-Route entries of the inside
+    /// (`stripped`, top first): the trunk's requests in the dialog get them back as Routes
+    /// after ours, nearest first (the caller's route set is the answer's, reversed).
+    fn note_inside_route(&mut self, trunk: TrunkId, msg: &SipMessage, stripped: &[&[u8]]) {
+        let Some(h) = self.topology.by_inner.get_mut(msg.call_id()) else {
+            return;
+        };
+        if h.trunk != trunk || h.outer.is_some() {
+            return;
+        }
+        h.inner_rr = join(stripped.iter().rev().copied());
     }
 
     /// How `msg` toward trunk `trunk` is hidden; `None`: it is sent as built.
@@ -284,8 +301,8 @@ impl Proxy {
             .is_some_and(|uri| self.is_us(uri.host, uri.port))
     }
 
-    /// `msg` rewritten per `plan` (see the module doc).
-    fn hide(&self, msg: &SipMessage, plan: &Plan) -> Bytes {
+    /// `msg` rewritten per `plan` (see the module doc), and the Record-Route values it lost.
+    fn hide<'m>(&self, msg: &'m SipMessage, plan: &Plan) -> (Bytes, Vec<&'m [u8]>) {
         let b = msg.as_bytes();
         let host = self.advertised_host();
         let request = msg.is_request();
@@ -298,6 +315,7 @@ impl Proxy {
         // Responses: Record-Route entries from our first one on.
         let mut own_rr_seen = false;
         let mut contact_written = false;
+        let mut stripped = Vec::new();
         for h in msg.headers() {
             let value = msg.value(h);
             let name = h.name;
@@ -309,13 +327,16 @@ impl Proxy {
                     }
                 }
                 HeaderName::RecordRoute => {
-                    let kept: Vec<&[u8]> = split_values(value)
-                        .filter(|v| {
-                            let ours = self.rr_names_us(v);
-                            own_rr_seen |= ours;
-                            if request { ours } else { own_rr_seen }
-                        })
-                        .collect();
+                    let mut kept: Vec<&[u8]> = Vec::new();
+                    for v in split_values(value) {
+                        let ours = self.rr_names_us(v);
+                        own_rr_seen |= ours;
+                        if (request && ours) || (!request && own_rr_seen) {
+                            kept.push(v);
+                        } else {
+                            stripped.push(v);
+                        }
+                    }
                     if !kept.is_empty() {
                         put(&mut out, "Record-Route", &kept.join(&b", "[..]));
                     }
@@ -372,7 +393,7 @@ impl Proxy {
         }
         out.extend_from_slice(CRLF);
         out.extend_from_slice(msg.body());
-        out.freeze()
+        (out.freeze(), stripped)
     }
 
     /// The Contact value toward the trunk: ours (with the first value's `expires` and `q`),
@@ -422,16 +443,30 @@ impl Proxy {
             return msg;
         }
         let restored = if msg.is_request() {
-            let inner = self.topology.by_outer.get(msg.call_id()).filter(|inner| {
-                self.topology
-                    .by_inner
-                    .get(*inner)
-                    .is_some_and(|h| h.trunk == trunk)
-            });
-            match inner {
-                Some(inner) => restore(&msg, Some(inner), None, &[]),
-                None => return msg,
+            // A replaced Call-ID (a call from the inside), or the trunk's own (a call from it).
+            let (inner, renamed) = match self.topology.by_outer.get(msg.call_id()) {
+                Some(inner) => (&**inner, true),
+                None => (msg.call_id(), false),
+            };
+            let Some(h) = self
+                .topology
+                .by_inner
+                .get(inner)
+                .filter(|h| h.trunk == trunk && (renamed || h.outer.is_none()))
+            else {
+                return msg;
+            };
+            // The inside's proxies that Record-Routed, after ours: only for requests that
+            // follow our Route (in the dialog).
+            let route = if msg.values(HeaderName::Route).next().is_some() {
+                &*h.inner_rr
+            } else {
+                &[]
+            };
+            if !renamed && route.is_empty() {
+                return msg;
             }
+            restore_request(&msg, renamed.then_some(inner), route)
         } else {
             match self.restore_response(&msg) {
                 Some(data) => data,
@@ -520,6 +555,33 @@ fn restore(
         }
         if Some(i) == last_rr && !inner_rr.is_empty() {
             put(&mut out, "Record-Route", inner_rr);
+        }
+    }
+    out.extend_from_slice(CRLF);
+    out.extend_from_slice(msg.body());
+    out.freeze()
+}
+
+/// Request `msg` with its Call-ID replaced by `call_id` and a `Route: route` line after its
+/// Route lines (when `route` is not empty).
+fn restore_request(msg: &SipMessage, call_id: Option<&[u8]>, route: &[u8]) -> Bytes {
+    let b = msg.as_bytes();
+    let mut out = BytesMut::with_capacity(b.len() + route.len() + 64);
+    out.extend_from_slice(
+        b.get(msg.start_offset()..msg.headers_start())
+            .unwrap_or(&[]),
+    );
+    let last_route = msg
+        .headers()
+        .iter()
+        .rposition(|h| h.name == HeaderName::Route);
+    for (i, h) in msg.headers().iter().enumerate() {
+        match (h.name, call_id) {
+            (HeaderName::CallId, Some(call_id)) => put(&mut out, "Call-ID", call_id),
+            _ => out.extend_from_slice(b.get(h.line_range()).unwrap_or(&[])),
+        }
+        if Some(i) == last_route && !route.is_empty() {
+            put(&mut out, "Route", route);
         }
     }
     out.extend_from_slice(CRLF);
