@@ -870,3 +870,43 @@ fn an_inside_proxys_record_route_is_kept_from_the_trunk_and_its_requests_still_p
     }
     assert_all_gone(&mut net);
 }
+
+#[test]
+fn failover_from_a_hiding_trunk_to_one_that_does_not_hide() {
+    let failover = crate::routing::FailoverPolicy::standard();
+    let mut net = SimNet::with_failover(failover);
+    net.proxy.set_routing(Arc::new(Hiding {
+        inner: TestRouting {
+            failover,
+            ..TestRouting::default()
+        },
+        hide: true,
+    }));
+    let mut call = Call::new("failover", PBX, TRUNK);
+    net.send(PBX, &rich_invite(&mut call));
+    net.settle();
+    let at_a = net.take_one(TRUNK);
+    assert_hidden(&at_a, &call.call_id);
+    net.send(TRUNK, &reply(&at_a, 503, "Service Unavailable", "a1", ""));
+    net.settle();
+    let ack = net.take_one(TRUNK);
+    assert_eq!(ack.method(), Some(Method::Ack));
+    assert_hidden(&ack, &call.call_id);
+    // Trunk 1 does not hide: it gets the call as the PBX sent it.
+    let at_b = net.take_one(TRUNK_B);
+    assert_eq!(at_b.call_id(), call.call_id.as_bytes());
+    assert_eq!(at_b.via_count(), 2);
+    net.send(TRUNK_B, &reply(&at_b, 200, "OK", "b1", TRUNK_B));
+    net.settle();
+    let ok = net.take(PBX);
+    assert_eq!(ok.last().and_then(|m| m.status()), Some(200));
+    call.to_tag = Some("b1".into());
+    net.send(PBX, &call.caller_request("BYE"));
+    net.settle();
+    let bye = net.take_one(TRUNK_B);
+    assert_eq!(bye.call_id(), call.call_id.as_bytes());
+    net.send(TRUNK_B, &reply(&bye, 200, "OK", "", ""));
+    net.settle();
+    assert_eq!(net.take_one(PBX).status(), Some(200));
+    assert_all_gone(&mut net);
+}

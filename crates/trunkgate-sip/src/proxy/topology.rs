@@ -67,6 +67,9 @@ pub(super) struct Topology {
     by_inner: HashMap<Box<[u8]>, Hidden>,
     /// Outer Call-ID → inside Call-ID (replaced Call-IDs only).
     by_outer: HashMap<Box<[u8]>, Box<[u8]>>,
+    /// Entries of `by_inner` per trunk: messages to and from a trunk that neither hides
+    /// nor has a hidden dialog are not looked at.
+    per_trunk: HashMap<TrunkId, u32>,
 }
 
 /// A dialog hidden from trunk `trunk`.
@@ -111,6 +114,36 @@ impl Topology {
     fn is_empty(&self) -> bool {
         self.by_inner.is_empty()
     }
+
+    /// Does trunk `trunk` have hidden dialogs?
+    fn has_trunk(&self, trunk: TrunkId) -> bool {
+        self.per_trunk.get(&trunk).is_some_and(|n| *n > 0)
+    }
+
+    /// Remember `hidden` for inside Call-ID `call_id` (replacing what was there).
+    fn insert(&mut self, call_id: &[u8], hidden: Hidden) {
+        self.remove(call_id);
+        *self.per_trunk.entry(hidden.trunk).or_insert(0) += 1;
+        if let Some(outer) = &hidden.outer {
+            self.by_outer.insert(outer.clone(), call_id.into());
+        }
+        self.by_inner.insert(call_id.into(), hidden);
+    }
+
+    fn remove(&mut self, call_id: &[u8]) {
+        let Some(old) = self.by_inner.remove(call_id) else {
+            return;
+        };
+        if let Some(outer) = &old.outer {
+            self.by_outer.remove(outer);
+        }
+        if let Some(n) = self.per_trunk.get_mut(&old.trunk) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_trunk.remove(&old.trunk);
+            }
+        }
+    }
 }
 
 /// What to do with one message toward a hiding trunk.
@@ -139,6 +172,9 @@ impl Proxy {
         let Party::Trunk(trunk) = self.routing.classify(destination.ip()) else {
             return data;
         };
+        if !self.routing.topology_hiding(trunk) && !self.topology.has_trunk(trunk) {
+            return data;
+        }
         let Ok(msg) = SipMessage::parse(data.clone(), &OWN_LIMITS) else {
             return data;
         };
@@ -194,8 +230,8 @@ impl Proxy {
                     {
                         return None;
                     }
-                    self.topology.by_inner.insert(
-                        call_id.into(),
+                    self.topology.insert(
+                        call_id,
                         Hidden {
                             dialog: id,
                             trunk,
@@ -249,8 +285,8 @@ impl Proxy {
             msg.values(HeaderName::RecordRoute)
                 .filter(|v| !self.rr_names_us(v)),
         );
-        let previous = self.topology.by_inner.insert(
-            call_id.into(),
+        self.topology.insert(
+            call_id,
             Hidden {
                 dialog,
                 trunk,
@@ -259,14 +295,13 @@ impl Proxy {
                 inner_rr,
             },
         );
-        if let Some(old) = previous.and_then(|p| p.outer) {
-            self.topology.by_outer.remove(&old);
-        }
-        if let Some(o) = &outer {
-            self.topology
-                .by_outer
-                .insert(o.as_slice().into(), call_id.into());
-        }
+        tracing::debug!(
+            call_id = %String::from_utf8_lossy(call_id),
+            dialog,
+            trunk,
+            replaced = outer.is_some(),
+            "dialog hidden from its trunk"
+        );
         Some(outer)
     }
 
@@ -285,11 +320,7 @@ impl Proxy {
             .get(call_id)
             .is_some_and(|h| h.dialog == dialog)
         {
-            if let Some(h) = self.topology.by_inner.remove(call_id) {
-                if let Some(outer) = h.outer {
-                    self.topology.by_outer.remove(&outer);
-                }
-            }
+            self.topology.remove(call_id);
         }
     }
 
@@ -439,7 +470,7 @@ impl Proxy {
         let Party::Trunk(trunk) = party else {
             return msg;
         };
-        if self.topology.is_empty() && !self.routing.any_topology_hiding() {
+        if !self.routing.topology_hiding(trunk) && !self.topology.has_trunk(trunk) {
             return msg;
         }
         let restored = if msg.is_request() {
