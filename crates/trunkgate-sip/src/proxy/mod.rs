@@ -8,11 +8,13 @@
 //! `addressing.rs` (what a forwarded request looks like; recognising ourselves),
 //! `response.rs` (responses in, and what each timer does), `timer.rs` (the deadline heap),
 //! `auth.rs` (a trunk's 401/407 answered on the PBX's behalf; per-leg CSeq offsets),
-//! `register.rs` (outbound registration per trunk).
+//! `register.rs` (outbound registration per trunk), `topology.rs` (topology hiding toward
+//! trunks, applied where messages leave and enter the core).
 //! Tests: `simnet.rs` drives PBX ↔ proxy ↔ trunks over a simulated lossy network with a
 //! fake clock; `tests.rs` (call flows), `tests_admission.rs` (limits, property test),
 //! `tests_accounts.rs` (limits shared by a provider account's trunks).
-//! `tests_auth.rs` (digest and CSeq mapping), `tests_register.rs` (registration).
+//! `tests_auth.rs` (digest and CSeq mapping), `tests_register.rs` (registration),
+//! `tests_topology.rs` (topology hiding).
 
 mod addressing;
 mod admit;
