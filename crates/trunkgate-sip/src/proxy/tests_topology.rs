@@ -910,3 +910,91 @@ fn failover_from_a_hiding_trunk_to_one_that_does_not_hide() {
     assert_eq!(net.take_one(PBX).status(), Some(200));
     assert_all_gone(&mut net);
 }
+
+/// A relay that names itself (127.0.0.1) in every body, and reports every call silent.
+struct Relay;
+
+impl crate::media::MediaRelay for Relay {
+    fn offer(
+        &self,
+        _call: &crate::media::MediaCall<'_>,
+        _from: crate::media::MediaSide,
+        _sdp: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), crate::media::MediaFailure> {
+        out.extend_from_slice(b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nc=IN IP4 127.0.0.1\r\n");
+        Ok(())
+    }
+    fn answer(
+        &self,
+        call: &crate::media::MediaCall<'_>,
+        from: crate::media::MediaSide,
+        sdp: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), crate::media::MediaFailure> {
+        self.offer(call, from, sdp, out)
+    }
+    fn delete(&self, _dialog: u64) {}
+    fn idle(&self, _dialog: u64) -> Option<Duration> {
+        Some(Duration::from_secs(3600))
+    }
+}
+
+#[test]
+fn updates_both_ways_and_our_own_bye_on_dead_media_are_hidden_too() {
+    let mut net = hiding_net();
+    net.proxy.set_media(Arc::new(Relay));
+    let (mut call, at_trunk) = outbound_answered(&mut net, "update");
+    assert!(
+        text(&at_trunk).contains("c=IN IP4 127.0.0.1"),
+        "anchored: {}",
+        text(&at_trunk)
+    );
+    // UPDATE from the PBX (with an offer), then one from the carrier.
+    let update = call
+        .caller_request("UPDATE")
+        .replace(
+            "Content-Length: 0\n",
+            "Content-Type: application/sdp\nContent-Length: 5\n",
+        )
+        .replacen("\n\n", "\n\nv=0\n", 1);
+    net.send(PBX, &update);
+    net.settle();
+    let at = net.take_one(TRUNK);
+    assert_eq!(at.method(), Some(Method::Update));
+    assert_hidden(&at, &call.call_id);
+    net.send(TRUNK, &reply(&at, 200, "OK", "", TRUNK));
+    net.settle();
+    let ok = net.take_one(PBX);
+    assert_eq!(
+        (ok.status(), ok.call_id()),
+        (Some(200), call.call_id.as_bytes())
+    );
+    net.send(
+        TRUNK,
+        &carrier_request(&at_trunk, "UPDATE", 3, "callee1", &call.from_tag),
+    );
+    net.settle();
+    let at_pbx = net.take_one(PBX);
+    assert_eq!(at_pbx.method(), Some(Method::Update));
+    assert_eq!(at_pbx.call_id(), call.call_id.as_bytes());
+    net.send(PBX, &pbx_reply(&at_pbx, 200, "OK", ""));
+    net.settle();
+    assert_hidden(&net.take_one(TRUNK), &call.call_id);
+    // The media dies: our own BYE to the trunk carries the outer Call-ID and our hosts.
+    let dialog = net.proxy.dialogs.keys().copied().next().unwrap();
+    assert!(net.media_timeout(dialog, Duration::from_secs(60)));
+    net.settle();
+    let bye = net.take_one(TRUNK);
+    assert_eq!(bye.method(), Some(Method::Bye));
+    assert_hidden(&bye, &call.call_id);
+    assert_eq!(bye.call_id(), at_trunk.call_id());
+    let to_pbx = net.take_one(PBX);
+    assert_eq!(to_pbx.call_id(), call.call_id.as_bytes());
+    net.send(TRUNK, &reply(&bye, 200, "OK", "", ""));
+    net.send(PBX, &reply(&to_pbx, 200, "OK", "", ""));
+    net.settle();
+    assert!(net.take(PBX).is_empty() && net.take(TRUNK).is_empty());
+    call.cseq += 1;
+    assert_all_gone(&mut net);
+}
