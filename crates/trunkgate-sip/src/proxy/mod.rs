@@ -14,7 +14,7 @@
 //! fake clock; `tests.rs` (call flows), `tests_admission.rs` (limits, property test),
 //! `tests_accounts.rs` (limits shared by a provider account's trunks).
 //! `tests_auth.rs` (digest and CSeq mapping), `tests_register.rs` (registration),
-//! `tests_topology.rs` (topology hiding).
+//! `tests_topology.rs`, `tests_topology_more.rs` (topology hiding).
 
 mod addressing;
 mod admit;
@@ -56,6 +56,8 @@ mod tests_property;
 mod tests_register;
 #[cfg(test)]
 mod tests_topology;
+#[cfg(test)]
+mod tests_topology_more;
 
 use crate::admission::{AccountId, Admission, NoAdmission, RejectReason, Verdict};
 use crate::media::MediaRelay;

@@ -40,12 +40,15 @@
 //! off does not change calls in progress: a dialog with state stays hidden, one without
 //! stays as it was set up.
 
+mod edit;
+
 use super::state::Sub;
 use super::{OWN_LIMITS, Proxy};
 use crate::message::{HeaderName, Method, NameAddr, SipMessage, SipUri, names_equal, split_values};
 use crate::routing::{Party, TrunkId};
 use crate::transport::{Flow, Transport};
 use bytes::{Bytes, BytesMut};
+use edit::{join, put, replace_hosts, restore, restore_request, warning_agents};
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -220,8 +223,9 @@ impl Proxy {
             _ if !self.routing.topology_hiding(trunk) => None,
             _ if initial => self.register_hidden(trunk, msg),
             _ => match self.find_dialog(msg) {
-                // Set up before hiding was turned on (a reload): left as it was, except a
-                // call from the trunk still ringing: hidden from its first response on.
+                // A call from the trunk is hidden from its first response on (while it is
+                // not confirmed). Any other dialog without state was set up before a
+                // reload turned hiding on: it is left as it was.
                 Some((id, _)) => {
                     let dialog = self.dialogs.get(&id)?;
                     if msg.is_request()
@@ -551,195 +555,5 @@ impl Proxy {
         let hidden = self.topology.by_inner.get(inner)?;
         let vias = (!hidden.vias.is_empty()).then_some(&*hidden.vias);
         Some(restore(msg, Some(inner), vias, &hidden.inner_rr))
-    }
-}
-
-/// `msg` with its Call-ID replaced by `call_id`, its Vias by `vias` (comma-joined) and
-/// `inner_rr` appended to its Record-Route entries (when it has any).
-fn restore(
-    msg: &SipMessage,
-    call_id: Option<&[u8]>,
-    vias: Option<&[u8]>,
-    inner_rr: &[u8],
-) -> Bytes {
-    let b = msg.as_bytes();
-    let mut out =
-        BytesMut::with_capacity(b.len() + vias.map_or(0, <[u8]>::len) + inner_rr.len() + 64);
-    out.extend_from_slice(
-        b.get(msg.start_offset()..msg.headers_start())
-            .unwrap_or(&[]),
-    );
-    if let Some(vias) = vias {
-        put(&mut out, "Via", vias);
-    }
-    let last_rr = msg
-        .headers()
-        .iter()
-        .rposition(|h| h.name == HeaderName::RecordRoute);
-    for (i, h) in msg.headers().iter().enumerate() {
-        match h.name {
-            HeaderName::Via if vias.is_some() => {}
-            HeaderName::CallId if call_id.is_some() => {
-                put(&mut out, "Call-ID", call_id.unwrap_or_default());
-            }
-            _ => out.extend_from_slice(b.get(h.line_range()).unwrap_or(&[])),
-        }
-        if Some(i) == last_rr && !inner_rr.is_empty() {
-            put(&mut out, "Record-Route", inner_rr);
-        }
-    }
-    out.extend_from_slice(CRLF);
-    out.extend_from_slice(msg.body());
-    out.freeze()
-}
-
-/// Request `msg` with its Call-ID replaced by `call_id` and a `Route: route` line after its
-/// Route lines (when `route` is not empty).
-fn restore_request(msg: &SipMessage, call_id: Option<&[u8]>, route: &[u8]) -> Bytes {
-    let b = msg.as_bytes();
-    let mut out = BytesMut::with_capacity(b.len() + route.len() + 64);
-    out.extend_from_slice(
-        b.get(msg.start_offset()..msg.headers_start())
-            .unwrap_or(&[]),
-    );
-    let last_route = msg
-        .headers()
-        .iter()
-        .rposition(|h| h.name == HeaderName::Route);
-    for (i, h) in msg.headers().iter().enumerate() {
-        match (h.name, call_id) {
-            (HeaderName::CallId, Some(call_id)) => put(&mut out, "Call-ID", call_id),
-            _ => out.extend_from_slice(b.get(h.line_range()).unwrap_or(&[])),
-        }
-        if Some(i) == last_route && !route.is_empty() {
-            put(&mut out, "Route", route);
-        }
-    }
-    out.extend_from_slice(CRLF);
-    out.extend_from_slice(msg.body());
-    out.freeze()
-}
-
-fn put(out: &mut BytesMut, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(CRLF);
-}
-
-/// Comma-joined header values, owned.
-fn join<'a>(values: impl Iterator<Item = &'a [u8]>) -> Box<[u8]> {
-    let mut out = Vec::new();
-    for value in values {
-        if !out.is_empty() {
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(value);
-    }
-    out.into_boxed_slice()
-}
-
-/// `value` with the host\[:port] of every `sip:`/`sips:` URI replaced by `host` (user part,
-/// parameters and headers kept).
-pub(super) fn replace_hosts(value: &[u8], host: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(value.len() + 16);
-    let mut at = 0;
-    while let Some((after_colon, uri_end)) = next_sip_uri(value, at) {
-        let uri = value.get(after_colon..uri_end).unwrap_or_default();
-        let query = uri.iter().position(|&b| b == b'?').unwrap_or(uri.len());
-        let host_start = uri
-            .get(..query)
-            .and_then(|u| u.iter().rposition(|&b| b == b'@'))
-            .map_or(0, |p| p + 1);
-        let host_len = uri
-            .get(host_start..)
-            .and_then(|rest| rest.iter().position(|&b| matches!(b, b';' | b'?')))
-            .unwrap_or(uri.len().saturating_sub(host_start));
-        out.extend_from_slice(value.get(at..after_colon + host_start).unwrap_or_default());
-        out.extend_from_slice(host);
-        at = after_colon + host_start + host_len;
-    }
-    out.extend_from_slice(value.get(at..).unwrap_or_default());
-    out
-}
-
-/// The next `sip:`/`sips:` URI in `value` from `from`: (just after its colon, its end).
-fn next_sip_uri(value: &[u8], from: usize) -> Option<(usize, usize)> {
-    let mut i = from;
-    while i + 4 <= value.len() {
-        let rest = value.get(i..)?;
-        let scheme = if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"sips:") {
-            5
-        } else if rest[..4].eq_ignore_ascii_case(b"sip:") {
-            4
-        } else {
-            0
-        };
-        let boundary = i == 0 || value.get(i - 1).is_some_and(|b| !b.is_ascii_alphanumeric());
-        if scheme > 0 && boundary {
-            let start = i + scheme;
-            let end = value
-                .get(start..)?
-                .iter()
-                .position(|&b| matches!(b, b'>' | b',' | b' ' | b'\t' | b'\r' | b'\n' | b'"'))
-                .map_or(value.len(), |p| start + p);
-            return Some((start, end));
-        }
-        i += 1;
-    }
-    None
-}
-
-/// `Warning` values (`code agent "text"`) with each agent replaced by `host`.
-fn warning_agents(value: &[u8], host: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(value.len());
-    for (n, v) in split_values(value).enumerate() {
-        if n > 0 {
-            out.extend_from_slice(b", ");
-        }
-        let mut parts = v.splitn(3, |&b| b == b' ');
-        let (code, agent, text) = (parts.next(), parts.next(), parts.next());
-        match (code, agent, text) {
-            (Some(code), Some(_), Some(text)) => {
-                out.extend_from_slice(code);
-                out.push(b' ');
-                out.extend_from_slice(host);
-                out.push(b' ');
-                out.extend_from_slice(text);
-            }
-            _ => out.extend_from_slice(v),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_replaced_in_uris_user_and_params_kept() {
-        let got = replace_hosts(
-            b"\"Alice\" <sip:+4420;npdi@10.0.0.5:5070;user=phone>;party=calling, <sips:pbx.corp?Reason=SIP%3Bcause%3D302>;index=1, <tel:+4420>",
-            b"203.0.113.10",
-        );
-        assert_eq!(
-            String::from_utf8(got).unwrap(),
-            "\"Alice\" <sip:+4420;npdi@203.0.113.10;user=phone>;party=calling, <sips:203.0.113.10?Reason=SIP%3Bcause%3D302>;index=1, <tel:+4420>"
-        );
-        let bare = replace_hosts(b"sip:bob@[fd00::5]:5060;tag=1", b"sbc");
-        assert_eq!(bare, b"sip:bob@sbc;tag=1");
-        assert_eq!(replace_hosts(b"no uri here", b"sbc"), b"no uri here");
-        assert_eq!(replace_hosts(b"gossip:x@y", b"sbc"), b"gossip:x@y");
-    }
-
-    #[test]
-    fn warning_agent_replaced() {
-        let got = warning_agents(
-            b"399 pbx.inside \"Codec mismatch\", 301 10.0.0.5 \"x\"",
-            b"sbc",
-        );
-        assert_eq!(got, b"399 sbc \"Codec mismatch\", 301 sbc \"x\"");
     }
 }
