@@ -449,3 +449,38 @@ fn updates_both_ways_and_our_own_bye_on_dead_media_are_hidden_too() {
     call.cseq += 1;
     assert_all_gone(&mut net);
 }
+
+#[test]
+#[ignore]
+fn cost_of_hiding() {
+    for round in 0..2 {
+        for hide in [false, true] {
+            let mut net = SimNet::new();
+            set_hiding(&mut net, hide);
+            let n = 5000;
+            let start = std::time::Instant::now();
+            for i in 0..n {
+                let mut call = Call::new(&format!("cost-{i}"), PBX, TRUNK);
+                net.send(PBX, &rich_invite(&mut call));
+                net.settle();
+                let inv = net.take_one(TRUNK);
+                net.send(TRUNK, &reply(&inv, 180, "Ringing", "callee1", TRUNK));
+                net.send(TRUNK, &reply(&inv, 200, "OK", "callee1", TRUNK));
+                net.settle();
+                net.take(PBX);
+                call.to_tag = Some("callee1".into());
+                net.send(PBX, &call.caller_request("ACK"));
+                net.send(PBX, &call.caller_request("BYE"));
+                net.settle();
+                let got = net.take(TRUNK);
+                net.send(TRUNK, &reply(&got[1], 200, "OK", "", ""));
+                net.settle();
+                net.take(PBX);
+            }
+            eprintln!(
+                "round {round} hide={hide}: {:?} per call",
+                start.elapsed() / n
+            );
+        }
+    }
+}
