@@ -451,6 +451,29 @@ fn updates_both_ways_and_our_own_bye_on_dead_media_are_hidden_too() {
 }
 
 #[test]
+fn ice_candidates_naming_the_pbx_are_not_sent_to_the_trunk() {
+    let mut net = hiding_net();
+    let mut call = Call::new("ice", PBX, TRUNK);
+    let sdp = "v=0\r\nc=IN IP4 192.0.2.99\r\nm=audio 4000 RTP/AVP 0\r\n\
+               a=candidate:1 1 UDP 2130706431 127.0.0.2 4000 typ host\r\na=ice-ufrag:Ab\r\n";
+    let invite = rich_invite(&mut call)
+        .replace(
+            "Content-Length: 5",
+            &format!("Content-Length: {}", sdp.len()),
+        )
+        .replace("\nv=0\n", &format!("\n{}", sdp.replace("\r\n", "\n")));
+    net.send(PBX, &invite);
+    net.settle();
+    let inv = net.take_one(TRUNK);
+    assert_hidden(&inv, &call.call_id);
+    assert_eq!(
+        inv.body(),
+        b"v=0\r\nc=IN IP4 192.0.2.99\r\nm=audio 4000 RTP/AVP 0\r\n"
+    );
+    assert_eq!(inv.content_length(), Some(inv.body().len()));
+}
+
+#[test]
 #[ignore]
 fn cost_of_hiding() {
     for round in 0..2 {

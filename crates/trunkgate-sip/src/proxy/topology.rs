@@ -29,6 +29,8 @@
 //!   `user_agent` of the trunk's `[trunk.outbound]` rules wins for User-Agent).
 //! - **Warning**'s agent becomes the advertised host; **Error-Info**, **Call-Info** and
 //!   **Alert-Info** (URLs into the inside) are removed.
+//! - **SDP**: addresses are the relay's (anchoring); ICE lines, which carry the PBX's own
+//!   candidates, are removed.
 //!
 //! From the trunk: the Call-ID is mapped back; responses get back the Vias and inside
 //! Record-Route entries taken off their request (from the client transaction's copy of what
@@ -48,7 +50,7 @@ use crate::message::{HeaderName, Method, NameAddr, SipMessage, SipUri, names_equ
 use crate::routing::{Party, TrunkId};
 use crate::transport::{Flow, Transport};
 use bytes::{Bytes, BytesMut};
-use edit::{join, put, replace_hosts, restore, restore_request, warning_agents};
+use edit::{join, put, replace_hosts, restore, restore_request, strip_ice, warning_agents};
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -351,10 +353,20 @@ impl Proxy {
         let mut own_rr_seen = false;
         let mut contact_written = false;
         let mut stripped = Vec::new();
+        // ICE candidates name the PBX's own addresses (the relay anchors the media anyway).
+        let body = super::media::sdp_body(msg).and_then(strip_ice);
+        let mut length_written = false;
         for h in msg.headers() {
             let value = msg.value(h);
             let name = h.name;
             match name {
+                HeaderName::ContentLength if body.is_some() => {
+                    if !length_written {
+                        let n = body.as_ref().map_or(0, Vec::len).to_string();
+                        put(&mut out, "Content-Length", n.as_bytes());
+                        length_written = true;
+                    }
+                }
                 HeaderName::Via if request => {
                     if !via_written {
                         put(&mut out, "Via", msg.top_via_raw());
@@ -426,8 +438,15 @@ impl Proxy {
                 _ => out.extend_from_slice(b.get(h.line_range()).unwrap_or(&[])),
             }
         }
+        if let (Some(body), false) = (&body, length_written) {
+            put(
+                &mut out,
+                "Content-Length",
+                body.len().to_string().as_bytes(),
+            );
+        }
         out.extend_from_slice(CRLF);
-        out.extend_from_slice(msg.body());
+        out.extend_from_slice(body.as_deref().unwrap_or(msg.body()));
         (out.freeze(), stripped)
     }
 

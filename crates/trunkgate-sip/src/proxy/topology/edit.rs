@@ -166,6 +166,30 @@ pub(super) fn warning_agents(value: &[u8], host: &[u8]) -> Vec<u8> {
     out
 }
 
+/// SDP attributes of ICE (RFC 8839): candidates carry the sender's own addresses.
+const ICE: &[&[u8]] = &[
+    b"a=candidate:",
+    b"a=remote-candidates:",
+    b"a=end-of-candidates",
+    b"a=ice-",
+];
+
+/// `sdp` without its ICE lines; `None` when it has none (the common case: one scan).
+pub(super) fn strip_ice(sdp: &[u8]) -> Option<Vec<u8>> {
+    let mut lines = sdp.split_inclusive(|&b| b == b'\n');
+    let is_ice = |line: &[u8]| ICE.iter().any(|p| line.starts_with(p));
+    if !lines.clone().any(is_ice) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(sdp.len());
+    for line in lines.by_ref() {
+        if !is_ice(line) {
+            out.extend_from_slice(line);
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -185,6 +209,18 @@ mod tests {
         assert_eq!(bare, b"sip:bob@sbc;tag=1");
         assert_eq!(replace_hosts(b"no uri here", b"sbc"), b"no uri here");
         assert_eq!(replace_hosts(b"gossip:x@y", b"sbc"), b"gossip:x@y");
+    }
+
+    #[test]
+    fn ice_lines_removed_the_rest_kept_byte_for_byte() {
+        let sdp = b"v=0\r\nc=IN IP4 127.0.0.1\r\na=ice-ufrag:x\r\nm=audio 4000 RTP/AVP 0\r\n\
+a=candidate:1 1 UDP 2130706431 10.0.0.5 4000 typ host\r\na=end-of-candidates\r\na=sendrecv\r\n";
+        let got = strip_ice(sdp).unwrap();
+        assert_eq!(
+            got,
+            b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n"
+        );
+        assert_eq!(strip_ice(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"), None);
     }
 
     #[test]
