@@ -474,6 +474,27 @@ fn ice_candidates_naming_the_pbx_are_not_sent_to_the_trunk() {
 }
 
 #[test]
+fn over_tcp_our_contact_names_the_transport() {
+    let mut net = SimNet::with_tcp();
+    set_hiding(&mut net, true);
+    let mut call = Call::new("tcp", PBX, TRUNK);
+    let invite = crlf(&rich_invite(&mut call)).replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    net.send_tcp(PBX, 1, &invite);
+    net.settle();
+    let inv = net.take_one(TRUNK);
+    assert_hidden(&inv, &call.call_id);
+    assert!(
+        inv.top_via_raw()
+            .starts_with(b"SIP/2.0/TCP 127.0.0.1:5060;")
+    );
+    let contact = String::from_utf8_lossy(inv.first(HeaderName::Contact).unwrap()).into_owned();
+    assert!(
+        contact.ends_with("@127.0.0.1:5060;transport=tcp>"),
+        "{contact}"
+    );
+}
+
+#[test]
 #[ignore]
 fn cost_of_hiding() {
     for round in 0..2 {
