@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 pub(super) struct Hiding {
     pub inner: TestRouting,
     pub hide: bool,
+    /// Trunk 0's `[trunk.outbound]` rules.
+    pub rules: Option<crate::normalise::Normalise>,
 }
 
 impl Routing for Hiding {
@@ -39,6 +41,9 @@ impl Routing for Hiding {
     fn any_topology_hiding(&self) -> bool {
         self.hide
     }
+    fn normalise(&self, trunk: u16, toward_trunk: bool) -> Option<&crate::normalise::Normalise> {
+        self.rules.as_ref().filter(|_| trunk == 0 && toward_trunk)
+    }
 }
 
 pub(super) fn hiding_net() -> SimNet {
@@ -51,6 +56,7 @@ pub(super) fn set_hiding(net: &mut SimNet, hide: bool) {
     net.proxy.set_routing(Arc::new(Hiding {
         inner: TestRouting::default(),
         hide,
+        rules: None,
     }));
 }
 

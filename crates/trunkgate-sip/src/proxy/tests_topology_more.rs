@@ -332,6 +332,7 @@ fn failover_from_a_hiding_trunk_to_one_that_does_not_hide() {
             ..TestRouting::default()
         },
         hide: true,
+        rules: None,
     }));
     let mut call = Call::new("failover", PBX, TRUNK);
     net.send(PBX, &rich_invite(&mut call));
@@ -492,6 +493,37 @@ fn over_tcp_our_contact_names_the_transport() {
         contact.ends_with("@127.0.0.1:5060;transport=tcp>"),
         "{contact}"
     );
+}
+
+#[test]
+fn the_trunks_header_rules_and_hiding_work_together() {
+    let mut net = SimNet::new();
+    net.proxy.set_routing(Arc::new(Hiding {
+        inner: TestRouting::default(),
+        hide: true,
+        rules: Some(crate::normalise::Normalise {
+            calling: vec![(b"201".to_vec(), b"+44201".to_vec())],
+            add: vec![b"X-Account: 1234".to_vec()],
+            user_agent: Some(b"Carrier-UA".to_vec()),
+            ..Default::default()
+        }),
+    }));
+    let mut call = Call::new("rules", PBX, TRUNK);
+    net.send(PBX, &rich_invite(&mut call));
+    net.settle();
+    let inv = net.take_one(TRUNK);
+    assert_hidden(&inv, &call.call_id);
+    assert_eq!(
+        inv.first(HeaderName::UserAgent),
+        Some(&b"Carrier-UA"[..]),
+        "the rule wins"
+    );
+    assert_eq!(
+        inv.first(HeaderName::PAssertedIdentity),
+        Some(&b"\"Alice\" <sip:+44201@127.0.0.1>"[..]),
+        "renumbered and hidden"
+    );
+    assert_eq!(inv.first_named(b"X-Account"), Some(&b"1234"[..]));
 }
 
 #[test]
