@@ -121,9 +121,13 @@ fn next_sip_uri(value: &[u8], from: usize) -> Option<(usize, usize)> {
     let mut i = from;
     while i + 4 <= value.len() {
         let rest = value.get(i..)?;
-        let scheme = if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"sips:") {
+        let starts = |p: &[u8]| {
+            rest.get(..p.len())
+                .is_some_and(|r| r.eq_ignore_ascii_case(p))
+        };
+        let scheme = if starts(b"sips:") {
             5
-        } else if rest[..4].eq_ignore_ascii_case(b"sip:") {
+        } else if starts(b"sip:") {
             4
         } else {
             0
@@ -221,6 +225,21 @@ a=candidate:1 1 UDP 2130706431 10.0.0.5 4000 typ host\r\na=end-of-candidates\r\n
             b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n"
         );
         assert_eq!(strip_ice(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n"), None);
+    }
+
+    proptest::proptest! {
+        /// Any bytes (values come from the network): no panic, and text without a
+        /// `sip:` URI comes back as it was.
+        #[test]
+        fn edits_never_panic(value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let replaced = replace_hosts(&value, b"sbc");
+            let lower = value.to_ascii_lowercase();
+            if !lower.windows(4).any(|w| w == b"sip:") {
+                proptest::prop_assert_eq!(&replaced, &value);
+            }
+            let _ = warning_agents(&value, b"sbc");
+            let _ = strip_ice(&value);
+        }
     }
 
     #[test]
