@@ -58,4 +58,14 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --workspace --all-targets
 
 # Bounded: the suite takes a few minutes on a 2-core machine; 20 minutes means a hang.
-timeout --kill-after=30s 1200s cargo test --workspace --no-fail-fast
+# cargo-nextest (part of the machine's Rust toolchain) runs the tests of all binaries side by
+# side (.config/nextest.toml: 4 at a time, the loads alone); without it, `cargo test` runs
+# the same tests one binary after another (slower, same verdict).
+if cargo nextest --version >/dev/null 2>&1; then
+    timeout --kill-after=30s 1200s cargo nextest run --workspace --no-fail-fast
+    # nextest does not run doc tests.
+    timeout --kill-after=30s 300s cargo test --workspace --doc
+else
+    echo "test.sh: cargo-nextest not found; running the suite with cargo test (one binary at a time)" >&2
+    timeout --kill-after=30s 1200s cargo test --workspace --no-fail-fast
+fi

@@ -11,6 +11,8 @@ mod raw;
 mod tests;
 #[cfg(test)]
 mod tests_topology;
+#[cfg(test)]
+mod tests_dual_stack;
 mod validate;
 mod values;
 
@@ -64,6 +66,85 @@ pub struct Policy {
     pub dns: DnsSettings,
     /// `[records]`: call records (SQLite) for busy-hour statistics and capacity planning.
     pub records: RecordsSettings,
+    /// `[validate]`: how validation runs of test calls are placed.
+    pub validate: ValidateSettings,
+    /// `[[test_call]]`: synthetic calls Trunkgate places itself (`trunkgate ctl validate`).
+    pub test_calls: Vec<TestCall>,
+}
+
+/// `[validate]`: bounds and triggers of validation runs (`trunkgate ctl validate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidateSettings {
+    /// Test calls of one run in progress at once (default 4).
+    pub concurrency: u32,
+    /// Time between two test-call starts (default 200 ms): a run is a trickle, not a burst.
+    pub start_interval: Duration,
+    /// A test call not answered within this long is cancelled (default 30 s).
+    pub setup_timeout: Duration,
+    /// Run this suite after every applied reload (`None`: none).
+    pub after_reload: Option<String>,
+    /// Scheduled test calls (`every`) are skipped inside this daily window, in minutes
+    /// after midnight UTC, start ≤ t < end (a window may wrap midnight).
+    pub busy_hours: Option<(u16, u16)>,
+    /// Finished runs kept for `ctl validate report` (default 20).
+    pub keep_runs: u32,
+}
+
+/// Which way a test call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestDirection {
+    /// As the PBX: through the outbound routes to a trunk.
+    Outbound,
+    /// As a trunk: to the PBX (inbound routing), e.g. to one of the company's DIDs.
+    Inbound,
+}
+
+/// The audio codec a test call offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestCodec {
+    Pcmu,
+    Pcma,
+}
+
+/// What a test call must end with to pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestExpect {
+    /// Answered, with audio both ways.
+    Answer,
+    /// Refused with this final code (a number the network must reject, say).
+    Code(u16),
+}
+
+/// `[[test_call]]`: one synthetic call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestCall {
+    pub name: String,
+    /// Index into `Policy::trunks`. Outbound: that trunk first, the route's others as its
+    /// failover (`None`: wherever the number's route sends it). Inbound: the trunk the call
+    /// comes from (required).
+    pub trunk: Option<usize>,
+    pub direction: TestDirection,
+    /// The number called: Request-URI and To user part.
+    pub to: String,
+    /// The calling number (From user part; default `trunkgate-test`).
+    pub from: Option<String>,
+    /// How long the call is held after the answer (default 10 s).
+    pub duration: Duration,
+    pub codec: TestCodec,
+    pub expect: TestExpect,
+    /// The far end echoes (an echo service, a loop): its audio must be ours, and the round
+    /// trip is measured.
+    pub echo: bool,
+    /// Fail when the post-dial delay (to the first 180/183, else the answer) is longer.
+    pub max_pdd: Option<Duration>,
+    /// Fail when the estimated MOS of the audio received is lower.
+    pub min_mos: Option<f64>,
+    /// Suites this call belongs to (default `["default"]`).
+    pub suites: Vec<String>,
+    /// Placed on its own every this long (outside `validate.busy_hours`).
+    pub every: Option<Duration>,
+    /// Count against the trunk's `max_sessions`/`max_cps` like a real call (default false).
+    pub count_limits: bool,
 }
 
 /// `[dns]`: where and how trunk and PBX names are looked up.
@@ -151,7 +232,11 @@ pub struct Listen {
     /// `listen.sip`: `"udp:IP:PORT"` / `"tcp:IP:PORT"` (IPv6 as `udp:[::1]:5060`).
     pub sip: Vec<Listener>,
     /// `listen.advertised`: host for Via/Record-Route; default the first listener's IP.
+    /// Written as a list of two (`["203.0.113.10", "2001:db8::10"]`), this is the first.
     pub advertised: String,
+    /// The second host of a two-entry `listen.advertised`: one of the two is an IPv6
+    /// literal (written on IPv6 listeners), the other an IPv4 literal or a name.
+    pub advertised_alternate: Option<String>,
     /// `listen.dscp`: DSCP of SIP sockets (0–63; default CS3 = 24).
     pub dscp: u8,
 }
@@ -164,6 +249,11 @@ pub struct Media {
     /// `media.advertised`: the address written into SDP; default `address`, or
     /// `listen.advertised` when `address` is unspecified.
     pub advertised: IpAddr,
+    /// The other address family's media address when `media.address` lists one IPv4 and
+    /// one IPv6 address (`["192.0.2.10", "2001:db8::10"]`), or when it is not written and
+    /// the SIP listeners include a specific address of the other family: legs toward
+    /// peers of that family bind and advertise here. `None`: every leg uses `address`.
+    pub alternate: Option<MediaAddress>,
     /// `media.ports`: `"20000-39999"`; RTP on even ports, RTCP on the odd one above.
     pub port_min: u16,
     pub port_max: u16,
@@ -187,6 +277,15 @@ pub struct Media {
     /// `media.assumed_delay`: end-to-end one-way network delay the MOS assumes where no RTCP
     /// round trip is known (default 40 ms).
     pub assumed_delay: Duration,
+}
+
+/// One address family's media address (see [`Media::alternate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaAddress {
+    /// Where media sockets of this family are bound (may be unspecified: `::`).
+    pub address: IpAddr,
+    /// What SDP toward a peer of this family names.
+    pub advertised: IpAddr,
 }
 
 /// `media.latch`.
@@ -634,6 +733,8 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::DNS_KEYS, "in [dns]"),
             (raw::RULES_KEYS, "in a trunk's outbound/inbound rules"),
             (raw::RECORDS_KEYS, "in [records]"),
+            (raw::VALIDATE_KEYS, "in [validate]"),
+            (raw::TEST_CALL_KEYS, "in [[test_call]]"),
             (raw::ROUTE_KEYS, "in [[route]]"),
             (raw::ACCOUNT_KEYS, "in [[account]]"),
             (&["to_prefix"], "in route match"),

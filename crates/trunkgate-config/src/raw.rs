@@ -128,9 +128,41 @@ pub(crate) struct RawPolicy {
     pub drill: Table<RawDrill>,
     pub dns: Table<RawDns>,
     pub records: Table<RawRecords>,
+    pub validate: Table<RawValidate>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
     pub account: Option<Spanned<Vec<Spanned<RawAccount>>>>,
+    pub test_call: Option<Spanned<Vec<Spanned<RawTestCall>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawValidate {
+    pub concurrency: Option<Field>,
+    pub start_interval: Option<Field>,
+    pub setup_timeout: Option<Field>,
+    pub after_reload: Option<Field>,
+    pub busy_hours: Option<Field>,
+    pub keep_runs: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTestCall {
+    pub name: Option<Field>,
+    pub trunk: Option<Field>,
+    pub direction: Option<Field>,
+    pub to: Option<Field>,
+    pub from: Option<Field>,
+    pub duration: Option<Field>,
+    pub codec: Option<Field>,
+    pub expect: Option<Field>,
+    pub echo: Option<Field>,
+    pub max_pdd: Option<Field>,
+    pub min_mos: Option<Field>,
+    pub suites: Option<Field>,
+    pub every: Option<Field>,
+    pub count_limits: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -389,8 +421,48 @@ pub(crate) struct RawMatch {
 
 /// The keys of each table, for "unknown key" hints and environment overrides.
 pub(crate) const ROOT_KEYS: &[&str] = &[
-    "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "drill", "dns", "records", "trunk", "route", "account",
+    "listen",
+    "sip",
+    "admin",
+    "pbx",
+    "security",
+    "flood",
+    "register",
+    "media",
+    "health",
+    "limits",
+    "drill",
+    "dns",
+    "records",
+    "validate",
+    "trunk",
+    "route",
+    "account",
+    "test_call",
+];
+pub(crate) const VALIDATE_KEYS: &[&str] = &[
+    "concurrency",
+    "start_interval",
+    "setup_timeout",
+    "after_reload",
+    "busy_hours",
+    "keep_runs",
+];
+pub(crate) const TEST_CALL_KEYS: &[&str] = &[
+    "name",
+    "trunk",
+    "direction",
+    "to",
+    "from",
+    "duration",
+    "codec",
+    "expect",
+    "echo",
+    "max_pdd",
+    "min_mos",
+    "suites",
+    "every",
+    "count_limits",
 ];
 pub(crate) const DNS_KEYS: &[&str] = &["servers", "timeout"];
 pub(crate) const RECORDS_KEYS: &[&str] = &["enabled", "path", "keep", "max_size"];
@@ -608,6 +680,18 @@ impl RawPolicy {
                     _ => return Err(UnknownName::Key(RECORDS_KEYS)),
                 }
             }
+            "validate" => {
+                let t = table(&mut self.validate);
+                match key {
+                    "concurrency" => &mut t.concurrency,
+                    "start_interval" => &mut t.start_interval,
+                    "setup_timeout" => &mut t.setup_timeout,
+                    "after_reload" => &mut t.after_reload,
+                    "busy_hours" => &mut t.busy_hours,
+                    "keep_runs" => &mut t.keep_runs,
+                    _ => return Err(UnknownName::Key(VALIDATE_KEYS)),
+                }
+            }
             "pbx" => {
                 let t = table(&mut self.pbx);
                 match key {
@@ -689,7 +773,7 @@ pub(crate) enum UnknownName {
 /// The sections that environment overrides reach.
 pub(crate) const ENV_SECTIONS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "drill", "dns", "records",
+    "drill", "dns", "records", "validate",
 ];
 
 /// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).

@@ -294,31 +294,45 @@ impl RoutingTable {
             });
         }
 
-        let pbx_claims = policy
+        // The peers' own addresses: written as an IP literal, each claims its IP, or only
+        // its port where peers share one IP (`sources.rs`); resolved from a name, its IP.
+        let written = std::iter::once(&policy.pbx.address)
+            .chain(policy.pbx.nodes.iter().map(|n| &n.address))
+            .zip(pbx.iter().map(|node| (node.address, Source::Pbx)))
+            .map(|(hp, (a, owner))| (hp, vec![a], owner))
+            .chain(
+                policy
+                    .trunks
+                    .iter()
+                    .zip(&trunks)
+                    .map(|(t, e)| (&t.address, e.addresses.clone(), Source::Trunk(e.id))),
+            )
+            .collect::<Vec<_>>();
+        let literal = |hp: &HostPort| matches!(hp.host, trunkgate_config::Host::Ip(_));
+        let addresses = written
+            .iter()
+            .filter(|(hp, _, _)| literal(hp))
+            .flat_map(|(_, addrs, owner)| addrs.iter().map(move |&a| (a, *owner)))
+            .collect::<Vec<_>>();
+        let resolved = written
+            .iter()
+            .filter(|(hp, _, _)| !literal(hp))
+            .flat_map(|(_, addrs, owner)| addrs.iter().map(move |a| (IpNet::from(a.ip()), *owner)))
+            .collect::<Vec<_>>();
+        let claims = policy
             .pbx
             .allow
             .iter()
             .chain(policy.pbx.nodes.iter().flat_map(|n| n.allow.iter()))
-            .copied()
-            .chain(pbx.iter().map(|node| IpNet::from(node.address.ip())))
-            .collect::<Vec<_>>();
-        let claims = pbx_claims.into_iter().map(|n| (n, Source::Pbx)).chain(
-            policy.trunks.iter().zip(&trunks).flat_map(|(t, e)| {
-                let id = e.id;
-                let mut own: Vec<IpNet> = Vec::with_capacity(e.addresses.len());
-                for a in &e.addresses {
-                    let net = IpNet::from(a.ip());
-                    if !own.contains(&net) {
-                        own.push(net);
-                    }
-                }
-                t.allow
+            .map(|&n| (n, Source::Pbx))
+            .chain(
+                policy
+                    .trunks
                     .iter()
-                    .copied()
-                    .chain(own)
-                    .map(move |n| (n, Source::Trunk(id)))
-            }),
-        );
+                    .zip(&trunks)
+                    .flat_map(|(t, e)| t.allow.iter().map(move |&n| (n, Source::Trunk(e.id)))),
+            )
+            .chain(resolved);
         let describe = |s: Source| match s {
             Source::Pbx => "pbx".to_owned(),
             Source::Trunk(id) => trunks.iter().find(|t| t.id == id).map_or_else(
@@ -327,10 +341,12 @@ impl RoutingTable {
             ),
             Source::Unknown => "nobody".to_owned(),
         };
-        let sources = SourceTable::new(claims).map_err(|c| ResolveError::Ambiguous {
-            net: c.net,
-            first: describe(c.first),
-            second: describe(c.second),
+        let sources = SourceTable::with_addresses(claims, addresses).map_err(|c| {
+            ResolveError::Ambiguous {
+                net: c.net,
+                first: describe(c.first),
+                second: describe(c.second),
+            }
         })?;
 
         let routes: Vec<RouteEntry> = policy
@@ -377,6 +393,12 @@ impl RoutingTable {
     /// Which peer `ip` belongs to (longest-prefix match). No allocation, no lock.
     pub fn classify(&self, ip: IpAddr) -> Source {
         self.sources.classify(ip)
+    }
+
+    /// Which peer `source` belongs to: as [`RoutingTable::classify`], except that where
+    /// peers share one IP (their `address`es differ only in port) the port decides.
+    pub fn classify_at(&self, source: std::net::SocketAddr) -> Source {
+        self.sources.classify_at(source)
     }
 
     /// The route for an outbound call to Request-URI user `request_user` (bytes as on the

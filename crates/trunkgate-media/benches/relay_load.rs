@@ -88,6 +88,7 @@ fn start_epoll(
     let cfg = MediaConfig {
         bind: LO,
         advertised: LO,
+        alternate: None,
         port_min: base_port,
         port_max: 60999,
         dscp: 46,
@@ -108,6 +109,7 @@ fn start_epoll(
             call_id: b"bench",
             trunk: None,
             inbound: false,
+            peers: [None, None],
         };
         let pa = a_peers[i % PEERS].local_addr().unwrap().port();
         let pb = b_peers[i % PEERS].local_addr().unwrap().port();

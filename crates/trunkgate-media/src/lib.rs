@@ -28,6 +28,10 @@ pub struct MediaConfig {
     pub bind: IpAddr,
     /// `media.advertised`: the address written into rewritten SDP.
     pub advertised: IpAddr,
+    /// The other address family's bind and advertised address (dual-stack `media.address`):
+    /// a leg whose peer is of that family binds and is advertised there. `None`: every leg
+    /// uses `bind`/`advertised`.
+    pub alternate: Option<MediaAddress>,
     /// `media.ports`: inclusive range; RTP on even ports, RTCP on the next odd one.
     pub port_min: u16,
     pub port_max: u16,
@@ -52,6 +56,33 @@ pub struct MediaConfig {
     pub max_sockets: usize,
     /// `media.one_way_after`, `media.quality_interval`, `media.assumed_delay`.
     pub quality: QualityConfig,
+}
+
+/// One address family's media address: where a leg's sockets bind, what SDP names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaAddress {
+    pub bind: IpAddr,
+    pub advertised: IpAddr,
+}
+
+impl MediaConfig {
+    /// The media address for a leg whose peer is at `peer`: the alternate when it is of
+    /// `peer`'s family and the primary is not, else the primary (also when `peer` is not
+    /// known). IPv4-mapped IPv6 counts as IPv4.
+    pub fn address_for(&self, peer: Option<IpAddr>) -> MediaAddress {
+        let primary = MediaAddress {
+            bind: self.bind,
+            advertised: self.advertised,
+        };
+        match (peer.map(|ip| ip.to_canonical()), self.alternate) {
+            (Some(ip), Some(alt))
+                if ip.is_ipv6() != self.bind.is_ipv6() && ip.is_ipv6() == alt.bind.is_ipv6() =>
+            {
+                alt
+            }
+            _ => primary,
+        }
+    }
 }
 
 /// `media.latch`: how the relay learns where a peer really sends from.
@@ -109,6 +140,11 @@ pub struct CallInfo<'a> {
     pub trunk: Option<u16>,
     /// The call came from a trunk (inbound) rather than from the PBX.
     pub inbound: bool,
+    /// Signaling address of side A (PBX) and side B (trunk), by [`Side::index`]; `None`:
+    /// not known. A side's family picks its media address (see [`MediaConfig::address_for`])
+    /// when the session is created: the side whose SDP creates it by that SDP's connection
+    /// address, the other side by this.
+    pub peers: [Option<IpAddr>; 2],
 }
 
 /// Something the relay tells its owner (the SIP side) about.

@@ -20,6 +20,7 @@ fn start_with(first: u16, last: u16, trunks: &[&str]) -> Relay {
     let cfg = MediaConfig {
         bind: LO,
         advertised: LO,
+        alternate: None,
         port_min: first,
         port_max: last,
         dscp: 46,
@@ -46,6 +47,7 @@ fn call(id: u64) -> CallInfo<'static> {
         call_id: b"quality@test",
         trunk: Some(0),
         inbound: false,
+        peers: [None, None],
     }
 }
 

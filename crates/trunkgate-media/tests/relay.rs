@@ -16,6 +16,7 @@ fn config(first: u16, last: u16, latch: Latch) -> MediaConfig {
     MediaConfig {
         bind: LO,
         advertised: ADV,
+        alternate: None,
         port_min: first,
         port_max: last,
         dscp: 46,
@@ -50,6 +51,7 @@ fn call(id: u64) -> CallInfo<'static> {
         call_id: b"abc@host",
         trunk: Some(0),
         inbound: false,
+        peers: [None, None],
     }
 }
 

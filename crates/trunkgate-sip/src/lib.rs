@@ -27,8 +27,8 @@ pub use admission::{
 pub use media::{MediaCall, MediaFailure, MediaRelay, MediaSide};
 pub use metrics::{Direction, ProxyMetrics};
 pub use proxy::{
-    CallParties, EndReason, Event, Outcome, ProbeResult, Proxy, ProxyConfig, Refusal,
-    RegistrationConfig, RegistrationResult, Timers,
+    CallParties, EndReason, Event, INTERNAL_ADDR, INTERNAL_FLOW, InternalOrigin, Outcome,
+    ProbeResult, Proxy, ProxyConfig, Refusal, RegistrationConfig, RegistrationResult, Timers,
 };
 pub use routing::{FailoverPolicy, Party, RouteChoice, Routing, Target, TrunkId, TrunkLoad};
 pub use transport::{ConnId, Flow, Transmit, Transport};

@@ -19,6 +19,11 @@ pub struct MediaCall<'a> {
     pub trunk: Option<u16>,
     /// The call came from a trunk.
     pub inbound: bool,
+    /// Where the PBX side's and the trunk side's signaling goes (`None`: not known). Each
+    /// address family decides the family of that side's media leg and of the SDP written
+    /// toward it (an IPv4 PBX and an IPv6 trunk each get their own).
+    pub pbx_address: Option<std::net::SocketAddr>,
+    pub trunk_address: Option<std::net::SocketAddr>,
 }
 
 /// Why an SDP body could not be anchored.

@@ -151,6 +151,11 @@ pub trait TrunkLoad {
 pub trait Routing: Send + Sync {
     /// Classify a request's source IP address.
     fn classify(&self, source: IpAddr) -> Party;
+    /// Classify a source by IP and port: the port decides between peers that share one IP
+    /// (their `address`es differ only in port). Default: by IP alone.
+    fn classify_at(&self, source: std::net::SocketAddr) -> Party {
+        self.classify(source.ip())
+    }
     /// Candidates for a new out-of-dialog request (INVITE, OPTIONS, MESSAGE, ...) from `from`,
     /// best first, written into `out` (cleared by the caller). `request_user` is the
     /// Request-URI user part (digits for a phone number), if any. Empty: no route.
@@ -164,6 +169,13 @@ pub trait Routing: Send + Sync {
         load: &dyn TrunkLoad,
         out: &mut Vec<Target>,
     ) -> RouteChoice;
+    /// Candidates of trunk `trunk` alone, for a test call of a trunk that is on no route for
+    /// its number: left out when it is down, drilled out or cooling down, as in
+    /// [`Routing::candidates`]. Default: none.
+    fn trunk_candidates(&self, now: Instant, trunk: TrunkId, out: &mut Vec<Target>) {
+        let _ = (now, trunk, out);
+    }
+
     /// Does trunk `trunk` have its calls' media anchored (`media.anchor`, default true)?
     /// Header normalisation of requests Trunkgate sends to trunk `trunk` (`toward_trunk`)
     /// or from it to the PBX; `None`: forwarded as the proxy builds them.

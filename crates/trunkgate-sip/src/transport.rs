@@ -7,6 +7,10 @@ use std::net::SocketAddr;
 pub enum Transport {
     Udp,
     Tcp,
+    /// In-process: requests and responses of Trunkgate's own test calls, injected with
+    /// [`crate::Proxy::handle_internal`] and handed back by the shell to the test-call
+    /// user agent. Reliable and ordered (no retransmissions), never on a socket.
+    Internal,
 }
 
 impl Transport {
@@ -15,6 +19,8 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            // Never leaves the process (the test-call agent writes its own Via).
+            Transport::Internal => "INTERNAL",
         }
     }
     /// Lower-case name for URIs and labels (`udp`, `tcp`).
@@ -22,7 +28,12 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Internal => "internal",
         }
+    }
+    /// Reliable transports: no retransmissions, no Timer J/K/D wait.
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
     }
 }
 

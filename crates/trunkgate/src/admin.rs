@@ -187,6 +187,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/drills/stop", post(control::drill_stop))
         .route("/drills/reports", get(control::drill_reports))
         .route("/drills/reports/{id}", get(control::drill_report))
+        .route("/testcalls", post(crate::testcall_api::testcall))
+        .route("/validate", post(crate::testcall_api::validate))
+        .route("/validate/runs", get(crate::testcall_api::runs))
+        .route("/validate/runs/{id}", get(crate::testcall_api::run))
         .route("/records", get(crate::records_api::records))
         .route("/capacity", get(crate::records_api::capacity))
         .layer(axum::middleware::from_fn_with_state(

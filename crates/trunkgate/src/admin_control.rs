@@ -21,6 +21,18 @@ fn refuse(status: StatusCode, error: impl Into<String>) -> Response {
     (status, Json(json!({ "error": error.into() }))).into_response()
 }
 
+/// `404`: `name` is no trunk of `policy` (the ones it has are listed).
+pub(crate) fn unknown_trunk(policy: &trunkgate_config::Policy, name: &str) -> Response {
+    let names: Vec<&str> = policy.trunks.iter().map(|t| t.name.as_str()).collect();
+    refuse(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no trunk \"{name}\" in the policy; trunks: {}",
+            names.join(", ")
+        ),
+    )
+}
+
 fn not_loaded() -> Response {
     refuse(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -144,20 +156,7 @@ pub async fn drill_start(
     let snapshot = live.current();
     let table = snapshot.routing.table();
     let Some(trunk) = table.trunk_id(&body.trunk) else {
-        let names: Vec<&str> = snapshot
-            .policy
-            .trunks
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect();
-        return refuse(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no trunk \"{}\" in the policy; trunks: {}",
-                body.trunk,
-                names.join(", ")
-            ),
-        );
+        return unknown_trunk(&snapshot.policy, &body.trunk);
     };
     if snapshot.draining.contains(&body.trunk) {
         return refuse(
@@ -342,7 +341,14 @@ pub async fn drill_report(State(state): State<AdminState>, Path(id): Path<String
         },
     };
     match live.shared().drills.with(|d| d.report(wanted)) {
-        Some(report) => Json(json!({ "report": report })).into_response(),
+        Some(report) => {
+            // Validation runs made while the drill ran: the proof it did what it should.
+            let validation = live
+                .testcalls()
+                .map(|hub| hub.during_drill(report.id))
+                .unwrap_or_default();
+            Json(json!({ "report": report, "validation": validation })).into_response()
+        }
         None => refuse(
             StatusCode::NOT_FOUND,
             match wanted {

@@ -217,6 +217,9 @@ pub struct ReloadOutcome {
     pub hash: String,
     /// Removed trunks still carrying calls.
     pub draining: Vec<String>,
+    /// The validation run (`validate.after_reload`) the applied reload started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_run: Option<u64>,
 }
 
 /// Per-minute peaks of sessions by trunk id, for the last hour (drill dry runs).
@@ -280,6 +283,8 @@ pub struct LivePolicy {
     history: Mutex<crate::concurrency::ConcurrencyHistory>,
     rates: Mutex<Rates>,
     started: Instant,
+    /// Runs of test calls (set once at start).
+    testcalls: std::sync::OnceLock<Arc<crate::testcall::Hub>>,
 }
 
 impl std::fmt::Debug for LivePolicy {
@@ -360,6 +365,7 @@ impl LivePolicy {
             history: Mutex::new(crate::concurrency::ConcurrencyHistory::default()),
             rates: Mutex::new(Rates::default()),
             started: Instant::now(),
+            testcalls: std::sync::OnceLock::new(),
         };
         registry.register(
             "trunkgate_policy_reloads",
@@ -402,6 +408,20 @@ impl LivePolicy {
     /// otherwise only notice at its next input).
     pub fn wake_core(&self) {
         let _ = self.core.send(CoreMessage::Wake);
+    }
+
+    /// Hand the core loop a message (a run of test calls); false when it is gone.
+    pub fn send_core(&self, message: CoreMessage) -> bool {
+        self.core.send(message).is_ok()
+    }
+
+    /// The runs of test calls (`None` before start-up set them).
+    pub fn testcalls(&self) -> Option<&Arc<crate::testcall::Hub>> {
+        self.testcalls.get()
+    }
+
+    pub fn set_testcalls(&self, hub: Arc<crate::testcall::Hub>) {
+        let _ = self.testcalls.set(hub);
     }
 
     pub fn uptime(&self) -> std::time::Duration {
@@ -669,6 +689,7 @@ impl LivePolicy {
                 restart_needed: Vec::new(),
                 hash: current.hash.clone(),
                 draining: current.draining.clone(),
+                validation_run: None,
             }
         };
         let (policy, text) = match read_policy(current.path.as_deref()) {
@@ -691,6 +712,7 @@ impl LivePolicy {
                 restart_needed,
                 hash,
                 draining: current.draining.clone(),
+                validation_run: None,
             };
         }
         let token = match load_token(policy.admin.token_file.as_deref()) {
@@ -773,6 +795,7 @@ impl LivePolicy {
         for key in &restart_needed {
             tracing::warn!(key = %key, "changed key needs a restart: the running value stays until then");
         }
+        let validation_run = crate::testcall_api::after_reload(self);
         ReloadOutcome {
             result: "applied",
             file,
@@ -781,6 +804,7 @@ impl LivePolicy {
             restart_needed,
             hash,
             draining,
+            validation_run,
         }
     }
 }

@@ -40,6 +40,8 @@ mod status_chart;
 mod status_page;
 #[cfg(test)]
 mod strategy_sim;
+mod testcall;
+mod testcall_api;
 mod trunk_health;
 mod trunk_metrics;
 

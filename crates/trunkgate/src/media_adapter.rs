@@ -52,6 +52,10 @@ impl RelayAdapter {
             call_id: call.call_id,
             trunk: call.trunk,
             inbound: call.inbound,
+            peers: [
+                call.pbx_address.map(|a| a.ip()),
+                call.trunk_address.map(|a| a.ip()),
+            ],
         };
         let side = match from {
             MediaSide::Pbx => Side::A,

@@ -283,7 +283,13 @@ impl RecordsFeed {
                 source,
                 route,
                 parties,
+                test,
             } => {
+                if *test {
+                    // Trunkgate's own test calls are not traffic: no record, so no
+                    // busy-hour statistics (their results are the validation report's).
+                    return;
+                }
                 let mut r = new_record(call_id, wall, self.direction(*from), parties);
                 r.route = self.route(*route);
                 match from {
@@ -301,8 +307,9 @@ impl RecordsFeed {
                 code,
                 refusal,
                 parties,
+                test,
             } => {
-                if self.rejects.repeat(call_id, wall) {
+                if *test || self.rejects.repeat(call_id, wall) {
                     return;
                 }
                 let mut r = new_record(call_id, wall, self.direction(*from), parties);
@@ -511,6 +518,7 @@ mod tests {
             source,
             route: Some(0),
             parties: parties(),
+            test: false,
         });
         feed.on_event(&branch(0, None, false));
         // The next branch starts before the first one's end is reported.
@@ -536,6 +544,7 @@ mod tests {
             code: 503,
             refusal: Refusal::Limit(RejectReason::Cps),
             parties: parties(),
+            test: false,
         });
         // A call still up at shutdown is recorded too.
         feed.on_event(&Event::CallAttempt {
@@ -545,6 +554,7 @@ mod tests {
             source: "127.0.0.3:5060".parse().unwrap(),
             route: None,
             parties: parties(),
+            test: false,
         });
         // Its retransmission (the 503 was lost) is the same attempt: no second record.
         feed.on_event(&Event::CallRejected {
@@ -556,6 +566,7 @@ mod tests {
             code: 503,
             refusal: Refusal::Limit(RejectReason::Cps),
             parties: parties(),
+            test: false,
         });
         drop(feed);
         writer.finish();

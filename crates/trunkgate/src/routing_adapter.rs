@@ -203,11 +203,11 @@ pub(crate) fn transport(t: PeerTransport) -> Option<Transport> {
 
 impl Routing for PolicyRouting {
     fn classify(&self, source: std::net::IpAddr) -> Party {
-        match self.table.classify(source) {
-            Source::Pbx => Party::Pbx,
-            Source::Trunk(id) => Party::Trunk(id.0),
-            Source::Unknown => Party::Unknown,
-        }
+        party(self.table.classify(source))
+    }
+
+    fn classify_at(&self, source: std::net::SocketAddr) -> Party {
+        party(self.table.classify_at(source))
     }
 
     fn candidates(
@@ -302,6 +302,38 @@ impl Routing for PolicyRouting {
         }
     }
 
+    fn trunk_candidates(&self, now: Instant, trunk: u16, out: &mut Vec<Target>) {
+        let id = TrunkId(trunk);
+        let Some(entry) = self.table.trunk(id) else {
+            return;
+        };
+        if self
+            .registration_gate
+            .get()
+            .is_some_and(|g| g.blocks(trunk))
+        {
+            return;
+        }
+        let local_answer = match self.drills.mode(id) {
+            Some(DrillMode::Down | DrillMode::Drain) => return,
+            Some(DrillMode::Reject503) => Some(503),
+            _ => None,
+        };
+        let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if !health.usable(now, id) {
+            return;
+        }
+        let mut addresses = Vec::new();
+        health.usable_addresses(now, id, &entry.addresses, &mut addresses);
+        out.extend(addresses.iter().map(|&address| Target {
+            party: Party::Trunk(trunk),
+            address,
+            transport: transport(entry.transport),
+            uri_host: entry.uri_host.clone(),
+            local_answer,
+        }));
+    }
+
     fn normalise(&self, trunk: u16, toward_trunk: bool) -> Option<&Normalise> {
         let [outbound, inbound] = self.normalise.get(usize::from(trunk))?;
         if toward_trunk {
@@ -326,6 +358,14 @@ impl Routing for PolicyRouting {
 
     fn any_topology_hiding(&self) -> bool {
         self.any_topology_hiding
+    }
+}
+
+fn party(source: Source) -> Party {
+    match source {
+        Source::Pbx => Party::Pbx,
+        Source::Trunk(id) => Party::Trunk(id.0),
+        Source::Unknown => Party::Unknown,
     }
 }
 

@@ -152,13 +152,42 @@ fn proxy_config(policy: &Policy, listeners: Vec<Flow>) -> ProxyConfig {
     } else {
         policy.listen.advertised.clone()
     };
+    warn_unadvertised_families(
+        &advertised,
+        policy.listen.advertised_alternate.as_deref(),
+        &listeners,
+    );
     ProxyConfig {
         advertised,
+        advertised_alternate: policy.listen.advertised_alternate.clone(),
         listeners,
         timers: timers(policy),
         limits: limits(policy),
         server_name: format!("Trunkgate/{}", env!("CARGO_PKG_VERSION")),
         dialog_timeout: policy.sip.dialog_timeout,
+    }
+}
+
+/// A listener on an unspecified address (`[::]`, `0.0.0.0`) writes the advertised host of
+/// its own family into Via and Record-Route; without one (no IP literal of that family and
+/// no name in `listen.advertised`) it writes the other family's, which its peers cannot
+/// reach: say so at start.
+fn warn_unadvertised_families(advertised: &str, alternate: Option<&str>, listeners: &[Flow]) {
+    let hosts = std::iter::once(advertised).chain(alternate);
+    for l in listeners.iter().filter(|l| l.local.ip().is_unspecified()) {
+        let served = hosts.clone().any(|h| match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_ipv4() == l.local.is_ipv4(),
+            Err(_) => !h.is_empty(),
+        });
+        if !served {
+            let family = if l.local.is_ipv4() { "IPv4" } else { "IPv6" };
+            tracing::warn!(
+                listener = %l.local,
+                advertised,
+                "listen.advertised names no {family} address for this listener: its Via and \
+                 Record-Route carry {advertised}; list one, e.g. advertised = [\"203.0.113.10\", \"2001:db8::10\"]"
+            );
+        }
     }
 }
 
@@ -168,6 +197,10 @@ fn media_config(policy: &Policy, budget: &FdBudget) -> MediaConfig {
     MediaConfig {
         bind: m.address,
         advertised: m.advertised,
+        alternate: m.alternate.map(|a| trunkgate_media::MediaAddress {
+            bind: a.address,
+            advertised: a.advertised,
+        }),
         port_min: m.port_min,
         port_max: m.port_max,
         dscp: m.dscp,
@@ -396,6 +429,34 @@ async fn serve(
     for (trunk, credentials) in crate::credentials::trunk_credentials(&policy)? {
         proxy.set_trunk_credentials(trunk, Some(credentials));
     }
+    // Test calls: the agent runs in the core loop; its runs are kept for the admin API.
+    let testcall_hub = crate::testcall::Hub::new(&mut registry, policy.validate.keep_runs);
+    let testcall_agent = {
+        let config = proxy_config(&policy, Vec::new());
+        let port = udp_listeners
+            .first()
+            .map_or(trunkgate_config::DEFAULT_SIP_PORT, |l| l.flow.local.port());
+        let host = if config.advertised.is_empty() {
+            udp_listeners
+                .first()
+                .map(|l| l.flow.local.ip().to_string())
+                .unwrap_or_else(|| "127.0.0.1".to_owned())
+        } else {
+            config.advertised.clone()
+        };
+        let host = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
+        // RTP endpoints of test calls: on the relay's address (its advertised one when the
+        // relay listens on all addresses).
+        let media_ip = if policy.media.address.is_unspecified() {
+            policy.media.advertised
+        } else {
+            policy.media.address
+        };
+        crate::testcall::TestCalls::new(testcall_hub.clone(), host, media_ip)
+    };
     let auth = Arc::new(AdminAuth::new(token));
     registry.register_collector(Box::new(crate::admin_auth::AuthCollector(auth.clone())));
     let (policy_tx, policy_rx) = mpsc::unbounded_channel();
@@ -415,6 +476,8 @@ async fn serve(
         },
         &mut registry,
     ));
+    live.set_testcalls(testcall_hub);
+    crate::testcall_api::spawn_scheduler(live.clone());
     // Every second: flood limiter upkeep (forget idle sources, lift expired bans), load
     // samples (cps, peaks), drained trunks dropped.
     let upkeep = live.clone();
@@ -476,8 +539,11 @@ async fn serve(
         admin = %admin_address,
         trunks = policy.trunks.len(),
         media = %format!(
-            "{}:{}-{} (advertised {})",
-            policy.media.address, policy.media.port_min, policy.media.port_max, policy.media.advertised
+            "{}:{}-{} (advertised {}){}",
+            policy.media.address, policy.media.port_min, policy.media.port_max, policy.media.advertised,
+            policy.media.alternate.map_or_else(String::new, |a| format!(
+                " and {} (advertised {})", a.address, a.advertised
+            ))
         ),
         "trunkgate running"
     );
@@ -511,7 +577,8 @@ async fn serve(
                             .with_registrations(registrations)
                             .with_answered(move |dialog| answered_relay.answered(dialog))
                             .with_control(policy_rx)
-                            .with_records(records_feed);
+                            .with_records(records_feed)
+                            .with_testcalls(testcall_agent);
                     Ok(core.run(shutdown).await)
                 })
             })();

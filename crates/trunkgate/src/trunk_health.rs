@@ -214,6 +214,7 @@ impl TrunkHealthFeed {
             Event::CallAttempt {
                 dialog,
                 route: Some(route),
+                test: false,
                 ..
             } if drills.any() => {
                 if let Some(route) = self.routing.table().routes().get(usize::from(route)) {

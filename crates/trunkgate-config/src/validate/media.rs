@@ -3,7 +3,7 @@
 use super::{Check, span_of};
 use crate::raw::{Field, RawPolicy, RawTrunkMedia, Value};
 use crate::values::Problem;
-use crate::{Listen, Media, MediaLatch};
+use crate::{Listen, Media, MediaAddress, MediaLatch};
 use std::net::IpAddr;
 use std::time::Duration;
 use toml::Spanned;
@@ -36,17 +36,30 @@ impl Check<'_, '_> {
         let t = table.as_ref().map(|(t, _)| *t);
         let field =
             |pick: fn(&crate::raw::RawMedia) -> &Option<Field>| t.and_then(|t| pick(t).as_ref());
-        let first_listener = listen.sip.first().map(|l| l.address.ip());
-        let address = match field(|t| &t.address) {
-            Some(f) => self.parsed(f, "media.address", ip),
-            None => first_listener,
-        }
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let advertised = match field(|t| &t.advertised) {
-            Some(f) => self.parsed(f, "media.advertised", ip),
+        let (address, alternate) = self.media_addresses(field(|t| &t.address), listen);
+        let advertised_list =
+            field(|t| &t.advertised).map(|f| (self.ip_list(f, "media.advertised"), f));
+        // The advertised entry of `family` (v6?), or the only one where a single address and a
+        // single advertised address are written (any family, as before dual-stack).
+        let pick = |v6: bool, single: bool| {
+            advertised_list
+                .as_ref()
+                .and_then(|(list, _)| match list.as_slice() {
+                    [only] if single => Some(*only),
+                    list => list.iter().copied().find(|ip| ip.is_ipv6() == v6),
+                })
+        };
+        let listen_ip = |v6: bool| {
+            std::iter::once(listen.advertised.as_str())
+                .chain(listen.advertised_alternate.as_deref())
+                .filter_map(|h| h.parse::<IpAddr>().ok())
+                .find(|ip| ip.is_ipv6() == v6 && !ip.is_unspecified())
+        };
+        let advertised = match pick(address.is_ipv6(), alternate.is_none()) {
+            Some(ip) => Some(ip),
             None if !address.is_unspecified() => Some(address),
-            None => match listen.advertised.parse::<IpAddr>() {
-                Ok(ip) if !ip.is_unspecified() => Some(ip),
+            None => match listen_ip(address.is_ipv6()).or_else(|| listen.advertised.parse::<IpAddr>().ok()) {
+                Some(ip) if !ip.is_unspecified() => Some(ip),
                 // listen.advertised itself was refused (already reported).
                 _ if listen.advertised.is_empty() => None,
                 _ => {
@@ -61,12 +74,51 @@ impl Check<'_, '_> {
             },
         }
         .unwrap_or(address);
-        if let (Some(f), true) = (field(|t| &t.advertised), advertised.is_unspecified()) {
-            self.report.error(
-                &f.at,
-                format!("media.advertised {advertised} is unspecified"),
-                Some("peers send RTP to this address: write the relay's reachable IP".into()),
-            );
+        let alternate = alternate.map(|other| {
+            let advertised = pick(other.is_ipv6(), false)
+                .or_else(|| (!other.is_unspecified()).then_some(other))
+                .or_else(|| listen_ip(other.is_ipv6()));
+            let advertised = advertised.unwrap_or_else(|| {
+                let at = field(|t| &t.address).map(|f| f.at.clone()).or_else(|| table.as_ref().map(|(_, at)| at.clone())).unwrap_or(crate::error::At::Nowhere);
+                let family = if other.is_ipv6() { "IPv6" } else { "IPv4" };
+                self.report.error(
+                    &at,
+                    format!("media.address {other} is unspecified and neither media.advertised nor listen.advertised names an {family} address"),
+                    Some("list the address peers of that family send RTP to, e.g. media.advertised = [\"203.0.113.10\", \"2001:db8::10\"]".into()),
+                );
+                other
+            });
+            MediaAddress { address: other, advertised }
+        });
+        if let Some((list, f)) = &advertised_list {
+            for ip in list {
+                if ip.is_unspecified() {
+                    self.report.error(
+                        &f.at,
+                        format!("media.advertised {ip} is unspecified"),
+                        Some(
+                            "peers send RTP to this address: write the relay's reachable IP".into(),
+                        ),
+                    );
+                }
+            }
+            let families = [Some(address), alternate.map(|a| a.address)];
+            if list.len() > 1 || alternate.is_some() {
+                for ip in list {
+                    if !families
+                        .iter()
+                        .flatten()
+                        .any(|a| a.is_ipv6() == ip.is_ipv6())
+                    {
+                        let family = if ip.is_ipv6() { "IPv6" } else { "IPv4" };
+                        self.report.error(
+                            &f.at,
+                            format!("media.advertised {ip} is {family} but media.address has no {family} address"),
+                            Some("list one bind address per family, e.g. media.address = [\"0.0.0.0\", \"::\"]".into()),
+                        );
+                    }
+                }
+            }
         }
         let (port_min, port_max) = field(|t| &t.ports)
             .and_then(|f| self.parsed(f, "media.ports", port_range))
@@ -128,6 +180,7 @@ impl Check<'_, '_> {
             assumed_delay,
             address,
             advertised,
+            alternate,
             port_min,
             port_max,
             dscp,
@@ -136,6 +189,61 @@ impl Check<'_, '_> {
             hold_timeout,
             threads,
         }
+    }
+
+    /// `media.address` (one IP, or one IPv4 and one IPv6 address), or its default: the
+    /// first SIP listener's IP (`0.0.0.0` without listeners), plus the first specific
+    /// listener IP of the other family. Returns the first and the other family's address.
+    fn media_addresses(&mut self, f: Option<&Field>, listen: &Listen) -> (IpAddr, Option<IpAddr>) {
+        let Some(f) = f else {
+            let first = listen
+                .sip
+                .first()
+                .map_or(IpAddr::from([0, 0, 0, 0]), |l| l.address.ip());
+            let other = listen
+                .sip
+                .iter()
+                .map(|l| l.address.ip())
+                .find(|ip| ip.is_ipv6() != first.is_ipv6() && !ip.is_unspecified());
+            return (first, other);
+        };
+        let list = self.ip_list(f, "media.address");
+        match list.as_slice() {
+            [] => (IpAddr::from([0, 0, 0, 0]), None),
+            [one] => (*one, None),
+            [first, other, ..] => (*first, Some(*other)),
+        }
+    }
+
+    /// One IP address, or a list of one IPv4 and one IPv6 address (errors reported).
+    fn ip_list(&mut self, f: &Field, what: &str) -> Vec<IpAddr> {
+        let hint = "write one address, or one IPv4 and one IPv6 address: [\"192.0.2.10\", \"2001:db8::10\"]";
+        let Value::Array(items) = &f.value else {
+            return self.parsed(f, what, ip).into_iter().collect();
+        };
+        let list: Vec<IpAddr> = items
+            .iter()
+            .filter_map(|item| self.parsed(item, what, ip))
+            .collect();
+        if items.is_empty() {
+            self.report
+                .error(&f.at, format!("{what} is empty"), Some(hint.into()));
+        } else if items.len() > 2 {
+            self.report.error(
+                &f.at,
+                format!("{what} lists {} addresses", items.len()),
+                Some(hint.into()),
+            );
+        } else if let [a, b] = list.as_slice() {
+            if a.is_ipv6() == b.is_ipv6() {
+                self.report.error(
+                    &f.at,
+                    format!("{what} lists {a} and {b}: both are of the same address family"),
+                    Some(hint.into()),
+                );
+            }
+        }
+        list.into_iter().take(2).collect()
     }
 
     /// `media.one_way_after` (1 s up to `timeout`), `media.quality_interval` (1 s – 5 min),

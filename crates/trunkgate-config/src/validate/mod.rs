@@ -7,7 +7,7 @@ use crate::raw::{Field, RawPolicy, Value};
 use crate::values::{self, Problem};
 use crate::{Admin, DrillSettings, Listen, ListenTransport, Policy, SipSettings};
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -22,6 +22,7 @@ mod peers;
 mod records;
 mod routes;
 mod rules;
+mod testcalls;
 
 /// The defaults of the optional keys (see docs/policy.md).
 pub(crate) mod defaults {
@@ -85,6 +86,8 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
     let limits = c.limits(raw.limits.as_ref());
     let dns = c.dns(raw.dns.as_ref());
     let records = c.records(raw.records.as_ref());
+    let test_calls = c.test_calls(raw.test_call, &trunk_names);
+    let validate = c.validate_settings(raw.validate.as_ref(), &test_calls);
     let policy = Policy {
         listen,
         sip,
@@ -102,6 +105,8 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         drill,
         dns,
         records,
+        validate,
+        test_calls,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy
@@ -297,17 +302,11 @@ impl Check<'_, '_> {
                 }
             }
         }
-        let advertised = match table.as_ref().and_then(|(t, _)| t.advertised.as_ref()) {
-            Some(f) => {
-                let parsed = self.parsed(f, "listen.advertised", |s| {
-                    let bare = s
-                        .strip_prefix('[')
-                        .and_then(|s| s.strip_suffix(']'))
-                        .unwrap_or(s);
-                    values::host(bare).map(|_| bare.to_owned())
-                });
-                parsed.unwrap_or_default()
-            }
+        let (advertised, advertised_alternate) = match table
+            .as_ref()
+            .and_then(|(t, _)| t.advertised.as_ref())
+        {
+            Some(f) => self.listen_advertised(f),
             None => match sip.first().map(|l| l.address.ip()) {
                 Some(ip) if ip.is_unspecified() => {
                     let at = match (sip_field, &table) {
@@ -323,16 +322,70 @@ impl Check<'_, '_> {
                         msg,
                         Some("set listen.advertised to the address peers reach".into()),
                     );
-                    String::new()
+                    (String::new(), None)
                 }
-                Some(ip) => ip.to_string(),
-                None => String::new(),
+                Some(ip) => (ip.to_string(), None),
+                None => (String::new(), None),
             },
         };
         Listen {
             sip,
             advertised,
+            advertised_alternate,
             dscp: media::defaults::LISTEN_DSCP,
+        }
+    }
+
+    /// `listen.advertised`: one host (IP literal, `[IPv6]` or DNS name), or a list of two
+    /// for a dual-stack listener set: one IPv6 literal and one IPv4 literal or name
+    /// (`["203.0.113.10", "2001:db8::10"]`). Returns the first entry and the second.
+    fn listen_advertised(&mut self, f: &Field) -> (String, Option<String>) {
+        const WHAT: &str = "listen.advertised";
+        let one = |s: &str| {
+            let bare = s
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .unwrap_or(s);
+            values::host(bare).map(|_| bare.to_owned())
+        };
+        let entries: Vec<(String, At)> = match &f.value {
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|item| Some((self.parsed(item, WHAT, one)?, item.at.clone())))
+                .collect(),
+            _ => match self.parsed(f, WHAT, one) {
+                Some(host) => vec![(host, f.at.clone())],
+                None => return (String::new(), None),
+            },
+        };
+        let hint = "write one host, or one IPv4 address (or name) and one IPv6 address: \
+                    [\"203.0.113.10\", \"2001:db8::10\"]";
+        if matches!(&f.value, Value::Array(items) if items.is_empty()) {
+            self.report
+                .error(&f.at, "listen.advertised is empty", Some(hint.into()));
+        }
+        let is_v6 = |h: &str| h.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6());
+        match entries.as_slice() {
+            [] => (String::new(), None),
+            [(a, _)] => (a.clone(), None),
+            [(a, _), (b, at)] => {
+                if is_v6(a) == is_v6(b) {
+                    self.report.error(
+                        at,
+                        format!("listen.advertised lists `{a}` and `{b}`: both are for the same address family"),
+                        Some(hint.into()),
+                    );
+                }
+                (a.clone(), Some(b.clone()))
+            }
+            [(a, _), (b, _), (_, at), ..] => {
+                self.report.error(
+                    at,
+                    "listen.advertised lists more than two hosts",
+                    Some(hint.into()),
+                );
+                (a.clone(), Some(b.clone()))
+            }
         }
     }
 

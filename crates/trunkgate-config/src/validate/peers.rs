@@ -374,6 +374,9 @@ impl Check<'_, '_> {
             who: String,
             net: IpNet,
             at: &'p At,
+            /// A peer's own `address` (IP literal): its port tells peers that share one
+            /// host address apart (UDP sources send from their own port).
+            port: Option<u16>,
         }
         let mut claims: Vec<Claim<'_>> = Vec::new();
         // Every PBX node is the PBX (owner 0): their allow lists may overlap each other.
@@ -403,6 +406,7 @@ impl Check<'_, '_> {
                     who: format!("{who} allow {net}"),
                     net: *net,
                     at,
+                    port: None,
                 });
             }
             if let (Host::Ip(ip), false) = (&address.host, address.port == 0) {
@@ -412,12 +416,15 @@ impl Check<'_, '_> {
                     who: format!("{who} address {ip}"),
                     net,
                     at: &spots.address,
+                    port: Some(address.port),
                 });
             }
         }
         for (j, b) in claims.iter().enumerate() {
             let clash = claims[..j].iter().find(|a| {
+                let told_apart_by_port = matches!((a.port, b.port), (Some(p), Some(q)) if p != q);
                 a.owner != b.owner
+                    && !told_apart_by_port
                     && (a.net.contains(&b.net.network()) || b.net.contains(&a.net.network()))
             });
             if let Some(a) = clash {

@@ -2,7 +2,7 @@
 //! before bind; and the open-files limit those sockets count against.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -34,14 +34,15 @@ pub(crate) fn take_leg(
     pool: &mut PortPool,
     now: Instant,
     cfg: &MediaConfig,
+    bind: IpAddr,
 ) -> Result<BoundLeg, MediaError> {
     let mut got = None;
     let mut err = None;
     let port = pool.take(now, |p| {
-        let pair = bind_one(SocketAddr::new(cfg.bind, p), cfg.dscp).and_then(|rtp| {
+        let pair = bind_one(SocketAddr::new(bind, p), cfg.dscp).and_then(|rtp| {
             Ok((
                 rtp,
-                bind_one(SocketAddr::new(cfg.bind, p.wrapping_add(1)), cfg.dscp)?,
+                bind_one(SocketAddr::new(bind, p.wrapping_add(1)), cfg.dscp)?,
             ))
         });
         match pair {

@@ -42,6 +42,8 @@ use worker::WorkerCtx;
 pub(crate) struct CtlLeg {
     /// Local RTP port (RTCP = +1).
     pub port: u16,
+    /// The address SDP toward this leg's peer names (its family is the leg's socket's).
+    pub ip: IpAddr,
     pub shared: Arc<LegShared>,
     /// From this side's newest SDP.
     pub peer: Option<PeerSpec>,
@@ -65,6 +67,9 @@ pub(crate) struct CtlSession {
     pub thread: usize,
     /// Indexed by m= line.
     pub streams: Vec<Option<CtlStream>>,
+    /// Each side's media address (by [`Side::index`]), chosen by its peer's family when the
+    /// session was created; every stream's leg of that side binds and is advertised there.
+    pub sides: [crate::MediaAddress; 2],
 }
 
 /// Everything behind the control lock (never taken by relay threads).
@@ -141,6 +146,26 @@ fn is_public(ip: IpAddr) -> bool {
                 || (s & 0xfe00) == 0xfc00)
         }
     }
+}
+
+/// Each side's media address for a new session: the side `from` whose SDP creates it by that
+/// SDP's first connection address (where it wants media; else its signaling address), the
+/// other side by its signaling address.
+fn sides_for(
+    cfg: &MediaConfig,
+    call: &CallInfo,
+    from: Side,
+    sdp: &sdp::Sdp,
+) -> [crate::MediaAddress; 2] {
+    let offered = sdp
+        .media
+        .iter()
+        .find_map(|m| m.conn.filter(|ip| !ip.is_unspecified()));
+    let pick = |side: Side| {
+        let peer = call.peers[side.index()];
+        cfg.address_for(if side == from { offered.or(peer) } else { peer })
+    };
+    [pick(Side::A), pick(Side::B)]
 }
 
 fn resolve_latch(cfg: Latch, ip: Option<IpAddr>) -> Latch {
@@ -269,6 +294,7 @@ impl Relay {
         // 1. Bind what is missing (may fail: then release and leave everything as it was),
         //    within the descriptor budget: 4 sockets per new stream.
         let existing = ctl.sessions.get(&call.id);
+        let sides = existing.map_or_else(|| sides_for(cfg, call, from, &parsed), |s| s.sides);
         let missing = parsed
             .media
             .iter()
@@ -296,14 +322,14 @@ impl Relay {
             if m.port == 0 || have {
                 continue;
             }
-            let a = match take_leg(&mut ctl.pool, now, cfg) {
+            let a = match take_leg(&mut ctl.pool, now, cfg, sides[0].bind) {
                 Ok(a) => a,
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             };
-            match take_leg(&mut ctl.pool, now, cfg) {
+            match take_leg(&mut ctl.pool, now, cfg, sides[1].bind) {
                 Ok(b) => fresh.push((i, [a, b])),
                 Err(e) => {
                     ctl.pool.release(a.0, now);
@@ -340,6 +366,7 @@ impl Relay {
             last_update: now,
             thread,
             streams: Vec::new(),
+            sides,
         });
         session.last_update = now;
         let Some(w) = self.workers.get(session.thread) else {
@@ -370,11 +397,13 @@ impl Relay {
                 legs: [
                     CtlLeg {
                         port: pa,
+                        ip: sides[0].advertised,
                         shared: sa.clone(),
                         peer: None,
                     },
                     CtlLeg {
                         port: pb,
+                        ip: sides[1].advertised,
                         shared: sb.clone(),
                         peer: None,
                     },
@@ -446,9 +475,11 @@ impl Relay {
                 None
             });
         }
+        // The body goes to the other side: it names that side's media address.
+        let toward = session.sides[from.other().index()].advertised;
         w.wake.notify();
         drop(guard);
-        sdp::rewrite(body, &parsed, cfg.advertised, &ports, out);
+        sdp::rewrite(body, &parsed, toward, &ports, out);
         Ok(())
     }
 
@@ -611,9 +642,6 @@ impl Relay {
         let slots = current.len();
         *current = names;
         current.resize(slots, String::new());
-    }
-    pub(crate) fn advertised(&self) -> IpAddr {
-        self.config.advertised
     }
 }
 

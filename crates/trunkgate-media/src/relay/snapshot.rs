@@ -110,7 +110,7 @@ pub struct RtcpSnapshot {
     pub jitter_ms: f64,
 }
 
-fn leg(relay: &Relay, l: &CtlLeg, clock_rate: u32) -> LegSnapshot {
+fn leg(l: &CtlLeg, clock_rate: u32) -> LegSnapshot {
     let s: &LegShared = &l.shared;
     let get = |v: &std::sync::atomic::AtomicU64| v.load(Relaxed);
     let loss = get(&s.rtcp_loss);
@@ -119,10 +119,9 @@ fn leg(relay: &Relay, l: &CtlLeg, clock_rate: u32) -> LegSnapshot {
         cumulative_lost: i64::from(loss as u32 as i32),
         jitter_ms: get(&s.rtcp_jitter) as f64 * 1000.0 / f64::from(clock_rate.max(1)),
     });
-    let adv = relay.advertised();
     LegSnapshot {
-        local: SocketAddr::new(adv, l.port),
-        local_rtcp: SocketAddr::new(adv, l.port.wrapping_add(1)),
+        local: SocketAddr::new(l.ip, l.port),
+        local_rtcp: SocketAddr::new(l.ip, l.port.wrapping_add(1)),
         sdp_peer: l.peer.and_then(|p| if p.enabled { p.rtp } else { None }),
         latched_peer: s.latched(),
         rx_packets: get(&s.rx_packets),
@@ -200,8 +199,8 @@ pub(crate) fn call(
         streams.push(StreamSnapshot {
             index,
             media: media_name(st.kind),
-            a: leg(relay, &st.legs[0], st.clock_rate),
-            b: leg(relay, &st.legs[1], st.clock_rate),
+            a: leg(&st.legs[0], st.clock_rate),
+            b: leg(&st.legs[1], st.clock_rate),
         });
     }
     let mos = streams

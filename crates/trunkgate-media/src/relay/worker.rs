@@ -204,7 +204,16 @@ struct WSession {
 }
 
 struct Io {
+    /// Receive headers for IPv4 sockets and for IPv6 sockets, kept apart: nix 0.32's
+    /// `recvmmsg` sets each header's `msg_namelen` once (in `preallocate`) and never resets
+    /// it, while the kernel writes back the length of the address it stored. One set shared
+    /// by both families would, after an IPv4 datagram (16 bytes), cut the next IPv6 source
+    /// address to 16 bytes of its 28: `[::1]:p` read back as `[::]:p`, `2001:db8::1` as
+    /// `2001:db8::` — a wrong latch, and every later packet from the real peer dropped.
+    /// Per family the stored length never changes (a dual-stack socket reports IPv4 peers
+    /// as IPv4-mapped IPv6, 28 bytes too).
     hdrs: MultiHeaders<SockaddrStorage>,
+    hdrs_v6: MultiHeaders<SockaddrStorage>,
     bufs: Box<[[u8; BUF]; BATCH]>,
     meta: [(usize, Option<SocketAddr>); BATCH],
 }
@@ -249,6 +258,7 @@ impl Worker {
     fn run(mut self) {
         let mut io = Io {
             hdrs: MultiHeaders::preallocate(BATCH, None),
+            hdrs_v6: MultiHeaders::preallocate(BATCH, None),
             bufs: Box::new([[0u8; BUF]; BATCH]),
             meta: [(0, None); BATCH],
         };
@@ -446,13 +456,8 @@ impl Worker {
 
         let n = {
             let mut iovs = io.bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
-            let res = recvmmsg(
-                fd,
-                &mut io.hdrs,
-                iovs.iter_mut(),
-                MsgFlags::MSG_DONTWAIT,
-                None,
-            );
+            let hdrs = if x.v6 { &mut io.hdrs_v6 } else { &mut io.hdrs };
+            let res = recvmmsg(fd, hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None);
             let mut n = 0;
             if let Ok(msgs) = res {
                 for m in msgs {

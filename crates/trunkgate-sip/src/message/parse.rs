@@ -628,3 +628,7 @@ impl SipMessage {
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "parse_tests_rfc5118.rs"]
+mod tests_rfc5118;

@@ -49,7 +49,7 @@ impl Proxy {
 
     pub(super) fn record_route_line(&self, flow: &Flow) -> String {
         let transport = match flow.transport {
-            Transport::Udp => "",
+            Transport::Udp | Transport::Internal => "",
             Transport::Tcp => ";transport=tcp",
         };
         format!("Record-Route: <sip:{}{transport};lr>", self.sent_by(flow))
@@ -80,6 +80,10 @@ impl Proxy {
         request_uri: Option<&[u8]>,
         leg: &super::state::Leg,
     ) -> (SocketAddr, Flow) {
+        if leg.flow.transport == Transport::Internal {
+            // Our own test call's agent: whatever its Contact says, it is in-process.
+            return (leg.address, leg.flow);
+        }
         let ours = self.our_leading_routes(msg);
         let next_route = msg.values(HeaderName::Route).nth(ours);
         let hop = match next_route {
@@ -91,9 +95,9 @@ impl Proxy {
                 .and_then(uri_socket_addr),
         };
         match hop {
-            Some(hop) if hop != leg.address && self.routing.classify(hop.ip()) == leg.party => {
+            Some(hop) if hop != leg.address && self.routing.classify_at(hop) == leg.party => {
                 let flow = match leg.flow.transport {
-                    Transport::Udp => leg.flow,
+                    Transport::Udp | Transport::Internal => leg.flow,
                     Transport::Tcp => Flow {
                         conn: None,
                         ..leg.flow
@@ -122,6 +126,30 @@ impl Proxy {
             })
         })
     }
+}
+
+/// The host a listener at `local` writes in Via, Record-Route and Contact: the advertised
+/// host of its own address family (an IPv6 literal on an IPv6 listener, an IPv4 literal on
+/// an IPv4 one), else an advertised name (names serve both families), else the listener's
+/// own IP when it is specific, else `advertised` as it is (an IPv6 listener on `[::]` with
+/// only an IPv4 address advertised: the binary warns at start).
+pub(super) fn listener_host(config: &super::ProxyConfig, local: SocketAddr) -> String {
+    let hosts = std::iter::once(&config.advertised).chain(config.advertised_alternate.as_ref());
+    let family = |h: &&String| {
+        let bare = h.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<IpAddr>()
+            .map(|ip| ip.is_ipv4() == local.is_ipv4())
+    };
+    if let Some(h) = hosts.clone().find(|h| family(h) == Ok(true)) {
+        return h.clone();
+    }
+    if let Some(h) = hosts.clone().find(|h| family(h).is_err() && !h.is_empty()) {
+        return h.clone();
+    }
+    if !local.ip().is_unspecified() {
+        return local.ip().to_string();
+    }
+    config.advertised.clone()
 }
 
 /// The user part without `;params` (`+15551234;npdi` → `+15551234`).

@@ -13,7 +13,7 @@ use super::timer::Timer;
 use crate::message::{Method, SipMessage};
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::routing::{Party, Target};
-use crate::transport::Flow;
+use crate::transport::{Flow, Transport};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -38,7 +38,12 @@ impl Proxy {
         inbound: Flow,
         msg: &SipMessage,
     ) -> Option<Branch> {
-        let transport = target.transport.unwrap_or(inbound.transport);
+        let transport = match (target.transport, inbound.transport) {
+            (Some(t), _) => t,
+            // A test call's request goes on as the PBX's or a trunk's would over UDP.
+            (None, Transport::Internal) => Transport::Udp,
+            (None, t) => t,
+        };
         let flow = self.listener_for(transport, target.address)?;
         let request_uri = msg
             .request_uri()
@@ -88,7 +93,10 @@ impl Proxy {
         if branch.record_route {
             // Double Record-Route when the transport changes (RFC 5658).
             record_route.push(self.record_route_line(&branch.flow));
-            if branch.flow.transport != inbound.transport || branch.flow.local != inbound.local {
+            // Not toward the test-call agent: it is in-process, and routes by our one entry.
+            let changes =
+                branch.flow.transport != inbound.transport || branch.flow.local != inbound.local;
+            if changes && inbound.transport != Transport::Internal {
                 record_route.push(self.record_route_line(&inbound));
             }
         }
@@ -108,7 +116,7 @@ impl Proxy {
             _ => self
                 .servers
                 .get(&server_id)
-                .map_or(Party::Unknown, |s| self.routing.classify(s.source.ip())),
+                .map_or(Party::Unknown, |s| self.routing.classify_at(s.source)),
         };
         let data = self.normalised(data, branch.party, from);
         let mut attempt = None;
@@ -401,7 +409,11 @@ impl Proxy {
         // Another address of the trunk the call is on (RFC 3263: the next SRV target or
         // A record): its session and call-rate token are already taken. Subscriptions are
         // no sessions.
-        if !outbound || dialog.trunk == Some(t) || dialog.kind != super::state::DialogKind::Call {
+        if !outbound
+            || dialog.trunk == Some(t)
+            || dialog.kind != super::state::DialogKind::Call
+            || !dialog.counted
+        {
             return true;
         }
         match self.take_trunk(t, Direction::Outbound, holding) {
@@ -436,6 +448,15 @@ impl Proxy {
         if dialog.trunk == Some(new) || dialog.kind != super::state::DialogKind::Call {
             // The next address of the same trunk: same session, same metrics. A
             // subscription counts nowhere.
+            return;
+        }
+        if !dialog.counted {
+            // A test call that takes no capacity: only its trunk (for its report) moves.
+            dialog.trunk = Some(new);
+            dialog.metric_peer = branch.party.metric_index();
+            if let Some(media) = &self.media {
+                media.moved(dialog_id, Some(new));
+            }
             return;
         }
         let account = self.admission.trunk_account(new);

@@ -74,6 +74,8 @@ impl Proxy {
             metric_peer: d.metric_peer,
             trunk: None,
             account: None,
+            test: d.test,
+            counted: false,
             caller: d.caller.clone(),
             callee: Leg {
                 party: d.callee.party,
@@ -140,6 +142,8 @@ impl Proxy {
             metric_peer: 0,
             trunk: None,
             account: None,
+            test: false,
+            counted: false,
             caller: Leg::caller(party, flow, source, contact_uri(msg)),
             callee: Leg {
                 party: callee.0,

@@ -87,6 +87,9 @@ pub enum Event {
         route: Option<u16>,
         /// The parties, for call records: see [`CallParties`].
         parties: Box<CallParties>,
+        /// One of Trunkgate's own test calls: not real traffic (no call record, no busy-hour
+        /// statistics; sessions and call rate only with `count_limits`).
+        test: bool,
     },
     /// A new INVITE refused by Trunkgate itself before any branch: no route, no candidate
     /// under its limits, shutting down, no listener to reach the target. (Requests dropped
@@ -104,6 +107,8 @@ pub enum Event {
         code: u16,
         refusal: Refusal,
         parties: Box<CallParties>,
+        /// Refused test call (see `CallAttempt::test`).
+        test: bool,
     },
     /// A branch of a new (out-of-dialog) request was sent to `to` (attempt 1, 2, …).
     /// In-dialog requests have no branches to choose between and make no branch events.

@@ -163,11 +163,19 @@ impl Proxy {
         } else {
             side(dialog.callee.party)
         };
+        let address_of = |wanted: MediaSide| {
+            [&dialog.caller, &dialog.callee]
+                .into_iter()
+                .find(|leg| side(leg.party) == wanted)
+                .map(|leg| leg.address)
+        };
         let call = MediaCall {
             dialog: dialog_id,
             call_id: &md.call_id,
             trunk: dialog.trunk,
             inbound: dialog.direction == Direction::Inbound,
+            pbx_address: address_of(MediaSide::Pbx),
+            trunk_address: address_of(MediaSide::Trunk),
         };
         Some(match role {
             Role::Offer => media.offer(&call, from, sdp, out),

@@ -49,6 +49,10 @@ mod tests_dialog;
 #[cfg(test)]
 mod tests_failover;
 #[cfg(test)]
+mod tests_internal;
+#[cfg(test)]
+mod tests_ipv6;
+#[cfg(test)]
 mod tests_media;
 #[cfg(test)]
 mod tests_property;
@@ -102,6 +106,11 @@ impl Default for Timers {
 pub struct ProxyConfig {
     /// Host written in Via sent-by and Record-Route (an IP or a name).
     pub advertised: String,
+    /// A second host for the other address family (`listen.advertised` listing an IPv4
+    /// address or name and an IPv6 address). Each listener writes the host of its own
+    /// family: an IP literal of that family, else a name, else its own specific IP, else
+    /// `advertised` ([`addressing::listener_host`]).
+    pub advertised_alternate: Option<String>,
     /// Listeners: each transport's local address (its port is advertised for that
     /// transport). The first listener of a transport is used for sending.
     pub listeners: Vec<Flow>,
@@ -124,6 +133,34 @@ pub(crate) const OWN_LIMITS: Limits = Limits {
 /// Prefix of every branch we write: the RFC 3261 magic cookie plus our mark.
 pub(crate) const BRANCH_PREFIX: &str = "z9hG4bK-tg-";
 
+/// The source address of everything Trunkgate's own test-call agent injects, and the
+/// destination of everything the core sends it (over [`INTERNAL_FLOW`]). Never a real peer.
+pub const INTERNAL_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// The flow of the test-call agent: in-process, reliable.
+pub const INTERNAL_FLOW: Flow = Flow {
+    transport: Transport::Internal,
+    local: INTERNAL_ADDR,
+    conn: None,
+};
+
+/// Who an injected message ([`Proxy::handle_internal`]) speaks for: Trunkgate's own test
+/// call, placed as if `party` had sent it (the PBX for an outbound test, a trunk for an
+/// inbound one). The request then takes the real path: routing, failover, drills, header
+/// rules, media anchoring; only admission's flood and allow-list checks (it comes from no
+/// socket) and, unless `counted`, the session and call-rate limits are skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InternalOrigin {
+    pub party: Party,
+    /// The call counts against the trunk's sessions and call rate like a real one
+    /// (`count_limits`); otherwise it takes nothing from the capacity it tests.
+    pub counted: bool,
+    /// Outbound: this trunk's candidates go first, the route's others after them as
+    /// failover (a trunk that is down or drilled is skipped as for any call).
+    pub prefer: Option<TrunkId>,
+}
+
 pub struct Proxy {
     config: ProxyConfig,
     routing: Arc<dyn Routing>,
@@ -133,8 +170,13 @@ pub struct Proxy {
     metrics: Arc<ProxyMetrics>,
     /// `config.limits` plus room for what we add to requests we forward.
     inbound_limits: Limits,
-    /// Hosts that are us: the advertised host and every specific listener IP (as text).
+    /// Hosts that are us: the advertised hosts and every specific listener IP (as text).
     own_hosts: Vec<String>,
+    /// The IP literals among `own_hosts`, compared by value (`[::1]` is
+    /// `[0:0:0:0:0:0:0:1]`, RFC 5118 §4.3; IPv4-mapped IPv6 is its IPv4 address).
+    own_ips: Vec<std::net::IpAddr>,
+    /// The host each listener writes in Via, Record-Route and Contact (by local address).
+    sent_by_hosts: Vec<(SocketAddr, String)>,
     /// `Server: ...` line for responses we write.
     server_header: String,
     /// `User-Agent: ...` line for requests we write (BYE on media timeout).
@@ -172,6 +214,8 @@ pub struct Proxy {
     registrations: HashMap<TrunkId, register::Registration>,
     /// Topology hiding toward trunks: keys and per-dialog state (`topology.rs`).
     topology: topology::Topology,
+    /// Set while [`Proxy::handle_internal`] handles a message of a test call.
+    injected: Option<InternalOrigin>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -197,17 +241,30 @@ impl Proxy {
             max_via: config.limits.max_via.saturating_add(1),
         };
         let mut own_hosts = vec![config.advertised.clone()];
+        own_hosts.extend(config.advertised_alternate.iter().cloned());
         for l in &config.listeners {
             let ip = l.local.ip();
             if !ip.is_unspecified() && !own_hosts.contains(&ip.to_string()) {
                 own_hosts.push(ip.to_string());
             }
         }
+        let own_ips = own_hosts
+            .iter()
+            .filter_map(|h| h.parse::<std::net::IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
+            .collect();
+        let sent_by_hosts = config
+            .listeners
+            .iter()
+            .map(|l| (l.local, addressing::listener_host(&config, l.local)))
+            .collect();
         let server_header = format!("Server: {}", config.server_name);
         let user_agent_header = format!("User-Agent: {}", config.server_name);
         Proxy {
             inbound_limits,
             own_hosts,
+            own_ips,
+            sent_by_hosts,
             server_header,
             user_agent_header,
             config,
@@ -236,6 +293,7 @@ impl Proxy {
             trunk_auth: HashMap::new(),
             registrations: HashMap::new(),
             topology: topology::Topology::default(),
+            injected: None,
         }
     }
 
@@ -266,7 +324,7 @@ impl Proxy {
     pub fn handle_input(&mut self, now: Instant, flow: Flow, source: SocketAddr, data: Bytes) {
         // Admission before work: classification and the flood check cost a table lookup
         // and a token bucket; nothing is parsed for a source that is dropped.
-        let party = self.routing.classify(source.ip());
+        let party = self.routing.classify_at(source);
         if let Verdict::Drop(reason) = self.admission.datagram(source.ip(), party) {
             self.metrics.reject(0, reason);
             if reason == RejectReason::UnknownSource {
@@ -305,6 +363,26 @@ impl Proxy {
         } else {
             self.handle_response(now, flow, source, party, msg);
         }
+    }
+
+    /// Feed one message of Trunkgate's own test-call agent, speaking for `origin.party`.
+    /// What the core sends back to it goes out as transmits over [`INTERNAL_FLOW`] to
+    /// [`INTERNAL_ADDR`]; the shell hands those to the agent, never to a socket.
+    pub fn handle_internal(&mut self, now: Instant, origin: InternalOrigin, data: Bytes) {
+        let msg = match SipMessage::parse(data, &OWN_LIMITS) {
+            Ok(msg) => msg,
+            Err(error) => {
+                tracing::warn!(%error, "test-call agent message not parseable: dropped");
+                return;
+            }
+        };
+        self.injected = Some(origin);
+        if msg.is_request() {
+            self.handle_request(now, INTERNAL_FLOW, INTERNAL_ADDR, origin.party, msg);
+        } else {
+            self.handle_response(now, INTERNAL_FLOW, INTERNAL_ADDR, origin.party, msg);
+        }
+        self.injected = None;
     }
 
     /// Run every timer due at `now`.
@@ -577,7 +655,12 @@ impl Proxy {
 
     /// `host:port` of our sent-by for a listener.
     fn sent_by(&self, flow: &Flow) -> String {
-        host_port(&self.config.advertised, flow.local.port())
+        let host = self
+            .sent_by_hosts
+            .iter()
+            .find(|(local, _)| *local == flow.local)
+            .map_or(self.config.advertised.as_str(), |(_, host)| host.as_str());
+        host_port(host, flow.local.port())
     }
 
     /// Is `host[:port]` one of our own addresses?
@@ -585,7 +668,11 @@ impl Proxy {
         let host_matches = self
             .own_hosts
             .iter()
-            .any(|own| host.eq_ignore_ascii_case(own.as_bytes()));
+            .any(|own| host.eq_ignore_ascii_case(own.as_bytes()))
+            || std::str::from_utf8(host)
+                .ok()
+                .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|ip| self.own_ips.contains(&ip.to_canonical()));
         if !host_matches {
             return false;
         }
@@ -702,15 +789,17 @@ impl Proxy {
                 reason: why,
             });
             self.dialog_index.remove(&dialog.index_key);
-            if let Some(trunk) = dialog.trunk {
+            if let (Some(trunk), true) = (dialog.trunk, dialog.counted) {
                 self.session_ended(trunk, dialog.account, dialog.direction);
             }
             if let (Some(media), Some(_)) = (&self.media, &dialog.media) {
                 media.delete(id);
             }
-            self.metrics.dialogs_total.fetch_sub(1, Ordering::Relaxed);
-            if let Some(p) = self.metrics.peer(dialog.metric_peer) {
-                p.dialogs[dialog.direction.index()].fetch_sub(1, Ordering::Relaxed);
+            if dialog.counted {
+                self.metrics.dialogs_total.fetch_sub(1, Ordering::Relaxed);
+                if let Some(p) = self.metrics.peer(dialog.metric_peer) {
+                    p.dialogs[dialog.direction.index()].fetch_sub(1, Ordering::Relaxed);
+                }
             }
             tracing::debug!(
                 dialog = id,

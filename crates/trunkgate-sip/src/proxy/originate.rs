@@ -107,7 +107,7 @@ impl Proxy {
         let uri = format!("sip:{}", target.uri_host);
         let from = format!(
             "<sip:trunkgate@{}>;tag=tgp{:x}",
-            super::host_port(&self.config.advertised, flow.local.port()),
+            self.sent_by(&flow),
             self.salt.rotate_left(17) ^ self.next_id,
         );
         let to = format!("<{uri}>");

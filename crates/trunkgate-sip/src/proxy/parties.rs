@@ -59,6 +59,7 @@ impl Proxy {
             code,
             refusal,
             parties: call_parties(msg),
+            test: self.injected.is_some(),
         });
     }
 }

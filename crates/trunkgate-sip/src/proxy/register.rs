@@ -170,6 +170,7 @@ impl Proxy {
             );
             return;
         };
+        let contact_host = self.sent_by(&flow);
         let Some(reg) = self.registrations.get_mut(&trunk) else {
             return;
         };
@@ -181,9 +182,8 @@ impl Proxy {
         } else {
             reg.config.expires.as_secs().max(1)
         };
-        let contact_host = super::host_port(&self.config.advertised, flow.local.port());
         let transport_param = match flow.transport {
-            crate::transport::Transport::Udp => "",
+            crate::transport::Transport::Udp | crate::transport::Transport::Internal => "",
             crate::transport::Transport::Tcp => ";transport=tcp",
         };
         let contact = format!(

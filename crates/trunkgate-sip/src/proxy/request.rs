@@ -453,6 +453,19 @@ impl Proxy {
         let choice = self
             .routing
             .candidates(now, party, user.as_deref(), &load, &mut candidates);
+        let test = self.injected;
+        if let Some(prefer) = test.and_then(|t| t.prefer) {
+            // A test call of one trunk: its candidates first, the route's others after
+            // (stable: each group keeps the route's order). A trunk on no route for the
+            // number is tried on its own (still not when it is down or drilled out).
+            let preferred = Party::Trunk(prefer);
+            if !candidates.iter().any(|c| c.party == preferred) {
+                let mut own = Vec::new();
+                self.routing.trunk_candidates(now, prefer, &mut own);
+                candidates.splice(0..0, own);
+            }
+            candidates.sort_by_key(|c| c.party != preferred);
+        }
         let mut remaining: std::collections::VecDeque<Target> = candidates.drain(..).collect();
         self.scratch = candidates;
         if remaining.is_empty() {
@@ -476,7 +489,11 @@ impl Proxy {
             self.respond_local(&msg, flow, source, 404, "No Route", &[]);
             return;
         }
-        let target = if invite {
+        let counted = test.is_none_or(|t| t.counted);
+        let target = if invite && !counted {
+            // A test call that takes no capacity: the first candidate, no limit checked.
+            remaining.pop_front()
+        } else if invite {
             match self.admit_call(party, &mut remaining) {
                 Ok(target) => Some(target),
                 Err(refused) => {
@@ -564,15 +581,19 @@ impl Proxy {
                     cseq_offset: 0,
                 },
                 media: self.anchors(trunk_index).then(|| Self::media_dialog(&msg)),
+                test: test.is_some(),
+                counted,
             };
             self.dialog_index.insert(index_key, id);
             self.dialogs.insert(id, dialog);
-            if let Some(t) = trunk_index {
-                self.session_started(t, account, direction);
-            }
-            self.metrics.dialogs_total.fetch_add(1, Ordering::Relaxed);
-            if let Some(p) = self.metrics.peer(trunk.metric_index()) {
-                p.dialogs[direction.index()].fetch_add(1, Ordering::Relaxed);
+            if counted {
+                if let Some(t) = trunk_index {
+                    self.session_started(t, account, direction);
+                }
+                self.metrics.dialogs_total.fetch_add(1, Ordering::Relaxed);
+                if let Some(p) = self.metrics.peer(trunk.metric_index()) {
+                    p.dialogs[direction.index()].fetch_add(1, Ordering::Relaxed);
+                }
             }
             self.events.push_back(Event::CallAttempt {
                 dialog: id,
@@ -581,6 +602,7 @@ impl Proxy {
                 source,
                 route: choice.route,
                 parties: call_parties(&msg),
+                test: test.is_some(),
             });
             Some(id)
         } else {
@@ -767,7 +789,7 @@ impl Proxy {
     fn wait_j(&self, flow: Flow) -> std::time::Duration {
         match flow.transport {
             Transport::Udp => self.config.timers.t1 * 64,
-            Transport::Tcp => std::time::Duration::ZERO,
+            Transport::Tcp | Transport::Internal => std::time::Duration::ZERO,
         }
     }
 }

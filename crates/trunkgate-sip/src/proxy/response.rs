@@ -271,7 +271,7 @@ impl Proxy {
         };
         client.state = ClientState::Completed;
         let wait = match (client.flow.transport, client.method) {
-            (Transport::Tcp, _) => Duration::ZERO,
+            (Transport::Tcp | Transport::Internal, _) => Duration::ZERO,
             (Transport::Udp, Method::Invite) => Duration::from_secs(32).max(t.t1 * 64),
             (Transport::Udp, _) => t.t4,
         };

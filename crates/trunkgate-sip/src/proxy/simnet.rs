@@ -23,6 +23,8 @@ pub const TRUNK_B: &str = "127.0.0.4:5060";
 /// Trunk 2, routed only with `TestRouting::third_trunk`.
 pub const TRUNK_C: &str = "127.0.0.6:5060";
 pub const STRANGER: &str = "127.0.0.9:5060";
+/// Where the core's transmits to the test-call agent arrive (`INTERNAL_ADDR`).
+pub const INTERNAL: &str = "0.0.0.0:0";
 
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -277,6 +279,7 @@ impl SimNet {
         }
         let config = ProxyConfig {
             advertised: "127.0.0.1".into(),
+            advertised_alternate: None,
             listeners,
             timers: Timers::default(),
             limits: Limits::default(),
@@ -388,6 +391,14 @@ impl SimNet {
             self.sent_flows.push((t.destination, t.flow));
             self.put(t.flow.local, t.destination, t.data);
         }
+    }
+
+    /// The test-call agent injects `text`, speaking for `origin.party`; what the core sends
+    /// it arrives at [`INTERNAL`].
+    pub fn inject(&mut self, origin: super::InternalOrigin, text: &str) {
+        self.proxy
+            .handle_internal(self.now, origin, Bytes::from(crlf(text)));
+        self.drain_proxy();
     }
 
     /// `text` arrives on TCP connection `conn` from `from` (the connection's source

@@ -185,7 +185,7 @@ impl Leg {
     /// ephemeral one), or the source when the Contact is not an IP literal.
     pub fn caller(party: Party, flow: Flow, source: SocketAddr, contact: Option<Box<[u8]>>) -> Leg {
         let address = match flow.transport {
-            crate::transport::Transport::Udp => source,
+            crate::transport::Transport::Udp | crate::transport::Transport::Internal => source,
             crate::transport::Transport::Tcp => contact
                 .as_deref()
                 .and_then(super::addressing::uri_socket_addr)
@@ -226,6 +226,11 @@ pub(crate) struct Dialog {
     pub callee: Leg,
     /// Set when the call's media is anchored: what a BYE of our own needs.
     pub media: Option<Box<MediaDialog>>,
+    /// One of Trunkgate's own test calls ([`super::InternalOrigin`]).
+    pub test: bool,
+    /// Counted in the session limits, call rate and dialog gauges: every real call; a test
+    /// call only with `count_limits`.
+    pub counted: bool,
 }
 
 impl Dialog {

@@ -9,6 +9,7 @@
 mod http;
 mod records;
 mod render;
+mod validate;
 
 use clap::{Args, Subcommand};
 use http::Client;
@@ -91,6 +92,11 @@ pub enum CtlCommand {
     /// Failover drills: rehearse a trunk outage.
     #[command(subcommand)]
     Drill(DrillCommand),
+    /// Place one test call with audio and report it (exit 1 when it fails).
+    Testcall(validate::TestcallArgs),
+    /// Run the policy's [[test_call]]s (a suite of them) and print a pass/fail table (exit
+    /// 1 on any failure); `validate report [ID]` shows a kept run.
+    Validate(validate::ValidateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +292,8 @@ pub fn run(args: CtlArgs) -> ExitCode {
             ("GET", path, None, records::capacity)
         }
         CtlCommand::Reload { diff, dry_run } => return reload(&c, json_out, *diff, *dry_run),
+        CtlCommand::Testcall(a) => return validate::testcall(&c, json_out, a),
+        CtlCommand::Validate(a) => return validate::validate(&c, json_out, a),
         CtlCommand::Drill(DrillCommand::Start {
             trunk,
             mode,

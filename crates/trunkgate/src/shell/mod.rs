@@ -63,6 +63,10 @@ pub struct SipShell {
     control: Option<mpsc::UnboundedReceiver<CoreMessage>>,
     /// Call records: built from the events, handed to the writer thread without waiting.
     records: Option<crate::records_feed::RecordsFeed>,
+    /// Trunkgate's own test calls: their agent, fed over the internal flow.
+    testcalls: Option<crate::testcall::TestCalls>,
+    /// Transmits to the test-call agent collected during one flush.
+    internal: Vec<Transmit>,
 }
 
 /// A reloaded policy for the core: routing and admission, swapped between two inputs.
@@ -74,6 +78,8 @@ pub struct PolicySwap {
 /// What the control plane tells the core loop.
 pub enum CoreMessage {
     Policy(PolicySwap),
+    /// A run of test calls to place.
+    TestRun(crate::testcall::RunRequest),
     /// A drill started: its expiry is a new deadline for the loop's timer.
     Wake,
 }
@@ -118,7 +124,15 @@ impl SipShell {
             on_answered: None,
             control: None,
             records: None,
+            testcalls: None,
+            internal: Vec::new(),
         }
+    }
+
+    /// Place test calls (`ctl testcall`, `ctl validate`) with `agent`.
+    pub fn with_testcalls(mut self, agent: crate::testcall::TestCalls) -> SipShell {
+        self.testcalls = Some(agent);
+        self
     }
 
     /// Build call records from the core's events.
@@ -170,10 +184,14 @@ impl SipShell {
             .health
             .as_ref()
             .and_then(TrunkHealthFeed::next_deadline);
-        match (self.proxy.poll_timeout(), health) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let tests = self
+            .testcalls
+            .as_ref()
+            .and_then(crate::testcall::TestCalls::next_deadline);
+        [self.proxy.poll_timeout(), health, tests]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Timers are due: the core's, then trunk health's (cooldowns, probes).
@@ -183,6 +201,9 @@ impl SipShell {
         self.drain_events();
         if let Some(health) = self.health.as_mut() {
             health.poll(now, &mut self.proxy);
+        }
+        if let Some(agent) = self.testcalls.as_mut() {
+            agent.poll(now, &mut self.proxy);
         }
         self.flush();
     }
@@ -203,6 +224,9 @@ impl SipShell {
                 None => Some(event),
             };
             let Some(event) = event else { continue };
+            if let Some(agent) = self.testcalls.as_mut() {
+                agent.on_event(&event);
+            }
             if let Some(records) = self.records.as_mut() {
                 records.on_event(&event);
             }
@@ -300,6 +324,13 @@ impl SipShell {
                 message = next_control(&mut self.control) => {
                     match message {
                         Some(CoreMessage::Policy(swap)) => self.apply_policy(swap),
+                        Some(CoreMessage::TestRun(run)) => {
+                            if let Some(agent) = self.testcalls.as_mut() {
+                                agent.enqueue(run);
+                                agent.poll(Instant::now(), &mut self.proxy);
+                                self.flush();
+                            }
+                        }
                         // The next turn of the loop re-arms the timer.
                         Some(CoreMessage::Wake) => {}
                         None => self.control = None,
@@ -407,13 +438,30 @@ impl SipShell {
     /// Send everything the core has queued: TCP in order per connection, UDP collected and
     /// sent in batches.
     fn flush(&mut self) {
-        self.drain_events();
-        while let Some(transmit) = self.proxy.poll_transmit() {
-            match transmit.flow.transport {
-                Transport::Udp => self.udp_batch.push(transmit),
-                Transport::Tcp => self.send_tcp(transmit),
+        // What goes to the test-call agent may make it answer (an ACK, a 200 to a BYE),
+        // which makes more output: a few rounds at most (bounded all the same).
+        for _ in 0..8 {
+            self.drain_events();
+            while let Some(transmit) = self.proxy.poll_transmit() {
+                match transmit.flow.transport {
+                    Transport::Udp => self.udp_batch.push(transmit),
+                    Transport::Tcp => self.send_tcp(transmit),
+                    Transport::Internal => self.internal.push(transmit),
+                }
+            }
+            if self.internal.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            let internal = std::mem::take(&mut self.internal);
+            for t in internal {
+                match self.testcalls.as_mut() {
+                    Some(agent) => agent.on_message(now, &mut self.proxy, t.data),
+                    None => tracing::debug!("internal transmit without a test-call agent"),
+                }
             }
         }
+        self.internal.clear();
         if !self.udp_batch.is_empty() {
             self.send_udp_batch();
         }
