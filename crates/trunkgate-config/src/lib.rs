@@ -10,9 +10,9 @@ mod raw;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_topology;
-#[cfg(test)]
 mod tests_dual_stack;
+#[cfg(test)]
+mod tests_topology;
 mod validate;
 mod values;
 

@@ -526,6 +526,89 @@ fn the_trunks_header_rules_and_hiding_work_together() {
     assert_eq!(inv.first_named(b"X-Account"), Some(&b"1234"[..]));
 }
 
+/// The PBX on 127.0.0.2, a hiding trunk 0 on 2001:db8::3; Trunkgate on both families.
+struct DualHiding;
+
+impl crate::routing::Routing for DualHiding {
+    fn classify(&self, source: std::net::IpAddr) -> crate::routing::Party {
+        match source.to_string().as_str() {
+            "127.0.0.2" => crate::routing::Party::Pbx,
+            "2001:db8::3" => crate::routing::Party::Trunk(0),
+            _ => crate::routing::Party::Unknown,
+        }
+    }
+    fn candidates(
+        &self,
+        _now: std::time::Instant,
+        _from: crate::routing::Party,
+        _user: Option<&[u8]>,
+        _load: &dyn crate::routing::TrunkLoad,
+        out: &mut Vec<crate::routing::Target>,
+    ) -> crate::routing::RouteChoice {
+        out.push(crate::routing::Target {
+            party: crate::routing::Party::Trunk(0),
+            address: "[2001:db8::3]:5060".parse().unwrap(),
+            transport: None,
+            uri_host: "[2001:db8::3]:5060".into(),
+            local_answer: None,
+        });
+        crate::routing::RouteChoice::default()
+    }
+    fn topology_hiding(&self, trunk: u16) -> bool {
+        trunk == 0
+    }
+    fn any_topology_hiding(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn toward_an_ipv6_trunk_our_ipv6_host_is_written_bracketed() {
+    use crate::transport::{Flow, Transport};
+    let udp = |a: &str| Flow {
+        transport: Transport::Udp,
+        local: a.parse().unwrap(),
+        conn: None,
+    };
+    let config = super::ProxyConfig {
+        advertised: "127.0.0.1".into(),
+        advertised_alternate: Some("2001:db8::1".into()),
+        listeners: vec![udp("127.0.0.1:5060"), udp("[2001:db8::1]:5060")],
+        timers: super::Timers::default(),
+        limits: crate::message::Limits::default(),
+        server_name: "Trunkgate/test".into(),
+        dialog_timeout: Duration::from_secs(3600),
+    };
+    let mut p = super::Proxy::new(
+        config,
+        Arc::new(DualHiding),
+        Arc::new(crate::metrics::ProxyMetrics::with_accounts(1, 0)),
+    );
+    let mut call = Call::new("dual", PBX, "[2001:db8::3]:5060");
+    let now = std::time::Instant::now();
+    p.handle_input(
+        now,
+        udp("127.0.0.1:5060"),
+        PBX.parse().unwrap(),
+        bytes::Bytes::from(crlf(&rich_invite(&mut call))),
+    );
+    let t = std::iter::from_fn(|| p.poll_transmit())
+        .find(|t| t.destination.is_ipv6())
+        .expect("INVITE to the trunk");
+    let inv = SipMessage::parse(t.data, &crate::message::Limits::default()).unwrap();
+    assert_hidden(&inv, &call.call_id);
+    let contact = String::from_utf8_lossy(inv.first(HeaderName::Contact).unwrap()).into_owned();
+    assert!(
+        contact.starts_with("<sip:tg") && contact.ends_with("@[2001:db8::1]:5060>"),
+        "{contact}"
+    );
+    assert_eq!(inv.from_value(), b"<sip:alice@[2001:db8::1]>;tag=ft-dual");
+    assert_eq!(
+        inv.first(HeaderName::PAssertedIdentity),
+        Some(&b"\"Alice\" <sip:201@[2001:db8::1]>"[..])
+    );
+}
+
 #[test]
 #[ignore]
 fn cost_of_hiding() {

@@ -161,6 +161,8 @@ struct Plan {
     parties: bool,
     /// The trunk's rules fix User-Agent: leave it.
     keep_user_agent: bool,
+    /// Our host as written toward the trunk (the sending listener's family), bracketed.
+    host: String,
 }
 
 impl Proxy {
@@ -174,7 +176,7 @@ impl Proxy {
         if self.topology.is_empty() && !self.routing.any_topology_hiding() {
             return data;
         }
-        let Party::Trunk(trunk) = self.routing.classify(destination.ip()) else {
+        let Party::Trunk(trunk) = self.routing.classify_at(destination) else {
             return data;
         };
         if !self.routing.topology_hiding(trunk) && !self.topology.has_trunk(trunk) {
@@ -266,6 +268,7 @@ impl Proxy {
             .normalise(trunk, true)
             .is_some_and(|n| n.user_agent.is_some());
         Some(Plan {
+            host: self.our_host(flow),
             parties: outer.is_some() && msg.is_request(),
             outer,
             contact,
@@ -341,7 +344,7 @@ impl Proxy {
     /// `msg` rewritten per `plan` (see the module doc), and the Record-Route values it lost.
     fn hide<'m>(&self, msg: &'m SipMessage, plan: &Plan) -> (Bytes, Vec<&'m [u8]>) {
         let b = msg.as_bytes();
-        let host = self.advertised_host();
+        let host = &plan.host;
         let request = msg.is_request();
         let mut out = BytesMut::with_capacity(b.len() + 64);
         out.extend_from_slice(
@@ -478,9 +481,14 @@ impl Proxy {
         out
     }
 
-    /// Our advertised host, IPv6 bracketed, as written in URIs.
-    fn advertised_host(&self) -> String {
-        let host = &self.config.advertised;
+    /// The host we write in URIs sent over `flow` (the advertised host of its family, as in
+    /// our Via), IPv6 bracketed.
+    fn our_host(&self, flow: &Flow) -> String {
+        let host = self
+            .sent_by_hosts
+            .iter()
+            .find(|(local, _)| *local == flow.local)
+            .map_or(&self.config.advertised, |(_, host)| host);
         if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
         } else {
