@@ -11,6 +11,8 @@ mod raw;
 mod tests;
 #[cfg(test)]
 mod tests_dual_stack;
+#[cfg(test)]
+mod tests_topology;
 mod validate;
 mod values;
 
@@ -443,6 +445,9 @@ pub struct Trunk {
     pub outbound: Option<HeaderRules>,
     /// `[trunk.inbound]`: of requests from this trunk to the PBX.
     pub inbound: Option<HeaderRules>,
+    /// `topology_hiding = BOOL`: what this trunk receives names Trunkgate only (Via,
+    /// Record-Route, Contact, Call-ID, identity hosts, product strings); default false.
+    pub topology_hiding: bool,
 }
 
 /// A trunk's header normalisation for one direction (`[trunk.outbound]`, `[trunk.inbound]`).

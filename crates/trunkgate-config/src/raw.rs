@@ -292,6 +292,8 @@ pub(crate) struct RawTrunk {
     pub outbound: Option<Spanned<RawRules>>,
     /// `[trunk.inbound]`: of requests from the trunk to the PBX.
     pub inbound: Option<Spanned<RawRules>>,
+    /// `topology_hiding = BOOL`: the trunk sees nothing of the inside.
+    pub topology_hiding: Option<Field>,
 }
 
 /// A trunk's header normalisation for one direction.
@@ -541,6 +543,7 @@ pub(crate) const TRUNK_KEYS: &[&str] = &[
     "register",
     "outbound",
     "inbound",
+    "topology_hiding",
 ];
 pub(crate) const RULES_KEYS: &[&str] = &[
     "called",

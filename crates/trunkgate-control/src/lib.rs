@@ -93,6 +93,8 @@ pub struct TrunkEntry {
     pub outbound: Option<trunkgate_config::HeaderRules>,
     /// `[trunk.inbound]`: of requests from it to the PBX.
     pub inbound: Option<trunkgate_config::HeaderRules>,
+    /// `topology_hiding`: it sees nothing of the inside.
+    pub topology_hiding: bool,
 }
 
 /// A provider account: limits its trunks draw on together (on top of their own).
@@ -265,6 +267,7 @@ impl RoutingTable {
                 account: None,
                 outbound: t.outbound.clone(),
                 inbound: t.inbound.clone(),
+                topology_hiding: t.topology_hiding,
             });
         }
         let mut accounts = Vec::with_capacity(policy.accounts.len());

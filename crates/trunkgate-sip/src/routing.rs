@@ -191,4 +191,15 @@ pub trait Routing: Send + Sync {
         let _ = trunk;
         true
     }
+
+    /// Is trunk `trunk`'s view of the inside hidden (`topology_hiding`, default false)?
+    fn topology_hiding(&self, trunk: TrunkId) -> bool {
+        let _ = trunk;
+        false
+    }
+
+    /// Does any trunk hide the topology? Asked for every message sent: keep it cheap.
+    fn any_topology_hiding(&self) -> bool {
+        false
+    }
 }

@@ -32,6 +32,9 @@ pub struct PolicyRouting {
     registration_gate: std::sync::OnceLock<Arc<crate::registration::RegistrationGate>>,
     /// Header normalisation by trunk id: `[outbound, inbound]`, compiled once.
     normalise: Vec<[Option<Normalise>; 2]>,
+    /// `topology_hiding` by trunk id, and whether any trunk has it.
+    topology_hiding: Vec<bool>,
+    any_topology_hiding: bool,
 }
 
 /// The policy's rules in the core's form (names lower-cased by the validation).
@@ -112,7 +115,19 @@ impl PolicyRouting {
                 ];
             }
         }
+        let mut topology_hiding = Vec::new();
+        for t in table.trunks().iter().filter(|t| t.topology_hiding) {
+            let slot = usize::from(t.id.0);
+            if topology_hiding.len() <= slot {
+                topology_hiding.resize(slot + 1, false);
+            }
+            if let Some(s) = topology_hiding.get_mut(slot) {
+                *s = true;
+            }
+        }
         PolicyRouting {
+            any_topology_hiding: topology_hiding.contains(&true),
+            topology_hiding,
             normalise,
             table,
             health,
@@ -332,6 +347,17 @@ impl Routing for PolicyRouting {
         self.table
             .trunk(TrunkId(trunk))
             .is_none_or(|t| t.anchor_media)
+    }
+
+    fn topology_hiding(&self, trunk: u16) -> bool {
+        self.topology_hiding
+            .get(usize::from(trunk))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    fn any_topology_hiding(&self) -> bool {
+        self.any_topology_hiding
     }
 }
 

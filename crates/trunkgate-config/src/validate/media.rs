@@ -319,6 +319,26 @@ impl Check<'_, '_> {
             .unwrap_or(true)
     }
 
+    /// A trunk's `topology_hiding = BOOL` (false unless written). Refused with
+    /// `media = { anchor = false }`: the SDP's `c=`/`o=` lines would name the PBX's media
+    /// address, which only the relay replaces.
+    pub(super) fn topology_hiding(&mut self, f: Option<&Field>, name: &str, anchor: bool) -> bool {
+        let Some(f) = f else {
+            return false;
+        };
+        let hiding = self
+            .boolean(f, &format!("trunk \"{name}\" topology_hiding"))
+            .unwrap_or(false);
+        if hiding && !anchor {
+            self.report.error(
+                &f.at,
+                format!("trunk \"{name}\" has topology_hiding = true but media = {{ anchor = false }}"),
+                Some("unanchored media sends the PBX's own address in the SDP c= and o= lines: anchor this trunk's media (remove media.anchor = false) or turn topology_hiding off".into()),
+            );
+        }
+        hiding
+    }
+
     /// A DSCP: an integer 0–63 or a name (`EF`, `CS0`–`CS7`, `AF11`–`AF43`, `BE`).
     fn dscp(&mut self, f: &Field, what: &str) -> Option<u8> {
         match &f.value {

@@ -329,7 +329,10 @@ impl Check<'_, '_> {
             let register = self.trunk_register(t.register.as_ref(), &format!("trunk \"{name}\""));
             let outbound = self.rules(t.outbound.as_ref(), &format!("trunk \"{name}\" outbound"));
             let inbound = self.rules(t.inbound.as_ref(), &format!("trunk \"{name}\" inbound"));
+            let topology_hiding =
+                self.topology_hiding(t.topology_hiding.as_ref(), &name, anchor_media);
             let trunk = Trunk {
+                topology_hiding,
                 outbound,
                 inbound,
                 weight,

@@ -8,11 +8,13 @@
 //! `addressing.rs` (what a forwarded request looks like; recognising ourselves),
 //! `response.rs` (responses in, and what each timer does), `timer.rs` (the deadline heap),
 //! `auth.rs` (a trunk's 401/407 answered on the PBX's behalf; per-leg CSeq offsets),
-//! `register.rs` (outbound registration per trunk).
+//! `register.rs` (outbound registration per trunk), `topology.rs` (topology hiding toward
+//! trunks, applied where messages leave and enter the core).
 //! Tests: `simnet.rs` drives PBX ↔ proxy ↔ trunks over a simulated lossy network with a
 //! fake clock; `tests.rs` (call flows), `tests_admission.rs` (limits, property test),
 //! `tests_accounts.rs` (limits shared by a provider account's trunks).
-//! `tests_auth.rs` (digest and CSeq mapping), `tests_register.rs` (registration).
+//! `tests_auth.rs` (digest and CSeq mapping), `tests_register.rs` (registration),
+//! `tests_topology.rs`, `tests_topology_more.rs` (topology hiding).
 
 mod addressing;
 mod admit;
@@ -28,6 +30,7 @@ mod request;
 mod response;
 mod state;
 mod timer;
+mod topology;
 
 #[cfg(test)]
 mod simnet;
@@ -55,6 +58,10 @@ mod tests_media;
 mod tests_property;
 #[cfg(test)]
 mod tests_register;
+#[cfg(test)]
+mod tests_topology;
+#[cfg(test)]
+mod tests_topology_more;
 
 use crate::admission::{AccountId, Admission, NoAdmission, RejectReason, Verdict};
 use crate::media::MediaRelay;
@@ -205,6 +212,8 @@ pub struct Proxy {
     trunk_auth: HashMap<TrunkId, Arc<crate::digest::Credentials>>,
     /// Outbound registrations per trunk (`register.rs`).
     registrations: HashMap<TrunkId, register::Registration>,
+    /// Topology hiding toward trunks: keys and per-dialog state (`topology.rs`).
+    topology: topology::Topology,
     /// Set while [`Proxy::handle_internal`] handles a message of a test call.
     injected: Option<InternalOrigin>,
 }
@@ -283,6 +292,7 @@ impl Proxy {
             scratch: Vec::new(),
             trunk_auth: HashMap::new(),
             registrations: HashMap::new(),
+            topology: topology::Topology::default(),
             injected: None,
         }
     }
@@ -347,6 +357,7 @@ impl Proxy {
             }
             return;
         }
+        let msg = self.unhide_from(party, msg);
         if msg.is_request() {
             self.handle_request(now, flow, source, party, msg);
         } else {
@@ -624,6 +635,7 @@ impl Proxy {
     }
 
     fn send(&mut self, flow: Flow, destination: SocketAddr, data: Bytes) {
+        let data = self.hide_toward(&flow, destination, data);
         self.out.push_back(Transmit {
             flow,
             destination,
@@ -754,6 +766,7 @@ impl Proxy {
     }
 
     fn remove_dialog(&mut self, id: u64, why: EndReason) {
+        self.forget_hidden(id);
         let kind = self.dialogs.get(&id).map(|d| d.kind);
         if let Some(kind @ (state::DialogKind::Fork | state::DialogKind::Subscription)) = kind {
             if let Some(dialog) = self.dialogs.remove(&id) {
