@@ -51,6 +51,8 @@ mod tests_media;
 mod tests_property;
 #[cfg(test)]
 mod tests_register;
+#[cfg(test)]
+mod tests_tls;
 
 use crate::admission::{AccountId, Admission, NoAdmission, RejectReason, Verdict};
 use crate::media::MediaRelay;

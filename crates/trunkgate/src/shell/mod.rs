@@ -412,6 +412,15 @@ impl SipShell {
             match transmit.flow.transport {
                 Transport::Udp => self.udp_batch.push(transmit),
                 Transport::Tcp => self.send_tcp(transmit),
+                // No TLS listener can be configured yet: nothing to send it with.
+                Transport::Tls => {
+                    ShellMetrics::inc(&self.metrics.tcp_send_drops);
+                    self.proxy.transport_failed(
+                        Instant::now(),
+                        Transport::Tls,
+                        transmit.destination,
+                    );
+                }
             }
         }
         if !self.udp_batch.is_empty() {
