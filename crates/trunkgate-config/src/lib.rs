@@ -62,6 +62,54 @@ pub struct Policy {
     pub dns: DnsSettings,
     /// `[records]`: call records (SQLite) for busy-hour statistics and capacity planning.
     pub records: RecordsSettings,
+    /// `[tls]`: Trunkgate's certificate for `tls:` listeners and the trust anchors peers
+    /// are verified against.
+    pub tls: TlsSettings,
+}
+
+/// `[tls]`: the certificate Trunkgate serves on its `tls:` listeners, the CAs peers are
+/// verified against, and whether clients must present a certificate. The policy holds
+/// file names only: the binary reads the files (at start and on every reload); the checks
+/// here read them too, so that a missing or unreadable file is refused with its
+/// `file:line:col` before anything is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `tls.certificate`: PEM, our certificate first, then its intermediates. Needed by a
+    /// `tls:` listener.
+    pub certificate: Option<std::path::PathBuf>,
+    /// `tls.private_key`: PEM (PKCS#8, PKCS#1 or SEC1), the certificate's key.
+    pub private_key: Option<std::path::PathBuf>,
+    /// `tls.ca_file`: PEM bundle of the CAs that peers' certificates are verified against
+    /// (trunks' servers and, with `require_client_certificate`, clients). `None`: the
+    /// system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// `tls.require_client_certificate`: a client connecting to a `tls:` listener must
+    /// present a certificate that `client_ca_file` (else `ca_file`) verifies (default false).
+    pub require_client_certificate: bool,
+    /// `tls.client_ca_file`: the CAs for client certificates (default: `ca_file`).
+    pub client_ca_file: Option<std::path::PathBuf>,
+    /// `tls.handshake_timeout`: a TLS handshake, either way, must finish within this long
+    /// (default 5 s).
+    pub handshake_timeout: Duration,
+}
+
+/// TLS toward one peer (`tls = { … }` of a trunk or of `[pbx]`): how its server
+/// certificate is verified, and the client certificate Trunkgate presents to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerTls {
+    /// `server_name`: the name sent in SNI and that the peer's certificate must carry
+    /// (a DNS name, or an IP address matched against IP SANs). `None`: the host of the
+    /// peer's `address`.
+    pub server_name: Option<String>,
+    /// `ca_file`: the CAs this peer's certificate is verified against. `None`:
+    /// `tls.ca_file`, else the system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// `certificate` and `private_key`: a client certificate for mutual TLS.
+    pub certificate: Option<std::path::PathBuf>,
+    pub private_key: Option<std::path::PathBuf>,
+    /// `insecure_skip_verify`: accept any certificate (tests only; logged as a warning at
+    /// every load). Default false.
+    pub insecure_skip_verify: bool,
 }
 
 /// `[dns]`: where and how trunk and PBX names are looked up.
@@ -136,6 +184,8 @@ pub struct Limits {
 pub enum ListenTransport {
     Udp,
     Tcp,
+    /// SIP over TLS (`tls:IP:PORT`, usually port 5061); needs `[tls]` certificate and key.
+    Tls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +196,8 @@ pub struct Listener {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listen {
-    /// `listen.sip`: `"udp:IP:PORT"` / `"tcp:IP:PORT"` (IPv6 as `udp:[::1]:5060`).
+    /// `listen.sip`: `"udp:IP:PORT"` / `"tcp:IP:PORT"` / `"tls:IP:PORT"` (IPv6 as
+    /// `udp:[::1]:5060`).
     pub sip: Vec<Listener>,
     /// `listen.advertised`: host for Via/Record-Route; default the first listener's IP.
     pub advertised: String,
@@ -276,6 +327,8 @@ pub enum PeerTransport {
     Auto,
     Udp,
     Tcp,
+    /// SIP over TLS: needs a `tls:` listener.
+    Tls,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -291,6 +344,8 @@ pub struct Pbx {
     pub nodes: Vec<PbxNode>,
     /// Failover between the nodes for calls from trunks (the route keys, on `[pbx]`).
     pub inbound: Failover,
+    /// `tls = { … }`: TLS toward the PBX (every node), when reached over TLS.
+    pub tls: Option<PeerTls>,
 }
 
 /// A further PBX node (a second site, a standby).
@@ -344,6 +399,9 @@ pub struct Trunk {
     pub outbound: Option<HeaderRules>,
     /// `[trunk.inbound]`: of requests from this trunk to the PBX.
     pub inbound: Option<HeaderRules>,
+    /// `tls = { … }`: TLS toward this trunk (server name, CAs, client certificate).
+    /// `None` with `transport = "tls"`: the defaults (the address's host, `tls.ca_file`).
+    pub tls: Option<PeerTls>,
 }
 
 /// A trunk's header normalisation for one direction (`[trunk.outbound]`, `[trunk.inbound]`).
@@ -629,6 +687,8 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::DNS_KEYS, "in [dns]"),
             (raw::RULES_KEYS, "in a trunk's outbound/inbound rules"),
             (raw::RECORDS_KEYS, "in [records]"),
+            (raw::TLS_KEYS, "in [tls]"),
+            (raw::PEER_TLS_KEYS, "in a trunk's or [pbx]'s tls"),
             (raw::ROUTE_KEYS, "in [[route]]"),
             (raw::ACCOUNT_KEYS, "in [[account]]"),
             (&["to_prefix"], "in route match"),

@@ -41,6 +41,16 @@ impl Transport {
     pub fn is_stream(self) -> bool {
         matches!(self, Transport::Tcp | Transport::Tls)
     }
+    /// What follows the branch in our Via: `;alias` over TLS (RFC 5923 connection reuse:
+    /// the peer may send its requests for our sent-by back over this connection instead of
+    /// opening one toward us; over TLS both ends are authenticated by certificate, which is
+    /// the condition RFC 5923 §5 sets), nothing otherwise.
+    pub fn via_suffix(self) -> &'static str {
+        match self {
+            Transport::Tls => ";alias",
+            Transport::Udp | Transport::Tcp => "",
+        }
+    }
     /// The `;transport=` URI parameter for this transport (`""` for UDP, the default).
     pub fn uri_param(self) -> &'static str {
         match self {

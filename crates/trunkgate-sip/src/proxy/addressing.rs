@@ -23,9 +23,10 @@ impl Proxy {
         cseq: Option<u32>,
     ) -> Bytes {
         let via = format!(
-            "Via: SIP/2.0/{} {};branch={branch}",
+            "Via: SIP/2.0/{} {};branch={branch}{}",
             out_flow.transport.via_token(),
-            self.sent_by(out_flow)
+            self.sent_by(out_flow),
+            out_flow.transport.via_suffix()
         );
         let mut prepend: Vec<&[u8]> = Vec::with_capacity(1 + record_route.len());
         prepend.push(via.as_bytes());

@@ -46,8 +46,8 @@ fn a_call_to_a_tls_trunk_says_tls_in_via_and_record_route_and_is_never_retransmi
     let at_trunk = net.take_one(TRUNK);
     let via = values(&at_trunk, HeaderName::Via);
     assert!(
-        via[0].starts_with("SIP/2.0/TLS 127.0.0.1:5061;branch="),
-        "{via:?}"
+        via[0].starts_with("SIP/2.0/TLS 127.0.0.1:5061;branch=") && via[0].ends_with(";alias"),
+        "our Via over TLS offers the connection for reuse (RFC 5923): {via:?}"
     );
     let rr = values(&at_trunk, HeaderName::RecordRoute);
     assert_eq!(

@@ -1,12 +1,14 @@
-//! The core task's table of TCP connections: id → writer queue, and remote address → id for
-//! transmits that name no connection. Owned by the core task alone (plain `HashMap`s, no
-//! locks).
+//! The core task's table of stream connections (TCP and TLS): id → writer queue, and
+//! (transport, remote address) → id for transmits that name no connection, so that one
+//! connection per peer carries every call (RFC 3261 §18, RFC 5923) and a TLS transmit never
+//! goes onto a plain TCP connection to the same address. Owned by the core task alone
+//! (plain `HashMap`s, no locks).
 
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use tokio::sync::mpsc;
-use trunkgate_sip::{ConnId, Flow};
+use trunkgate_sip::{ConnId, Flow, Transport};
 
 #[derive(Debug)]
 struct Conn {
@@ -28,7 +30,7 @@ pub enum SendError {
 #[derive(Debug, Default)]
 pub struct Connections {
     by_id: HashMap<ConnId, Conn>,
-    by_peer: HashMap<SocketAddr, ConnId>,
+    by_peer: HashMap<(Transport, SocketAddr), ConnId>,
 }
 
 impl Connections {
@@ -43,12 +45,12 @@ impl Connections {
                 writer: Some(writer),
             },
         );
-        self.by_peer.insert(peer, id);
+        self.by_peer.insert((flow.transport, peer), id);
     }
 
-    /// An open connection to `peer`, if any.
-    pub fn to_peer(&self, peer: SocketAddr) -> Option<ConnId> {
-        self.by_peer.get(&peer).copied()
+    /// An open connection over `transport` to `peer`, if any.
+    pub fn to_peer(&self, transport: Transport, peer: SocketAddr) -> Option<ConnId> {
+        self.by_peer.get(&(transport, peer)).copied()
     }
 
     /// Queue `data` on connection `id` (never waits).
@@ -68,8 +70,9 @@ impl Connections {
     pub fn close(&mut self, id: ConnId) {
         if let Some(conn) = self.by_id.get_mut(&id) {
             conn.writer = None;
-            if self.by_peer.get(&conn.peer) == Some(&id) {
-                self.by_peer.remove(&conn.peer);
+            let key = (conn.flow.transport, conn.peer);
+            if self.by_peer.get(&key) == Some(&id) {
+                self.by_peer.remove(&key);
             }
         }
     }
@@ -77,8 +80,9 @@ impl Connections {
     /// Forget `id` for good; returns its flow if it was known.
     pub fn remove(&mut self, id: ConnId) -> Option<Flow> {
         let conn = self.by_id.remove(&id)?;
-        if self.by_peer.get(&conn.peer) == Some(&id) {
-            self.by_peer.remove(&conn.peer);
+        let key = (conn.flow.transport, conn.peer);
+        if self.by_peer.get(&key) == Some(&id) {
+            self.by_peer.remove(&key);
         }
         Some(conn.flow)
     }
@@ -92,7 +96,6 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trunkgate_sip::Transport;
 
     fn flow(id: u64) -> Flow {
         Flow {
@@ -108,7 +111,7 @@ mod tests {
         let peer: SocketAddr = "127.0.0.2:40000".parse().unwrap();
         let (tx, mut rx) = mpsc::channel(1);
         conns.insert(flow(1), peer, tx);
-        assert_eq!(conns.to_peer(peer), Some(ConnId(1)));
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(1)));
         conns.send(ConnId(1), Bytes::from_static(b"a")).unwrap();
         assert_eq!(
             conns.send(ConnId(1), Bytes::from_static(b"b")),
@@ -116,7 +119,7 @@ mod tests {
         );
         assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"a"));
         conns.close(ConnId(1));
-        assert_eq!(conns.to_peer(peer), None);
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), None);
         assert_eq!(conns.send(ConnId(1), Bytes::new()), Err(SendError::Gone));
         assert!(
             rx.try_recv().is_err(),
@@ -136,6 +139,26 @@ mod tests {
         conns.insert(flow(1), peer, tx1);
         conns.insert(flow(2), peer, tx2);
         conns.remove(ConnId(1));
-        assert_eq!(conns.to_peer(peer), Some(ConnId(2)));
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(2)));
+    }
+
+    #[test]
+    fn tls_and_tcp_to_one_address_are_different_connections() {
+        let mut conns = Connections::default();
+        let peer: SocketAddr = "127.0.0.3:5061".parse().unwrap();
+        let (tx1, _rx1) = mpsc::channel(1);
+        conns.insert(flow(1), peer, tx1);
+        assert_eq!(conns.to_peer(Transport::Tls, peer), None, "TCP is no TLS");
+        let (tx2, _rx2) = mpsc::channel(1);
+        let tls = Flow {
+            transport: Transport::Tls,
+            ..flow(2)
+        };
+        conns.insert(tls, peer, tx2);
+        assert_eq!(conns.to_peer(Transport::Tls, peer), Some(ConnId(2)));
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(1)));
+        conns.close(ConnId(2));
+        assert_eq!(conns.to_peer(Transport::Tls, peer), None);
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(1)));
     }
 }

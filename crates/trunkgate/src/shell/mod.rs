@@ -7,12 +7,14 @@
 //! `poll_transmit()`: UDP goes out with `try_send_to` on the matching socket (a full socket
 //! buffer drops and counts, it never blocks the loop); TCP goes to the connection's FIFO
 //! writer queue, opening a connection when none exists. Since one task feeds the core
-//! sequentially, messages of one dialog leave in the order they arrived.
+//! sequentially, messages of one dialog leave in the order they arrived. TLS connections
+//! take the same path as TCP ones (`send_stream`); only their tasks differ, by a handshake.
 
 pub mod admit;
 pub mod close;
 pub mod connections;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use crate::metrics::{CoreStatus, ShellMetrics};
@@ -381,7 +383,11 @@ impl SipShell {
             TcpEvent::Frame { flow, peer, data } => {
                 self.proxy.handle_input(Instant::now(), flow, peer, data);
             }
-            TcpEvent::ConnectFailed { id, destination } => {
+            TcpEvent::ConnectFailed {
+                id,
+                transport,
+                destination,
+            } => {
                 if let Some(flow) = self.conns.remove(id) {
                     self.metrics
                         .tcp_connections_active
@@ -389,7 +395,7 @@ impl SipShell {
                     self.proxy.connection_closed(flow);
                 }
                 self.proxy
-                    .transport_failed(Instant::now(), Transport::Tcp, destination);
+                    .transport_failed(Instant::now(), transport, destination);
                 self.flush();
             }
             TcpEvent::Closed { id } => {
@@ -411,16 +417,7 @@ impl SipShell {
         while let Some(transmit) = self.proxy.poll_transmit() {
             match transmit.flow.transport {
                 Transport::Udp => self.udp_batch.push(transmit),
-                Transport::Tcp => self.send_tcp(transmit),
-                // No TLS listener can be configured yet: nothing to send it with.
-                Transport::Tls => {
-                    ShellMetrics::inc(&self.metrics.tcp_send_drops);
-                    self.proxy.transport_failed(
-                        Instant::now(),
-                        Transport::Tls,
-                        transmit.destination,
-                    );
-                }
+                Transport::Tcp | Transport::Tls => self.send_stream(transmit),
             }
         }
         if !self.udp_batch.is_empty() {
@@ -461,10 +458,17 @@ impl SipShell {
         self.udp_batch.clear();
     }
 
-    fn send_tcp(&mut self, t: Transmit) {
-        let id = match t.flow.conn.or_else(|| self.conns.to_peer(t.destination)) {
+    /// Queue `t` on its connection (TCP or TLS): the one it names, else the open one to its
+    /// destination over its transport, else a new one.
+    fn send_stream(&mut self, t: Transmit) {
+        let transport = t.flow.transport;
+        let id = match t
+            .flow
+            .conn
+            .or_else(|| self.conns.to_peer(transport, t.destination))
+        {
             Some(id) => id,
-            None => return self.open_tcp(t),
+            None => return self.open_stream(t),
         };
         match self.conns.send(id, t.data) {
             Ok(()) => return,
@@ -477,11 +481,12 @@ impl SipShell {
         }
         // The message could not be written: whatever waits on it must not wait for Timer B.
         self.proxy
-            .transport_failed(Instant::now(), Transport::Tcp, t.destination);
+            .transport_failed(Instant::now(), transport, t.destination);
     }
 
-    /// Open a connection to `t.destination` with `t.data` as its first message.
-    fn open_tcp(&mut self, t: Transmit) {
+    /// Open a connection (TCP, or TLS: the handshake runs in the connection's task) to
+    /// `t.destination` with `t.data` as its first message.
+    fn open_stream(&mut self, t: Transmit) {
         let slot = match self.tcp.admit.outgoing() {
             Ok(slot) => slot,
             Err(reason) => {
@@ -489,12 +494,12 @@ impl SipShell {
                 self.tcp.refused(t.destination, reason);
                 ShellMetrics::inc(&self.metrics.tcp_send_drops);
                 self.proxy
-                    .transport_failed(Instant::now(), Transport::Tcp, t.destination);
+                    .transport_failed(Instant::now(), t.flow.transport, t.destination);
                 return;
             }
         };
         let flow = Flow {
-            transport: Transport::Tcp,
+            transport: t.flow.transport,
             local: t.flow.local,
             conn: Some(self.tcp.next_id()),
         };
