@@ -549,3 +549,7 @@ pub fn name_text(name: &ServerName<'_>) -> String {
         _ => format!("{name:?}"),
     }
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;
