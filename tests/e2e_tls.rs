@@ -366,6 +366,29 @@ fn a_reload_with_a_new_certificate_keeps_connections_and_serves_it_to_new_ones()
     );
     let sessions_before = metric(&tg, "trunkgate_tls_connections_total");
     assert_eq!(sessions_before, 2.0, "our probe and Kamailio's connection");
+    // A botched rotation first: the new certificate with the old key. The reload refuses
+    // it (naming the files), and the running certificate stays.
+    let botched = Issued {
+        key: first.key.clone(),
+        ..second.clone()
+    };
+    install_cert(&botched, &cert, &key);
+    let out = ctl(&policy, &["reload"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("refused") && said.contains("does not go with"),
+        "ctl reload with a mismatched key: {said}"
+    );
+    assert_eq!(
+        served("trunkgate.test"),
+        first.fingerprint,
+        "the running certificate stays"
+    );
+    let sessions_before = sessions_before + 1.0;
     // Rotate: new files in place, then reload (what docs/operations.md tells operators).
     install_cert(&second, &cert, &key);
     let out = ctl(&policy, &["reload"]);

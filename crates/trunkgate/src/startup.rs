@@ -63,6 +63,12 @@ pub fn summary(policy: &Policy) -> String {
 pub fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     match load_policy(path) {
         Ok(policy) => {
+            // Keys against their certificates, CA files against the TLS library: the
+            // policy check reads the files but cannot tell without the crypto provider.
+            if let Err(error) = crate::shell::tls::check(&policy) {
+                eprintln!("TLS: {error:#}");
+                return Ok(ExitCode::FAILURE);
+            }
             println!("{}", summary(&policy));
             Ok(ExitCode::SUCCESS)
         }

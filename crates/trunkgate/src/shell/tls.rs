@@ -103,47 +103,7 @@ impl TlsProfiles {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let settings = &policy.tls;
         let mut roots = Roots::default();
-        let (server, fingerprint) = match (&settings.certificate, &settings.private_key) {
-            (Some(cert), Some(key)) => {
-                let chain = read_certificates(cert)?;
-                let fingerprint = chain.first().map(fingerprint);
-                let key = read_key(key)?;
-                let builder = ServerConfig::builder_with_provider(provider.clone())
-                    .with_safe_default_protocol_versions()
-                    .context("TLS protocol versions")?;
-                let builder = if settings.require_client_certificate {
-                    let ca = settings
-                        .client_ca_file
-                        .as_ref()
-                        .or(settings.ca_file.as_ref())
-                        .ok_or_else(|| {
-                            anyhow!("tls.require_client_certificate needs tls.client_ca_file")
-                        })?;
-                    let store = roots.get(Some(ca))?;
-                    let verifier =
-                        WebPkiClientVerifier::builder_with_provider(store, provider.clone())
-                            .build()
-                            .context("building the client certificate verifier")?;
-                    builder.with_client_cert_verifier(verifier)
-                } else {
-                    builder.with_no_client_auth()
-                };
-                let config = builder.with_single_cert(chain, key).with_context(|| {
-                    format!(
-                        "tls.private_key {} does not go with tls.certificate {}",
-                        settings
-                            .private_key
-                            .as_deref()
-                            .map(Path::display)
-                            .map(|d| d.to_string())
-                            .unwrap_or_default(),
-                        cert.display()
-                    )
-                })?;
-                (Some(Arc::new(config)), fingerprint)
-            }
-            _ => (None, None),
-        };
+        let (server, fingerprint) = server_config(settings, &provider, &mut roots)?;
         let mut clients = ClientCache::default();
         let fallback = clients
             .get(
@@ -264,6 +224,79 @@ impl TlsProfiles {
             insecure: false,
         }))
     }
+}
+
+/// What `tls:` listeners serve: `[tls]`'s certificate chain and key (checked to belong
+/// together), client certificates verified when required; the leaf's fingerprint.
+fn server_config(
+    settings: &trunkgate_config::TlsSettings,
+    provider: &Arc<CryptoProvider>,
+    roots: &mut Roots,
+) -> anyhow::Result<(Option<Arc<ServerConfig>>, Option<String>)> {
+    let (Some(cert), Some(key_path)) = (&settings.certificate, &settings.private_key) else {
+        return Ok((None, None));
+    };
+    let chain = read_certificates(cert)?;
+    let fingerprint = chain.first().map(fingerprint);
+    let key = read_key(key_path)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = if settings.require_client_certificate {
+        let ca = settings
+            .client_ca_file
+            .as_ref()
+            .or(settings.ca_file.as_ref())
+            .ok_or_else(|| anyhow!("tls.require_client_certificate needs tls.client_ca_file"))?;
+        let store = roots.get(Some(ca))?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(store, provider.clone())
+            .build()
+            .context("building the client certificate verifier")?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = builder.with_single_cert(chain, key).with_context(|| {
+        format!(
+            "tls.private_key {} does not go with tls.certificate {}",
+            key_path.display(),
+            cert.display()
+        )
+    })?;
+    Ok((Some(Arc::new(config)), fingerprint))
+}
+
+/// `trunkgate check`: what the validation cannot see without the crypto provider — that
+/// every key belongs to its certificate, that CA files hold usable CAs — for `[tls]` and
+/// every peer's `tls` table. Names are not resolved.
+pub fn check(policy: &Policy) -> anyhow::Result<()> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = Roots::default();
+    server_config(&policy.tls, &provider, &mut roots)?;
+    let mut clients = ClientCache::default();
+    let peers = policy
+        .trunks
+        .iter()
+        .map(|t| (format!("trunk \"{}\"", t.name), t.tls.as_ref()))
+        .chain(std::iter::once(("pbx".to_owned(), policy.pbx.tls.as_ref())));
+    for (who, tls) in peers {
+        let Some(tls) = tls else { continue };
+        let client_cert = match (&tls.certificate, &tls.private_key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            _ => None,
+        };
+        let ca = tls.ca_file.as_deref().or(policy.tls.ca_file.as_deref());
+        clients
+            .get(
+                &provider,
+                &mut roots,
+                ca,
+                client_cert,
+                tls.insecure_skip_verify,
+            )
+            .with_context(|| format!("{who} tls"))?;
+    }
+    Ok(())
 }
 
 /// A peer the policy sends TLS to for sure (`transport = "tls"` or a `tls` table), whose

@@ -208,6 +208,8 @@ fn a_key_that_does_not_go_with_its_certificate_is_refused_without_quoting_it() {
         "{:#}",
         TlsProfiles::build(&policy, &table, &[]).unwrap_err()
     );
+    let checked = format!("{:#}", check(&policy).unwrap_err());
+    assert_eq!(checked, error, "`trunkgate check` finds it too");
     assert!(
         error.contains("sbc.key")
             && error.contains("does not go with")
