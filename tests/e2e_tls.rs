@@ -18,9 +18,13 @@
 //! 3. A reload with a new certificate in the same files, during calls that arrived over
 //!    TLS: those calls (and the ones after) finish on the same connection (no new handshake
 //!    from Kamailio), while a new connection is served the new certificate (its SHA-256
-//!    checked with a rustls client) and `trunkgate_tls_certificate_info` follows.
+//!    checked with a rustls client) and `trunkgate_tls_certificate_info` follows; before
+//!    that, a rotation with a key that does not match is refused and changes nothing.
+//! 4. Kamailio requires client certificates: with carrier-a's `tls.certificate` every call
+//!    reaches it; without, Kamailio refuses the connection (a TLS 1.3 alert after the
+//!    handshake) and every call fails over to carrier-b at once, not after a timer.
 //!
-//! Net numbers 130–132 (see `common::Net`); carrier SIPps on `127.0.N.6` (UAS) and `.7`
+//! Net numbers 130–133 (see `common::Net`); carrier SIPps on `127.0.N.6` (UAS) and `.7`
 //! (UAC), Kamailio on `.3` (UDP 5060, TLS 5061). Every child is stopped by its PID.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -46,9 +50,24 @@ fn ip(net: Net, host: u8) -> IpAddr {
 }
 
 /// Trunkgate's policy: UDP and TLS listeners, the PBX on UDP, carrier-a over TLS (verified
-/// as `carrier-a.test` against the test CA), carrier-b on UDP as its failover.
-fn write_policy(dir: &Path, net: Net, cert: &Path, key: &Path, ca: &Path) -> PathBuf {
+/// as `carrier-a.test` against the test CA; with `client`, showing that client certificate),
+/// carrier-b on UDP as its failover.
+fn write_policy(
+    dir: &Path,
+    net: Net,
+    cert: &Path,
+    key: &Path,
+    ca: &Path,
+    client: Option<&Issued>,
+) -> PathBuf {
     let n = net.n;
+    let client = client.map_or_else(String::new, |c| {
+        format!(
+            ", certificate = \"{}\", private_key = \"{}\"",
+            c.cert.display(),
+            c.key.display()
+        )
+    });
     let text = format!(
         r#"[listen]
 sip = ["udp:127.0.{n}.1:5060", "tls:127.0.{n}.1:5061"]
@@ -71,7 +90,7 @@ transport = "tls"
 allow = ["127.0.{n}.3/32"]
 max_sessions = 100000
 max_cps = 100000
-tls = {{ server_name = "carrier-a.test" }}
+tls = {{ server_name = "carrier-a.test"{client} }}
 
 [[trunk]]
 name = "carrier-b"
@@ -180,8 +199,9 @@ fn five_hundred_calls_each_way_over_reused_tls_connections() {
         &ca,
         SocketAddr::new(carrier_uas, 5060),
         net.trunkgate_ip(),
+        false,
     );
-    let policy = write_policy(&dir, net, &tg_cert.cert, &tg_cert.key, &ca.ca_file);
+    let policy = write_policy(&dir, net, &tg_cert.cert, &tg_cert.key, &ca.ca_file, None);
     let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
 
     // Outbound: the PBX (UDP) → Trunkgate → TLS → Kamailio → carrier's UAS.
@@ -268,8 +288,9 @@ fn a_certificate_for_another_name_is_refused_and_calls_fail_over() {
         &ca,
         SocketAddr::new(ip(net, 6), 5060),
         net.trunkgate_ip(),
+        false,
     );
-    let policy = write_policy(&dir, net, &tg_cert.cert, &tg_cert.key, &ca.ca_file);
+    let policy = write_policy(&dir, net, &tg_cert.cert, &tg_cert.key, &ca.ca_file, None);
     let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
     let mut pbx = uac(&dir, "pbx-uac", net.pbx_ip(), net.sip(), 20, 20, 0);
     let result = pbx.wait();
@@ -327,8 +348,9 @@ fn a_reload_with_a_new_certificate_keeps_connections_and_serves_it_to_new_ones()
         &ca,
         SocketAddr::new(ip(net, 6), 5060),
         net.trunkgate_ip(),
+        false,
     );
-    let policy = write_policy(&dir, net, &cert, &key, &ca.ca_file);
+    let policy = write_policy(&dir, net, &cert, &key, &ca.ca_file, None);
     let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
     let fp_label = |fp: &str| {
         value(
@@ -437,6 +459,92 @@ fn a_reload_with_a_new_certificate_keeps_connections_and_serves_it_to_new_ones()
     assert!(!log.contains(key_body), "key material in the log");
     assert!(!tg.metrics().contains(key_body), "key material in /metrics");
     let _ = pbx_uas.is_running();
+    tg.assert_dialogs_drain(Duration::from_secs(10));
+    tg.stop(STOP_WITHIN);
+}
+
+#[test]
+fn a_carrier_that_requires_client_certificates_gets_ours() {
+    let net = Net::new(133);
+    let dir = scratch_dir("tls_mutual");
+    let ca = TestCa::new(&dir);
+    let tg_cert = ca.issue(&dir, "trunkgate", &["127.0.133.1"]);
+    let client = ca.issue(&dir, "trunkgate-client", &["trunkgate.test"]);
+    let kam_cert = ca.issue(&dir, "carrier-a", &["carrier-a.test"]);
+    let carrier_uas = ip(net, 6);
+    let uas_a = uas(&dir, net, "carrier-uas", carrier_uas);
+    let carrier_b = uas(&dir, net, "carrier-b", net.carrier_b_ip());
+    let kam = kamailio_edge(
+        &dir,
+        net.carrier_a_ip(),
+        &kam_cert,
+        &ca,
+        SocketAddr::new(carrier_uas, 5060),
+        net.trunkgate_ip(),
+        true,
+    );
+    let invites = |peer: &SippPeer| {
+        peer.messages()
+            .iter()
+            .filter(|m| !m.sent && m.is_request("INVITE"))
+            .count()
+    };
+    // With its client certificate: every call goes to carrier-a.
+    let policy = write_policy(
+        &dir,
+        net,
+        &tg_cert.cert,
+        &tg_cert.key,
+        &ca.ca_file,
+        Some(&client),
+    );
+    let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
+    let mut pbx = uac(&dir, "pbx-uac", net.pbx_ip(), net.sip(), 20, 20, 0);
+    let result = pbx.wait();
+    assert!(
+        result.successful == 20 && result.failed == 0,
+        "mutual TLS: {} successful, {} failed\n{}\n{}\n{}",
+        result.successful,
+        result.failed,
+        pbx.report(),
+        tg.log_tail(),
+        kam.log_tail()
+    );
+    assert_eq!(invites(&uas_a), 20, "every call reached carrier-a");
+    assert_eq!(invites(&carrier_b), 0);
+    assert_eq!(metric(&tg, "trunkgate_tls_connections_total"), 1.0);
+    tg.stop(STOP_WITHIN);
+    // Without it: carrier-a refuses the connection; every call fails over to carrier-b,
+    // each within a second (the refusal ends the branch; no try_timeout, no Timer B).
+    let policy = write_policy(&dir, net, &tg_cert.cert, &tg_cert.key, &ca.ca_file, None);
+    let tg = Trunkgate::start(&dir, Some(&policy), net.admin());
+    let mut pbx = uac(&dir, "pbx-uac-2", net.pbx_ip(), net.sip(), 10, 10, 0);
+    let result = pbx.wait();
+    assert!(
+        result.successful == 10 && result.failed == 0,
+        "without a client certificate: {} successful, {} failed\n{}\n{}",
+        result.successful,
+        result.failed,
+        pbx.report(),
+        tg.log_tail()
+    );
+    assert!(
+        result.elapsed < Duration::from_secs(5),
+        "10 calls at 10/s took {:?}: failover waited for a timer",
+        result.elapsed
+    );
+    assert_eq!(
+        invites(&carrier_b),
+        10,
+        "every call failed over to carrier-b"
+    );
+    assert_eq!(invites(&uas_a), 20, "none reached carrier-a's callee");
+    let log = std::fs::read_to_string(dir.join("trunkgate.log")).unwrap();
+    assert!(
+        log.contains("TLS handshake failed") || log.contains("CertificateRequired"),
+        "the refusal is logged with the peer's alert:\n{}",
+        tg.log_tail()
+    );
     tg.assert_dialogs_drain(Duration::from_secs(10));
     tg.stop(STOP_WITHIN);
 }

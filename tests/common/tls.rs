@@ -141,7 +141,8 @@ pub fn served_fingerprint(
 
 /// Kamailio on `ip` (UDP 5060, TLS 5061) as carrier-a's TLS edge: it serves `cert`, verifies
 /// Trunkgate's certificate against `ca` when it connects to it, relays Trunkgate's INVITEs
-/// to `uas` over UDP and everyone else's to `trunkgate:5061` over TLS.
+/// to `uas` over UDP and everyone else's to `trunkgate:5061` over TLS. `client_certs`: the
+/// clients connecting to it (Trunkgate) must show a certificate `ca` verifies.
 pub fn kamailio_edge(
     dir: &Path,
     ip: IpAddr,
@@ -149,10 +150,12 @@ pub fn kamailio_edge(
     ca: &TestCa,
     uas: SocketAddr,
     trunkgate: IpAddr,
+    client_certs: bool,
 ) -> Kamailio {
     let tls_cfg = dir.join("kamailio-tls.cfg");
+    let verify = if client_certs { "yes" } else { "no" };
     let text = format!(
-        "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+        "[server:default]\nmethod = TLSv1.2+\nverify_certificate = {verify}\nrequire_certificate = {verify}\n\
          certificate = {cert}\nprivate_key = {key}\nca_list = {ca}\n\n\
          [client:default]\nmethod = TLSv1.2+\nverify_certificate = yes\nrequire_certificate = yes\n\
          ca_list = {ca}\n",

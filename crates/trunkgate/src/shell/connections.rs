@@ -17,6 +17,8 @@ struct Conn {
     /// `None` once the core has given up on the connection (queue full): dropping the sender
     /// ends the writer task, and the reader reports `Closed`.
     writer: Option<mpsc::Sender<Bytes>>,
+    /// Opened by us (to `peer`'s listening address), not accepted.
+    outgoing: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +38,15 @@ pub struct Connections {
 impl Connections {
     /// Register a connection (`flow.conn` must be set).
     pub fn insert(&mut self, flow: Flow, peer: SocketAddr, writer: mpsc::Sender<Bytes>) {
+        self.add(flow, peer, writer, false);
+    }
+
+    /// Register a connection we are opening to `peer` (`flow.conn` must be set).
+    pub fn insert_outgoing(&mut self, flow: Flow, peer: SocketAddr, writer: mpsc::Sender<Bytes>) {
+        self.add(flow, peer, writer, true);
+    }
+
+    fn add(&mut self, flow: Flow, peer: SocketAddr, writer: mpsc::Sender<Bytes>, outgoing: bool) {
         let Some(id) = flow.conn else { return };
         self.by_id.insert(
             id,
@@ -43,9 +54,15 @@ impl Connections {
                 flow,
                 peer,
                 writer: Some(writer),
+                outgoing,
             },
         );
         self.by_peer.insert((flow.transport, peer), id);
+    }
+
+    /// The destination of `id` if we opened it.
+    pub fn outgoing_peer(&self, id: ConnId) -> Option<SocketAddr> {
+        self.by_id.get(&id).filter(|c| c.outgoing).map(|c| c.peer)
     }
 
     /// An open connection over `transport` to `peer`, if any.
@@ -125,6 +142,7 @@ mod tests {
             rx.try_recv().is_err(),
             "writer queue closed once the core lets go"
         );
+        assert_eq!(conns.outgoing_peer(ConnId(1)), None, "accepted, not opened");
         assert_eq!(conns.remove(ConnId(1)), Some(flow(1)));
         assert_eq!(conns.remove(ConnId(1)), None);
         assert_eq!(conns.len(), 0);
@@ -140,6 +158,16 @@ mod tests {
         conns.insert(flow(2), peer, tx2);
         conns.remove(ConnId(1));
         assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(2)));
+    }
+
+    #[test]
+    fn connections_we_open_know_their_destination() {
+        let mut conns = Connections::default();
+        let peer: SocketAddr = "127.0.0.3:5061".parse().unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        conns.insert_outgoing(flow(3), peer, tx);
+        assert_eq!(conns.outgoing_peer(ConnId(3)), Some(peer));
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(3)));
     }
 
     #[test]

@@ -399,11 +399,20 @@ impl SipShell {
                 self.flush();
             }
             TcpEvent::Closed { id } => {
+                let outgoing = self.conns.outgoing_peer(id);
                 if let Some(flow) = self.conns.remove(id) {
                     self.metrics
                         .tcp_connections_active
                         .fetch_sub(1, Ordering::Relaxed);
                     self.proxy.connection_closed(flow);
+                    // A connection we opened is gone (closed by the peer, or a TLS peer
+                    // that refused us after the handshake, e.g. for a missing client
+                    // certificate): requests still waiting on it for a first answer end at
+                    // once (RFC 3261 §17.1.4, a transport error) instead of at Timer B.
+                    if let Some(peer) = outgoing {
+                        self.proxy
+                            .transport_failed(Instant::now(), flow.transport, peer);
+                    }
                     self.flush();
                 }
             }
@@ -507,7 +516,7 @@ impl SipShell {
         let weak = tx.downgrade();
         // A fresh queue always has room.
         let _ = tx.try_send(t.data);
-        self.conns.insert(flow, t.destination, tx);
+        self.conns.insert_outgoing(flow, t.destination, tx);
         self.metrics
             .tcp_connections_active
             .fetch_add(1, Ordering::Relaxed);

@@ -510,7 +510,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let mut window = (&mut buf).limit(room);
         tokio::select! {
             read = reader.read_buf(&mut window) => match read {
-                Ok(0) | Err(_) => return CloseReason::Peer,
+                Ok(0) => return CloseReason::Peer,
+                // What a TLS stream reports for an alert or a protocol error (a peer that
+                // refused our client certificate after the handshake, say): worth a line.
+                Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                    tracing::info!(%peer, transport = flow.transport.name(), %error, "connection ended by a TLS error");
+                    return CloseReason::Peer;
+                }
+                Err(_) => return CloseReason::Peer,
                 Ok(_) => activity.touch(),
             },
             reason = &mut *writer => return reason.unwrap_or(CloseReason::Peer),
