@@ -179,6 +179,10 @@ pub fn kamailio_edge(
 /// Kamailio's TLS connections (`tls.list`): one entry per connection.
 pub fn kamailio_tls_connections(kam: &Kamailio) -> usize {
     kam.rpc(&["tls.list"])
-        .map(|out| out.matches("id:").count())
+        .map(|out| {
+            out.lines()
+                .filter(|l| l.trim_start().starts_with("id:"))
+                .count()
+        })
         .unwrap_or(0)
 }

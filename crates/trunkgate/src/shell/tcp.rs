@@ -266,6 +266,11 @@ async fn accept_tls(
         writer: tx,
     };
     if shared.events.send(opened).await.is_err() {
+        // The core is gone: shutting down.
+        shared
+            .metrics
+            .tls_connections_active
+            .fetch_sub(1, Ordering::Relaxed);
         return;
     }
     tracing::debug!(%peer, conn = ?flow.conn, "TLS connection accepted");
