@@ -13,6 +13,7 @@
 pub mod admit;
 pub mod close;
 pub mod connections;
+pub mod framing;
 pub mod tcp;
 pub mod tls;
 pub mod udp;

@@ -151,6 +151,8 @@ impl TlsProfiles {
                 who,
                 insecure: tls.insecure_skip_verify,
             });
+            // Two peers on one address (names that resolve alike): the first keeps it,
+            // as the routing table's classification does.
             for address in addresses {
                 peers.entry(*address).or_insert_with(|| client.clone());
             }
@@ -199,8 +201,12 @@ impl TlsProfiles {
                 }
             }
         }
-        if let Some(fp) = &fingerprint {
-            tracing::info!(sha256 = %fp, certificate = %settings.certificate.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default(), "TLS certificate loaded for the tls: listeners");
+        if let (Some(fp), Some(cert)) = (&fingerprint, &settings.certificate) {
+            tracing::info!(
+                sha256 = %fp,
+                certificate = %cert.display(),
+                "TLS certificate loaded for the tls: listeners"
+            );
         }
         Ok(TlsProfiles {
             server,
