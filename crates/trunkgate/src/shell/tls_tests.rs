@@ -238,3 +238,38 @@ fn a_policy_without_tls_builds_no_profiles() {
             .is_none()
     );
 }
+
+#[test]
+fn the_pbx_over_tls_gets_its_profile_and_unknown_destinations_the_fallback() {
+    let pki = Pki::new("pbx");
+    pki.issue("sbc", &["127.0.0.1"]);
+    let text = format!(
+        "[listen]\nsip = [\"udp:127.0.0.1:5060\", \"tls:127.0.0.1:5061\"]\n\
+         [pbx]\naddress = \"127.0.0.2:5061\"\ntransport = \"tls\"\ntls = {{ server_name = \"pbx.lan\" }}\n\
+         [[trunk]]\nname = \"a\"\naddress = \"127.0.0.3:5060\"\ntransport = \"udp\"\n\
+         [tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\nca_file = \"{}\"\n",
+        pki.path("sbc.pem"),
+        pki.path("sbc.key"),
+        pki.path("ca.pem")
+    );
+    let policy = Policy::from_toml(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let table =
+        RoutingTable::new(&policy, &mut TrunkIds::default(), crate::startup::resolve).unwrap();
+    let profiles = TlsProfiles::build(&policy, &table, &[]).unwrap();
+    let pbx = profiles
+        .client_for("127.0.0.2:5061".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        (pbx.who.as_str(), name_text(&pbx.name).as_str()),
+        ("pbx", "pbx.lan")
+    );
+    // A Contact somewhere no peer is: verified against its IP address with [tls] ca_file.
+    let other = profiles
+        .client_for("192.0.2.7:5061".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        (other.who.as_str(), name_text(&other.name).as_str()),
+        ("unknown peer", "192.0.2.7")
+    );
+    assert!(!other.insecure);
+}
