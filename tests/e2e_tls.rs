@@ -267,6 +267,10 @@ fn five_hundred_calls_each_way_over_reused_tls_connections() {
         "Kamailio's tls.list: {kam_conns} connections\n{}",
         kam.rpc(&["tls.list"]).unwrap_or_default()
     );
+    eprintln!(
+        "{} calls out and {} in over {total} TLS session(s) at Trunkgate, {kam_conns} at Kamailio",
+        out.successful, inbound.successful
+    );
     let _ = pbx_uas.is_running();
     tg.assert_dialogs_drain(Duration::from_secs(10));
     tg.stop(STOP_WITHIN);
