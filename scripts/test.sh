@@ -14,13 +14,20 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# `need COMMAND PACKAGE`: install Debian's PACKAGE when COMMAND is missing (one
+# `need COMMAND|/FILE PACKAGE`: install Debian's PACKAGE when COMMAND (or the file at the
+# absolute path FILE, e.g. a Kamailio module) is missing (one
 # `apt-get update` per run, before the first install); still missing afterwards is a failure.
 # The tests that use these peers FAIL, never skip, without them.
 apt_updated=no
 need() {
     local cmd=$1 pkg=$2
-    if command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ]; then
+    # A path (a module file) is needed as a file; a name as a command.
+    if [ "${cmd#/}" != "$cmd" ]; then
+        present() { [ -e "$cmd" ]; }
+    else
+        present() { command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ]; }
+    fi
+    if present; then
         return 0
     fi
     echo "test.sh: $cmd not found; installing Debian package $pkg" >&2
@@ -29,7 +36,7 @@ need() {
         apt_updated=yes
     fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg"
-    if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+    if ! present; then
         echo "test.sh: $cmd is still missing after installing $pkg" >&2
         exit 1
     fi
@@ -40,6 +47,8 @@ need sipp sip-tester
 echo "test.sh: using $(command -v sipp) ($(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || echo 'version unknown'))"
 # Kamailio as a provider's registrar and challenging proxy (tests/e2e_kamailio.rs).
 need kamailio kamailio
+# Kamailio's TLS module: carrier-a's TLS edge in front of SIPp (tests/e2e_tls.rs).
+need /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so kamailio-tls-modules
 # promtool checks and unit-tests deploy/prometheus/ (crates/trunkgate/tests/prometheus_rules.rs);
 # Debian's `prometheus` ships it; its daemon is not started here.
 need promtool prometheus

@@ -1,6 +1,6 @@
 //! Environment overrides: `TRUNKGATE_<SECTION>__<KEY>=value` sets `key` of the single table
 //! `[section]` (listen, sip, admin, pbx, security, flood, register, media, health, limits,
-//! drill). The value is read as a TOML value if it is one
+//! drill, dns, records, tls). The value is read as a TOML value if it is one
 //! (`["udp:127.0.0.1:5060"]`, `65535`, `"quoted"`), otherwise as a plain string
 //! (`127.0.0.1:9092`, `300ms`). Variables without `__` (e.g. `TRUNKGATE_LOG`) are not
 //! overrides and are left to whoever reads them.
@@ -62,7 +62,7 @@ pub(crate) fn apply(raw: &mut RawPolicy, env: &[(String, String)], report: &mut 
             Err(UnknownName::Section) => {
                 let mut hint =
                     "overrides exist for the sections LISTEN, SIP, ADMIN, PBX, SECURITY, \
-                                FLOOD, REGISTER, MEDIA, HEALTH, LIMITS and DRILL only; trunks and routes are set in the file"
+                                FLOOD, REGISTER, MEDIA, HEALTH, LIMITS, DRILL, DNS, RECORDS and TLS only; trunks and routes are set in the file"
                         .to_owned();
                 if let Some(s) = closest(&section, ENV_SECTIONS) {
                     hint = format!("did you mean `{}`? {hint}", var_for(s, &key));

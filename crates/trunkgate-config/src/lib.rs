@@ -70,6 +70,9 @@ pub struct Policy {
     pub validate: ValidateSettings,
     /// `[[test_call]]`: synthetic calls Trunkgate places itself (`trunkgate ctl validate`).
     pub test_calls: Vec<TestCall>,
+    /// `[tls]`: Trunkgate's certificate for `tls:` listeners and the trust anchors peers
+    /// are verified against.
+    pub tls: TlsSettings,
 }
 
 /// `[validate]`: bounds and triggers of validation runs (`trunkgate ctl validate`).
@@ -147,6 +150,51 @@ pub struct TestCall {
     pub count_limits: bool,
 }
 
+/// `[tls]`: the certificate Trunkgate serves on its `tls:` listeners, the CAs peers are
+/// verified against, and whether clients must present a certificate. The policy holds
+/// file names only: the binary reads the files (at start and on every reload); the checks
+/// here read them too, so that a missing or unreadable file is refused with its
+/// `file:line:col` before anything is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `tls.certificate`: PEM, our certificate first, then its intermediates. Needed by a
+    /// `tls:` listener.
+    pub certificate: Option<std::path::PathBuf>,
+    /// `tls.private_key`: PEM (PKCS#8, PKCS#1 or SEC1), the certificate's key.
+    pub private_key: Option<std::path::PathBuf>,
+    /// `tls.ca_file`: PEM bundle of the CAs that peers' certificates are verified against
+    /// (trunks' servers and, with `require_client_certificate`, clients). `None`: the
+    /// system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// `tls.require_client_certificate`: a client connecting to a `tls:` listener must
+    /// present a certificate that `client_ca_file` (else `ca_file`) verifies (default false).
+    pub require_client_certificate: bool,
+    /// `tls.client_ca_file`: the CAs for client certificates (default: `ca_file`).
+    pub client_ca_file: Option<std::path::PathBuf>,
+    /// `tls.handshake_timeout`: a TLS handshake, either way, must finish within this long
+    /// (default 5 s).
+    pub handshake_timeout: Duration,
+}
+
+/// TLS toward one peer (`tls = { … }` of a trunk or of `[pbx]`): how its server
+/// certificate is verified, and the client certificate Trunkgate presents to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerTls {
+    /// `server_name`: the name sent in SNI and that the peer's certificate must carry
+    /// (a DNS name, or an IP address matched against IP SANs). `None`: the host of the
+    /// peer's `address`.
+    pub server_name: Option<String>,
+    /// `ca_file`: the CAs this peer's certificate is verified against. `None`:
+    /// `tls.ca_file`, else the system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// `certificate` and `private_key`: a client certificate for mutual TLS.
+    pub certificate: Option<std::path::PathBuf>,
+    pub private_key: Option<std::path::PathBuf>,
+    /// `insecure_skip_verify`: accept any certificate (tests only; logged as a warning at
+    /// every load). Default false.
+    pub insecure_skip_verify: bool,
+}
+
 /// `[dns]`: where and how trunk and PBX names are looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsSettings {
@@ -219,6 +267,8 @@ pub struct Limits {
 pub enum ListenTransport {
     Udp,
     Tcp,
+    /// SIP over TLS (`tls:IP:PORT`, usually port 5061); needs `[tls]` certificate and key.
+    Tls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +279,8 @@ pub struct Listener {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listen {
-    /// `listen.sip`: `"udp:IP:PORT"` / `"tcp:IP:PORT"` (IPv6 as `udp:[::1]:5060`).
+    /// `listen.sip`: `"udp:IP:PORT"` / `"tcp:IP:PORT"` / `"tls:IP:PORT"` (IPv6 as
+    /// `udp:[::1]:5060`).
     pub sip: Vec<Listener>,
     /// `listen.advertised`: host for Via/Record-Route; default the first listener's IP.
     /// Written as a list of two (`["203.0.113.10", "2001:db8::10"]`), this is the first.
@@ -377,6 +428,8 @@ pub enum PeerTransport {
     Auto,
     Udp,
     Tcp,
+    /// SIP over TLS: needs a `tls:` listener.
+    Tls,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -392,6 +445,8 @@ pub struct Pbx {
     pub nodes: Vec<PbxNode>,
     /// Failover between the nodes for calls from trunks (the route keys, on `[pbx]`).
     pub inbound: Failover,
+    /// `tls = { … }`: TLS toward the PBX (every node), when reached over TLS.
+    pub tls: Option<PeerTls>,
 }
 
 /// A further PBX node (a second site, a standby).
@@ -448,6 +503,9 @@ pub struct Trunk {
     /// `topology_hiding = BOOL`: what this trunk receives names Trunkgate only (Via,
     /// Record-Route, Contact, Call-ID, identity hosts, product strings); default false.
     pub topology_hiding: bool,
+    /// `tls = { … }`: TLS toward this trunk (server name, CAs, client certificate).
+    /// `None` with `transport = "tls"`: the defaults (the address's host, `tls.ca_file`).
+    pub tls: Option<PeerTls>,
 }
 
 /// A trunk's header normalisation for one direction (`[trunk.outbound]`, `[trunk.inbound]`).
@@ -735,6 +793,8 @@ fn syntax_error(report: &mut Report<'_>, e: &toml::de::Error) {
             (raw::RECORDS_KEYS, "in [records]"),
             (raw::VALIDATE_KEYS, "in [validate]"),
             (raw::TEST_CALL_KEYS, "in [[test_call]]"),
+            (raw::TLS_KEYS, "in [tls]"),
+            (raw::PEER_TLS_KEYS, "in a trunk's or [pbx]'s tls"),
             (raw::ROUTE_KEYS, "in [[route]]"),
             (raw::ACCOUNT_KEYS, "in [[account]]"),
             (&["to_prefix"], "in route match"),

@@ -129,6 +129,7 @@ pub(crate) struct RawPolicy {
     pub dns: Table<RawDns>,
     pub records: Table<RawRecords>,
     pub validate: Table<RawValidate>,
+    pub tls: Table<RawTls>,
     pub trunk: Option<Spanned<Vec<Spanned<RawTrunk>>>>,
     pub route: Option<Spanned<Vec<Spanned<RawRoute>>>>,
     pub account: Option<Spanned<Vec<Spanned<RawAccount>>>>,
@@ -237,6 +238,29 @@ pub(crate) struct RawDrill {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub certificate: Option<Field>,
+    pub private_key: Option<Field>,
+    pub ca_file: Option<Field>,
+    pub require_client_certificate: Option<Field>,
+    pub client_ca_file: Option<Field>,
+    pub handshake_timeout: Option<Field>,
+}
+
+/// A trunk's or `[pbx]`'s `tls = { server_name, ca_file, certificate, private_key,
+/// insecure_skip_verify }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPeerTls {
+    pub server_name: Option<Field>,
+    pub ca_file: Option<Field>,
+    pub certificate: Option<Field>,
+    pub private_key: Option<Field>,
+    pub insecure_skip_verify: Option<Field>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawRecords {
     pub enabled: Option<Field>,
     pub path: Option<Field>,
@@ -256,6 +280,7 @@ pub(crate) struct RawPbx {
     pub max_attempts: Option<Field>,
     pub setup_timeout: Option<Field>,
     pub probe: Option<Spanned<RawProbe>>,
+    pub tls: Option<Spanned<RawPeerTls>>,
     /// Further PBX nodes (`[[pbx.node]]`), tried after the first.
     pub node: Option<Spanned<Vec<Spanned<RawPbxNode>>>>,
 }
@@ -294,6 +319,7 @@ pub(crate) struct RawTrunk {
     pub inbound: Option<Spanned<RawRules>>,
     /// `topology_hiding = BOOL`: the trunk sees nothing of the inside.
     pub topology_hiding: Option<Field>,
+    pub tls: Option<Spanned<RawPeerTls>>,
 }
 
 /// A trunk's header normalisation for one direction.
@@ -435,6 +461,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "dns",
     "records",
     "validate",
+    "tls",
     "trunk",
     "route",
     "account",
@@ -463,6 +490,21 @@ pub(crate) const TEST_CALL_KEYS: &[&str] = &[
     "suites",
     "every",
     "count_limits",
+];
+pub(crate) const TLS_KEYS: &[&str] = &[
+    "certificate",
+    "private_key",
+    "ca_file",
+    "require_client_certificate",
+    "client_ca_file",
+    "handshake_timeout",
+];
+pub(crate) const PEER_TLS_KEYS: &[&str] = &[
+    "server_name",
+    "ca_file",
+    "certificate",
+    "private_key",
+    "insecure_skip_verify",
 ];
 pub(crate) const DNS_KEYS: &[&str] = &["servers", "timeout"];
 pub(crate) const RECORDS_KEYS: &[&str] = &["enabled", "path", "keep", "max_size"];
@@ -512,6 +554,7 @@ pub(crate) const PBX_KEYS: &[&str] = &[
     "max_attempts",
     "setup_timeout",
     "probe",
+    "tls",
     "node",
 ];
 pub(crate) const SECURITY_KEYS: &[&str] = &["unknown_source", "block_user_agents"];
@@ -544,6 +587,7 @@ pub(crate) const TRUNK_KEYS: &[&str] = &[
     "outbound",
     "inbound",
     "topology_hiding",
+    "tls",
 ];
 pub(crate) const RULES_KEYS: &[&str] = &[
     "called",
@@ -754,6 +798,18 @@ impl RawPolicy {
                     _ => return Err(UnknownName::Key(DNS_KEYS)),
                 }
             }
+            "tls" => {
+                let t = table(&mut self.tls);
+                match key {
+                    "certificate" => &mut t.certificate,
+                    "private_key" => &mut t.private_key,
+                    "ca_file" => &mut t.ca_file,
+                    "require_client_certificate" => &mut t.require_client_certificate,
+                    "client_ca_file" => &mut t.client_ca_file,
+                    "handshake_timeout" => &mut t.handshake_timeout,
+                    _ => return Err(UnknownName::Key(TLS_KEYS)),
+                }
+            }
             _ => return Err(UnknownName::Section),
         };
         *slot = Some(field);
@@ -773,7 +829,7 @@ pub(crate) enum UnknownName {
 /// The sections that environment overrides reach.
 pub(crate) const ENV_SECTIONS: &[&str] = &[
     "listen", "sip", "admin", "pbx", "security", "flood", "register", "media", "health", "limits",
-    "drill", "dns", "records", "validate",
+    "drill", "dns", "records", "validate", "tls",
 ];
 
 /// The valid name closest to `word` (edit distance at most 1/3 of its length, min 2).

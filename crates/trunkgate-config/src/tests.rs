@@ -177,7 +177,14 @@ fn bad_listen_address() {
         "listen.sip: `127.0.0.1` in listener `udp:127.0.0.1` is not an IP:PORT",
     );
     let src = BASE.replace("\"udp:127.0.0.1:5060\"", "\"tls:127.0.0.1:5061\"");
-    assert_refused(&src, 2, 8, "unsupported listener transport `tls`");
+    assert_refused(
+        &src,
+        2,
+        8,
+        "a tls: listener needs [tls] certificate and private_key",
+    );
+    let src = BASE.replace("\"udp:127.0.0.1:5060\"", "\"sctp:127.0.0.1:5061\"");
+    assert_refused(&src, 2, 8, "unsupported listener transport `sctp`");
 }
 
 #[test]

@@ -58,19 +58,21 @@ pub(crate) fn duration(text: &str) -> Result<Duration, Problem> {
         .ok_or_else(|| Problem::new(format!("`{text}` is too large a duration")))
 }
 
-/// `"udp:IP:PORT"` / `"tcp:IP:PORT"`; IPv6 as `"udp:[::1]:5060"`.
+/// `"udp:IP:PORT"` / `"tcp:IP:PORT"` / `"tls:IP:PORT"`; IPv6 as `"udp:[::1]:5060"`.
 pub(crate) fn listener(text: &str) -> Result<Listener, Problem> {
-    let form = "write \"udp:IP:PORT\" or \"tcp:IP:PORT\", IPv6 as \"udp:[::1]:5060\"";
+    let form =
+        "write \"udp:IP:PORT\", \"tcp:IP:PORT\" or \"tls:IP:PORT\", IPv6 as \"udp:[::1]:5060\"";
     let Some((transport, address)) = text.split_once(':') else {
         return Err(Problem::new(format!("`{text}` is not a listener")).hint(form));
     };
     let transport = match transport {
         "udp" => ListenTransport::Udp,
         "tcp" => ListenTransport::Tcp,
+        "tls" => ListenTransport::Tls,
         other => {
             return Err(
                 Problem::new(format!("unsupported listener transport `{other}`"))
-                    .hint("supported transports: udp, tcp"),
+                    .hint("supported transports: udp, tcp, tls"),
             );
         }
     };
@@ -249,12 +251,14 @@ mod tests {
         let l = listener("udp:[::1]:5060").unwrap();
         assert_eq!(l.transport, ListenTransport::Udp);
         assert_eq!(l.address, "[::1]:5060".parse().unwrap());
+        let l = listener("tls:0.0.0.0:5061").unwrap();
+        assert_eq!(l.transport, ListenTransport::Tls);
         assert!(
-            listener("tls:0.0.0.0:5061")
+            listener("sctp:0.0.0.0:5061")
                 .unwrap_err()
                 .hint
                 .unwrap()
-                .contains("udp, tcp")
+                .contains("udp, tcp, tls")
         );
         assert!(listener("udp:0.0.0.0").is_err());
         assert!(listener("udp:1.2.3.4:0").is_err());

@@ -4,7 +4,8 @@
 //! - an IP literal is used as written;
 //! - a name **with** a port: its A/AAAA records, at that port;
 //! - a name **without** a port: its SRV records for the trunk's transport
-//!   (`_sip._udp.NAME`, `_sip._tcp.NAME`; `auto` looks up `_sip._udp`), lowest priority
+//!   (`_sip._udp.NAME`, `_sip._tcp.NAME`, `_sips._tcp.NAME` for TLS; `auto` looks up
+//!   `_sip._udp`), lowest priority
 //!   first, equal priorities in RFC 2782 weighted-random order, each target's A/AAAA
 //!   records at the SRV port; no SRV records: A/AAAA at 5060.
 //!
@@ -262,6 +263,8 @@ async fn lookup(resolver: &TokioResolver, key: &Key, now: Instant) -> io::Result
     }
     let service = match key.transport {
         PeerTransport::Tcp => "_sip._tcp",
+        // RFC 3263 §4.1 / RFC 5630: SIP over TLS is `_sips._tcp`.
+        PeerTransport::Tls => "_sips._tcp",
         PeerTransport::Udp | PeerTransport::Auto => "_sip._udp",
     };
     let srv_name = format!("{service}.{fqdn}");

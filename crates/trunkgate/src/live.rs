@@ -15,8 +15,14 @@
 //! `max_sessions = 0` (no new inbound call). [`LivePolicy::tick`] (every second) drops it
 //! once its sessions reach 0; its metrics go with it.
 //!
-//! Metrics: `trunkgate_policy_reloads_total{result="applied"|"refused"}` and
-//! `trunkgate_policy_info{hash}`.
+//! TLS certificates and keys are read again by every reload (a new [`TlsProfiles`] is
+//! swapped in: new connections use it, connections up keep theirs), so rotating a
+//! certificate is: replace the files, reload. A rebuild for changed DNS answers or a
+//! drained trunk reads them too; if that fails it keeps the TLS profiles in force.
+//!
+//! Metrics: `trunkgate_policy_reloads_total{result="applied"|"refused"}`,
+//! `trunkgate_policy_info{hash}` and `trunkgate_tls_certificate_info{sha256}` (the served
+//! certificate's fingerprint).
 
 use crate::admin_auth::{AdminAuth, fnv1a, load_token};
 use crate::admission_adapter::PolicyAdmission;
@@ -26,8 +32,10 @@ use crate::metrics::{PeerView, PeerViews};
 use crate::policy_diff::{self, Change};
 use crate::routing_adapter::PolicyRouting;
 use crate::shell::admit::Admit;
+use crate::shell::tls::{TlsProfiles, TlsShared};
 use crate::shell::{CoreMessage, PolicySwap};
 use crate::trunk_health::{TrunkCounts, TrunkMetrics};
+use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -60,6 +68,8 @@ pub struct Snapshot {
     pub admission: Arc<PolicyAdmission>,
     /// Trunks the file no longer has that still carry calls.
     pub draining: Vec<String>,
+    /// Certificates and per-peer TLS profiles read for this snapshot.
+    pub tls: Arc<TlsProfiles>,
 }
 
 impl Snapshot {
@@ -170,6 +180,9 @@ pub fn first(
         Instant::now(),
     )));
     let control = Arc::new(AdmissionControl::new(&policy, &table));
+    let tls = Arc::new(
+        TlsProfiles::build(&policy, &table, &[]).context("loading the TLS configuration")?,
+    );
     let routing = Arc::new(PolicyRouting::with_health(
         table,
         health.clone(),
@@ -185,6 +198,7 @@ pub fn first(
         routing,
         admission,
         draining: Vec::new(),
+        tls,
     };
     Ok((snapshot, Shared { health, drills }, BuilderSeed(builder)))
 }
@@ -201,6 +215,11 @@ struct ResultLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HashLabel {
     hash: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FingerprintLabel {
+    sha256: String,
 }
 
 /// How a reload went, for the admin API and `ctl reload`.
@@ -278,6 +297,9 @@ pub struct LivePolicy {
     relay: Option<Arc<trunkgate_media::Relay>>,
     reloads: Family<ResultLabel, Counter>,
     info: Family<HashLabel, Gauge>,
+    /// The TLS profiles the stream shell's handshakes use (swapped by `install`).
+    tls: Arc<TlsShared>,
+    certificate_info: Family<FingerprintLabel, Gauge>,
     peaks: Mutex<Peaks>,
     /// Per-minute sessions of the last 24 h by trunk name (the status page).
     history: Mutex<crate::concurrency::ConcurrencyHistory>,
@@ -310,6 +332,8 @@ pub struct Wiring {
     pub trunk_metrics: TrunkMetrics,
     /// The media relay: its per-trunk labels follow the policy.
     pub relay: Option<Arc<trunkgate_media::Relay>>,
+    /// TLS handshakes take their certificates and peer profiles from here.
+    pub tls: Arc<TlsShared>,
 }
 
 /// The names of `routing`'s trunks by id (`""` for ids it does not have).
@@ -361,6 +385,8 @@ impl LivePolicy {
             relay: wiring.relay,
             reloads: Family::default(),
             info: Family::default(),
+            tls: wiring.tls,
+            certificate_info: Family::default(),
             peaks: Mutex::new(Peaks::default()),
             history: Mutex::new(crate::concurrency::ConcurrencyHistory::default()),
             rates: Mutex::new(Rates::default()),
@@ -387,7 +413,31 @@ impl LivePolicy {
                 hash: live.current().hash.clone(),
             })
             .set(1);
+        registry.register(
+            "trunkgate_tls_certificate_info",
+            "1 for the SHA-256 fingerprint of the certificate tls: listeners present",
+            live.certificate_info.clone(),
+        );
+        let tls = live.current().tls.clone();
+        live.tls.set(tls.clone());
+        live.set_certificate_info(None, &tls);
         live
+    }
+
+    /// `trunkgate_tls_certificate_info` follows the certificate in force.
+    fn set_certificate_info(&self, old: Option<&TlsProfiles>, new: &TlsProfiles) {
+        let old = old.and_then(|o| o.fingerprint.clone());
+        if old == new.fingerprint {
+            return;
+        }
+        if let Some(sha256) = old {
+            self.certificate_info.remove(&FingerprintLabel { sha256 });
+        }
+        if let Some(sha256) = new.fingerprint.clone() {
+            self.certificate_info
+                .get_or_create(&FingerprintLabel { sha256 })
+                .set(1);
+        }
     }
 
     /// The snapshot in force.
@@ -542,7 +592,7 @@ impl LivePolicy {
         }
         builder.draining.retain(|t| !done.contains(&t.name));
         let current = self.current();
-        match self.build(&mut builder, current.policy.clone(), &current) {
+        match self.build(&mut builder, current.policy.clone(), &current, false) {
             Ok(snapshot) => {
                 for name in &done {
                     tracing::info!(trunk = %name, "removed trunk drained: its last call ended; it is gone");
@@ -560,11 +610,14 @@ impl LivePolicy {
     }
 
     /// Build a snapshot of `policy` (keeping health, buckets, drills by trunk id).
+    /// `reload`: the operator asked for it, so TLS files that fail refuse the build;
+    /// otherwise (DNS, drained trunks) the TLS profiles in force stay when they fail.
     fn build(
         &self,
         builder: &mut Builder,
         policy: Policy,
         old: &Snapshot,
+        reload: bool,
     ) -> anyhow::Result<Snapshot> {
         if let Some(dns) = &builder.dns {
             dns.configure(&policy.dns)
@@ -585,6 +638,14 @@ impl LivePolicy {
             old.admission.control(),
         ));
         let draining = builder.draining.iter().map(|t| t.name.clone()).collect();
+        let tls = match TlsProfiles::build(&policy, &table, &builder.draining) {
+            Ok(tls) => Arc::new(tls),
+            Err(error) if !reload => {
+                tracing::warn!(error = %format!("{error:#}"), "TLS configuration could not be read again: the one in force stays");
+                old.tls.clone()
+            }
+            Err(error) => return Err(error.context("TLS")),
+        };
         let mut routing = PolicyRouting::with_health(
             table,
             self.shared.health.clone(),
@@ -605,6 +666,7 @@ impl LivePolicy {
             routing,
             admission,
             draining,
+            tls,
         })
     }
 
@@ -619,6 +681,9 @@ impl LivePolicy {
         if let Some(relay) = &self.relay {
             relay.set_trunk_names(names_by_id(&snapshot.routing));
         }
+        // New TLS connections present and verify with the new certificates; connections
+        // up keep the configuration they were made with.
+        self.tls.set(snapshot.tls.clone());
         if self
             .core
             .send(CoreMessage::Policy(PolicySwap {
@@ -632,6 +697,7 @@ impl LivePolicy {
             );
         }
         let old = self.current.swap(snapshot.clone());
+        self.set_certificate_info(Some(&old.tls), &snapshot.tls);
         if old.hash != snapshot.hash {
             self.info.remove(&HashLabel {
                 hash: old.hash.clone(),
@@ -655,7 +721,7 @@ impl LivePolicy {
     pub fn rebuild_for_dns(&self) {
         let mut builder = lock(&self.builder);
         let current = self.current();
-        match self.build(&mut builder, current.policy.clone(), &current) {
+        match self.build(&mut builder, current.policy.clone(), &current, false) {
             Ok(snapshot) => {
                 self.install(snapshot);
                 tracing::info!("routing rebuilt for changed DNS answers");
@@ -740,7 +806,7 @@ impl LivePolicy {
                 builder.draining.push(t.clone());
             }
         }
-        let snapshot = match self.build(&mut builder, policy, &current) {
+        let snapshot = match self.build(&mut builder, policy, &current, true) {
             Ok(snapshot) => Snapshot {
                 text,
                 hash: hash.clone(),

@@ -36,6 +36,18 @@ pub struct ShellMetrics {
     pub tcp_connect_failures: AtomicU64,
     /// TCP connections closed, by [`CloseReason`] (index).
     pub tcp_closed: [AtomicU64; CloseReason::COUNT],
+    /// TLS sessions established (handshake done), both directions; each is also counted
+    /// as a TCP connection.
+    pub tls_connections_total: AtomicU64,
+    /// TLS sessions up now.
+    pub tls_connections_active: AtomicI64,
+    /// Accepted connections on `tls:` listeners whose handshake failed.
+    pub tls_handshake_failures_accept: AtomicU64,
+    /// Outgoing TLS connections whose handshake failed (certificate not trusted, wrong
+    /// name, expired, no common protocol): the call failed over.
+    pub tls_handshake_failures_connect: AtomicU64,
+    /// Accepted TLS sessions whose client presented a (verified) certificate.
+    pub tls_client_certificates: AtomicU64,
 }
 
 impl ShellMetrics {
@@ -400,7 +412,7 @@ impl Collector for SipCollector {
                     .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
             }
         }
-        let counters: [(&str, &str, &AtomicU64); 18] = [
+        let counters: [(&str, &str, &AtomicU64); 22] = [
             (
                 "trunkgate_sip_parse_errors",
                 "Messages that could not be parsed",
@@ -488,8 +500,28 @@ impl Collector for SipCollector {
             ),
             (
                 "trunkgate_tcp_connect_failures",
-                "Outgoing TCP connections that failed or timed out",
+                "Outgoing TCP connections that failed or timed out (TLS handshakes included)",
                 &s.tcp_connect_failures,
+            ),
+            (
+                "trunkgate_tls_connections",
+                "TLS sessions established (handshake done), accepted or outgoing",
+                &s.tls_connections_total,
+            ),
+            (
+                "trunkgate_tls_handshake_failures_accept",
+                "Connections on tls: listeners whose TLS handshake failed",
+                &s.tls_handshake_failures_accept,
+            ),
+            (
+                "trunkgate_tls_handshake_failures_connect",
+                "Outgoing TLS connections whose handshake failed (the call failed over)",
+                &s.tls_handshake_failures_connect,
+            ),
+            (
+                "trunkgate_tls_client_certificates",
+                "Accepted TLS sessions whose client presented a verified certificate",
+                &s.tls_client_certificates,
             ),
         ];
         for (name, help, v) in counters {
@@ -500,6 +532,12 @@ impl Collector for SipCollector {
             "trunkgate_tcp_connections_active",
             "TCP connections open",
             load_i(&s.tcp_connections_active),
+        )?;
+        gauge(
+            &mut enc,
+            "trunkgate_tls_connections_active",
+            "TLS sessions up",
+            load_i(&s.tls_connections_active),
         )?;
         Ok(())
     }

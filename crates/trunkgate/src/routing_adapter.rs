@@ -198,6 +198,7 @@ pub(crate) fn transport(t: PeerTransport) -> Option<Transport> {
         PeerTransport::Auto => None,
         PeerTransport::Udp => Some(Transport::Udp),
         PeerTransport::Tcp => Some(Transport::Tcp),
+        PeerTransport::Tls => Some(Transport::Tls),
     }
 }
 
@@ -518,6 +519,7 @@ mod tests {
         assert_eq!(transport(PeerTransport::Auto), None);
         assert_eq!(transport(PeerTransport::Udp), Some(Transport::Udp));
         assert_eq!(transport(PeerTransport::Tcp), Some(Transport::Tcp));
+        assert_eq!(transport(PeerTransport::Tls), Some(Transport::Tls));
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use trunkgate_config::{Host, HostPort, ListenTransport, MediaLatch, Policy, PolicyErrors};
 use trunkgate_media::{Event, Latch, MediaConfig, QualityConfig, Relay};
 use trunkgate_sip::message::Limits;
-use trunkgate_sip::{Flow, Proxy, ProxyConfig, ProxyMetrics, Routing, Timers};
+use trunkgate_sip::{Flow, Proxy, ProxyConfig, ProxyMetrics, Routing, Timers, Transport};
 
 /// `--config FILE`, or the embedded default.
 fn load_policy(path: Option<&Path>) -> Result<Policy, PolicyErrors> {
@@ -42,6 +42,7 @@ fn listener_list(policy: &Policy) -> String {
             let t = match l.transport {
                 ListenTransport::Udp => "udp",
                 ListenTransport::Tcp => "tcp",
+                ListenTransport::Tls => "tls",
             };
             format!("{t}:{}", l.address)
         })
@@ -62,6 +63,12 @@ pub fn summary(policy: &Policy) -> String {
 pub fn check(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     match load_policy(path) {
         Ok(policy) => {
+            // Keys against their certificates, CA files against the TLS library: the
+            // policy check reads the files but cannot tell without the crypto provider.
+            if let Err(error) = crate::shell::tls::check(&policy) {
+                eprintln!("TLS: {error:#}");
+                return Ok(ExitCode::FAILURE);
+            }
             println!("{}", summary(&policy));
             Ok(ExitCode::SUCCESS)
         }
@@ -325,7 +332,12 @@ async fn serve(
                     .with_context(|| format!("binding udp:{address}"))?,
             ),
             ListenTransport::Tcp => tcp_listeners.push(
-                tcp::bind(address, sip_tos).with_context(|| format!("binding tcp:{address}"))?,
+                tcp::bind(address, sip_tos, Transport::Tcp)
+                    .with_context(|| format!("binding tcp:{address}"))?,
+            ),
+            ListenTransport::Tls => tcp_listeners.push(
+                tcp::bind(address, sip_tos, Transport::Tls)
+                    .with_context(|| format!("binding tls:{address}"))?,
             ),
         }
     }
@@ -460,6 +472,9 @@ async fn serve(
     let auth = Arc::new(AdminAuth::new(token));
     registry.register_collector(Box::new(crate::admin_auth::AuthCollector(auth.clone())));
     let (policy_tx, policy_rx) = mpsc::unbounded_channel();
+    let tls = Arc::new(crate::shell::tls::TlsShared::new(
+        crate::shell::tls::TlsProfiles::none(),
+    ));
     let live = Arc::new(LivePolicy::new(
         snapshot,
         shared,
@@ -473,6 +488,7 @@ async fn serve(
             auth: auth.clone(),
             trunk_metrics,
             relay: Some(relay.clone()),
+            tls: tls.clone(),
         },
         &mut registry,
     ));
@@ -506,17 +522,20 @@ async fn serve(
     };
 
     let (events_tx, events_rx) = mpsc::channel(shell::EVENT_QUEUE);
-    let tcp_shared = Arc::new(tcp::TcpShared::new(
-        events_tx,
-        shell_metrics,
-        tcp::TcpSettings {
-            limits: limits(&policy),
-            idle_timeout: policy.sip.tcp_idle_timeout,
-            header_timeout: policy.sip.tcp_header_timeout,
-            tos: sip_tos,
-        },
-        admit,
-    ));
+    let tcp_shared = Arc::new(
+        tcp::TcpShared::new(
+            events_tx,
+            shell_metrics,
+            tcp::TcpSettings {
+                limits: limits(&policy),
+                idle_timeout: policy.sip.tcp_idle_timeout,
+                header_timeout: policy.sip.tcp_header_timeout,
+                tos: sip_tos,
+            },
+            admit,
+        )
+        .with_tls(tls),
+    );
     for (flow, listener) in tcp_listeners {
         tokio::spawn(tcp::accept_loop(listener, flow, tcp_shared.clone()));
     }

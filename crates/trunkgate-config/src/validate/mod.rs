@@ -23,6 +23,7 @@ mod records;
 mod routes;
 mod rules;
 mod testcalls;
+mod tls;
 
 /// The defaults of the optional keys (see docs/policy.md).
 pub(crate) mod defaults {
@@ -68,9 +69,17 @@ pub(crate) mod defaults {
 
 /// Validate `raw`. The returned policy is meaningful only if `report` gained no errors.
 pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
-    let mut c = Check { report };
+    let mut c = Check {
+        report,
+        tls_listener: false,
+    };
     let mut listen = c.listen(&raw);
     listen.dscp = c.listen_dscp(&raw);
+    c.tls_listener = listen
+        .sip
+        .iter()
+        .any(|l| l.transport == ListenTransport::Tls);
+    let tls = c.tls(&raw, &listen);
     let media = c.media(&raw, &listen);
     let sip = c.sip(&raw);
     let admin = c.admin(&raw);
@@ -107,6 +116,7 @@ pub(crate) fn policy(raw: RawPolicy, report: &mut Report<'_>) -> Policy {
         records,
         validate,
         test_calls,
+        tls,
     };
     c.disjoint_sources(&policy, &pbx.1, &trunks);
     policy
@@ -120,6 +130,8 @@ struct PeerSpots {
 
 struct Check<'r, 'a> {
     report: &'r mut Report<'a>,
+    /// `listen.sip` has a `tls:` listener (peers may use `transport = "tls"`).
+    tls_listener: bool,
 }
 
 fn span_of<T>(t: &Spanned<T>) -> At {

@@ -18,10 +18,9 @@ impl Check<'_, '_> {
                 "auto" => Ok(PeerTransport::Auto),
                 "udp" => Ok(PeerTransport::Udp),
                 "tcp" => Ok(PeerTransport::Tcp),
-                _ => {
-                    Err(Problem::new(format!("unknown transport `{s}`"))
-                        .hint("one of: auto, udp, tcp"))
-                }
+                "tls" => Ok(PeerTransport::Tls),
+                _ => Err(Problem::new(format!("unknown transport `{s}`"))
+                    .hint("one of: auto, udp, tcp, tls")),
             })
         })
         .unwrap_or(PeerTransport::Auto)
@@ -102,6 +101,13 @@ impl Check<'_, '_> {
             )
         };
         let transport = self.transport(t.transport.as_ref(), "pbx.transport");
+        let tls = self.peer_tls(
+            t.tls.as_ref(),
+            transport,
+            t.transport.as_ref().map(|f| &f.at),
+            "pbx",
+            &address,
+        );
         let (allow, allow_spots) = self.allow(t.allow.as_ref(), "pbx.allow");
         let probe = self.probe(t.probe.as_ref(), "pbx");
         let inbound = self.failover(
@@ -137,6 +143,7 @@ impl Check<'_, '_> {
                 probe,
                 nodes,
                 inbound,
+                tls,
             },
             spots,
         )
@@ -194,6 +201,14 @@ impl Check<'_, '_> {
             &format!("{what} has no address"),
         );
         let transport = self.transport(t.transport.as_ref(), &format!("{what} transport"));
+        // A node over TLS uses [pbx]'s tls table (one TLS profile for the PBX).
+        let _ = self.peer_tls(
+            None,
+            transport,
+            t.transport.as_ref().map(|f| &f.at),
+            &what,
+            &address,
+        );
         let (allow, allow_spots) = self.allow(t.allow.as_ref(), &format!("{what} allow"));
         let probe = self.probe(t.probe.as_ref(), &what);
         let mut dids = Vec::new();
@@ -311,6 +326,13 @@ impl Check<'_, '_> {
                 &format!("trunk \"{name}\" has no address"),
             );
             let transport = self.transport(t.transport.as_ref(), &what("transport"));
+            let tls = self.peer_tls(
+                t.tls.as_ref(),
+                transport,
+                t.transport.as_ref().map(|f| &f.at),
+                &format!("trunk \"{name}\""),
+                &address,
+            );
             let (allow, allow_spots) = self.allow(t.allow.as_ref(), &what("allow"));
             let limits = self.call_limits(
                 &super::accounts::LimitFields {
@@ -333,6 +355,7 @@ impl Check<'_, '_> {
                 self.topology_hiding(t.topology_hiding.as_ref(), &name, anchor_media);
             let trunk = Trunk {
                 topology_hiding,
+                tls,
                 outbound,
                 inbound,
                 weight,

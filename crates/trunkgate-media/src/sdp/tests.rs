@@ -419,3 +419,77 @@ proptest! {
         }
     }
 }
+
+/// SRTP passes the relay unchanged (issue 12): anchoring an SDES-SRTP offer (`RTP/SAVP`,
+/// several `a=crypto` suites, one with session parameters and an MKI) and a DTLS-SRTP one
+/// (`UDP/TLS/RTP/SAVPF`, `a=fingerprint`, `a=setup`) changes the connection address and the
+/// ports only: every `a=crypto`, `a=fingerprint` and `a=setup` line, and each `m=` line's
+/// protocol and formats, leave byte for byte as they came. The relay forwards SRTP packets
+/// as opaque payloads, so the keys the two ends agreed on stay theirs.
+#[test]
+fn srtp_crypto_and_fingerprint_lines_survive_anchoring_byte_for_byte() {
+    let offer: &[u8] = b"v=0\r\n\
+o=carrier 2890844526 2890844527 IN IP4 198.51.100.20\r\n\
+s=-\r\n\
+c=IN IP4 198.51.100.20\r\n\
+t=0 0\r\n\
+m=audio 49170 RTP/SAVP 0 8 101\r\n\
+a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:4 KDR=1 UNENCRYPTED_SRTCP\r\n\
+a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20|1:32\r\n\
+a=crypto:3 AEAD_AES_256_GCM inline:Mzk5ZjZlZWQwYWE0NzQ3MmZkNGFkN2NhNmNhMjYwMTI1OGU5MDQ2ZTA0MzI=\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=rtcp:49171\r\n\
+a=sendrecv\r\n\
+m=audio 49172 UDP/TLS/RTP/SAVPF 111\r\n\
+a=fingerprint:sha-256 4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB:4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF\r\n\
+a=setup:actpass\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=rtcp-mux\r\n";
+    let out = rewritten(offer, v4(203, 0, 113, 7), &[Some(30000), Some(30002)]);
+    let (before, after) = (lines_of(offer), lines_of(&out));
+    assert_eq!(before.len(), after.len());
+    let kept = |l: &&[u8]| {
+        [
+            &b"a=crypto:"[..],
+            b"a=fingerprint:",
+            b"a=setup:",
+            b"a=rtpmap:",
+            b"a=rtcp-mux",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p))
+    };
+    let crypto_before: Vec<&[u8]> = before.iter().copied().filter(kept).collect();
+    let crypto_after: Vec<&[u8]> = after.iter().copied().filter(kept).collect();
+    assert_eq!(crypto_before.len(), 10);
+    assert_eq!(crypto_before, crypto_after, "SRTP lines changed");
+    // The m= lines: port replaced, protocol and formats as they were.
+    let m_lines: Vec<&[u8]> = after
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with(b"m="))
+        .collect();
+    assert_eq!(
+        m_lines,
+        [
+            &b"m=audio 30000 RTP/SAVP 0 8 101\r\n"[..],
+            &b"m=audio 30002 UDP/TLS/RTP/SAVPF 111\r\n"[..]
+        ]
+    );
+    // Everything else that changed is an address or an RTCP port.
+    for (a, b) in before.iter().zip(&after) {
+        if a != b {
+            assert!(
+                a.starts_with(b"o=")
+                    || a.starts_with(b"c=")
+                    || a.starts_with(b"m=")
+                    || a.starts_with(b"a=rtcp:"),
+                "{:?} became {:?}",
+                String::from_utf8_lossy(a),
+                String::from_utf8_lossy(b)
+            );
+        }
+    }
+}

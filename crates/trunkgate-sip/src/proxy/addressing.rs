@@ -23,9 +23,10 @@ impl Proxy {
         cseq: Option<u32>,
     ) -> Bytes {
         let via = format!(
-            "Via: SIP/2.0/{} {};branch={branch}",
+            "Via: SIP/2.0/{} {};branch={branch}{}",
             out_flow.transport.via_token(),
-            self.sent_by(out_flow)
+            self.sent_by(out_flow),
+            out_flow.transport.via_suffix()
         );
         let mut prepend: Vec<&[u8]> = Vec::with_capacity(1 + record_route.len());
         prepend.push(via.as_bytes());
@@ -47,12 +48,20 @@ impl Proxy {
         out.freeze()
     }
 
-    pub(super) fn record_route_line(&self, flow: &Flow) -> String {
-        let transport = match flow.transport {
-            Transport::Udp | Transport::Internal => "",
-            Transport::Tcp => ";transport=tcp",
-        };
-        format!("Record-Route: <sip:{}{transport};lr>", self.sent_by(flow))
+    /// Our Record-Route value for the side reached over `flow`. Over TLS it is
+    /// `sip:HOST:PORT;transport=tls;lr`, or `sips:HOST:PORT;lr` when the request is for a
+    /// `sips:` URI (RFC 5630 §3.1.3: a `sips:` request must see `sips:` Record-Routes; a
+    /// plain `sip:` request over TLS keeps the `sip:` scheme, since its other hops, the
+    /// PBX's UDP among them, are not TLS).
+    pub(super) fn record_route_line(&self, flow: &Flow, sips: bool) -> String {
+        if sips && flow.transport == Transport::Tls {
+            return format!("Record-Route: <sips:{};lr>", self.sent_by(flow));
+        }
+        format!(
+            "Record-Route: <sip:{}{};lr>",
+            self.sent_by(flow),
+            flow.transport.uri_param()
+        )
     }
 
     /// How many Route values at the top name us (loose routing, RFC 3261 §16.4).
@@ -96,12 +105,13 @@ impl Proxy {
         };
         match hop {
             Some(hop) if hop != leg.address && self.routing.classify_at(hop) == leg.party => {
-                let flow = match leg.flow.transport {
-                    Transport::Udp | Transport::Internal => leg.flow,
-                    Transport::Tcp => Flow {
+                let flow = if leg.flow.transport.is_stream() {
+                    Flow {
                         conn: None,
                         ..leg.flow
-                    },
+                    }
+                } else {
+                    leg.flow
                 };
                 (hop, flow)
             }

@@ -118,9 +118,10 @@ impl Proxy {
         let uri = sent.request_uri().unwrap_or_default();
         let answer = challenge.answer(&creds, method.as_str(), uri, 1, &cnonce);
         let via = format!(
-            "Via: SIP/2.0/{} {};branch={branch}",
+            "Via: SIP/2.0/{} {};branch={branch}{}",
             flow.transport.via_token(),
-            self.sent_by(&flow)
+            self.sent_by(&flow),
+            flow.transport.via_suffix()
         );
         let auth_line = format!("{answer_header}: {answer}");
         let prepend: [&[u8]; 2] = [via.as_bytes(), auth_line.as_bytes()];

@@ -10,7 +10,7 @@ use super::Proxy;
 use super::event::{Event, Outcome};
 use super::state::{ClientState, Leg, Owner, ServerState, Sub};
 use super::timer::Timer;
-use crate::message::{Method, SipMessage};
+use crate::message::{Method, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::routing::{Party, Target};
 use crate::transport::{Flow, Transport};
@@ -92,12 +92,16 @@ impl Proxy {
         let mut record_route = Vec::new();
         if branch.record_route {
             // Double Record-Route when the transport changes (RFC 5658).
-            record_route.push(self.record_route_line(&branch.flow));
+            let sips = msg
+                .request_uri()
+                .and_then(|uri| SipUri::parse(uri).ok())
+                .is_some_and(|uri| uri.is_sips());
+            record_route.push(self.record_route_line(&branch.flow, sips));
             // Not toward the test-call agent: it is in-process, and routes by our one entry.
             let changes =
                 branch.flow.transport != inbound.transport || branch.flow.local != inbound.local;
             if changes && inbound.transport != Transport::Internal {
-                record_route.push(self.record_route_line(&inbound));
+                record_route.push(self.record_route_line(&inbound, sips));
             }
         }
         let data = self.build_request(

@@ -59,6 +59,8 @@ mod tests_property;
 #[cfg(test)]
 mod tests_register;
 #[cfg(test)]
+mod tests_tls;
+#[cfg(test)]
 mod tests_topology;
 #[cfg(test)]
 mod tests_topology_more;

@@ -40,6 +40,7 @@ impl Proxy {
         out.extend_from_slice(self.sent_by(flow).as_bytes());
         out.extend_from_slice(b";branch=");
         out.extend_from_slice(branch.as_bytes());
+        out.extend_from_slice(flow.transport.via_suffix().as_bytes());
         out.extend_from_slice(b"\r\nMax-Forwards: 70\r\n");
         if !req.route.is_empty() {
             out.extend_from_slice(b"Route: ");

@@ -182,10 +182,7 @@ impl Proxy {
         } else {
             reg.config.expires.as_secs().max(1)
         };
-        let transport_param = match flow.transport {
-            crate::transport::Transport::Udp | crate::transport::Transport::Internal => "",
-            crate::transport::Transport::Tcp => ";transport=tcp",
-        };
+        let transport_param = flow.transport.uri_param();
         let contact = format!(
             "Contact: <sip:{}@{contact_host}{transport_param}>;expires={expires}",
             reg.config.contact_user

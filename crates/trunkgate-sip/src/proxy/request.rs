@@ -17,7 +17,7 @@ use crate::message::rewrite;
 use crate::message::{HeaderName, Method, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
 use crate::routing::{Party, Target};
-use crate::transport::{Flow, Transport};
+use crate::transport::Flow;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -184,7 +184,7 @@ impl Proxy {
         match server.state {
             ServerState::Completed => {
                 server.state = ServerState::Confirmed;
-                let wait = if server.flow.transport == Transport::Udp {
+                let wait = if !server.flow.transport.is_reliable() {
                     t4
                 } else {
                     Default::default()
@@ -778,7 +778,7 @@ impl Proxy {
             },
         );
         self.tx_created();
-        if flow.transport == Transport::Udp {
+        if !flow.transport.is_reliable() {
             self.timers
                 .arm(now + t.t1, Timer::ClientRetransmit(id, sub));
         }
@@ -787,9 +787,10 @@ impl Proxy {
     }
 
     fn wait_j(&self, flow: Flow) -> std::time::Duration {
-        match flow.transport {
-            Transport::Udp => self.config.timers.t1 * 64,
-            Transport::Tcp | Transport::Internal => std::time::Duration::ZERO,
+        if flow.transport.is_reliable() {
+            std::time::Duration::ZERO
+        } else {
+            self.config.timers.t1 * 64
         }
     }
 }

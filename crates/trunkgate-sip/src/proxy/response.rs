@@ -11,7 +11,7 @@ use crate::message::rewrite::{self, Edits};
 use crate::message::{HeaderName, Method, SipMessage};
 use crate::metrics::ProxyMetrics;
 use crate::routing::Party;
-use crate::transport::{Flow, Transport};
+use crate::transport::Flow;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -173,7 +173,7 @@ impl Proxy {
                     if let Some(contact) = contact_uri(msg) {
                         dialog.callee.contact = Some(contact);
                     }
-                    if flow.transport == Transport::Tcp {
+                    if flow.transport.is_stream() {
                         dialog.callee.flow = flow;
                     }
                     let to = dialog.callee.party;
@@ -270,10 +270,10 @@ impl Proxy {
             return;
         };
         client.state = ClientState::Completed;
-        let wait = match (client.flow.transport, client.method) {
-            (Transport::Tcp | Transport::Internal, _) => Duration::ZERO,
-            (Transport::Udp, Method::Invite) => Duration::from_secs(32).max(t.t1 * 64),
-            (Transport::Udp, _) => t.t4,
+        let wait = match (client.flow.transport.is_reliable(), client.method) {
+            (true, _) => Duration::ZERO,
+            (false, Method::Invite) => Duration::from_secs(32).max(t.t1 * 64),
+            (false, _) => t.t4,
         };
         self.timers.arm(now + wait, Timer::ClientExpire(id, sub));
     }
@@ -376,7 +376,7 @@ impl Proxy {
         if s.state != ServerState::Proceeding {
             return;
         }
-        let udp = s.flow.transport == Transport::Udp;
+        let udp = !s.flow.transport.is_reliable();
         let invite = s.method == Method::Invite;
         // Past Proceeding the request copy and the response context (candidates, the
         // anchored offer) are never needed again: free them now rather than after Timer J/L

@@ -25,6 +25,8 @@ pub const TRUNK_C: &str = "127.0.0.6:5060";
 pub const STRANGER: &str = "127.0.0.9:5060";
 /// Where the core's transmits to the test-call agent arrive (`INTERNAL_ADDR`).
 pub const INTERNAL: &str = "0.0.0.0:0";
+/// The TLS listener of [`SimNet::with_tls`].
+pub const PROXY_TLS: &str = "127.0.0.1:5061";
 
 pub fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -42,6 +44,9 @@ pub struct TestRouting {
     pub reject_first: Option<u16>,
     /// PBX calls may also use trunk 2 (after trunks 0 and 1).
     pub third_trunk: bool,
+    /// Trunk 0 (and the PBX for calls from trunks) is reached over this transport
+    /// (`None`: the one the request came in on).
+    pub first_transport: Option<Transport>,
 }
 
 pub const PBX_B: &str = "127.0.0.5:5060";
@@ -53,6 +58,7 @@ impl Default for TestRouting {
             second_pbx: false,
             reject_first: None,
             third_trunk: false,
+            first_transport: None,
         }
     }
 }
@@ -80,7 +86,7 @@ impl Routing for TestRouting {
                 out.push(Target {
                     party: Party::Trunk(0),
                     address: addr(TRUNK),
-                    transport: None,
+                    transport: self.first_transport,
                     uri_host: TRUNK.into(),
                     local_answer: self.reject_first,
                 });
@@ -251,31 +257,44 @@ impl SimNet {
                 second_pbx: true,
                 reject_first: None,
                 third_trunk: false,
+                first_transport: None,
             },
         )
     }
 
     pub fn with(admission: Option<Arc<dyn Admission>>, routing: TestRouting) -> SimNet {
-        Self::build(admission, routing, false)
+        Self::build(admission, routing, None)
     }
 
     /// With a TCP listener beside the UDP one (TCP flows: `send_tcp`).
     pub fn with_tcp() -> SimNet {
-        Self::build(None, TestRouting::default(), true)
+        Self::build(None, TestRouting::default(), Some(Transport::Tcp))
     }
 
-    fn build(admission: Option<Arc<dyn Admission>>, routing: TestRouting, tcp: bool) -> SimNet {
+    /// With a TLS listener on [`PROXY_TLS`] beside the UDP one (TLS flows: `send_stream`).
+    pub fn with_tls(routing: TestRouting) -> SimNet {
+        Self::build(None, routing, Some(Transport::Tls))
+    }
+
+    fn build(
+        admission: Option<Arc<dyn Admission>>,
+        routing: TestRouting,
+        stream: Option<Transport>,
+    ) -> SimNet {
         let flow = Flow {
             transport: Transport::Udp,
             local: addr(PROXY),
             conn: None,
         };
         let mut listeners = vec![flow];
-        if tcp {
-            listeners.push(Flow {
-                transport: Transport::Tcp,
-                ..flow
-            });
+        match stream {
+            Some(Transport::Tls) => listeners.push(Flow {
+                transport: Transport::Tls,
+                local: addr(PROXY_TLS),
+                conn: None,
+            }),
+            Some(transport) => listeners.push(Flow { transport, ..flow }),
+            None => {}
         }
         let config = ProxyConfig {
             advertised: "127.0.0.1".into(),
@@ -407,6 +426,23 @@ impl SimNet {
         let flow = Flow {
             transport: Transport::Tcp,
             local: addr(PROXY),
+            conn: Some(crate::transport::ConnId(conn)),
+        };
+        self.proxy
+            .handle_input(self.now, flow, addr(from), Bytes::from(crlf(text)));
+        self.drain_proxy();
+    }
+
+    /// `text` arrives over `transport` (TCP or TLS) on connection `conn` from `from`, at
+    /// the listener of that transport.
+    pub fn send_stream(&mut self, transport: Transport, from: &str, conn: u64, text: &str) {
+        let local = match transport {
+            Transport::Tls => addr(PROXY_TLS),
+            _ => addr(PROXY),
+        };
+        let flow = Flow {
+            transport,
+            local,
             conn: Some(crate::transport::ConnId(conn)),
         };
         self.proxy

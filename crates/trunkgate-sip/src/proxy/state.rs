@@ -184,12 +184,13 @@ impl Leg {
     /// be NATed); over TCP to its Contact, where it listens (the connection's port is an
     /// ephemeral one), or the source when the Contact is not an IP literal.
     pub fn caller(party: Party, flow: Flow, source: SocketAddr, contact: Option<Box<[u8]>>) -> Leg {
-        let address = match flow.transport {
-            crate::transport::Transport::Udp | crate::transport::Transport::Internal => source,
-            crate::transport::Transport::Tcp => contact
+        let address = if flow.transport.is_stream() {
+            contact
                 .as_deref()
                 .and_then(super::addressing::uri_socket_addr)
-                .unwrap_or(source),
+                .unwrap_or(source)
+        } else {
+            source
         };
         Leg {
             party,

@@ -1,4 +1,4 @@
-//! Why a TCP connection ended ([`CloseReason`]): refused at accept, cut by a limit, or
+//! Why a TCP (or TLS) connection ended ([`CloseReason`]): refused at accept, cut by a limit, or
 //! ended by the peer. Counted per reason in `trunkgate_tcp_connections_closed_total`.
 
 /// Why a TCP connection ended: the `reason` label of
@@ -29,10 +29,13 @@ pub enum CloseReason {
     Peer,
     /// Trunkgate is shutting down.
     Shutdown,
+    /// A client on a `tls:` listener did not complete the TLS handshake (no common
+    /// protocol, a client certificate refused, `tls.handshake_timeout`).
+    TlsHandshake,
 }
 
 impl CloseReason {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     pub const ALL: [CloseReason; CloseReason::COUNT] = [
         CloseReason::UnknownSource,
         CloseReason::Banned,
@@ -46,6 +49,7 @@ impl CloseReason {
         CloseReason::NotReading,
         CloseReason::Peer,
         CloseReason::Shutdown,
+        CloseReason::TlsHandshake,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +66,7 @@ impl CloseReason {
             CloseReason::NotReading => "not_reading",
             CloseReason::Peer => "peer",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::TlsHandshake => "tls_handshake",
         }
     }
 }

@@ -1,12 +1,14 @@
-//! The core task's table of TCP connections: id → writer queue, and remote address → id for
-//! transmits that name no connection. Owned by the core task alone (plain `HashMap`s, no
-//! locks).
+//! The core task's table of stream connections (TCP and TLS): id → writer queue, and
+//! (transport, remote address) → id for transmits that name no connection, so that one
+//! connection per peer carries every call (RFC 3261 §18, RFC 5923) and a TLS transmit never
+//! goes onto a plain TCP connection to the same address. Owned by the core task alone
+//! (plain `HashMap`s, no locks).
 
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use tokio::sync::mpsc;
-use trunkgate_sip::{ConnId, Flow};
+use trunkgate_sip::{ConnId, Flow, Transport};
 
 #[derive(Debug)]
 struct Conn {
@@ -15,6 +17,8 @@ struct Conn {
     /// `None` once the core has given up on the connection (queue full): dropping the sender
     /// ends the writer task, and the reader reports `Closed`.
     writer: Option<mpsc::Sender<Bytes>>,
+    /// Opened by us (to `peer`'s listening address), not accepted.
+    outgoing: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -28,12 +32,21 @@ pub enum SendError {
 #[derive(Debug, Default)]
 pub struct Connections {
     by_id: HashMap<ConnId, Conn>,
-    by_peer: HashMap<SocketAddr, ConnId>,
+    by_peer: HashMap<(Transport, SocketAddr), ConnId>,
 }
 
 impl Connections {
     /// Register a connection (`flow.conn` must be set).
     pub fn insert(&mut self, flow: Flow, peer: SocketAddr, writer: mpsc::Sender<Bytes>) {
+        self.add(flow, peer, writer, false);
+    }
+
+    /// Register a connection we are opening to `peer` (`flow.conn` must be set).
+    pub fn insert_outgoing(&mut self, flow: Flow, peer: SocketAddr, writer: mpsc::Sender<Bytes>) {
+        self.add(flow, peer, writer, true);
+    }
+
+    fn add(&mut self, flow: Flow, peer: SocketAddr, writer: mpsc::Sender<Bytes>, outgoing: bool) {
         let Some(id) = flow.conn else { return };
         self.by_id.insert(
             id,
@@ -41,14 +54,20 @@ impl Connections {
                 flow,
                 peer,
                 writer: Some(writer),
+                outgoing,
             },
         );
-        self.by_peer.insert(peer, id);
+        self.by_peer.insert((flow.transport, peer), id);
     }
 
-    /// An open connection to `peer`, if any.
-    pub fn to_peer(&self, peer: SocketAddr) -> Option<ConnId> {
-        self.by_peer.get(&peer).copied()
+    /// The destination of `id` if we opened it.
+    pub fn outgoing_peer(&self, id: ConnId) -> Option<SocketAddr> {
+        self.by_id.get(&id).filter(|c| c.outgoing).map(|c| c.peer)
+    }
+
+    /// An open connection over `transport` to `peer`, if any.
+    pub fn to_peer(&self, transport: Transport, peer: SocketAddr) -> Option<ConnId> {
+        self.by_peer.get(&(transport, peer)).copied()
     }
 
     /// Queue `data` on connection `id` (never waits).
@@ -68,8 +87,9 @@ impl Connections {
     pub fn close(&mut self, id: ConnId) {
         if let Some(conn) = self.by_id.get_mut(&id) {
             conn.writer = None;
-            if self.by_peer.get(&conn.peer) == Some(&id) {
-                self.by_peer.remove(&conn.peer);
+            let key = (conn.flow.transport, conn.peer);
+            if self.by_peer.get(&key) == Some(&id) {
+                self.by_peer.remove(&key);
             }
         }
     }
@@ -77,8 +97,9 @@ impl Connections {
     /// Forget `id` for good; returns its flow if it was known.
     pub fn remove(&mut self, id: ConnId) -> Option<Flow> {
         let conn = self.by_id.remove(&id)?;
-        if self.by_peer.get(&conn.peer) == Some(&id) {
-            self.by_peer.remove(&conn.peer);
+        let key = (conn.flow.transport, conn.peer);
+        if self.by_peer.get(&key) == Some(&id) {
+            self.by_peer.remove(&key);
         }
         Some(conn.flow)
     }
@@ -92,7 +113,6 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trunkgate_sip::Transport;
 
     fn flow(id: u64) -> Flow {
         Flow {
@@ -108,7 +128,7 @@ mod tests {
         let peer: SocketAddr = "127.0.0.2:40000".parse().unwrap();
         let (tx, mut rx) = mpsc::channel(1);
         conns.insert(flow(1), peer, tx);
-        assert_eq!(conns.to_peer(peer), Some(ConnId(1)));
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(1)));
         conns.send(ConnId(1), Bytes::from_static(b"a")).unwrap();
         assert_eq!(
             conns.send(ConnId(1), Bytes::from_static(b"b")),
@@ -116,12 +136,13 @@ mod tests {
         );
         assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"a"));
         conns.close(ConnId(1));
-        assert_eq!(conns.to_peer(peer), None);
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), None);
         assert_eq!(conns.send(ConnId(1), Bytes::new()), Err(SendError::Gone));
         assert!(
             rx.try_recv().is_err(),
             "writer queue closed once the core lets go"
         );
+        assert_eq!(conns.outgoing_peer(ConnId(1)), None, "accepted, not opened");
         assert_eq!(conns.remove(ConnId(1)), Some(flow(1)));
         assert_eq!(conns.remove(ConnId(1)), None);
         assert_eq!(conns.len(), 0);
@@ -136,6 +157,36 @@ mod tests {
         conns.insert(flow(1), peer, tx1);
         conns.insert(flow(2), peer, tx2);
         conns.remove(ConnId(1));
-        assert_eq!(conns.to_peer(peer), Some(ConnId(2)));
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(2)));
+    }
+
+    #[test]
+    fn connections_we_open_know_their_destination() {
+        let mut conns = Connections::default();
+        let peer: SocketAddr = "127.0.0.3:5061".parse().unwrap();
+        let (tx, _rx) = mpsc::channel(1);
+        conns.insert_outgoing(flow(3), peer, tx);
+        assert_eq!(conns.outgoing_peer(ConnId(3)), Some(peer));
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(3)));
+    }
+
+    #[test]
+    fn tls_and_tcp_to_one_address_are_different_connections() {
+        let mut conns = Connections::default();
+        let peer: SocketAddr = "127.0.0.3:5061".parse().unwrap();
+        let (tx1, _rx1) = mpsc::channel(1);
+        conns.insert(flow(1), peer, tx1);
+        assert_eq!(conns.to_peer(Transport::Tls, peer), None, "TCP is no TLS");
+        let (tx2, _rx2) = mpsc::channel(1);
+        let tls = Flow {
+            transport: Transport::Tls,
+            ..flow(2)
+        };
+        conns.insert(tls, peer, tx2);
+        assert_eq!(conns.to_peer(Transport::Tls, peer), Some(ConnId(2)));
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(1)));
+        conns.close(ConnId(2));
+        assert_eq!(conns.to_peer(Transport::Tls, peer), None);
+        assert_eq!(conns.to_peer(Transport::Tcp, peer), Some(ConnId(1)));
     }
 }

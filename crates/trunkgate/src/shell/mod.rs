@@ -7,12 +7,15 @@
 //! `poll_transmit()`: UDP goes out with `try_send_to` on the matching socket (a full socket
 //! buffer drops and counts, it never blocks the loop); TCP goes to the connection's FIFO
 //! writer queue, opening a connection when none exists. Since one task feeds the core
-//! sequentially, messages of one dialog leave in the order they arrived.
+//! sequentially, messages of one dialog leave in the order they arrived. TLS connections
+//! take the same path as TCP ones (`send_stream`); only their tasks differ, by a handshake.
 
 pub mod admit;
 pub mod close;
 pub mod connections;
+pub mod framing;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use crate::metrics::{CoreStatus, ShellMetrics};
@@ -412,7 +415,11 @@ impl SipShell {
             TcpEvent::Frame { flow, peer, data } => {
                 self.proxy.handle_input(Instant::now(), flow, peer, data);
             }
-            TcpEvent::ConnectFailed { id, destination } => {
+            TcpEvent::ConnectFailed {
+                id,
+                transport,
+                destination,
+            } => {
                 if let Some(flow) = self.conns.remove(id) {
                     self.metrics
                         .tcp_connections_active
@@ -420,15 +427,24 @@ impl SipShell {
                     self.proxy.connection_closed(flow);
                 }
                 self.proxy
-                    .transport_failed(Instant::now(), Transport::Tcp, destination);
+                    .transport_failed(Instant::now(), transport, destination);
                 self.flush();
             }
             TcpEvent::Closed { id } => {
+                let outgoing = self.conns.outgoing_peer(id);
                 if let Some(flow) = self.conns.remove(id) {
                     self.metrics
                         .tcp_connections_active
                         .fetch_sub(1, Ordering::Relaxed);
                     self.proxy.connection_closed(flow);
+                    // A connection we opened is gone (closed by the peer, or a TLS peer
+                    // that refused us after the handshake, e.g. for a missing client
+                    // certificate): requests still waiting on it for a first answer end at
+                    // once (RFC 3261 §17.1.4, a transport error) instead of at Timer B.
+                    if let Some(peer) = outgoing {
+                        self.proxy
+                            .transport_failed(Instant::now(), flow.transport, peer);
+                    }
                     self.flush();
                 }
             }
@@ -445,7 +461,7 @@ impl SipShell {
             while let Some(transmit) = self.proxy.poll_transmit() {
                 match transmit.flow.transport {
                     Transport::Udp => self.udp_batch.push(transmit),
-                    Transport::Tcp => self.send_tcp(transmit),
+                    Transport::Tcp | Transport::Tls => self.send_stream(transmit),
                     Transport::Internal => self.internal.push(transmit),
                 }
             }
@@ -500,10 +516,17 @@ impl SipShell {
         self.udp_batch.clear();
     }
 
-    fn send_tcp(&mut self, t: Transmit) {
-        let id = match t.flow.conn.or_else(|| self.conns.to_peer(t.destination)) {
+    /// Queue `t` on its connection (TCP or TLS): the one it names, else the open one to its
+    /// destination over its transport, else a new one.
+    fn send_stream(&mut self, t: Transmit) {
+        let transport = t.flow.transport;
+        let id = match t
+            .flow
+            .conn
+            .or_else(|| self.conns.to_peer(transport, t.destination))
+        {
             Some(id) => id,
-            None => return self.open_tcp(t),
+            None => return self.open_stream(t),
         };
         match self.conns.send(id, t.data) {
             Ok(()) => return,
@@ -516,11 +539,12 @@ impl SipShell {
         }
         // The message could not be written: whatever waits on it must not wait for Timer B.
         self.proxy
-            .transport_failed(Instant::now(), Transport::Tcp, t.destination);
+            .transport_failed(Instant::now(), transport, t.destination);
     }
 
-    /// Open a connection to `t.destination` with `t.data` as its first message.
-    fn open_tcp(&mut self, t: Transmit) {
+    /// Open a connection (TCP, or TLS: the handshake runs in the connection's task) to
+    /// `t.destination` with `t.data` as its first message.
+    fn open_stream(&mut self, t: Transmit) {
         let slot = match self.tcp.admit.outgoing() {
             Ok(slot) => slot,
             Err(reason) => {
@@ -528,12 +552,12 @@ impl SipShell {
                 self.tcp.refused(t.destination, reason);
                 ShellMetrics::inc(&self.metrics.tcp_send_drops);
                 self.proxy
-                    .transport_failed(Instant::now(), Transport::Tcp, t.destination);
+                    .transport_failed(Instant::now(), t.flow.transport, t.destination);
                 return;
             }
         };
         let flow = Flow {
-            transport: Transport::Tcp,
+            transport: t.flow.transport,
             local: t.flow.local,
             conn: Some(self.tcp.next_id()),
         };
@@ -541,7 +565,7 @@ impl SipShell {
         let weak = tx.downgrade();
         // A fresh queue always has room.
         let _ = tx.try_send(t.data);
-        self.conns.insert(flow, t.destination, tx);
+        self.conns.insert_outgoing(flow, t.destination, tx);
         self.metrics
             .tcp_connections_active
             .fetch_add(1, Ordering::Relaxed);

@@ -1,8 +1,12 @@
-//! TCP: listeners, per-connection reader and writer tasks, and outgoing connects.
+//! Stream connections, TCP and TLS: listeners, per-connection reader and writer tasks, and
+//! outgoing connects. TLS is TCP plus a handshake ([`super::tls`]) between connect/accept
+//! and the first byte; from there both run the same [`run_connection`], generic over the
+//! stream's read and write halves (a TCP stream split without a lock, a TLS stream with
+//! `tokio::io::split`).
 //!
 //! A connection is judged at accept before a byte is read ([`super::admit`]): strangers,
 //! banned sources and connections over a cap are reset at once. An admitted one has a
-//! reader task (frames the byte stream with the SIP crate's `frame_len` into a buffer never
+//! reader task (frames the byte stream with [`super::framing`] in a buffer never
 //! larger than `max_message_size + 1`, answers RFC 5626 keepalive pings, enforces the idle
 //! timeout and the header timeout: a message must be whole within `tcp_header_timeout` of
 //! its first byte) and a writer task draining a bounded FIFO queue, so writes on one
@@ -11,22 +15,22 @@
 //! channel ([`TcpEvent`]); the core owns the connection table (see [`super::connections`]).
 
 use super::admit::{Admit, Slot};
+use super::framing::{FrameStep, next_frame};
+use super::tls::{self, TlsShared};
 use crate::metrics::{CloseReason, ShellMetrics};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use trunkgate_sip::message::{Limits, ParseError};
-use trunkgate_sip::message::{frame_len, skip_keepalive};
 use trunkgate_sip::{ConnId, Flow, Transport};
 
 /// Messages queued per connection before the core gives up on it.
@@ -58,8 +62,12 @@ pub enum TcpEvent {
     /// The connection is gone (closed by either side, idle, framing error).
     Closed { id: ConnId },
     /// An outgoing connection to `destination` could not be opened (refused, unreachable,
-    /// timed out): what was queued on it is lost.
-    ConnectFailed { id: ConnId, destination: SocketAddr },
+    /// timed out, TLS handshake failed): what was queued on it is lost.
+    ConnectFailed {
+        id: ConnId,
+        transport: Transport,
+        destination: SocketAddr,
+    },
 }
 
 /// What every TCP task needs to know, from the policy.
@@ -84,6 +92,8 @@ pub struct TcpShared {
     /// Accept-time admission and the connection caps.
     pub admit: Arc<Admit>,
     pub tos: u8,
+    /// Certificates and peer profiles for TLS connections (swapped by reloads).
+    pub tls: Arc<TlsShared>,
     next_conn: AtomicU64,
 }
 
@@ -111,8 +121,15 @@ impl TcpShared {
             header_timeout: or_never(settings.header_timeout),
             admit,
             tos: settings.tos,
+            tls: Arc::new(TlsShared::new(tls::TlsProfiles::none())),
             next_conn: AtomicU64::new(1),
         }
+    }
+
+    /// Use `tls` for TLS connections (the one the policy reloads swap).
+    pub fn with_tls(mut self, tls: Arc<TlsShared>) -> TcpShared {
+        self.tls = tls;
+        self
     }
 
     /// A process-unique connection id (never reused).
@@ -131,8 +148,9 @@ impl TcpShared {
     }
 }
 
-/// Bind a TCP listener (SO_REUSEADDR, TOS byte, non-blocking). Must run inside the runtime.
-pub fn bind(address: SocketAddr, tos: u8) -> io::Result<(Flow, TcpListener)> {
+/// Bind a stream listener for `transport` (TCP or TLS: SO_REUSEADDR, TOS byte,
+/// non-blocking). Must run inside the runtime.
+pub fn bind(address: SocketAddr, tos: u8, transport: Transport) -> io::Result<(Flow, TcpListener)> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
@@ -150,7 +168,7 @@ pub fn bind(address: SocketAddr, tos: u8) -> io::Result<(Flow, TcpListener)> {
     let local = listener.local_addr()?;
     Ok((
         Flow {
-            transport: Transport::Tcp,
+            transport,
             local,
             conn: None,
         },
@@ -187,6 +205,12 @@ pub async fn accept_loop(listener: TcpListener, flow: Flow, shared: Arc<TcpShare
             conn: Some(shared.next_id()),
             ..flow
         };
+        if flow.transport == Transport::Tls {
+            // The handshake runs in the connection's own task: a slow or silent client
+            // holds its slot, never the accept loop.
+            tokio::spawn(accept_tls(stream, conn_flow, peer, shared.clone(), slot));
+            continue;
+        }
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let weak = tx.downgrade();
         let opened = TcpEvent::Opened {
@@ -198,8 +222,10 @@ pub async fn accept_loop(listener: TcpListener, flow: Flow, shared: Arc<TcpShare
             return; // the core is gone: shutting down
         }
         tracing::debug!(%peer, conn = ?conn_flow.conn, "TCP connection accepted");
+        let (reader, writer) = stream.into_split();
         tokio::spawn(run_connection(
-            stream,
+            reader,
+            writer,
             conn_flow,
             peer,
             rx,
@@ -207,6 +233,64 @@ pub async fn accept_loop(listener: TcpListener, flow: Flow, shared: Arc<TcpShare
             shared.clone(),
             slot,
         ));
+    }
+}
+
+/// An accepted connection on a `tls:` listener: the handshake with the certificate in
+/// force now, then served like TCP. A failed handshake (no TLS, a client certificate
+/// refused, too slow) closes it, counted and logged with the reason.
+async fn accept_tls(
+    stream: TcpStream,
+    flow: Flow,
+    peer: SocketAddr,
+    shared: Arc<TcpShared>,
+    slot: Slot,
+) {
+    let profiles = shared.tls.current();
+    let tls = match tls::accept(stream, &profiles).await {
+        Ok(tls) => tls,
+        Err(error) => {
+            drop(slot);
+            ShellMetrics::inc(&shared.metrics.tls_handshake_failures_accept);
+            shared.metrics.closed(CloseReason::TlsHandshake);
+            tracing::warn!(%peer, local = %flow.local, %error, "TLS handshake with a client failed: connection closed");
+            return;
+        }
+    };
+    tls_established(&shared, tls.get_ref().1.peer_certificates().is_some());
+    let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    let weak = tx.downgrade();
+    let opened = TcpEvent::Opened {
+        flow,
+        peer,
+        writer: tx,
+    };
+    if shared.events.send(opened).await.is_err() {
+        // The core is gone: shutting down.
+        shared
+            .metrics
+            .tls_connections_active
+            .fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    tracing::debug!(%peer, conn = ?flow.conn, "TLS connection accepted");
+    let (reader, writer) = tokio::io::split(tls);
+    run_connection(reader, writer, flow, peer, rx, weak, shared.clone(), slot).await;
+    shared
+        .metrics
+        .tls_connections_active
+        .fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A TLS session is up (either direction).
+fn tls_established(shared: &TcpShared, client_certificate: bool) {
+    ShellMetrics::inc(&shared.metrics.tls_connections_total);
+    shared
+        .metrics
+        .tls_connections_active
+        .fetch_add(1, Ordering::Relaxed);
+    if client_certificate {
+        ShellMetrics::inc(&shared.metrics.tls_client_certificates);
     }
 }
 
@@ -221,32 +305,83 @@ pub async fn connect(
     shared: Arc<TcpShared>,
     slot: Slot,
 ) {
-    match tokio::time::timeout(CONNECT_TIMEOUT, open(flow.local, peer, shared.tos)).await {
-        Ok(Ok(stream)) => {
-            tracing::debug!(%peer, conn = ?flow.conn, "TCP connection established");
-            run_connection(stream, flow, peer, rx, weak, shared, slot).await;
-        }
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, open(flow.local, peer, shared.tos))
+        .await
+    {
+        Ok(Ok(stream)) => stream,
         failed => {
-            drop(slot);
             let reason = match failed {
                 Ok(Err(error)) => error.to_string(),
                 _ => "timed out".to_owned(),
             };
-            tracing::warn!(%peer, %reason, "TCP connect failed");
-            ShellMetrics::inc(&shared.metrics.tcp_connect_failures);
-            let lost = u64::try_from(rx.len()).unwrap_or(0);
+            tracing::warn!(%peer, %reason, transport = flow.transport.name(), "TCP connect failed");
+            return connect_failed(flow, peer, &rx, &shared, slot).await;
+        }
+    };
+    if flow.transport != Transport::Tls {
+        tracing::debug!(%peer, conn = ?flow.conn, "TCP connection established");
+        let (reader, writer) = stream.into_split();
+        return run_connection(reader, writer, flow, peer, rx, weak, shared, slot).await;
+    }
+    let profiles = shared.tls.current();
+    let Some(client) = profiles.client_for(peer) else {
+        tracing::warn!(%peer, "TLS to a destination with no TLS configuration: set [tls] ca_file or the peer's tls table");
+        ShellMetrics::inc(&shared.metrics.tls_handshake_failures_connect);
+        return connect_failed(flow, peer, &rx, &shared, slot).await;
+    };
+    match tls::connect(stream, &client, profiles.handshake_timeout).await {
+        Ok(tls) => {
+            if client.insecure {
+                tracing::warn!(%peer, peer_name = %client.who, "TLS connection established WITHOUT certificate verification (insecure_skip_verify)");
+            } else {
+                tracing::debug!(%peer, conn = ?flow.conn, peer_name = %tls::name_text(&client.name), "TLS connection established");
+            }
+            tls_established(&shared, false);
+            let (reader, writer) = tokio::io::split(tls);
+            run_connection(reader, writer, flow, peer, rx, weak, shared.clone(), slot).await;
             shared
                 .metrics
-                .tcp_send_drops
-                .fetch_add(lost, Ordering::Relaxed);
-            if let Some(id) = flow.conn {
-                let failed = TcpEvent::ConnectFailed {
-                    id,
-                    destination: peer,
-                };
-                let _ = shared.events.send(failed).await;
-            }
+                .tls_connections_active
+                .fetch_sub(1, Ordering::Relaxed);
         }
+        Err(error) => {
+            // The call behind it fails over at once (`transport_failed` in the core).
+            tracing::warn!(
+                %peer,
+                peer_name = %client.who,
+                expected = %tls::name_text(&client.name),
+                %error,
+                "TLS handshake failed: refusing the connection"
+            );
+            ShellMetrics::inc(&shared.metrics.tls_handshake_failures_connect);
+            connect_failed(flow, peer, &rx, &shared, slot).await;
+        }
+    }
+}
+
+/// An outgoing connection that never carried a byte: count what was queued on it as lost
+/// and tell the core, whose transactions on it end at once.
+async fn connect_failed(
+    flow: Flow,
+    peer: SocketAddr,
+    rx: &mpsc::Receiver<Bytes>,
+    shared: &TcpShared,
+    slot: Slot,
+) {
+    drop(slot);
+    ShellMetrics::inc(&shared.metrics.tcp_connect_failures);
+    let lost = u64::try_from(rx.len()).unwrap_or(0);
+    shared
+        .metrics
+        .tcp_send_drops
+        .fetch_add(lost, Ordering::Relaxed);
+    if let Some(id) = flow.conn {
+        let failed = TcpEvent::ConnectFailed {
+            id,
+            transport: flow.transport,
+            destination: peer,
+        };
+        let _ = shared.events.send(failed).await;
     }
 }
 
@@ -286,18 +421,22 @@ impl Activity {
     }
 }
 
-/// Serve one established connection until it closes, then tell the core. `slot` (its place
-/// under the caps) is given back when the socket is closed.
-async fn run_connection(
-    stream: TcpStream,
+/// Serve one established connection (its read and write halves) until it closes, then tell
+/// the core. `slot` (its place under the caps) is given back when the socket is closed.
+#[allow(clippy::too_many_arguments)]
+async fn run_connection<R, W>(
+    reader: R,
+    writer: W,
     flow: Flow,
     peer: SocketAddr,
     rx: mpsc::Receiver<Bytes>,
     weak: mpsc::WeakSender<Bytes>,
     shared: Arc<TcpShared>,
     slot: Slot,
-) {
-    let (reader, writer) = stream.into_split();
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     activity.touch();
     let mut writer = tokio::spawn(write_loop(writer, rx, activity.clone()));
@@ -318,13 +457,18 @@ async fn run_connection(
     }
 }
 
-async fn write_loop(
-    mut writer: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut rx: mpsc::Receiver<Bytes>,
     activity: Arc<Activity>,
 ) -> CloseReason {
     while let Some(data) = rx.recv().await {
-        match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&data)).await {
+        // `flush`: a TLS stream holds records until flushed (a no-op for TCP).
+        let write = async {
+            writer.write_all(&data).await?;
+            writer.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
             Ok(Ok(())) => activity.touch(),
             Ok(Err(error)) => {
                 tracing::debug!(%error, "TCP write failed");
@@ -346,8 +490,8 @@ fn only_line_ends(buf: &[u8]) -> bool {
     buf.iter().all(|b| matches!(b, b'\r' | b'\n'))
 }
 
-async fn read_loop(
-    mut reader: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: R,
     flow: Flow,
     peer: SocketAddr,
     weak: &mpsc::WeakSender<Bytes>,
@@ -371,7 +515,14 @@ async fn read_loop(
         let mut window = (&mut buf).limit(room);
         tokio::select! {
             read = reader.read_buf(&mut window) => match read {
-                Ok(0) | Err(_) => return CloseReason::Peer,
+                Ok(0) => return CloseReason::Peer,
+                // What a TLS stream reports for an alert or a protocol error (a peer that
+                // refused our client certificate after the handshake, say): worth a line.
+                Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+                    tracing::info!(%peer, transport = flow.transport.name(), %error, "connection ended by a TLS error");
+                    return CloseReason::Peer;
+                }
+                Err(_) => return CloseReason::Peer,
                 Ok(_) => activity.touch(),
             },
             reason = &mut *writer => return reason.unwrap_or(CloseReason::Peer),
@@ -421,45 +572,6 @@ async fn read_loop(
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum FrameStep {
-    /// One whole message, cut off the front of the buffer.
-    Frame(Bytes),
-    /// A `\r\n\r\n` keepalive ping was consumed: answer `\r\n`.
-    Ping,
-    /// Nothing complete yet.
-    NeedMore,
-}
-
-/// Take the next step off a connection's receive buffer (RFC 3261 §18.3 framing, RFC 5626
-/// keepalives). An error means the stream cannot be framed and the connection must close.
-pub fn next_frame(buf: &mut BytesMut, limits: &Limits) -> Result<FrameStep, ParseError> {
-    loop {
-        if buf.is_empty() {
-            return Ok(FrameStep::NeedMore);
-        }
-        let crlf = skip_keepalive(buf);
-        if crlf >= 4 {
-            buf.advance(crlf);
-            return Ok(FrameStep::Ping);
-        }
-        if crlf > 0 {
-            if crlf == buf.len() {
-                return Ok(FrameStep::NeedMore); // perhaps the first half of a ping
-            }
-            buf.advance(crlf); // a pong, or stray line ends before a message
-            continue;
-        }
-        return match frame_len(buf, limits)? {
-            Some(n) if n > 0 && n <= buf.len() => Ok(FrameStep::Frame(buf.split_to(n).freeze())),
-            Some(_) => Err(ParseError::BadContentLength),
-            // A message still incomplete past the limit can only be too large.
-            None if buf.len() > limits.max_message_size => Err(ParseError::TooLarge(buf.len())),
-            None => Ok(FrameStep::NeedMore),
-        };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,51 +580,6 @@ mod tests {
 Via: SIP/2.0/TCP 127.0.0.2:5060;branch=z9hG4bK1\r\n\
 From: <sip:b@127.0.0.2>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\
 Max-Forwards: 70\r\nContent-Length: 4\r\n\r\nbody";
-
-    fn steps(input: &[u8]) -> Vec<FrameStep> {
-        let mut buf = BytesMut::from(input);
-        let mut out = Vec::new();
-        loop {
-            let step = next_frame(&mut buf, &Limits::default()).unwrap();
-            if step == FrameStep::NeedMore {
-                return out;
-            }
-            out.push(step);
-        }
-    }
-
-    #[test]
-    fn cuts_back_to_back_messages_and_answers_pings() {
-        let mut input = b"\r\n\r\n".to_vec();
-        input.extend_from_slice(OPTIONS);
-        input.extend_from_slice(b"\r\n");
-        input.extend_from_slice(OPTIONS);
-        input.extend_from_slice(&OPTIONS[..20]);
-        let got = steps(&input);
-        assert_eq!(
-            got,
-            vec![
-                FrameStep::Ping,
-                FrameStep::Frame(Bytes::from_static(OPTIONS)),
-                FrameStep::Frame(Bytes::from_static(OPTIONS)),
-            ]
-        );
-    }
-
-    #[test]
-    fn waits_for_the_rest_of_a_split_ping() {
-        let mut buf = BytesMut::from(&b"\r\n\r"[..]);
-        assert_eq!(
-            next_frame(&mut buf, &Limits::default()).unwrap(),
-            FrameStep::NeedMore
-        );
-        buf.extend_from_slice(b"\n");
-        assert_eq!(
-            next_frame(&mut buf, &Limits::default()).unwrap(),
-            FrameStep::Ping
-        );
-        assert!(buf.is_empty());
-    }
 
     struct NoRoutes;
     impl trunkgate_sip::Routing for NoRoutes {
@@ -567,8 +634,15 @@ Max-Forwards: 70\r\nContent-Length: 4\r\n\r\nbody";
         let started = std::time::Instant::now();
         connect(flow, peer, rx, tx.downgrade(), shared.clone(), slot).await;
         match core.recv().await {
-            Some(TcpEvent::ConnectFailed { id, destination }) => {
-                assert_eq!((id, destination), (ConnId(7), peer));
+            Some(TcpEvent::ConnectFailed {
+                id,
+                transport,
+                destination,
+            }) => {
+                assert_eq!(
+                    (id, transport, destination),
+                    (ConnId(7), Transport::Tcp, peer)
+                );
             }
             other => panic!("expected ConnectFailed, got {other:?}"),
         }
@@ -586,15 +660,5 @@ Max-Forwards: 70\r\nContent-Length: 4\r\n\r\nbody";
         assert!(only_line_ends(b""));
         assert!(only_line_ends(b"\r\n"));
         assert!(!only_line_ends(b"\r\nO"));
-    }
-
-    #[test]
-    fn refuses_a_message_over_the_limit() {
-        let limits = Limits {
-            max_message_size: 64,
-            ..Limits::default()
-        };
-        let mut buf = BytesMut::from(OPTIONS);
-        assert!(next_frame(&mut buf, &limits).is_err());
     }
 }
