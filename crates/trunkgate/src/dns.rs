@@ -62,7 +62,8 @@ pub struct Answer {
 }
 
 pub struct Dns {
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until drop (taken there to shut it down without blocking).
+    runtime: Option<tokio::runtime::Runtime>,
     resolver: Mutex<(DnsSettings, TokioResolver)>,
     cache: Mutex<HashMap<Key, Answer>>,
 }
@@ -90,7 +91,7 @@ impl Dns {
             build_resolver(settings)?
         };
         Ok(Dns {
-            runtime,
+            runtime: Some(runtime),
             resolver: Mutex::new((settings.clone(), resolver)),
             cache: Mutex::new(HashMap::new()),
         })
@@ -104,7 +105,7 @@ impl Dns {
             return Ok(());
         }
         let resolver = {
-            let _inside = self.runtime.enter();
+            let _inside = self.runtime.as_ref().map(tokio::runtime::Runtime::enter);
             build_resolver(settings)?
         };
         *current = (settings.clone(), resolver);
@@ -189,8 +190,22 @@ impl Dns {
 
     fn lookup(&self, key: &Key) -> io::Result<Answer> {
         let resolver = lock(&self.resolver).1.clone();
-        self.runtime
-            .block_on(lookup(&resolver, key, Instant::now()))
+        match &self.runtime {
+            Some(runtime) => runtime.block_on(lookup(&resolver, key, Instant::now())),
+            None => Err(io::Error::other("the DNS runtime is shut down")),
+        }
+    }
+}
+
+impl Drop for Dns {
+    /// The last holder may be a task of the main runtime, dropped while that runtime shuts
+    /// down: a plain drop of a runtime there panics ("Cannot drop a runtime in a context
+    /// where blocking is not allowed") and the process hangs instead of exiting.
+    /// `shutdown_background` never blocks.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
