@@ -61,6 +61,16 @@ need systemd-analyze systemd
 need chromium chromium
 echo "test.sh: using $(command -v chromium) ($(chromium --version 2>/dev/null | head -n1))"
 
+# The media relay's kernel fast path: crates/trunkgate-media/build.rs compiles
+# bpf/fastpath.bpf.c with clang (Debian `clang`), against bpf/bpf_helpers.h (Debian
+# `libbpf-dev`) and linux/bpf.h (`linux-libc-dev`, pulled in by libbpf-dev); bpftool
+# (Debian `bpftool`) shows what is attached (`bpftool net show dev lo`). TRUNKGATE_REQUIRE_BPF
+# makes a missing or failing clang a build error here instead of a userspace-only build.
+need clang clang
+need bpftool bpftool
+need /usr/include/bpf/bpf_helpers.h libbpf-dev
+export TRUNKGATE_REQUIRE_BPF=1
+
 # SIPp and Trunkgate each want a few thousand descriptors under load.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 

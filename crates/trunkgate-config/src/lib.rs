@@ -311,6 +311,8 @@ pub struct Media {
     /// `media.dscp`: DSCP of RTP/RTCP sockets (default EF = 46).
     pub dscp: u8,
     pub latch: MediaLatch,
+    /// `media.fastpath`: `"auto"` (default), `"kernel"`, `"userspace"`.
+    pub fastpath: MediaFastPath,
     /// `media.timeout`: no RTP from either side this long → BYE both ways (default 60 s).
     pub timeout: Duration,
     /// `media.hold_timeout`: the same while the call is on hold (default 1 h).
@@ -337,6 +339,18 @@ pub struct MediaAddress {
     pub address: IpAddr,
     /// What SDP toward a peer of this family names.
     pub advertised: IpAddr,
+}
+
+/// `media.fastpath`: where latched RTP is forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MediaFastPath {
+    /// The kernel (BPF at tc ingress) where it loads, else the userspace relay (default).
+    #[default]
+    Auto,
+    /// The kernel, or Trunkgate does not start.
+    Kernel,
+    /// The relay threads' sockets only.
+    Userspace,
 }
 
 /// `media.latch`.

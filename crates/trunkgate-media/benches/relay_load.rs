@@ -100,6 +100,7 @@ fn start_epoll(
         nice: 0,
         max_sockets: usize::MAX,
         quality: trunkgate_media::QualityConfig::default(),
+        fastpath: trunkgate_media::fastpath::FastPath::from_test_env(),
     };
     let relay = Relay::start(cfg, vec![], Box::new(|_| {})).unwrap();
     let mut targets = Vec::with_capacity(calls); // (to A leg, to B leg)

@@ -5,10 +5,12 @@
 //! - [`stats`]: RTP header reading, loss and RFC 3550 jitter, RTCP report blocks.
 //! - [`quality`]: the simplified G.107 E-model (R-factor, estimated MOS) over those figures.
 //! - [`Relay`]: relay threads, sockets, latching, DSCP, dead-call detection.
+//! - [`fastpath`]: the kernel fast path (BPF at tc ingress) for latched RTP streams.
 //!
 //! The SIP proxy does not depend on this crate: it talks to the relay through the
 //! `MediaRelay` trait of `trunkgate-sip`, implemented by an adapter in the binary.
 
+pub mod fastpath;
 pub mod ports;
 pub mod quality;
 pub mod sdp;
@@ -56,6 +58,8 @@ pub struct MediaConfig {
     pub max_sockets: usize,
     /// `media.one_way_after`, `media.quality_interval`, `media.assumed_delay`.
     pub quality: QualityConfig,
+    /// `media.fastpath`: forward latched RTP in the kernel (BPF) or in the relay threads.
+    pub fastpath: fastpath::FastPath,
 }
 
 /// One address family's media address: where a leg's sockets bind, what SDP names.

@@ -133,6 +133,43 @@ impl ReceiveStats {
         self.started.then_some(self.last_arrival_ns)
     }
 
+    /// Where sequence and jitter tracking stand, for a forwarder that counts the next
+    /// packets of this SSRC elsewhere (the kernel fast path); `None` before the first packet.
+    pub fn continuation(&self) -> Option<Continuation> {
+        self.started.then(|| Continuation {
+            ssrc: self.ssrc,
+            ext_max: u64::try_from(self.cycles + i64::from(self.max_seq)).unwrap_or(0),
+            jitter_ns: (self.jitter * 1e9) as i64,
+            transit: self
+                .have_transit
+                .then_some((self.last_arrival_ns, self.last_ts)),
+        })
+    }
+
+    /// Fold in packets of this SSRC counted elsewhere since [`ReceiveStats::continuation`]:
+    /// `received` and `gaps` more, and that forwarder's newest state (extended highest
+    /// sequence number, jitter, newest arrival with its RTP timestamp; arrival in this
+    /// stream's clock).
+    pub fn resume(&mut self, received: u64, gaps: u64, state: &Continuation) {
+        if !self.started || state.ssrc != self.ssrc {
+            return;
+        }
+        self.received = self.received.saturating_add(received);
+        self.loss_events = self.loss_events.saturating_add(gaps);
+        let ext = i64::try_from(state.ext_max).unwrap_or(i64::MAX);
+        if ext > self.cycles + i64::from(self.max_seq) {
+            self.cycles = ext & !0xffff;
+            self.max_seq = (ext & 0xffff) as u16;
+        }
+        self.bad_seq = None;
+        self.jitter = state.jitter_ns.max(0) as f64 * 1e-9;
+        if let Some((arrival, ts)) = state.transit {
+            self.have_transit = true;
+            self.last_arrival_ns = arrival;
+            self.last_ts = ts;
+        }
+    }
+
     fn epoch_expected(&self) -> u64 {
         if !self.started {
             return 0;
@@ -200,6 +237,19 @@ impl ReceiveStats {
         self.last_arrival_ns = arrival_ns;
         self.last_ts = ts;
     }
+}
+
+/// The state of a stream's receive statistics handed to another counter of the same SSRC
+/// and back ([`ReceiveStats::continuation`], [`ReceiveStats::resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Continuation {
+    pub ssrc: u32,
+    /// Extended highest sequence number (wraps × 2^16 + seq).
+    pub ext_max: u64,
+    /// RFC 3550 A.8 jitter, ns.
+    pub jitter_ns: i64,
+    /// Newest counted packet: (arrival ns, RTP timestamp).
+    pub transit: Option<(u64, u32)>,
 }
 
 /// One report block of an RTCP SR or RR (RFC 3550 §6.4.1).

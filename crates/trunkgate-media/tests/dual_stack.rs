@@ -31,6 +31,7 @@ fn config(first: u16, last: u16, alternate: bool) -> MediaConfig {
         nice: 0,
         max_sockets: usize::MAX,
         quality: trunkgate_media::QualityConfig::default(),
+        fastpath: trunkgate_media::fastpath::FastPath::from_test_env(),
     }
 }
 

@@ -36,6 +36,7 @@ fn start_with(first: u16, last: u16, trunks: &[&str]) -> Relay {
             interval: Duration::from_secs(1),
             assumed_delay: Duration::from_millis(40),
         },
+        fastpath: trunkgate_media::fastpath::FastPath::from_test_env(),
     };
     let names = trunks.iter().map(|t| (*t).to_owned()).collect();
     Relay::start(cfg, names, Box::new(|_| {})).unwrap()

@@ -17,6 +17,7 @@ fn config() -> MediaConfig {
         bind: RELAY,
         advertised: RELAY,
         alternate: None,
+        fastpath: trunkgate_media::fastpath::FastPath::from_test_env(),
         port_min: 31300,
         port_max: 31339,
         dscp: 46,

@@ -147,6 +147,32 @@ impl Collector for MediaCollector {
                     .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets(h), None)?;
             }
         }
+        {
+            // 1 for the path latched RTP takes (media.fastpath resolved at start), 0 for the other.
+            let mode = self.metrics.fastpath();
+            let mut m = enc.encode_descriptor(
+                "trunkgate_media_fastpath",
+                "Media forwarding path in use (1): kernel (BPF at tc ingress) or userspace",
+                None,
+                MetricType::Gauge,
+            )?;
+            for name in ["kernel", "userspace"] {
+                m.encode_family(&[("mode", name)])?
+                    .encode_gauge(&i64::from(name == mode.as_str()))?;
+            }
+        }
+        if let Some(outcomes) = self.metrics.kernel_outcomes() {
+            let mut m = enc.encode_descriptor(
+                "trunkgate_media_kernel_packets",
+                "Datagrams that matched a kernel fast path entry: forwarded, or left to userspace and why",
+                None,
+                MetricType::Counter,
+            )?;
+            for (outcome, n) in outcomes {
+                m.encode_family(&[("outcome", outcome)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+            }
+        }
         gauge(
             &mut enc,
             "trunkgate_media_sessions",

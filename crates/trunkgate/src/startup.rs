@@ -20,7 +20,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use trunkgate_config::{Host, HostPort, ListenTransport, MediaLatch, Policy, PolicyErrors};
+use trunkgate_config::{
+    Host, HostPort, ListenTransport, MediaFastPath, MediaLatch, Policy, PolicyErrors,
+};
 use trunkgate_media::{Event, Latch, MediaConfig, QualityConfig, Relay};
 use trunkgate_sip::message::Limits;
 use trunkgate_sip::{Flow, Proxy, ProxyConfig, ProxyMetrics, Routing, Timers, Transport};
@@ -227,6 +229,11 @@ fn media_config(policy: &Policy, budget: &FdBudget) -> MediaConfig {
             one_way_after: m.one_way_after,
             interval: m.quality_interval,
             assumed_delay: m.assumed_delay,
+        },
+        fastpath: match m.fastpath {
+            MediaFastPath::Auto => trunkgate_media::fastpath::FastPath::Auto,
+            MediaFastPath::Kernel => trunkgate_media::fastpath::FastPath::Kernel,
+            MediaFastPath::Userspace => trunkgate_media::fastpath::FastPath::Userspace,
         },
     }
 }

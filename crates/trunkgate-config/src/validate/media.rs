@@ -3,7 +3,7 @@
 use super::{Check, span_of};
 use crate::raw::{Field, RawPolicy, RawTrunkMedia, Value};
 use crate::values::Problem;
-use crate::{Listen, Media, MediaAddress, MediaLatch};
+use crate::{Listen, Media, MediaAddress, MediaFastPath, MediaLatch};
 use std::net::IpAddr;
 use std::time::Duration;
 use toml::Spanned;
@@ -138,6 +138,17 @@ impl Check<'_, '_> {
                 })
             })
             .unwrap_or_default();
+        let fastpath = field(|t| &t.fastpath)
+            .and_then(|f| {
+                self.parsed(f, "media.fastpath", |s| match s {
+                    "auto" => Ok(MediaFastPath::Auto),
+                    "kernel" => Ok(MediaFastPath::Kernel),
+                    "userspace" => Ok(MediaFastPath::Userspace),
+                    _ => Err(Problem::new(format!("`{s}` is not a media fast path"))
+                        .hint("write \"auto\" (default), \"kernel\" or \"userspace\"")),
+                })
+            })
+            .unwrap_or_default();
         let (timeout, timeout_at) =
             self.duration(field(|t| &t.timeout), "media.timeout", defaults::TIMEOUT);
         if let (true, Some(at)) = (timeout < Duration::from_secs(1), &timeout_at) {
@@ -185,6 +196,7 @@ impl Check<'_, '_> {
             port_max,
             dscp,
             latch,
+            fastpath,
             timeout,
             hold_timeout,
             threads,

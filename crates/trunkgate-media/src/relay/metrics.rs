@@ -99,6 +99,29 @@ pub struct MediaMetrics {
     /// Written by relay threads at quality ticks.
     pub(crate) quality: super::quality::QualityCounters,
     pub(crate) trunk_names: super::TrunkNames,
+    /// The forwarding path in use, and the kernel's per-outcome counters when it is.
+    pub(crate) fastpath: crate::fastpath::FastPathMode,
+    pub(crate) kernel: Option<Arc<crate::fastpath::KernelPath>>,
+}
+
+impl MediaMetrics {
+    /// `trunkgate_media_fastpath{mode}`: the path latched RTP takes.
+    pub fn fastpath(&self) -> crate::fastpath::FastPathMode {
+        self.fastpath
+    }
+
+    /// Datagrams that matched a kernel entry, by outcome (`forwarded`, or why the kernel
+    /// left them to userspace): `None` in userspace mode.
+    pub fn kernel_outcomes(&self) -> Option<Vec<(&'static str, u64)>> {
+        let k = self.kernel.as_ref()?;
+        Some(
+            crate::fastpath::OUTCOMES
+                .iter()
+                .copied()
+                .zip(k.outcomes())
+                .collect(),
+        )
+    }
 }
 
 impl std::fmt::Debug for MediaMetrics {

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
 
+use crate::fastpath::{FastPath, FastPathMode, KernelPath};
 use crate::ports::PortPool;
 use crate::sdp::{self, MediaKind};
 use crate::{CallInfo, Event, Latch, MediaConfig, MediaError, SdpKind, Side};
@@ -98,6 +99,8 @@ pub struct Relay {
     epoch: Instant,
     /// Labels of the trunk slots, shared with the metrics; replaced by a policy reload.
     trunk_names: TrunkNames,
+    fastpath: FastPathMode,
+    kernel: Option<Arc<KernelPath>>,
 }
 
 /// Trunk names by slot − 1 (`""`: no trunk has that id now).
@@ -168,6 +171,54 @@ fn sides_for(
     [pick(Side::A), pick(Side::B)]
 }
 
+/// Ask a relay thread to fold the kernel's counters in (one call, or all) and wait for it,
+/// bounded: the relay thread never takes the control lock, so this cannot deadlock.
+fn fold_on(w: &WorkerHandle, call: Option<u64>) {
+    let (done, wait) = std::sync::mpsc::sync_channel(1);
+    if w.tx.send(Cmd::Fold { call, done }).is_ok() {
+        w.wake.notify();
+        let _ = wait.recv_timeout(Duration::from_millis(50));
+    }
+}
+
+/// Load the kernel fast path as `media.fastpath` asks: `Ok(None)` for the userspace relay
+/// (configured, or `auto` where the kernel path cannot load: said once, here).
+fn load_fastpath(cfg: &MediaConfig, epoch: Instant) -> io::Result<Option<KernelPath>> {
+    if cfg.fastpath == FastPath::Userspace {
+        tracing::info!("media fast path: userspace (media.fastpath = \"userspace\")");
+        return Ok(None);
+    }
+    let mut addrs = vec![cfg.bind];
+    if let Some(alt) = cfg.alternate {
+        addrs.push(alt.bind);
+    }
+    // One entry per leg at most; a leg holds one port pair.
+    let pairs = (u32::from(cfg.port_max) + 1)
+        .saturating_sub(u32::from(cfg.port_min))
+        .div_ceil(2);
+    let now = worker::nanos_since(epoch);
+    match KernelPath::load(&addrs, cfg.port_min, cfg.port_max, pairs, now) {
+        Ok(k) => {
+            tracing::info!(
+                interfaces = ?k.interfaces(),
+                ports = %format_args!("{}-{}", cfg.port_min, cfg.port_max),
+                "media fast path: kernel (BPF at tc ingress); latched RTP is forwarded in the kernel"
+            );
+            Ok(Some(k))
+        }
+        Err(e) if cfg.fastpath == FastPath::Auto => {
+            tracing::warn!(
+                reason = %e,
+                "media fast path: userspace (media.fastpath = \"auto\" and the kernel path cannot load here)"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(io::Error::other(format!(
+            "media.fastpath = \"kernel\": {e}"
+        ))),
+    }
+}
+
 fn resolve_latch(cfg: Latch, ip: Option<IpAddr>) -> Latch {
     match cfg {
         Latch::Auto => match ip {
@@ -215,7 +266,15 @@ impl Relay {
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
+        let kernel = load_fastpath(&config, epoch)?.map(Arc::new);
+        let fastpath = if kernel.is_some() {
+            FastPathMode::Kernel
+        } else {
+            FastPathMode::Userspace
+        };
         let ctx = Arc::new(WorkerCtx {
+            kernel: kernel.clone(),
+            tos: (config.dscp & 0x3f) << 2,
             epoch,
             events: Arc::from(events),
             timeouts: timeouts.clone(),
@@ -255,6 +314,8 @@ impl Relay {
             timeouts,
             quality: counters,
             trunk_names: trunk_names.clone(),
+            fastpath,
+            kernel: kernel.clone(),
         });
         Ok(Relay {
             config,
@@ -265,7 +326,41 @@ impl Relay {
             metrics,
             epoch,
             trunk_names,
+            fastpath,
+            kernel,
         })
+    }
+
+    /// The path latched RTP takes (`media.fastpath` resolved at start).
+    pub fn fastpath(&self) -> FastPathMode {
+        self.fastpath
+    }
+
+    /// The interfaces the kernel fast path is attached to (empty in userspace mode).
+    pub fn fastpath_interfaces(&self) -> Vec<String> {
+        self.kernel
+            .as_ref()
+            .map(|k| k.interfaces().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Have the relay thread fold the kernel's counters of `s`'s legs in now (bounded wait):
+    /// what a call record or `/calls` reads then misses nothing the kernel forwarded.
+    fn fold_kernel(&self, call: u64, s: &CtlSession) {
+        if self.kernel.is_none() {
+            return;
+        }
+        let in_kernel = s
+            .streams
+            .iter()
+            .flatten()
+            .any(|st| st.legs.iter().any(|l| l.shared.in_kernel()));
+        if !in_kernel {
+            return;
+        }
+        if let Some(w) = self.workers.get(s.thread) {
+            fold_on(w, Some(call));
+        }
     }
 
     fn nanos(&self, t: Instant) -> u64 {
@@ -478,6 +573,10 @@ impl Relay {
         // The body goes to the other side: it names that side's media address.
         let toward = session.sides[from.other().index()].advertised;
         w.wake.notify();
+        // A leg in the kernel forwards on its own: wait until the relay thread has taken it
+        // back for the new SDP (commands run in order), so no datagram after this update
+        // reaches the old destination.
+        self.fold_kernel(call.id, session);
         drop(guard);
         sdp::rewrite(body, &parsed, toward, &ports, out);
         Ok(())
@@ -496,6 +595,9 @@ impl Relay {
         let now = Instant::now();
         let mut guard = lock(&self.control);
         let ctl = &mut *guard;
+        if let Some(s) = ctl.sessions.get(&call) {
+            self.fold_kernel(call, s);
+        }
         let s = ctl.sessions.remove(&call)?;
         let summary = snapshot::summary(&s, now);
         if let Some(f) = ctl.folded.get_mut(s.slot) {
@@ -585,6 +687,12 @@ impl Relay {
 
     /// Snapshot of every live call for the admin API (`GET /calls`), ordered by id.
     pub fn calls(&self) -> Vec<CallSnapshot> {
+        if self.kernel.is_some() {
+            // What the kernel forwarded since the relay threads' last tick, folded in.
+            for w in &self.workers {
+                fold_on(w, None);
+            }
+        }
         let now = Instant::now();
         let ctl = lock(&self.control);
         let now_n = self.nanos(now);

@@ -8,7 +8,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::Latch;
 
@@ -52,6 +52,11 @@ pub(crate) struct LegShared {
     pub missing: AtomicU64,
     /// Where this side's peer was latched (written once per latch, never per packet).
     pub latched: Mutex<Option<SocketAddr>>,
+    /// The subset of `rx_packets` the kernel fast path forwarded (folded in by the relay
+    /// thread at its ticks and before a delete).
+    pub kernel_packets: AtomicU64,
+    /// This leg has a kernel fast path entry now.
+    pub in_kernel: AtomicBool,
 }
 
 pub(crate) const RTCP_VALID: u64 = 1 << 63;
@@ -59,6 +64,20 @@ pub(crate) const RTCP_VALID: u64 = 1 << 63;
 impl LegShared {
     pub fn latched(&self) -> Option<SocketAddr> {
         self.latched.lock().map(|g| *g).unwrap_or(None)
+    }
+    pub fn set_in_kernel(&self, on: bool) {
+        self.in_kernel.store(on, Relaxed);
+    }
+    pub fn in_kernel(&self) -> bool {
+        self.in_kernel.load(Relaxed)
+    }
+    /// Publish a leg's RTP receive statistics.
+    pub fn store_rtp_stats(&self, s: &crate::stats::ReceiveStats) {
+        self.lost.store(s.lost(), Relaxed);
+        self.expected.store(s.expected(), Relaxed);
+        self.received_rtp.store(s.received(), Relaxed);
+        self.jitter_nanos
+            .store((s.jitter_seconds() * 1e9) as u64, Relaxed);
     }
     pub fn set_latched(&self, addr: Option<SocketAddr>) {
         if let Ok(mut g) = self.latched.lock() {
@@ -136,5 +155,12 @@ pub(crate) enum Cmd {
     },
     Delete {
         call: u64,
+    },
+    /// Fold the kernel fast path's counters of the call's legs into their figures now, then
+    /// answer (before a delete reads them for the call record).
+    Fold {
+        /// `None`: every call of the thread.
+        call: Option<u64>,
+        done: std::sync::mpsc::SyncSender<()>,
     },
 }

@@ -89,6 +89,11 @@ pub struct LegSnapshot {
     pub tx_bytes: u64,
     /// Datagrams from this side not relayed (wrong source, no destination, send error).
     pub dropped: u64,
+    /// The subset of `rx_packets` the kernel fast path forwarded (the rest went through the
+    /// relay thread's socket).
+    pub kernel_packets: u64,
+    /// This side's RTP is forwarded in the kernel now.
+    pub in_kernel: bool,
     /// The peer's newest RTCP report block (about what it receives), `null` when none.
     pub rtcp: Option<RtcpSnapshot>,
     /// Estimated MOS of this side's audio (what the other side hears, as far as the relay
@@ -132,6 +137,8 @@ fn leg(l: &CtlLeg, clock_rate: u32) -> LegSnapshot {
         tx_packets: get(&s.tx_packets),
         tx_bytes: get(&s.tx_bytes),
         dropped: get(&s.dropped),
+        kernel_packets: get(&s.kernel_packets),
+        in_kernel: s.in_kernel(),
         rtcp,
         mos: milli(get(&s.mos_milli)),
         mos_call: milli(get(&s.mos_call_milli)),

@@ -22,6 +22,7 @@ use smallvec::SmallVec;
 
 use super::quality::{self as q, LegQuality, QualityConfig, QualityCounters, SessionQuality};
 use super::shared::{Cmd, LegInit, LegShared, PeerSpec, RTCP_VALID, bump};
+use crate::fastpath::KernelPath;
 use crate::stats::{self, ReceiveStats, ReportBlock};
 use crate::{Event, Latch};
 
@@ -31,6 +32,7 @@ pub(crate) const BATCH: usize = 16;
 const BUF: usize = 2048;
 const WAKE: u64 = u64::MAX;
 
+mod kernel;
 mod tick;
 
 pub(crate) type Events = Arc<dyn Fn(Event) + Send + Sync>;
@@ -88,6 +90,10 @@ pub(crate) struct WorkerCtx {
     pub counters: QualityCounters,
     /// Trunk names by slot (slot 0: none), for log lines.
     pub trunk_names: Arc<[String]>,
+    /// The kernel fast path, when in use.
+    pub kernel: Option<Arc<KernelPath>>,
+    /// TOS / traffic class byte of media (`media.dscp` << 2), for kernel entries.
+    pub tos: u8,
 }
 
 pub(crate) fn nanos_since(epoch: Instant) -> u64 {
@@ -106,6 +112,12 @@ struct WLeg {
     stats: ReceiveStats,
     clock_rate: u32,
     q: LegQuality,
+    /// The RTP socket's local address (the kernel entry's key).
+    local: Option<SocketAddr>,
+    /// This leg's kernel fast path entry, when installed.
+    kernel: Option<kernel::KernelLeg>,
+    /// No kernel entry is installed before this time (relay ns; `u64::MAX`: never).
+    kernel_retry: u64,
 }
 
 /// Is a datagram from `src` arriving on a leg's RTCP (`rtcp_sock`) or RTP socket from that
@@ -186,6 +198,12 @@ fn to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
     let a = SocketAddr::from(*s.as_sockaddr_in6()?);
     // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4.
     Some(SocketAddr::new(a.ip().to_canonical(), a.port()))
+}
+
+fn fold_stream(kp: &KernelPath, st: &mut WStream) {
+    let [a, b] = &mut st.legs;
+    kernel::fold(kp, &mut a.kernel, &mut a.stats, &a.shared, &b.shared);
+    kernel::fold(kp, &mut b.kernel, &mut b.stats, &b.shared, &a.shared);
 }
 
 struct WStream {
@@ -295,6 +313,7 @@ impl Worker {
                 }
             }
             if Instant::now() >= next_check {
+                self.fold_kernel();
                 self.check_idle();
                 self.check_quality();
                 next_check = Instant::now() + interval;
@@ -359,6 +378,7 @@ impl Worker {
                 let slot = self.free.pop().unwrap_or(self.streams.len());
                 let [a, b] = *legs;
                 let leg = |l: LegInit| WLeg {
+                    local: l.rtp.local_addr().ok(),
                     v6: l.rtp.local_addr().is_ok_and(|a| a.is_ipv6()),
                     rtp: l.rtp,
                     rtcp: l.rtcp,
@@ -369,6 +389,8 @@ impl Worker {
                     stats: ReceiveStats::new(),
                     clock_rate: 8000,
                     q: LegQuality::default(),
+                    kernel: None,
+                    kernel_retry: 0,
                 };
                 let st = WStream {
                     rtp,
@@ -408,6 +430,14 @@ impl Worker {
                 let Some(Some(st)) = self.streams.get_mut(slot) else {
                     return;
                 };
+                if let Some(kp) = &self.ctx.kernel {
+                    // Either side's new SDP may change a destination: both directions go
+                    // back to userspace until the next datagram re-installs them.
+                    let now = nanos_since(self.ctx.epoch);
+                    let [a, b] = &mut st.legs;
+                    kernel::uninstall(kp, a, &b.shared, now, false);
+                    kernel::uninstall(kp, b, &a.shared, now, false);
+                }
                 let leg = &mut st.legs[side & 1];
                 if peer.reset_latch {
                     leg.latched_rtp = None;
@@ -419,6 +449,23 @@ impl Worker {
                     leg.clock_rate = clock_rate;
                 }
             }
+            Cmd::Fold { call: None, done } => {
+                self.fold_kernel();
+                let _ = done.try_send(());
+            }
+            Cmd::Fold {
+                call: Some(call),
+                done,
+            } => {
+                if let (Some(kp), Some(s)) = (&self.ctx.kernel, self.sessions.get(&call)) {
+                    for &(_, slot) in &s.streams {
+                        if let Some(Some(st)) = self.streams.get_mut(slot) {
+                            fold_stream(kp, st);
+                        }
+                    }
+                }
+                let _ = done.try_send(());
+            }
             Cmd::Delete { call } => {
                 let Some(s) = self.sessions.remove(&call) else {
                     return;
@@ -426,6 +473,13 @@ impl Worker {
                 self.final_quality(call, &s);
                 for (_, slot) in s.streams {
                     if let Some(st) = self.streams.get_mut(slot).and_then(Option::take) {
+                        if let Some(kp) = &self.ctx.kernel {
+                            for l in &st.legs {
+                                if let Some(k) = &l.kernel {
+                                    kp.remove(k.key());
+                                }
+                            }
+                        }
                         // Closing a socket takes it out of the epoll set (no other
                         // descriptor refers to it): no EPOLL_CTL_DEL needed.
                         drop(st);
@@ -483,6 +537,8 @@ impl Worker {
             stats: xstats,
             clock_rate,
             q: xq,
+            kernel: xkernel,
+            kernel_retry: xretry,
             ..
         } = x;
         let xs: &LegShared = xs;
@@ -514,6 +570,13 @@ impl Worker {
                 xs.first_rx.store(now, Relaxed);
             }
             let is_rtcp = rtcp_sock || (is_rtp_stream && stats::is_rtcp(pkt));
+            if !is_rtcp && kernel::declined(xkernel, stats::rtp_header(pkt).map(|h| h.ssrc), now) {
+                // The kernel left this RTP datagram to us (new SSRC, sequence jump, no
+                // route…): count it here, back in userspace for a while.
+                if let Some(kp) = &self.ctx.kernel {
+                    kernel::uninstall_parts(kp, xkernel, xstats, xs, ys, xretry, now, true);
+                }
+            }
             if is_rtp_stream {
                 if is_rtcp {
                     bump(&xs.rtcp_rx_packets, 1);
@@ -533,11 +596,7 @@ impl Worker {
                 } else if let Some(h) = stats::rtp_header(pkt) {
                     xstats.on_packet(&h, now, *clock_rate);
                     q::note_payload_type(xq, h.payload_type);
-                    xs.lost.store(xstats.lost(), Relaxed);
-                    xs.expected.store(xstats.expected(), Relaxed);
-                    xs.received_rtp.store(xstats.received(), Relaxed);
-                    xs.jitter_nanos
-                        .store((xstats.jitter_seconds() * 1e9) as u64, Relaxed);
+                    xs.store_rtp_stats(xstats);
                 }
             }
             // RTCP goes to the other side's RTCP socket unless that side muxes it.
@@ -557,6 +616,21 @@ impl Worker {
                 }
                 Err(_) => bump(&xs.dropped, 1),
             }
+        }
+        if let Some(kp) = &self.ctx.kernel
+            && is_rtp_stream
+            && !rtcp_sock
+        {
+            kernel::try_install(kp, x, y, self.ctx.tos, now);
+        }
+    }
+
+    /// Fold every kernel entry's counters into its leg's figures (before the idle and
+    /// quality checks read them).
+    fn fold_kernel(&mut self) {
+        let Some(kp) = &self.ctx.kernel else { return };
+        for st in self.streams.iter_mut().flatten() {
+            fold_stream(kp, st);
         }
     }
 

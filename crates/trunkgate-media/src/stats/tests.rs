@@ -435,3 +435,53 @@ proptest! {
         let _ = is_rtcp(&bytes);
     }
 }
+
+#[test]
+fn continuation_and_resume_count_packets_forwarded_elsewhere() {
+    // 10 packets here, 90 more counted by another forwarder (2 lost among them: one gap),
+    // then 10 more here: the totals are those of one uninterrupted stream.
+    let hdr = |seq: u16, ts: u32| RtpHeader {
+        marker: false,
+        payload_type: 8,
+        seq,
+        timestamp: ts,
+        ssrc: 7,
+    };
+    let mut s = ReceiveStats::new();
+    for i in 0..10u16 {
+        s.on_packet(
+            &hdr(65530u16.wrapping_add(i), u32::from(i) * 160),
+            u64::from(i) * 20_000_000,
+            8000,
+        );
+    }
+    let c = s.continuation().unwrap();
+    assert_eq!(c.ext_max, 65536 + 3);
+    let elsewhere = Continuation {
+        ssrc: 7,
+        ext_max: c.ext_max + 92,
+        jitter_ns: 1_000_000,
+        transit: Some((101 * 20_000_000, 101 * 160)),
+    };
+    s.resume(90, 1, &elsewhere);
+    assert_eq!((s.received(), s.expected(), s.lost()), (100, 102, 2));
+    assert!((s.jitter_seconds() - 0.001).abs() < 1e-9);
+    for i in 102..112u16 {
+        s.on_packet(
+            &hdr(65530u16.wrapping_add(i), u32::from(i) * 160),
+            u64::from(i) * 20_000_000,
+            8000,
+        );
+    }
+    assert_eq!((s.received(), s.expected(), s.lost()), (110, 112, 2));
+    // Another SSRC's state is not folded in.
+    s.resume(
+        5,
+        0,
+        &Continuation {
+            ssrc: 8,
+            ..elsewhere
+        },
+    );
+    assert_eq!(s.received(), 110);
+}
