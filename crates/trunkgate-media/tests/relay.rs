@@ -336,10 +336,30 @@ fn sdp_rewrite_reinvite_and_disabled_stream() {
         )
         .unwrap();
     assert_eq!(m_port(&out), to_a, "same anchor port on re-INVITE");
-    a.send_to(&rtp(2, 160, 1), lo(to_a)).unwrap();
-    assert!(recv(&b2).is_some(), "redirected to B's new port");
+    // The relay thread applies the update as a command queued behind its socket reads, so
+    // a packet sent in the same microsecond may still reach the old port (as one in flight
+    // on the wire would): traffic must follow within a few packets, and then only there.
+    b2.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut seq = 2u16;
+    loop {
+        a.send_to(&rtp(seq, 160 * u32::from(seq), 1), lo(to_a))
+            .unwrap();
+        if recv(&b2).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "redirected to B's new port");
+        seq += 1;
+    }
     b.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
+    while recv(&b).is_some() {}
+    b2.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    a.send_to(&rtp(seq + 1, 160 * u32::from(seq + 1), 1), lo(to_a))
+        .unwrap();
+    assert!(recv(&b2).is_some(), "redirected to B's new port");
     assert!(recv(&b).is_none());
     // B's replies from its new port are accepted (the latch was reset).
     b2.send_to(&rtp(1, 0, 9), lo(to_b)).unwrap();
