@@ -97,7 +97,9 @@ enum tg_outcome {
 	OUT_SEQ = 4,    // a sequence jump userspace must judge
 	OUT_ROUTE = 5,  // no route out (or local delivery off loopback, or MTU)
 	OUT_OTHER = 6,  // GSO aggregate, short datagram, store failure
-	OUT_N = 8,
+	OUT_STEERED = 7, // (sk_lookup) a datagram to an anchored port steered to a relay socket
+	OUT_CONFLICT = 8, // (sk_lookup) another program had already chosen a socket for it
+	OUT_N = 16,
 };
 
 struct {
@@ -357,6 +359,75 @@ int tg_media_ingress(struct __sk_buff *skb)
 	if (bpf_skb_store_bytes(skb, 0, macs, 12, 0) < 0)
 		return TC_ACT_SHOT;
 	return bpf_redirect(fib.ifindex, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// No socket per call: `sk_lookup`.
+//
+// The relay threads each own one unconnected UDP socket per media address (bound to an
+// ephemeral port), stored in `tg_socks` at index `thread * 2 + address index`. The port
+// allocator writes every anchored (family, address, port) it hands out — RTP and RTCP — into
+// `tg_ports` with the index of the socket that owns the call, before the SDP naming it
+// leaves, and deletes it when the port is released. This program runs when the kernel looks
+// for the socket of an arriving UDP datagram in this network namespace: for an anchored
+// destination it selects that socket, so the datagram is received there (the relay reads the
+// original destination with IP_RECVORIGDSTADDR / IPV6_RECVORIGDSTADDR). Everything else —
+// other protocols, other ports and addresses, released ports — is left to the normal lookup.
+// The link is held by the relay's descriptor only, so it goes away with the process.
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); // the loader sets it from the port range
+	__type(key, struct tg_key);
+	__type(value, __u32);
+} tg_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32); // a socket descriptor on update (what aya's SockMap writes)
+} tg_socks SEC(".maps");
+
+SEC("sk_lookup")
+int tg_media_lookup(struct bpf_sk_lookup *ctx)
+{
+	if (ctx->protocol != IPPROTO_UDP)
+		return SK_PASS;
+	__u32 port = ctx->local_port; // host order
+	if (port < tg_port_min || port > tg_port_max)
+		return SK_PASS;
+	struct tg_key key = {};
+	key.port = bpf_htons((__u16)port);
+	if (ctx->family == AF_INET) {
+		__u32 a = ctx->local_ip4;
+		key.family = TG_FAMILY_V4;
+		__builtin_memcpy(key.addr, &a, 4);
+	} else if (ctx->family == AF_INET6) {
+		__u32 a[4];
+		a[0] = ctx->local_ip6[0];
+		a[1] = ctx->local_ip6[1];
+		a[2] = ctx->local_ip6[2];
+		a[3] = ctx->local_ip6[3];
+		key.family = TG_FAMILY_V6;
+		__builtin_memcpy(key.addr, a, 16);
+	} else {
+		return SK_PASS;
+	}
+	__u32 *idx = bpf_map_lookup_elem(&tg_ports, &key);
+	if (!idx)
+		return SK_PASS;
+	__u32 i = *idx;
+	struct bpf_sock *sk = bpf_map_lookup_elem(&tg_socks, &i);
+	if (!sk)
+		return SK_PASS;
+	// Without BPF_SK_LOOKUP_F_REPLACE: if another sk_lookup program (another relay on
+	// this address and range, a misconfiguration) chose a socket first, its choice stands
+	// (-EEXIST) and the conflict is counted.
+	long err = bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	outcome(err == 0 ? OUT_STEERED : OUT_CONFLICT, 0);
+	return SK_PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -272,3 +272,141 @@ fn latched_rtp_is_forwarded_in_the_kernel_and_counted() {
         "no stale entry forwarding after delete"
     );
 }
+
+/// UDP sockets of this host bound to `ip` (from /proc/net/udp: "local_address" is the
+/// address as a little-endian hex word, then the port).
+fn udp_sockets_on(ip: Ipv4Addr) -> usize {
+    let want = format!("{:08X}:", u32::from_le_bytes(ip.octets()));
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.starts_with(&want))
+        })
+        .count()
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// sk_lookup: anchored legs hold no socket of their own — 100 anchored calls add no UDP
+/// socket on the media address (the relay threads' one socket each is all there is) — and
+/// media still flows both ways, RTP and RTCP, from the anchored ports: the first datagrams
+/// through the steered socket and the raw sender, the rest in the kernel.
+/// Addresses 127.0.171.x, ports 31100–31499.
+#[test]
+fn anchored_calls_hold_no_socket_of_their_own() {
+    let relay_ip = Ipv4Addr::new(127, 0, 171, 1);
+    let (peer_a, peer_b) = (
+        IpAddr::V4(Ipv4Addr::new(127, 0, 171, 2)),
+        IpAddr::V4(Ipv4Addr::new(127, 0, 171, 3)),
+    );
+    let mut cfg = config();
+    cfg.bind = IpAddr::V4(relay_ip);
+    cfg.advertised = IpAddr::V4(relay_ip);
+    cfg.port_min = 31100;
+    cfg.port_max = 31499;
+    cfg.threads = 2;
+    let relay = Relay::start(cfg, vec!["carrier-a".into()], Box::new(|_| {}))
+        .expect("kernel fast path (root, Linux >= 6.6, clang-built BPF object)");
+    assert_eq!(relay.fastpath(), FastPathMode::Kernel);
+    let base_sockets = udp_sockets_on(relay_ip);
+    assert!(
+        base_sockets <= 2,
+        "one socket per relay thread: {base_sockets}"
+    );
+    let base_fds = open_fds();
+
+    // Peer sockets: RTP on an even port, RTCP on the next.
+    let pair = |ip: IpAddr, p: u16| {
+        let rtp = UdpSocket::bind((ip, p)).unwrap();
+        let rtcp = UdpSocket::bind((ip, p + 1)).unwrap();
+        for s in [&rtp, &rtcp] {
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+        }
+        (rtp, rtcp)
+    };
+    let (a_rtp, a_rtcp) = pair(peer_a, 32010);
+    let (b_rtp, b_rtcp) = pair(peer_b, 32020);
+    let mut ports = Vec::new();
+    for id in 1..=100u64 {
+        let mut out = Vec::new();
+        relay
+            .update(
+                &call(id),
+                Side::A,
+                SdpKind::Offer,
+                &sdp(peer_a, 32010),
+                &mut out,
+            )
+            .unwrap();
+        let toward_b = m_port(&out);
+        out.clear();
+        relay
+            .update(
+                &call(id),
+                Side::B,
+                SdpKind::Answer,
+                &sdp(peer_b, 32020),
+                &mut out,
+            )
+            .unwrap();
+        ports.push((m_port(&out), toward_b));
+    }
+    assert_eq!(
+        udp_sockets_on(relay_ip),
+        base_sockets,
+        "100 anchored calls, no socket bound on the media address"
+    );
+    let fds = open_fds();
+    assert!(
+        fds <= base_fds + 4,
+        "descriptors independent of the number of calls: {base_fds} before, {fds} after 100 calls"
+    );
+
+    // Media of call 50 both ways.
+    let (relay_a, relay_b) = ports[49];
+    let relay_at = |p: u16| SocketAddr::new(IpAddr::V4(relay_ip), p);
+    for seq in 0..20u16 {
+        a_rtp
+            .send_to(&rtp(seq, u32::from(seq) * 160, 0xa), relay_at(relay_a))
+            .unwrap();
+        let (pkt, from, _) = recv_tos(&b_rtp).expect("A→B RTP relayed");
+        assert_eq!(from, relay_at(relay_b), "sent from B's anchored port");
+        assert_eq!(&pkt[8..12], &0xau32.to_be_bytes());
+        b_rtp
+            .send_to(&rtp(seq, u32::from(seq) * 160, 0xb), relay_at(relay_b))
+            .unwrap();
+        let (pkt, from, _) = recv_tos(&a_rtp).expect("B→A RTP relayed");
+        assert_eq!(from, relay_at(relay_a), "sent from A's anchored port");
+        assert_eq!(&pkt[8..12], &0xbu32.to_be_bytes());
+    }
+    // RTCP (a receiver report) from A's RTCP port to the relay's, out of B's RTCP port.
+    let rr = [
+        0x81u8, 201, 0, 7, 0, 0, 0, 0xa, 0, 0, 0, 0xb, 0, 0, 0, 0, 0, 0, 0, 19, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0,
+    ];
+    a_rtcp.send_to(&rr, relay_at(relay_a + 1)).unwrap();
+    let mut buf = [0u8; 256];
+    let (n, from) = b_rtcp.recv_from(&mut buf).expect("RTCP relayed");
+    assert_eq!(&buf[..n], &rr);
+    assert_eq!(from, relay_at(relay_b + 1));
+    let calls = relay.calls();
+    let c = calls
+        .iter()
+        .find(|c| c.call_id == "kernel@test" && c.streams[0].a.rx_packets > 0);
+    let leg = &c.expect("call 50 in /calls").streams[0].a;
+    assert_eq!(leg.rx_packets, 21, "20 RTP and the RTCP report");
+    let outcomes = relay.metrics().kernel_outcomes().unwrap();
+    let steered = outcomes.iter().find(|(o, _)| *o == "steered").map(|x| x.1);
+    assert!(steered.is_some_and(|n| n >= 3), "{outcomes:?}");
+    for id in 1..=100u64 {
+        relay.delete(id);
+    }
+    assert_eq!(udp_sockets_on(relay_ip), base_sockets);
+}

@@ -24,7 +24,8 @@ pub(crate) use entry::{Counters, Forward, is_v4, key};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use aya::maps::{HashMap, MapData, PerCpuArray};
+use aya::maps::{HashMap, MapData, PerCpuArray, SockMap};
+use aya::programs::SkLookup;
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::{SchedClassifier, TcAttachOptions, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
@@ -37,6 +38,11 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fa
 const PROGRAM: &str = "tg_media_ingress";
 const FWD_MAP: &str = "tg_fwd";
 const OUTCOMES_MAP: &str = "tg_outcomes";
+const LOOKUP_PROGRAM: &str = "tg_media_lookup";
+const PORTS_MAP: &str = "tg_ports";
+const SOCKS_MAP: &str = "tg_socks";
+/// `tg_socks` entries (`bpf/fastpath.bpf.c`): 2 media addresses per relay thread.
+pub(crate) const SOCKET_SLOTS: u32 = 256;
 
 /// `media.fastpath`: where the RTP of latched streams is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -118,6 +124,9 @@ pub(crate) struct KernelPath {
     fwd: Mutex<HashMap<MapData, KeyBytes, EntryBytes>>,
     outcomes: PerCpuArray<MapData, u64>,
     interfaces: Vec<String>,
+    /// The `sk_lookup` steering of anchored ports to the relay threads' sockets, when it
+    /// loaded (`None`: every leg binds its own sockets).
+    steering: Option<Steering>,
     /// CLOCK_MONOTONIC (the program's `bpf_ktime_get_ns`) minus the relay's own nanosecond
     /// clock, both at load.
     clock_offset: u64,
@@ -131,8 +140,15 @@ impl std::fmt::Debug for KernelPath {
     }
 }
 
+/// The `sk_lookup` program's maps: anchored (family, address, port) → socket slot, and the
+/// slots' sockets.
+struct Steering {
+    ports: Mutex<HashMap<MapData, KeyBytes, u32>>,
+    socks: Mutex<SockMap<MapData>>,
+}
+
 /// Kernel outcome counters, by the program's `enum tg_outcome`.
-pub const OUTCOMES: [&str; 7] = [
+pub const OUTCOMES: [&str; 9] = [
     "forwarded",
     "source",
     "rtcp",
@@ -140,6 +156,8 @@ pub const OUTCOMES: [&str; 7] = [
     "sequence",
     "route",
     "other",
+    "steered",
+    "steer_conflict",
 ];
 
 fn monotonic_ns() -> u64 {
@@ -193,6 +211,7 @@ impl KernelPath {
         port_max: u16,
         capacity: u32,
         relay_now: u64,
+        steer: bool,
     ) -> Result<KernelPath, FastPathError> {
         if OBJECT.is_empty() {
             return Err(FastPathError::NotBuilt);
@@ -202,6 +221,7 @@ impl KernelPath {
             .override_global("tg_port_min", &port_min, true)
             .override_global("tg_port_max", &port_max, true)
             .map_max_entries(FWD_MAP, capacity.max(16))
+            .map_max_entries(PORTS_MAP, (capacity.saturating_mul(2)).max(16))
             .load(OBJECT)
             .map_err(|e| FastPathError::Load(e.to_string()))?;
         let program: &mut SchedClassifier = ebpf
@@ -235,8 +255,23 @@ impl KernelPath {
             .and_then(|m| {
                 PerCpuArray::try_from(m).map_err(|e| FastPathError::Load(e.to_string()))
             })?;
+        let steering = if steer {
+            match load_steering(&mut ebpf) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(
+                        reason = %e,
+                        "media fast path: sk_lookup did not load; each anchored leg binds its own sockets"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(KernelPath {
             _ebpf: ebpf,
+            steering,
             fwd: Mutex::new(fwd),
             outcomes,
             interfaces,
@@ -278,9 +313,49 @@ impl KernelPath {
         relay_ns.wrapping_add(self.clock_offset)
     }
 
+    /// Is the `sk_lookup` steering in use (no socket per leg)?
+    pub(crate) fn steering(&self) -> bool {
+        self.steering.is_some()
+    }
+
+    /// Put `socket` into steering slot `slot` (a relay thread's socket for one media address).
+    pub(crate) fn set_socket(&self, slot: u32, socket: &std::net::UdpSocket) -> Result<(), String> {
+        let Some(s) = &self.steering else {
+            return Err("no sk_lookup steering".into());
+        };
+        s.socks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(slot, socket, 0)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Datagrams to `local` (an anchored address and port) go to the socket in `slot`.
+    pub(crate) fn steer(&self, local: std::net::SocketAddr, slot: u32) -> Result<(), String> {
+        let Some(s) = &self.steering else {
+            return Err("no sk_lookup steering".into());
+        };
+        s.ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key(local), slot, 0)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Stop steering `local` (its port was released): datagrams to it find no socket.
+    pub(crate) fn unsteer(&self, local: std::net::SocketAddr) {
+        if let Some(s) = &self.steering {
+            let _ = s
+                .ports
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key(local));
+        }
+    }
+
     /// Datagrams that matched an entry, by outcome ([`OUTCOMES`]), summed over CPUs.
-    pub(crate) fn outcomes(&self) -> [u64; 7] {
-        let mut out = [0u64; 7];
+    pub(crate) fn outcomes(&self) -> [u64; OUTCOMES.len()] {
+        let mut out = [0u64; OUTCOMES.len()];
         for (i, o) in out.iter_mut().enumerate() {
             if let Ok(v) = self.outcomes.get(&(i as u32), 0) {
                 *o = v.iter().sum();
@@ -288,6 +363,34 @@ impl KernelPath {
         }
         out
     }
+}
+
+/// Load the `sk_lookup` program, attach it to this process's network namespace (a BPF link:
+/// gone with the process) and take its maps.
+fn load_steering(ebpf: &mut Ebpf) -> Result<Steering, String> {
+    let program: &mut SkLookup = ebpf
+        .program_mut(LOOKUP_PROGRAM)
+        .ok_or_else(|| format!("no program {LOOKUP_PROGRAM} in the object"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    program.load().map_err(|e| verifier_text(&e))?;
+    let netns = std::fs::File::open("/proc/self/ns/net")
+        .map_err(|e| format!("opening /proc/self/ns/net: {e}"))?;
+    program
+        .attach(netns)
+        .map_err(|e| format!("attaching sk_lookup: {e}"))?;
+    let ports = ebpf
+        .take_map(PORTS_MAP)
+        .ok_or_else(|| format!("no map {PORTS_MAP}"))
+        .and_then(|m| HashMap::try_from(m).map_err(|e| e.to_string()))?;
+    let socks = ebpf
+        .take_map(SOCKS_MAP)
+        .ok_or_else(|| format!("no map {SOCKS_MAP}"))
+        .and_then(|m| SockMap::try_from(m).map_err(|e| e.to_string()))?;
+    Ok(Steering {
+        ports: Mutex::new(ports),
+        socks: Mutex::new(socks),
+    })
 }
 
 /// The verifier's log is in the error's source chain; keep it for the operator.

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::fastpath::KernelPath;
 use crate::ports::PortPool;
 use crate::{MediaConfig, MediaError};
 
@@ -26,15 +27,41 @@ pub(crate) fn bind_one(addr: SocketAddr, dscp: u8) -> io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-/// A freshly bound leg: RTP port, RTP socket, RTCP socket.
-pub(crate) type BoundLeg = (u16, UdpSocket, UdpSocket);
+/// A relay thread's socket for every steered leg on media address `addr` (sk_lookup mode):
+/// bound to an ephemeral port there, reporting each datagram's original destination (the
+/// anchored port) with IP_RECVORIGDSTADDR / IPV6_RECVORIGDSTADDR, with a large receive
+/// buffer (every stream's first datagrams and all RTCP of the thread's calls arrive here).
+pub(crate) fn steered_socket(addr: IpAddr, dscp: u8) -> io::Result<UdpSocket> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let s = bind_one(SocketAddr::new(addr, 0), dscp)?;
+    if addr.is_ipv4() {
+        setsockopt(&s, sockopt::Ipv4OrigDstAddr, &true)?;
+    } else {
+        setsockopt(&s, sockopt::Ipv6OrigDstAddr, &true)?;
+    }
+    // Root may exceed net.core.rmem_max; otherwise take what the limit allows.
+    if setsockopt(&s, sockopt::RcvBufForce, &(8 << 20)).is_err() {
+        let _ = setsockopt(&s, sockopt::RcvBuf, &(8 << 20));
+    }
+    Ok(s)
+}
 
-/// Take a port pair from the pool and bind its RTP and RTCP sockets.
+/// A freshly taken leg: RTP port, and its RTP and RTCP sockets (`None` when steered).
+pub(crate) type BoundLeg = (u16, Option<(UdpSocket, UdpSocket)>);
+
+/// Where a steered leg's datagrams go: the kernel path and the socket slot of the relay
+/// thread that owns the call.
+pub(crate) type Steer<'a> = Option<(&'a KernelPath, u32)>;
+
+/// Take a port pair from the pool and bind its RTP and RTCP sockets; or, steered, check that
+/// no other socket holds the pair (a bind that is closed at once) and steer both ports to
+/// the owning thread's socket.
 pub(crate) fn take_leg(
     pool: &mut PortPool,
     now: Instant,
     cfg: &MediaConfig,
     bind: IpAddr,
+    steer: Steer<'_>,
 ) -> Result<BoundLeg, MediaError> {
     let mut got = None;
     let mut err = None;
@@ -46,8 +73,14 @@ pub(crate) fn take_leg(
             ))
         });
         match pair {
+            Ok(pair) if steer.is_some() => {
+                // The probe sockets close here; the pair is steered below.
+                drop(pair);
+                got = Some(None);
+                true
+            }
             Ok(pair) => {
-                got = Some(pair);
+                got = Some(Some(pair));
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => false,
@@ -59,7 +92,25 @@ pub(crate) fn take_leg(
         }
     });
     match (port, got) {
-        (Some(p), Some((rtp, rtcp))) => Ok((p, rtp, rtcp)),
+        (Some(p), Some(None)) => {
+            let Some((kp, slot)) = steer else {
+                return Ok((p, None));
+            };
+            let rtp = SocketAddr::new(bind, p);
+            let rtcp = SocketAddr::new(bind, p.wrapping_add(1));
+            match kp.steer(rtp, slot).and_then(|()| kp.steer(rtcp, slot)) {
+                Ok(()) => Ok((p, None)),
+                Err(e) => {
+                    kp.unsteer(rtp);
+                    kp.unsteer(rtcp);
+                    pool.release_now(p);
+                    Err(MediaError::Io(io::Error::other(format!(
+                        "steering port {p} (sk_lookup map): {e}"
+                    ))))
+                }
+            }
+        }
+        (Some(p), Some(pair)) => Ok((p, pair)),
         (Some(p), None) => {
             pool.release(p, now);
             Err(MediaError::Io(
@@ -67,6 +118,26 @@ pub(crate) fn take_leg(
             ))
         }
         (None, _) => Err(MediaError::PortsExhausted),
+    }
+}
+
+/// Give a leg's port pair back (quarantined unless `now_free`), and stop steering it.
+pub(crate) fn release_leg(
+    pool: &mut PortPool,
+    kernel: Option<&KernelPath>,
+    bind: IpAddr,
+    port: u16,
+    now: Instant,
+    now_free: bool,
+) {
+    if let Some(kp) = kernel.filter(|k| k.steering()) {
+        kp.unsteer(SocketAddr::new(bind, port));
+        kp.unsteer(SocketAddr::new(bind, port.wrapping_add(1)));
+    }
+    if now_free {
+        pool.release_now(port);
+    } else {
+        pool.release(port, now);
     }
 }
 

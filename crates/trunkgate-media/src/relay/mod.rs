@@ -5,6 +5,7 @@ mod bind;
 mod metrics;
 mod priority;
 mod quality;
+mod raw;
 mod shared;
 mod snapshot;
 mod worker;
@@ -34,7 +35,7 @@ use crate::fastpath::{FastPath, FastPathMode, KernelPath};
 use crate::ports::PortPool;
 use crate::sdp::{self, MediaKind};
 use crate::{CallInfo, Event, Latch, MediaConfig, MediaError, SdpKind, Side};
-use bind::{BoundLeg, take_leg};
+use bind::{BoundLeg, release_leg, take_leg};
 use metrics::Folded;
 use shared::{Cmd, LegInit, LegShared, PeerSpec};
 use worker::WorkerCtx;
@@ -119,6 +120,12 @@ impl std::fmt::Debug for Relay {
     }
 }
 
+/// The `tg_socks` slot of relay thread `thread`'s socket for media address `addr` (0: the
+/// configured address, 1: the alternate).
+fn steer_slot(thread: usize, addr: usize) -> u32 {
+    u32::try_from(thread * 2 + addr).unwrap_or(u32::MAX)
+}
+
 fn lock(m: &Mutex<Control>) -> MutexGuard<'_, Control> {
     match m.lock() {
         Ok(g) => g,
@@ -197,7 +204,7 @@ fn load_fastpath(cfg: &MediaConfig, epoch: Instant) -> io::Result<Option<KernelP
         .saturating_sub(u32::from(cfg.port_min))
         .div_ceil(2);
     let now = worker::nanos_since(epoch);
-    match KernelPath::load(&addrs, cfg.port_min, cfg.port_max, pairs, now) {
+    match KernelPath::load(&addrs, cfg.port_min, cfg.port_max, pairs, now, true) {
         Ok(k) => {
             tracing::info!(
                 interfaces = ?k.interfaces(),
@@ -272,7 +279,45 @@ impl Relay {
         } else {
             FastPathMode::Userspace
         };
+        // sk_lookup mode: each relay thread receives every steered leg's datagrams on one
+        // socket per media address, and userspace sends from anchored ports through raw
+        // sockets — no socket per leg.
+        let threads = config.threads.max(1);
+        let mut addrs = vec![config.bind];
+        if let Some(alt) = config.alternate {
+            addrs.push(alt.bind);
+        }
+        let mut thread_socks: Vec<Vec<std::net::UdpSocket>> = Vec::new();
+        let mut raw = None;
+        if let Some(kp) = kernel.as_deref().filter(|k| k.steering()) {
+            if threads * 2 > crate::fastpath::SOCKET_SLOTS as usize {
+                return Err(io::Error::other(format!(
+                    "media.threads = {threads}: the kernel fast path steers to at most {} threads",
+                    crate::fastpath::SOCKET_SLOTS / 2
+                )));
+            }
+            for n in 0..threads {
+                let mut socks = Vec::new();
+                for (i, &a) in addrs.iter().enumerate() {
+                    let sock = bind::steered_socket(a, config.dscp)?;
+                    kp.set_socket(steer_slot(n, i), &sock)
+                        .map_err(|e| io::Error::other(format!("sk_lookup socket map: {e}")))?;
+                    socks.push(sock);
+                }
+                thread_socks.push(socks);
+            }
+            raw = Some(raw::RawSend::open(
+                addrs.iter().any(|a| a.is_ipv4()),
+                addrs.iter().any(|a| a.is_ipv6()),
+                (config.dscp & 0x3f) << 2,
+            )?);
+            tracing::info!(
+                threads,
+                "media fast path: sk_lookup — anchored legs hold no socket of their own"
+            );
+        }
         let ctx = Arc::new(WorkerCtx {
+            raw,
             kernel: kernel.clone(),
             tos: (config.dscp & 0x3f) << 2,
             epoch,
@@ -289,10 +334,12 @@ impl Relay {
         });
         let mut workers = Vec::new();
         let mut joins = Vec::new();
-        for n in 0..config.threads.max(1) {
+        let mut thread_socks = thread_socks.into_iter();
+        for n in 0..threads {
             let (tx, rx) = channel();
             let wake = Arc::new(worker::Wake::new()?);
-            match worker::spawn(n, ctx.clone(), rx, wake.clone()) {
+            let socks = thread_socks.next().unwrap_or_default();
+            match worker::spawn(n, ctx.clone(), rx, wake.clone(), socks) {
                 Ok(j) => joins.push(j),
                 Err(e) => {
                     stop.store(true, Relaxed);
@@ -401,13 +448,30 @@ impl Relay {
                         .is_some_and(Option::is_some)
             })
             .count();
+        let steering = self.kernel.as_deref().filter(|k| k.steering());
         let in_use = ctl.pool.in_use().saturating_mul(2);
-        if missing > 0 && in_use.saturating_add(missing * 4) > cfg.max_sockets {
+        // Steered legs hold no socket: the budget does not apply.
+        if steering.is_none() && missing > 0 && in_use.saturating_add(missing * 4) > cfg.max_sockets
+        {
             return Err(MediaError::BudgetExhausted {
                 in_use,
                 limit: cfg.max_sockets,
             });
         }
+        // The relay thread that owns (or will own) the call: a steered leg's ports are
+        // pointed at that thread's socket before the SDP naming them leaves.
+        let thread = existing.map_or(ctl.next_thread % self.workers.len().max(1), |s| s.thread);
+        let steer_for = |bind: IpAddr| {
+            steering.map(|k| {
+                (
+                    k,
+                    steer_slot(
+                        thread,
+                        usize::from(Some(bind) == cfg.alternate.map(|a| a.bind)),
+                    ),
+                )
+            })
+        };
         let mut fresh: SmallVec<[(usize, [BoundLeg; 2]); 4]> = SmallVec::new();
         let mut failed = None;
         for (i, m) in parsed.media.iter().enumerate() {
@@ -417,17 +481,29 @@ impl Relay {
             if m.port == 0 || have {
                 continue;
             }
-            let a = match take_leg(&mut ctl.pool, now, cfg, sides[0].bind) {
+            let a = match take_leg(
+                &mut ctl.pool,
+                now,
+                cfg,
+                sides[0].bind,
+                steer_for(sides[0].bind),
+            ) {
                 Ok(a) => a,
                 Err(e) => {
                     failed = Some(e);
                     break;
                 }
             };
-            match take_leg(&mut ctl.pool, now, cfg, sides[1].bind) {
+            match take_leg(
+                &mut ctl.pool,
+                now,
+                cfg,
+                sides[1].bind,
+                steer_for(sides[1].bind),
+            ) {
                 Ok(b) => fresh.push((i, [a, b])),
                 Err(e) => {
-                    ctl.pool.release(a.0, now);
+                    release_leg(&mut ctl.pool, steering, sides[0].bind, a.0, now, false);
                     failed = Some(e);
                     break;
                 }
@@ -435,8 +511,8 @@ impl Relay {
         }
         if let Some(e) = failed {
             for (_, legs) in &fresh {
-                for l in legs {
-                    ctl.pool.release(l.0, now);
+                for (side, l) in legs.iter().enumerate() {
+                    release_leg(&mut ctl.pool, steering, sides[side].bind, l.0, now, false);
                 }
             }
             return Err(e);
@@ -449,7 +525,6 @@ impl Relay {
             .filter(|&s| s < ctl.folded.len())
             .unwrap_or(0);
         let is_new = !ctl.sessions.contains_key(&call.id);
-        let thread = ctl.next_thread % self.workers.len().max(1);
         if is_new {
             ctl.next_thread = ctl.next_thread.wrapping_add(1);
         }
@@ -478,7 +553,7 @@ impl Relay {
         });
         for (i, legs) in fresh {
             let m = &parsed.media[i];
-            let [(pa, ra, rca), (pb, rb, rcb)] = legs;
+            let [(pa, socks_a), (pb, socks_b)] = legs;
             let sa = Arc::new(LegShared::default());
             let sb = Arc::new(LegShared::default());
             if session.streams.len() <= i {
@@ -510,13 +585,13 @@ impl Relay {
                 rtp: m.rtp,
                 legs: Box::new([
                     LegInit {
-                        rtp: ra,
-                        rtcp: rca,
+                        socks: socks_a,
+                        local: SocketAddr::new(sides[0].bind, pa),
                         shared: sa,
                     },
                     LegInit {
-                        rtp: rb,
-                        rtcp: rcb,
+                        socks: socks_b,
+                        local: SocketAddr::new(sides[1].bind, pb),
                         shared: sb,
                     },
                 ]),
@@ -622,14 +697,19 @@ impl Relay {
                 }
             }
         }
+        let steering = self.kernel.as_deref().filter(|k| k.steering());
         for st in s.streams.iter().flatten() {
-            for l in &st.legs {
-                if l.shared.rx_packets.load(Relaxed) == 0 {
-                    // Never reached by a datagram: nothing late can follow.
-                    ctl.pool.release_now(l.port);
-                } else {
-                    ctl.pool.release(l.port, now);
-                }
+            for (side, l) in st.legs.iter().enumerate() {
+                // Never reached by a datagram: nothing late can follow.
+                let unused = l.shared.rx_packets.load(Relaxed) == 0;
+                release_leg(
+                    &mut ctl.pool,
+                    steering,
+                    s.sides[side].bind,
+                    l.port,
+                    now,
+                    unused,
+                );
             }
         }
         if let Some(w) = self.workers.get(s.thread) {
@@ -709,7 +789,17 @@ impl Relay {
     /// Sockets held by live streams (2 per bound port pair), as counted against
     /// `MediaConfig::max_sockets`.
     pub fn sockets_in_use(&self) -> usize {
+        if self.steered() {
+            // sk_lookup mode: legs hold no sockets (the threads' few are fixed).
+            return 0;
+        }
         lock(&self.control).pool.in_use().saturating_mul(2)
+    }
+
+    /// sk_lookup mode: anchored legs hold no socket of their own, so the descriptor count
+    /// does not depend on the number of calls.
+    pub fn steered(&self) -> bool {
+        self.kernel.as_ref().is_some_and(|k| k.steering())
     }
 
     pub fn metrics(&self) -> Arc<MediaMetrics> {

@@ -110,11 +110,12 @@ pub(crate) struct PeerSpec {
     pub reset_latch: bool,
 }
 
-/// A leg's sockets, bound by `update()` on the caller's thread.
+/// A leg's sockets, bound by `update()` on the caller's thread (`None` in the `sk_lookup`
+/// mode: its datagrams reach the thread's shared socket), and its local RTP address.
 #[derive(Debug)]
 pub(crate) struct LegInit {
-    pub rtp: UdpSocket,
-    pub rtcp: UdpSocket,
+    pub socks: Option<(UdpSocket, UdpSocket)>,
+    pub local: SocketAddr,
     pub shared: Arc<LegShared>,
 }
 

@@ -4,6 +4,11 @@
 //! `recvmmsg` of up to [`BATCH`] datagrams into preallocated buffers, per datagram a latch
 //! check, the RTP header / RTCP report read at fixed offsets, and a `send_to` on the other
 //! leg's socket. No allocation, no lock (the stats are single-writer `Relaxed` atomics).
+//!
+//! In the `sk_lookup` mode of the kernel fast path the legs have no sockets: the thread's
+//! one socket per media address receives the datagrams of all its legs (their original
+//! destination says which leg: one hash lookup), and replies leave through the raw sender
+//! with the anchored port as source. Only what the kernel does not forward comes here.
 
 use std::collections::HashMap;
 use std::io::IoSliceMut;
@@ -31,6 +36,8 @@ pub(crate) const BATCH: usize = 16;
 /// Receive buffer per datagram (larger datagrams are dropped as truncated).
 const BUF: usize = 2048;
 const WAKE: u64 = u64::MAX;
+/// Tokens of the thread's steered sockets: `SHARED | index`.
+const SHARED: u64 = 1 << 62;
 
 mod kernel;
 mod tick;
@@ -94,6 +101,8 @@ pub(crate) struct WorkerCtx {
     pub kernel: Option<Arc<KernelPath>>,
     /// TOS / traffic class byte of media (`media.dscp` << 2), for kernel entries.
     pub tos: u8,
+    /// sk_lookup mode: the raw sockets steered legs send from.
+    pub raw: Option<super::raw::RawSend>,
 }
 
 pub(crate) fn nanos_since(epoch: Instant) -> u64 {
@@ -101,8 +110,8 @@ pub(crate) fn nanos_since(epoch: Instant) -> u64 {
 }
 
 struct WLeg {
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
+    /// RTP and RTCP sockets (`None`: a steered leg, received on the thread's socket).
+    socks: Option<(UdpSocket, UdpSocket)>,
     v6: bool,
     shared: Arc<LegShared>,
     /// From this side's newest SDP (None: no SDP from this side yet).
@@ -200,6 +209,150 @@ fn to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
     Some(SocketAddr::new(a.ip().to_canonical(), a.port()))
 }
 
+/// A steered leg's RTP address and its RTCP address (port + 1), canonical.
+fn steered_pair(local: SocketAddr) -> (SocketAddr, SocketAddr) {
+    let ip = local.ip().to_canonical();
+    (
+        SocketAddr::new(ip, local.port()),
+        SocketAddr::new(ip, local.port().wrapping_add(1)),
+    )
+}
+
+/// The original destination of a steered datagram, canonical.
+fn orig_dst(c: nix::sys::socket::ControlMessageOwned) -> Option<SocketAddr> {
+    use nix::sys::socket::ControlMessageOwned as C;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    match c {
+        C::Ipv4OrigDstAddr(a) => Some(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr))),
+            u16::from_be(a.sin_port),
+        )),
+        C::Ipv6OrigDstAddr(a) => Some(SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr)).to_canonical(),
+            u16::from_be(a.sin6_port),
+        )),
+        _ => None,
+    }
+}
+
+/// After RTP from side `side`'s peer: move that direction into the kernel if it may go.
+fn install(ctx: &WorkerCtx, st: &mut WStream, side: usize, now: u64) {
+    if let Some(kp) = &ctx.kernel
+        && st.rtp
+    {
+        let [a, b] = &mut st.legs;
+        let (x, y) = if side == 0 { (a, b) } else { (b, a) };
+        kernel::try_install(kp, x, y, ctx.tos, now);
+    }
+}
+
+/// One datagram from `src` on side `side`'s RTP (or, `rtcp_sock`, RTCP) port of `st`: the
+/// latch check, the counters, RTP statistics or the RTCP report, and the relay to the other
+/// side — through the other leg's socket, or (steered) the raw sender from its port.
+#[allow(clippy::too_many_arguments)]
+fn relay_one(
+    ctx: &WorkerCtx,
+    st: &mut WStream,
+    side: usize,
+    rtcp_sock: bool,
+    pkt: &[u8],
+    src: Option<SocketAddr>,
+    now: u64,
+    reports: &mut SmallVec<[ReportBlock; 4]>,
+) {
+    let is_rtp_stream = st.rtp;
+    let [a, b] = &mut st.legs;
+    let (x, y) = if side == 0 { (a, b) } else { (b, a) };
+    let Some(src) = src else {
+        bump(&x.shared.dropped, 1);
+        return;
+    };
+    if !accept(
+        x.peer,
+        &mut x.latched_rtp,
+        &mut x.latched_rtcp,
+        &x.shared,
+        rtcp_sock,
+        src,
+        ctx.latch,
+    ) {
+        bump(&x.shared.dropped, 1);
+        return;
+    }
+    let len = pkt.len();
+    let xs: &LegShared = &x.shared;
+    let ys: &LegShared = &y.shared;
+    bump(&xs.rx_packets, 1);
+    bump(&xs.rx_bytes, len as u64);
+    xs.last_rx.store(now, Relaxed);
+    if xs.first_rx.load(Relaxed) == 0 {
+        xs.first_rx.store(now, Relaxed);
+    }
+    let is_rtcp = rtcp_sock || (is_rtp_stream && stats::is_rtcp(pkt));
+    if !is_rtcp && kernel::declined(&x.kernel, stats::rtp_header(pkt).map(|h| h.ssrc), now) {
+        // The kernel left this RTP datagram to us (new SSRC, sequence jump, no route…):
+        // count it here, back in userspace for a while.
+        if let Some(kp) = &ctx.kernel {
+            kernel::uninstall_parts(
+                kp,
+                &mut x.kernel,
+                &mut x.stats,
+                xs,
+                ys,
+                &mut x.kernel_retry,
+                now,
+                true,
+            );
+        }
+    }
+    if is_rtp_stream {
+        if is_rtcp {
+            bump(&xs.rtcp_rx_packets, 1);
+            reports.clear();
+            stats::rtcp_reports(pkt, reports);
+            if let Some(ntp) = stats::sender_report_ntp_middle(pkt) {
+                x.q.sr = Some((ntp, now));
+            }
+            if let Some(r) = reports.first() {
+                q::note_report(&mut x.q, xs, y.q.sr, r.lsr, r.dlsr, now);
+                let loss = RTCP_VALID
+                    | (u64::from(r.fraction_lost) << 32)
+                    | u64::from(r.cumulative_lost as u32);
+                xs.rtcp_loss.store(loss, Relaxed);
+                xs.rtcp_jitter.store(u64::from(r.jitter), Relaxed);
+            }
+        } else if let Some(h) = stats::rtp_header(pkt) {
+            x.stats.on_packet(&h, now, x.clock_rate);
+            q::note_payload_type(&mut x.q, h.payload_type);
+            xs.store_rtp_stats(&x.stats);
+        }
+    }
+    // RTCP goes to the other side's RTCP port unless that side muxes it.
+    let to_rtp = !is_rtcp || y.peer.is_some_and(|p| p.mux);
+    let dest = if to_rtp { y.dest_rtp() } else { y.dest_rtcp() };
+    let Some(dest) = dest else {
+        bump(&xs.dropped, 1);
+        return;
+    };
+    let sent = match (&y.socks, &ctx.raw, y.local) {
+        (Some((rtp, rtcp)), _, _) => {
+            let sock = if to_rtp { rtp } else { rtcp };
+            sock.send_to(pkt, dest).is_ok()
+        }
+        (None, Some(raw), Some(local)) => {
+            let (rtp, rtcp) = steered_pair(local);
+            raw.send(if to_rtp { rtp } else { rtcp }, dest, pkt).is_ok()
+        }
+        _ => false,
+    };
+    if sent {
+        bump(&ys.tx_packets, 1);
+        bump(&ys.tx_bytes, len as u64);
+    } else {
+        bump(&xs.dropped, 1);
+    }
+}
+
 fn fold_stream(kp: &KernelPath, st: &mut WStream) {
     let [a, b] = &mut st.legs;
     kernel::fold(kp, &mut a.kernel, &mut a.stats, &a.shared, &b.shared);
@@ -232,8 +385,13 @@ struct Io {
     /// as IPv4-mapped IPv6, 28 bytes too).
     hdrs: MultiHeaders<SockaddrStorage>,
     hdrs_v6: MultiHeaders<SockaddrStorage>,
+    /// Per steered socket (one family each, so lengths never change either), with room for
+    /// the original-destination control message.
+    hdrs_shared: Vec<MultiHeaders<SockaddrStorage>>,
     bufs: Box<[[u8; BUF]; BATCH]>,
     meta: [(usize, Option<SocketAddr>); BATCH],
+    /// Original destinations (steered sockets).
+    dst: [Option<SocketAddr>; BATCH],
 }
 
 struct Worker {
@@ -244,6 +402,13 @@ struct Worker {
     streams: Vec<Option<WStream>>,
     free: Vec<usize>,
     sessions: HashMap<u64, WSession>,
+    /// sk_lookup mode: the thread's socket per media address, and which leg an anchored
+    /// (address, port) belongs to (a stream token, as for per-leg sockets).
+    shared: Vec<UdpSocket>,
+    ports: HashMap<SocketAddr, u64>,
+    /// Steered datagrams for a port no leg of this thread holds (late packets of a call
+    /// just deleted, or a port steered by another instance).
+    unknown: u64,
 }
 
 pub(crate) fn spawn(
@@ -251,9 +416,16 @@ pub(crate) fn spawn(
     ctx: Arc<WorkerCtx>,
     rx: Receiver<Cmd>,
     wake: Arc<Wake>,
+    shared: Vec<UdpSocket>,
 ) -> std::io::Result<JoinHandle<()>> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(wake.fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+    for (i, s) in shared.iter().enumerate() {
+        epoll.add(
+            s.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, SHARED | i as u64),
+        )?;
+    }
     let w = Worker {
         ctx,
         epoll,
@@ -262,6 +434,9 @@ pub(crate) fn spawn(
         streams: Vec::new(),
         free: Vec::new(),
         sessions: HashMap::new(),
+        shared,
+        ports: HashMap::new(),
+        unknown: 0,
     };
     let nice = w.ctx.nice;
     std::thread::Builder::new()
@@ -277,8 +452,19 @@ impl Worker {
         let mut io = Io {
             hdrs: MultiHeaders::preallocate(BATCH, None),
             hdrs_v6: MultiHeaders::preallocate(BATCH, None),
+            hdrs_shared: self
+                .shared
+                .iter()
+                .map(|_| {
+                    MultiHeaders::preallocate(
+                        BATCH,
+                        Some(nix::cmsg_space!(nix::libc::sockaddr_in6)),
+                    )
+                })
+                .collect(),
             bufs: Box::new([[0u8; BUF]; BATCH]),
             meta: [(0, None); BATCH],
+            dst: [None; BATCH],
         };
         let mut events = [EpollEvent::empty(); 256];
         let shortest = self
@@ -308,6 +494,8 @@ impl Worker {
                 if token == WAKE {
                     self.wake.consume();
                     self.commands();
+                } else if token & SHARED != 0 {
+                    self.forward_shared((token & !SHARED) as usize, now, &mut io);
                 } else {
                     self.forward(token, now, &mut io);
                 }
@@ -378,10 +566,9 @@ impl Worker {
                 let slot = self.free.pop().unwrap_or(self.streams.len());
                 let [a, b] = *legs;
                 let leg = |l: LegInit| WLeg {
-                    local: l.rtp.local_addr().ok(),
-                    v6: l.rtp.local_addr().is_ok_and(|a| a.is_ipv6()),
-                    rtp: l.rtp,
-                    rtcp: l.rtcp,
+                    local: Some(l.local),
+                    v6: l.local.is_ipv6(),
+                    socks: l.socks,
                     shared: l.shared,
                     peer: None,
                     latched_rtp: None,
@@ -397,13 +584,24 @@ impl Worker {
                     legs: [leg(a), leg(b)],
                 };
                 for (side, l) in st.legs.iter().enumerate() {
-                    for (kind, sock) in [&l.rtp, &l.rtcp].into_iter().enumerate() {
-                        let token = ((slot as u64) << 2) | ((side as u64) << 1) | kind as u64;
-                        if let Err(e) = self
-                            .epoll
-                            .add(sock.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, token))
-                        {
-                            tracing::error!(error = %e, call, "media relay: epoll add failed");
+                    let token = |kind: u64| ((slot as u64) << 2) | ((side as u64) << 1) | kind;
+                    match &l.socks {
+                        Some((rtp, rtcp)) => {
+                            for (kind, sock) in [rtp, rtcp].into_iter().enumerate() {
+                                if let Err(e) = self.epoll.add(
+                                    sock.as_fd(),
+                                    EpollEvent::new(EpollFlags::EPOLLIN, token(kind as u64)),
+                                ) {
+                                    tracing::error!(error = %e, call, "media relay: epoll add failed");
+                                }
+                            }
+                        }
+                        None => {
+                            if let Some(local) = l.local {
+                                let (rtp, rtcp) = steered_pair(local);
+                                self.ports.insert(rtp, token(0));
+                                self.ports.insert(rtcp, token(1));
+                            }
                         }
                     }
                 }
@@ -480,6 +678,18 @@ impl Worker {
                                 }
                             }
                         }
+                        for (side, l) in st.legs.iter().enumerate() {
+                            if let (None, Some(local)) = (&l.socks, l.local) {
+                                let (rtp, rtcp) = steered_pair(local);
+                                for (kind, a) in [(0u64, rtp), (1, rtcp)] {
+                                    let token = ((slot as u64) << 2) | ((side as u64) << 1) | kind;
+                                    // The port may already belong to a newer call.
+                                    if self.ports.get(&a) == Some(&token) {
+                                        self.ports.remove(&a);
+                                    }
+                                }
+                            }
+                        }
                         // Closing a socket takes it out of the epoll set (no other
                         // descriptor refers to it): no EPOLL_CTL_DEL needed.
                         drop(st);
@@ -490,7 +700,7 @@ impl Worker {
         }
     }
 
-    /// Relay everything waiting on one socket.
+    /// Relay everything waiting on one leg's socket.
     fn forward(&mut self, token: u64, now: u64, io: &mut Io) {
         let slot = (token >> 2) as usize;
         let side = ((token >> 1) & 1) as usize;
@@ -498,16 +708,13 @@ impl Worker {
         let Some(Some(st)) = self.streams.get_mut(slot) else {
             return;
         };
-        let default = self.ctx.latch;
-        let is_rtp_stream = st.rtp;
-        let [a, b] = &mut st.legs;
-        let (x, y) = if side == 0 { (a, b) } else { (b, a) };
+        let x = &st.legs[side];
+        let Some((rtp, rtcp)) = &x.socks else { return };
         let fd = if rtcp_sock {
-            x.rtcp.as_raw_fd()
+            rtcp.as_raw_fd()
         } else {
-            x.rtp.as_raw_fd()
+            rtp.as_raw_fd()
         };
-
         let n = {
             let mut iovs = io.bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
             let hdrs = if x.v6 { &mut io.hdrs_v6 } else { &mut io.hdrs };
@@ -529,99 +736,78 @@ impl Worker {
         if n == 0 {
             return;
         }
-        let WLeg {
-            shared: xs,
-            peer: xpeer,
-            latched_rtp,
-            latched_rtcp,
-            stats: xstats,
-            clock_rate,
-            q: xq,
-            kernel: xkernel,
-            kernel_retry: xretry,
-            ..
-        } = x;
-        let xs: &LegShared = xs;
-        let ys: &LegShared = &y.shared;
         let mut reports: SmallVec<[ReportBlock; 4]> = SmallVec::new();
         for i in 0..n {
             let (len, src) = io.meta[i];
-            let Some(src) = src else {
-                bump(&xs.dropped, 1);
-                continue;
-            };
-            if !accept(
-                *xpeer,
-                latched_rtp,
-                latched_rtcp,
-                xs,
-                rtcp_sock,
-                src,
-                default,
-            ) {
-                bump(&xs.dropped, 1);
-                continue;
-            }
             let pkt = &io.bufs[i][..len.min(BUF)];
-            bump(&xs.rx_packets, 1);
-            bump(&xs.rx_bytes, len as u64);
-            xs.last_rx.store(now, Relaxed);
-            if xs.first_rx.load(Relaxed) == 0 {
-                xs.first_rx.store(now, Relaxed);
-            }
-            let is_rtcp = rtcp_sock || (is_rtp_stream && stats::is_rtcp(pkt));
-            if !is_rtcp && kernel::declined(xkernel, stats::rtp_header(pkt).map(|h| h.ssrc), now) {
-                // The kernel left this RTP datagram to us (new SSRC, sequence jump, no
-                // route…): count it here, back in userspace for a while.
-                if let Some(kp) = &self.ctx.kernel {
-                    kernel::uninstall_parts(kp, xkernel, xstats, xs, ys, xretry, now, true);
+            relay_one(&self.ctx, st, side, rtcp_sock, pkt, src, now, &mut reports);
+        }
+        if !rtcp_sock {
+            install(&self.ctx, st, side, now);
+        }
+    }
+
+    /// Relay everything waiting on one of the thread's steered sockets (sk_lookup mode):
+    /// each datagram's original destination names its leg.
+    fn forward_shared(&mut self, index: usize, now: u64, io: &mut Io) {
+        let Some(sock) = self.shared.get(index) else {
+            return;
+        };
+        let fd = sock.as_raw_fd();
+        let Some(hdrs) = io.hdrs_shared.get_mut(index) else {
+            return;
+        };
+        let n = {
+            let mut iovs = io.bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
+            let res = recvmmsg(fd, hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None);
+            let mut n = 0;
+            if let Ok(msgs) = res {
+                for m in msgs {
+                    let addr = if m.flags.contains(MsgFlags::MSG_TRUNC) {
+                        None
+                    } else {
+                        m.address.as_ref().and_then(to_std)
+                    };
+                    io.dst[n] = m.cmsgs().ok().and_then(|mut c| c.find_map(orig_dst));
+                    io.meta[n] = (m.bytes, addr);
+                    n += 1;
                 }
             }
-            if is_rtp_stream {
-                if is_rtcp {
-                    bump(&xs.rtcp_rx_packets, 1);
-                    reports.clear();
-                    stats::rtcp_reports(pkt, &mut reports);
-                    if let Some(ntp) = stats::sender_report_ntp_middle(pkt) {
-                        xq.sr = Some((ntp, now));
-                    }
-                    if let Some(r) = reports.first() {
-                        q::note_report(xq, xs, y.q.sr, r.lsr, r.dlsr, now);
-                        let loss = RTCP_VALID
-                            | (u64::from(r.fraction_lost) << 32)
-                            | u64::from(r.cumulative_lost as u32);
-                        xs.rtcp_loss.store(loss, Relaxed);
-                        xs.rtcp_jitter.store(u64::from(r.jitter), Relaxed);
-                    }
-                } else if let Some(h) = stats::rtp_header(pkt) {
-                    xstats.on_packet(&h, now, *clock_rate);
-                    q::note_payload_type(xq, h.payload_type);
-                    xs.store_rtp_stats(xstats);
-                }
-            }
-            // RTCP goes to the other side's RTCP socket unless that side muxes it.
-            let (sock, dest) = if !is_rtcp || y.peer.is_some_and(|p| p.mux) {
-                (&y.rtp, y.dest_rtp())
-            } else {
-                (&y.rtcp, y.dest_rtcp())
-            };
-            let Some(dest) = dest else {
-                bump(&xs.dropped, 1);
+            n
+        };
+        let mut reports: SmallVec<[ReportBlock; 4]> = SmallVec::new();
+        for i in 0..n {
+            let (len, src) = io.meta[i];
+            let Some(dst) = io.dst[i] else {
+                self.unknown += 1;
                 continue;
             };
-            match sock.send_to(pkt, dest) {
-                Ok(_) => {
-                    bump(&ys.tx_packets, 1);
-                    bump(&ys.tx_bytes, len as u64);
+            let token = match self.ports.get(&dst) {
+                Some(&t) => t,
+                None => {
+                    // The command adding the leg is queued before its SDP leaves; it may
+                    // not have been read yet.
+                    self.commands();
+                    match self.ports.get(&dst) {
+                        Some(&t) => t,
+                        None => {
+                            self.unknown += 1;
+                            continue;
+                        }
+                    }
                 }
-                Err(_) => bump(&xs.dropped, 1),
+            };
+            let slot = (token >> 2) as usize;
+            let side = ((token >> 1) & 1) as usize;
+            let rtcp_sock = token & 1 == 1;
+            let Some(Some(st)) = self.streams.get_mut(slot) else {
+                continue;
+            };
+            let pkt = &io.bufs[i][..len.min(BUF)];
+            relay_one(&self.ctx, st, side, rtcp_sock, pkt, src, now, &mut reports);
+            if !rtcp_sock {
+                install(&self.ctx, st, side, now);
             }
-        }
-        if let Some(kp) = &self.ctx.kernel
-            && is_rtp_stream
-            && !rtcp_sock
-        {
-            kernel::try_install(kp, x, y, self.ctx.tos, now);
         }
     }
 
