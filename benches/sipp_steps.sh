@@ -39,6 +39,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/benches/lib.sh"
 
 RATES="1000 2000 4000 6000 8000 10000 12000"
 SECONDS_PER_STEP=10
@@ -69,12 +71,6 @@ if [ "$SECONDS_PER_STEP" -gt 12 ]; then
     exit 2
 fi
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_install() {
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
-}
-
 command -v sipp >/dev/null 2>&1 || apt_install sip-tester
 if [ "$WITH_KAMAILIO" = 1 ] && ! command -v kamailio >/dev/null 2>&1; then
     apt_install kamailio
@@ -88,52 +84,7 @@ mkdir -p "$WORK"
 CSV="$ROOT/target/bench/sipp_steps-$STAMP.csv"
 echo "system,rate,planned,created,successful,failed,not_ok_pct,elapsed_s,cpu_ms,cpu_us_per_call,pss_mb" > "$CSV"
 
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-
-# utime+stime (clock ticks) of a process and all its descendants.
-descendants() {
-    local kid
-    for kid in $(ps -o pid= --ppid "$1" 2>/dev/null || true); do
-        echo "$kid"
-        descendants "$kid"
-    done
-}
-tree_ticks() {
-    local total=0 pid t
-    for pid in "$1" $(descendants "$1"); do
-        if t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}'); then
-            total=$((total + ${t:-0}))
-        fi
-    done
-    echo "$total"
-}
-# Proportional set size (MB) of the process tree right after a step: shared memory (Kamailio's
-# shm) counted once, transactions still kept in memory included.
-tree_pss_mb() {
-    local total=0 pid kb
-    for pid in "$1" $(descendants "$1"); do
-        kb=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
-        total=$((total + ${kb:-0}))
-    done
-    echo $((total / 1024))
-}
-
-# Value of column $2 in the last row of SIPp stat file $1.
-stat_field() {
-    awk -F';' -v col="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
-        NF > 1 { v = $c } END { print (v == "" ? 0 : v) }' "$1"
-}
+trap bench_cleanup EXIT
 
 start_uas() { # name ip
     sipp "${UAS_SCENARIO[@]}" -i "$2" -p 5060 -nostdin -aa -bind_local -max_socket 4096 \
@@ -142,12 +93,6 @@ start_uas() { # name ip
     PIDS+=($!)
     sleep 0.5
     kill -0 "$!" 2>/dev/null || { echo "SIPp UAS on $2 did not start:" >&2; cat "$WORK/$1-uas.out" >&2; exit 1; }
-}
-
-# Minimal HTTP GET over bash's /dev/tcp (no curl needed): http_get HOST PORT PATH
-http_get() {
-    timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$3" "$1" >&3 && cat <&3' \
-        http_get "$1" "$2" "$3"
 }
 
 # run_steps NAME PROXY_PID PROXY_IP PBX_IP
@@ -230,7 +175,7 @@ run_trunkgate() {
 if [ "$WITH_TRUNKGATE" = 1 ]; then
     echo "building trunkgate (release)..."
     cargo build --release -p trunkgate
-    TG_BIN="$ROOT/target/release/trunkgate"
+    TG_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/trunkgate"
     sed -e 's/127\.0\.0\./127.0.50./g' \
         -e 's/^max_cps *=.*/max_cps = 1000000/' \
         -e 's/^max_sessions *=.*/max_sessions = 1000000/' \
@@ -240,7 +185,7 @@ if [ "$WITH_TRUNKGATE" = 1 ]; then
         sed -i 's/^max_cps *=.*/&\nmedia = { anchor = false }/' "$WORK/trunkgate.toml"
     fi
     start_uas trunkgate 127.0.50.3
-    for round in $(seq "$ROUNDS"); do
+    for _ in $(seq "$ROUNDS"); do
         if [ -n "$BASELINE_BIN" ]; then
             run_trunkgate baseline "$BASELINE_BIN"
         fi
@@ -264,6 +209,7 @@ if command -v kamailio >/dev/null 2>&1; then
     mkdir -p "$WORK/kamailio-run"
     kamailio -c -f benches/kamailio/kamailio.cfg > "$WORK/kamailio-check.log" 2>&1 \
         || { cat "$WORK/kamailio-check.log" >&2; exit 1; }
+    # shellcheck disable=SC2086 # KAMAILIO_OPTS is a list of options
     kamailio -f benches/kamailio/kamailio.cfg -DD -E -m 1024 -M 32 ${KAMAILIO_OPTS:--x fm -X fm} -Y "$WORK/kamailio-run" \
         > "$WORK/kamailio.log" 2>&1 &
     KAM_PID=$!
