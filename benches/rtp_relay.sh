@@ -4,6 +4,7 @@
 #
 #   benches/rtp_relay.sh [--calls "100 1000 3500"] [--duration 20] [--cps 500]
 #                        [--relay-threads 2] [--tool-threads 2] [--tool-sockets 4]
+#                        [--fastpath "userspace kernel"] [--hold "10000"] [--hold-cps 1000]
 #                        [--no-rtpengine] [--no-trunkgate] [--no-direct] [--smoke]
 #
 # For each point (concurrent calls): a fresh relay process, then crates/trunkgate-rtpgen sets
@@ -15,6 +16,22 @@
 # (utime+stime of the relay process over the send window / packets the tool received).
 # 100 calls = 10,000 packets/s relayed, 1,000 = 100,000, 3,500 = 350,000.
 #
+# CPU is counted two ways. "relay process µs/packet": the relay process's utime+stime. "host
+# µs/packet": every CPU's busy time (/proc/stat: user, nice, system, irq, softirq, steal) over
+# the same window — the kernel fast path (media.fastpath = "kernel") runs in softirq and in
+# the sender's system calls, in no process of its own, so only this figure sees it. "net
+# µs/packet" is the host figure minus the tool alone ("direct", same calls, same script): what
+# relaying adds, wherever it runs.
+#
+# --fastpath MODES: Trunkgate's media.fastpath values to run (default "userspace kernel"; the
+# kernel one needs root, clang-built BPF and Linux >= 6.6). "trunkgate-kernel" rows use the
+# BPF path with sk_lookup: anchored calls hold no socket, so "relay fds" stays flat.
+#
+# --hold "N ...": concurrency points — N anchored calls set up at --hold-cps and held with
+# media at 1 packet/s per direction for --duration, through every relay, over a port range
+# of 16384-65535 (12,288 calls at 4 ports each); "failed calls" and "relay fds" say where
+# each gives. The descriptor hard limit (20,000 on the build machines) caps a relay that
+# binds 4 sockets per call near 4,500 calls (Trunkgate's budget) or 5,000 (rtpengine).#
 # The tool runs with --shared-sockets TOOL_SOCKETS (default 4 per side; 0 = one socket per call
 # per side): its streams share a few sockets each side (batched sendmmsg/recvmmsg, a 200 µs
 # send/receive tick, kernel receive timestamps), because one socket per stream costs two
@@ -51,6 +68,9 @@ TOOL_SOCKETS=4
 WITH_RTPENGINE=1
 WITH_TRUNKGATE=1
 WITH_DIRECT=1
+FASTPATHS="userspace kernel"
+HOLD=""
+HOLD_CPS=1000
 while [ $# -gt 0 ]; do
     case "$1" in
         --calls) CALLS="$2"; shift ;;
@@ -62,8 +82,11 @@ while [ $# -gt 0 ]; do
         --no-rtpengine) WITH_RTPENGINE=0 ;;
         --no-trunkgate) WITH_TRUNKGATE=0 ;;
         --no-direct) WITH_DIRECT=0 ;;
+        --fastpath) FASTPATHS="$2"; shift ;;
+        --hold) HOLD="$2"; shift ;;
+        --hold-cps) HOLD_CPS="$2"; shift ;;
         --smoke) CALLS="50"; DURATION=3 ;;
-        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,60p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -130,8 +153,9 @@ run_point() {
         echo "$label idle: $(( (t1 - t0) * 1000 / CLK_TCK / 2 )) ms CPU per second" | tee "$out.idle"
     fi
     # Setup ramp + RTP + drain + teardown, with room to spare.
-    bound=$(awk -v c="$calls" -v r="$CPS" -v d="$DURATION" 'BEGIN { printf "%d", 2 * c / r + d + 60 }')
-    timeout --kill-after=5s "${bound}s" "$GEN" "$@" --calls "$calls" --cps "$CPS" \
+    local cps=${POINT_CPS:-$CPS}
+    bound=$(awk -v c="$calls" -v r="$cps" -v d="$DURATION" 'BEGIN { printf "%d", 2 * c / r + d + 60 }')
+    timeout --kill-after=5s "${bound}s" "$GEN" "$@" ${POINT_PPS:+--pps "$POINT_PPS"} --calls "$calls" --cps "$cps" \
         --duration "$DURATION" --threads "$TOOL_THREADS" --shared-sockets "$TOOL_SOCKETS" \
         ${pid:+--cpu-pid "$pid"} \
         --label "$label" --json > "$out.json" 2> "$out.err" || echo "$label $calls: tool exit $?" >&2
@@ -144,7 +168,7 @@ start_rtpengine() { # log
     rtpengine --config-file=none --foreground --log-stderr --log-level=4 --table=-1 \
         --interface=127.0.61.1 --listen-ng=127.0.61.1:22222 --port-min=20000 --port-max=39999 \
         --num-threads="$RELAY_THREADS" --scheduling=other --priority=-10 \
-        --delete-delay=0 --timeout=60 > "$1" 2>&1 &
+        --delete-delay=0 --timeout=60 ${2:+--port-min=$2 --port-max=$3} > "$1" 2>&1 &
     RE_PID=$!
     PIDS+=("$RE_PID")
     for _ in $(seq 50); do
@@ -164,11 +188,17 @@ if [ "$WITH_RTPENGINE" = 1 ]; then
             --media-ip 127.0.61.2 --trunk-media-ip 127.0.61.3
         stop_pid "$RE_PID"
     done
+    for n in $HOLD; do
+        start_rtpengine "$WORK/rtpengine-hold-$n.log" 16384 65535
+        POINT_CPS=$HOLD_CPS POINT_PPS=1 run_point rtpengine-hold "$RE_PID" "$n" ng --ng 127.0.61.1:22222 \
+            --media-ip 127.0.61.2 --trunk-media-ip 127.0.61.3
+        stop_pid "$RE_PID"
+    done
 fi
 
 # ---- Trunkgate -----------------------------------------------------------------------------
-start_trunkgate() { # log
-    RUST_LOG=${RUST_LOG:-warn} "$TG_BIN" run --config "$WORK/trunkgate.toml" > "$1" 2>&1 &
+start_trunkgate() { # log [config]
+    RUST_LOG=${RUST_LOG:-warn} "$TG_BIN" run --config "${2:-$WORK/trunkgate.toml}" > "$1" 2>&1 &
     TG_PID=$!
     PIDS+=("$TG_PID")
     local status=""
@@ -199,13 +229,28 @@ threads = $RELAY_THREADS
 # ---- end of media block ----------------------------------------------------------------------
 EOF
     "$TG_BIN" check --config "$WORK/trunkgate.toml"
-    echo "trunkgate: media relay, $RELAY_THREADS threads"
-    for n in $CALLS; do
-        start_trunkgate "$WORK/trunkgate-$n.log"
-        run_point trunkgate "$TG_PID" "$n" sip --sbc 127.0.60.1:5060 --pbx 127.0.60.2:5060 \
-            --trunk 127.0.60.3:5060 --media-ip 127.0.60.2 --trunk-media-ip 127.0.60.3
-        http_get 127.0.60.1 9091 /metrics > "$WORK/trunkgate-$n-metrics.txt" 2>/dev/null || true
-        stop_pid "$TG_PID"
+    for mode in $FASTPATHS; do
+        label=trunkgate
+        [ "$mode" = userspace ] || label="trunkgate-$mode"
+        for ports in 20000-39999 16384-65535; do
+            sed -e "s/^ports = .*/ports = \"$ports\"/" "$WORK/trunkgate.toml" > "$WORK/trunkgate-$mode-$ports.toml"
+            echo "fastpath = \"$mode\"" >> "$WORK/trunkgate-$mode-$ports.toml"
+        done
+        echo "trunkgate: media relay, $RELAY_THREADS threads, media.fastpath = $mode"
+        for n in $CALLS; do
+            start_trunkgate "$WORK/$label-$n.log" "$WORK/trunkgate-$mode-20000-39999.toml"
+            grep -h "media fast path" "$WORK/$label-$n.log" | sed 's/^/  /' || true
+            run_point "$label" "$TG_PID" "$n" sip --sbc 127.0.60.1:5060 --pbx 127.0.60.2:5060 \
+                --trunk 127.0.60.3:5060 --media-ip 127.0.60.2 --trunk-media-ip 127.0.60.3
+            http_get 127.0.60.1 9091 /metrics > "$WORK/$label-$n-metrics.txt" 2>/dev/null || true
+            stop_pid "$TG_PID"
+        done
+        for n in $HOLD; do
+            start_trunkgate "$WORK/$label-hold-$n.log" "$WORK/trunkgate-$mode-16384-65535.toml"
+            POINT_CPS=$HOLD_CPS POINT_PPS=1 run_point "$label-hold" "$TG_PID" "$n" sip --sbc 127.0.60.1:5060 \
+                --pbx 127.0.60.2:5060 --trunk 127.0.60.3:5060 --media-ip 127.0.60.2 --trunk-media-ip 127.0.60.3
+            stop_pid "$TG_PID"
+        done
     done
 fi
 
@@ -213,6 +258,9 @@ fi
 if [ "$WITH_DIRECT" = 1 ]; then
     for n in $CALLS; do
         run_point direct "" "$n" direct --media-ip 127.0.62.2 --trunk-media-ip 127.0.62.3
+    done
+    for n in $HOLD; do
+        POINT_CPS=$HOLD_CPS POINT_PPS=1 run_point direct-hold "" "$n" direct --media-ip 127.0.62.2 --trunk-media-ip 127.0.62.3
     done
 fi
 

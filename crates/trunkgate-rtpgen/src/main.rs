@@ -497,6 +497,27 @@ fn run(cli: Cli) -> Result<i32> {
         let l = s.sent as i64 - s.received as i64;
         json!({"sent": s.sent, "received": s.received, "lost": l, "loss_ratio": ratio(l, s.sent)})
     };
+    let (host_us_per_packet, host_cpu_percent, relay_fds) = match &cpu {
+        Some((a, b)) => {
+            let wall_us = (b.at_ns.saturating_sub(a.at_ns) / 1000).max(1) as f64;
+            let host = match (a.host_us, b.host_us) {
+                (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64),
+                _ => None,
+            };
+            (
+                host.map(|h| {
+                    if received > 0 {
+                        h / received as f64
+                    } else {
+                        0.0
+                    }
+                }),
+                host.map(|h| h * 100.0 / wall_us),
+                b.relay_fds,
+            )
+        }
+        None => (None, None, None),
+    };
     let (cpu_us_per_packet, relay_cpu_percent, tool_cpu_percent, relay_threads) = match &cpu {
         Some((a, b)) => {
             let wall_us = (b.at_ns.saturating_sub(a.at_ns) / 1000).max(1) as f64;
@@ -564,6 +585,9 @@ fn run(cli: Cli) -> Result<i32> {
         "relay_cpu_percent": relay_cpu_percent.map(|v| round(v, 1)),
         "relay_threads": relay_threads,
         "tool_cpu_percent": tool_cpu_percent.map(|v| round(v, 1)),
+        "host_cpu_us_per_packet": host_us_per_packet.map(|v| round(v, 3)),
+        "host_cpu_percent": host_cpu_percent.map(|v| round(v, 1)),
+        "relay_fds": relay_fds,
         "directions": {"uac_to_uas": dir(0), "uas_to_uac": dir(1)},
         "send_lag_us": {"p50": stats.send_lag_us.quantile(0.5), "p99": stats.send_lag_us.quantile(0.99), "max": stats.send_lag_us.max()},
         "send_errors": stats.send_errors,
@@ -615,39 +639,64 @@ fn run(cli: Cli) -> Result<i32> {
 }
 
 /// The benchmark table from JSON report lines (lines that do not parse are skipped).
+///
+/// "host µs/packet" is all CPUs' busy time over the send window per relayed packet;
+/// "net µs/packet" subtracts the same figure of the tool alone ("direct" rows, same number
+/// of calls) — what the relay adds, wherever it runs (a process, softirq, the kernel).
 fn table(files: &[std::path::PathBuf]) -> Result<i32> {
-    println!(
-        "| relay | calls | pps | CPU µs/packet | relay CPU % | loss | p50 µs | p99 µs | max µs | failed calls | tool CPU % |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?;
         for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            let num = |x: &serde_json::Value, digits: usize| match x.as_f64() {
-                Some(n) => format!("{n:.digits$}"),
-                None => "–".to_string(),
-            };
-            println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                v["relay"].as_str().unwrap_or("?"),
-                v["calls"],
-                num(&v["pps"], 0),
-                num(&v["cpu_us_per_packet"], 2),
-                num(&v["relay_cpu_percent"], 1),
-                match v["loss_ratio"].as_f64() {
-                    Some(r) => format!("{:.3}%", r * 100.0),
-                    None => "–".to_string(),
-                },
-                v["latency_us"]["p50"],
-                v["latency_us"]["p99"],
-                v["latency_us"]["max"],
-                v["calls_failed"],
-                num(&v["tool_cpu_percent"], 1),
-            );
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                rows.push(v);
+            }
         }
+    }
+    // Hold points ("…-hold" rows) are compared with "direct-hold", the rest with "direct".
+    let direct = |v: &serde_json::Value| {
+        let hold = v["relay"].as_str().is_some_and(|r| r.ends_with("-hold"));
+        let label = if hold { "direct-hold" } else { "direct" };
+        rows.iter()
+            .find(|r| r["relay"] == label && r["calls"] == v["calls"])
+            .and_then(|r| r["host_cpu_us_per_packet"].as_f64())
+    };
+    println!(
+        "| relay | calls | pps | relay process µs/packet | host µs/packet | net µs/packet | loss | p50 µs | p99 µs | max µs | failed calls | relay fds | tool CPU % |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for v in &rows {
+        let num = |x: &serde_json::Value, digits: usize| match x.as_f64() {
+            Some(n) => format!("{n:.digits$}"),
+            None => "–".to_string(),
+        };
+        let host = v["host_cpu_us_per_packet"].as_f64();
+        let is_direct = v["relay"].as_str().is_some_and(|r| r.starts_with("direct"));
+        let net = match (host, direct(v)) {
+            (Some(h), Some(d)) if !is_direct => format!("{:.2}", h - d),
+            _ => "–".to_string(),
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            v["relay"].as_str().unwrap_or("?"),
+            v["calls"],
+            num(&v["pps"], 0),
+            num(&v["cpu_us_per_packet"], 2),
+            num(&v["host_cpu_us_per_packet"], 2),
+            net,
+            match v["loss_ratio"].as_f64() {
+                Some(r) => format!("{:.4}%", r * 100.0),
+                None => "–".to_string(),
+            },
+            v["latency_us"]["p50"],
+            v["latency_us"]["p99"],
+            v["latency_us"]["max"],
+            v["calls_failed"],
+            v["relay_fds"]
+                .as_u64()
+                .map_or("–".to_string(), |n| n.to_string()),
+            num(&v["tool_cpu_percent"], 1),
+        );
     }
     Ok(0)
 }

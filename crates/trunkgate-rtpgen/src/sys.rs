@@ -59,13 +59,20 @@ pub fn thread_cpu_us(pid: u32) -> Vec<(u32, String, u64)> {
     out
 }
 
-/// A CPU sample of the relay process (and its threads) and of this process.
+/// A CPU sample of the relay process (and its threads), of this process and of the whole
+/// host.
 #[derive(Debug, Clone)]
 pub struct CpuSample {
     pub at_ns: u64,
     pub relay_us: Option<u64>,
     pub relay_threads: Vec<(u32, String, u64)>,
     pub self_us: Option<u64>,
+    /// Busy time of all CPUs (user, nice, system, irq, softirq, steal; not idle or iowait)
+    /// from /proc/stat, in µs: what a relay in the kernel costs shows up here — in softirq
+    /// and in the sender's system time — and not in any process of its own.
+    pub host_us: Option<u64>,
+    /// Open descriptors of the relay process.
+    pub relay_fds: Option<usize>,
 }
 
 pub fn sample(pid: Option<u32>) -> CpuSample {
@@ -74,7 +81,30 @@ pub fn sample(pid: Option<u32>) -> CpuSample {
         relay_us: pid.and_then(process_cpu_us),
         relay_threads: pid.map(thread_cpu_us).unwrap_or_default(),
         self_us: process_cpu_us(std::process::id()),
+        host_us: host_busy_us(),
+        relay_fds: pid.and_then(|p| {
+            std::fs::read_dir(format!("/proc/{p}/fd"))
+                .ok()
+                .map(|d| d.count())
+        }),
     }
+}
+
+/// All CPUs' busy time in µs (the "cpu" line of /proc/stat, USER_HZ ticks).
+pub fn host_busy_us() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy = [0usize, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| v.get(i))
+        .sum::<u64>();
+    Some(busy * 1_000_000 / CLK_TCK)
 }
 
 /// System-wide UDP counters from /proc/net/snmp: (InErrors, RcvbufErrors, SndbufErrors).

@@ -379,6 +379,13 @@ async fn serve(
         )
         .context("starting the media relay")?,
     );
+    if relay.steered() {
+        tracing::info!(
+            media_calls = budget.media_calls,
+            "descriptor budget: the media share is not used — anchored calls hold no socket \
+             (kernel fast path with sk_lookup); calls are bounded by media.ports instead"
+        );
+    }
     let views: PeerViews = Arc::new(arc_swap::ArcSwap::from_pointee(crate::live::peer_view(
         &routing,
         &policy_admission,

@@ -313,6 +313,12 @@ impl KernelPath {
         relay_ns.wrapping_add(self.clock_offset)
     }
 
+    /// Give the steering up (before any port is steered): the program stays attached but
+    /// with nothing in its maps it selects no socket.
+    pub(crate) fn drop_steering(&mut self) {
+        self.steering = None;
+    }
+
     /// Is the `sk_lookup` steering in use (no socket per leg)?
     pub(crate) fn steering(&self) -> bool {
         self.steering.is_some()

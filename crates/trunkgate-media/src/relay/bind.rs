@@ -66,6 +66,22 @@ pub(crate) fn take_leg(
     let mut got = None;
     let mut err = None;
     let port = pool.take(now, |p| {
+        if steer.is_some() {
+            // Only a check that no other socket holds the pair: a plain bind, closed at
+            // once (3 system calls per port; the pair is then steered below).
+            let probe = |port: u16| UdpSocket::bind(SocketAddr::new(bind, port)).map(drop);
+            return match probe(p).and_then(|()| probe(p.wrapping_add(1))) {
+                Ok(()) => {
+                    got = Some(None);
+                    true
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => false,
+                Err(e) => {
+                    err = Some(e);
+                    true
+                }
+            };
+        }
         let pair = bind_one(SocketAddr::new(bind, p), cfg.dscp).and_then(|rtp| {
             Ok((
                 rtp,
@@ -73,12 +89,6 @@ pub(crate) fn take_leg(
             ))
         });
         match pair {
-            Ok(pair) if steer.is_some() => {
-                // The probe sockets close here; the pair is steered below.
-                drop(pair);
-                got = Some(None);
-                true
-            }
             Ok(pair) => {
                 got = Some(Some(pair));
                 true

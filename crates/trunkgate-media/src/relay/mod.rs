@@ -273,7 +273,28 @@ impl Relay {
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
-        let kernel = load_fastpath(&config, epoch)?.map(Arc::new);
+        let mut kernel = load_fastpath(&config, epoch)?;
+        // Steered legs send through raw sockets (CAP_NET_RAW): without them, no steering.
+        let mut raw = None;
+        if let Some(k) = kernel.as_mut().filter(|k| k.steering()) {
+            let mut fams = vec![config.bind];
+            fams.extend(config.alternate.map(|a| a.bind));
+            match raw::RawSend::open(
+                fams.iter().any(|a| a.is_ipv4()),
+                fams.iter().any(|a| a.is_ipv6()),
+                (config.dscp & 0x3f) << 2,
+            ) {
+                Ok(r) => raw = Some(r),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "media fast path: no raw socket (needs CAP_NET_RAW); sk_lookup is off and each anchored leg binds its own sockets"
+                    );
+                    k.drop_steering();
+                }
+            }
+        }
+        let kernel = kernel.map(Arc::new);
         let fastpath = if kernel.is_some() {
             FastPathMode::Kernel
         } else {
@@ -288,7 +309,6 @@ impl Relay {
             addrs.push(alt.bind);
         }
         let mut thread_socks: Vec<Vec<std::net::UdpSocket>> = Vec::new();
-        let mut raw = None;
         if let Some(kp) = kernel.as_deref().filter(|k| k.steering()) {
             if threads * 2 > crate::fastpath::SOCKET_SLOTS as usize {
                 return Err(io::Error::other(format!(
@@ -306,11 +326,6 @@ impl Relay {
                 }
                 thread_socks.push(socks);
             }
-            raw = Some(raw::RawSend::open(
-                addrs.iter().any(|a| a.is_ipv4()),
-                addrs.iter().any(|a| a.is_ipv6()),
-                (config.dscp & 0x3f) << 2,
-            )?);
             tracing::info!(
                 threads,
                 "media fast path: sk_lookup — anchored legs hold no socket of their own"
