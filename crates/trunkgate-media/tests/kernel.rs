@@ -92,6 +92,10 @@ fn recv_tos(s: &UdpSocket) -> Option<(Vec<u8>, SocketAddr, Option<u8>)> {
     Some((buf[..n].to_vec(), from, tos))
 }
 
+/// The tests of this file one at a time: the descriptor count below is the process's, and
+/// `cargo test` runs a binary's tests on parallel threads.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     while Instant::now() < end {
@@ -105,6 +109,7 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn latched_rtp_is_forwarded_in_the_kernel_and_counted() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let relay = Relay::start(config(), vec!["carrier-a".into()], Box::new(|_| {}))
         .expect("kernel fast path (root, Linux >= 6.6, clang-built BPF object)");
     assert_eq!(relay.fastpath(), FastPathMode::Kernel);
@@ -300,6 +305,7 @@ fn open_fds() -> usize {
 /// Addresses 127.0.171.x, ports 31100–31499.
 #[test]
 fn anchored_calls_hold_no_socket_of_their_own() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let relay_ip = Ipv4Addr::new(127, 0, 171, 1);
     let (peer_a, peer_b) = (
         IpAddr::V4(Ipv4Addr::new(127, 0, 171, 2)),
