@@ -24,6 +24,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::Duration;
 use support::Bench;
+use trunkgate_sip::proxy::Footprint;
 
 struct Counting;
 
@@ -83,7 +84,7 @@ fn check(b: &Bench, what: &str) {
 }
 
 /// Live bytes after `n` calls set up and 40 s later (transactions gone).
-fn dialogs(n: u64) -> (isize, trunkgate_sip::proxy::Footprint) {
+fn dialogs(n: u64) -> (isize, Footprint) {
     let mut b = Bench::new(false);
     let before = live();
     for i in 0..n {
@@ -99,7 +100,7 @@ fn dialogs(n: u64) -> (isize, trunkgate_sip::proxy::Footprint) {
 }
 
 /// Live bytes after `n` whole calls and 1 s (transactions waiting for Timers J/K/L).
-fn finished(n: u64) -> (isize, trunkgate_sip::proxy::Footprint) {
+fn finished(n: u64) -> (isize, Footprint) {
     let mut b = Bench::new(false);
     let before = live();
     for i in 0..n {
@@ -116,7 +117,7 @@ fn finished(n: u64) -> (isize, trunkgate_sip::proxy::Footprint) {
 }
 
 /// 12,000 calls/s of 1 s calls for `seconds`: (live bytes at the end, peak, footprint).
-fn steady(seconds: u64) -> (isize, usize, trunkgate_sip::proxy::Footprint) {
+fn steady(seconds: u64) -> (isize, usize, Footprint) {
     const RATE: u64 = 12_000;
     let step = Duration::from_secs(1) / RATE as u32;
     let mut b = Bench::new(false);
@@ -158,7 +159,9 @@ fn main() {
     );
     let (t1, g1) = finished(N);
     let (t2, g2) = finished(2 * N);
-    let tx = |f: &trunkgate_sip::proxy::Footprint| f.servers + f.clients;
+    let tx = |f: &Footprint| f.servers + f.finished_servers + f.clients + f.finished_clients;
+    let servers = |f: &Footprint| f.servers + f.finished_servers;
+    let clients = |f: &Footprint| f.clients + f.finished_clients;
     let n_tx = tx(&g2) - tx(&g1);
     let timer_delta = g2.timer_bytes as isize - g1.timer_bytes as isize;
     println!(
@@ -167,20 +170,23 @@ fn main() {
         per(t1, t2 - timer_delta, n_tx),
         per(t1, t2, n_tx),
         n_tx as f64 / N as f64,
-        (g2.servers - g1.servers) as f64 / N as f64,
-        (g2.clients - g1.clients) as f64 / N as f64,
+        (servers(&g2) - servers(&g1)) as f64 / N as f64,
+        (clients(&g2) - clients(&g1)) as f64 / N as f64,
         (g2.timers - g1.timers) as f64 / N as f64,
     );
     let seconds = 15;
     let (end, peak, f) = steady(seconds);
     println!(
         "steady state, 12,000 calls/s of 1 s calls for {seconds} s: {:.1} MB live at the end, \
-         {:.1} MB peak ({} dialogs, {} server + {} client transactions, {} timer entries = {:.1} MB)",
+         {:.1} MB peak ({} dialogs, {} server + {} client transactions ({} and {} of them \
+         finished), {} timer entries = {:.1} MB)",
         end as f64 / 1e6,
         peak as f64 / 1e6,
         f.dialogs,
-        f.servers,
-        f.clients,
+        f.servers + f.finished_servers,
+        f.clients + f.finished_clients,
+        f.finished_servers,
+        f.finished_clients,
         f.timers,
         f.timer_bytes as f64 / 1e6,
     );

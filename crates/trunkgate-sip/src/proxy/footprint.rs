@@ -7,10 +7,14 @@ use super::Proxy;
 /// Table sizes of a [`Proxy`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Footprint {
-    /// Server transactions (every state).
+    /// Server transactions before their final response.
     pub servers: usize,
-    /// Client transactions (every state).
+    /// Server transactions past it (compact records: Timers G–J, L).
+    pub finished_servers: usize,
+    /// Client transactions before their final response.
     pub clients: usize,
+    /// Client transactions past it (compact records: Timers D, K).
+    pub finished_clients: usize,
     /// Dialogs (calls, forks, subscriptions).
     pub dialogs: usize,
     /// Entries in the timer heap, stale ones included (a timer is never cancelled).
@@ -24,7 +28,9 @@ impl Proxy {
     pub fn footprint(&self) -> Footprint {
         Footprint {
             servers: self.servers.len(),
+            finished_servers: self.finished_servers.len(),
             clients: self.clients.len(),
+            finished_clients: self.finished_clients.len(),
             dialogs: self.dialogs.len(),
             timers: self.timers.len(),
             timer_bytes: self.timers.allocated_bytes(),
