@@ -18,7 +18,7 @@
 //! lists 401/407 in `failover_on`), counted in `auth_refused`. Never a loop.
 
 use super::Proxy;
-use super::state::{Owner, ServerState, Sub};
+use super::state::{Owner, Sub};
 use super::timer::Timer;
 use crate::digest::{Algorithm, Challenge, Credentials};
 use crate::message::rewrite::{self, Edits};
@@ -69,10 +69,7 @@ impl Proxy {
         let Some(server) = self.servers.get(&server_id) else {
             return false;
         };
-        if server.state != ServerState::Proceeding
-            || server.client != Some(client_id)
-            || server.canceled
-        {
+        if server.client != Some(client_id) || server.canceled {
             return false;
         }
         let (dialog, from_caller) = (server.dialog, server.from_caller);

@@ -8,7 +8,7 @@
 
 use super::Proxy;
 use super::event::{Event, Outcome};
-use super::state::{ClientState, Leg, Owner, ServerState, Sub};
+use super::state::{ClientState, Leg, Owner, Sub};
 use super::timer::Timer;
 use crate::message::{Method, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
@@ -265,7 +265,7 @@ impl Proxy {
         let Some(server) = self.servers.get_mut(&server_id) else {
             return;
         };
-        let current = server.state == ServerState::Proceeding && server.client == Some(client_id);
+        let current = server.client == Some(client_id);
         let canceled = server.canceled;
         let late = now.duration_since(server.arrived);
         let mut try_next = false;
@@ -564,9 +564,6 @@ impl Proxy {
         let Some(server) = self.servers.get(&server_id) else {
             return;
         };
-        if server.state != ServerState::Proceeding {
-            return;
-        }
         let Some(client_id) = server.client else {
             return;
         };

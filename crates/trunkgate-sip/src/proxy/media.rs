@@ -10,7 +10,7 @@ use super::Proxy;
 use super::event::EndReason;
 use super::originate::OwnRequest;
 use super::request::method_class;
-use super::state::{Dialog, MediaDialog, Owner, ServerState};
+use super::state::{Dialog, MediaDialog, Owner};
 use crate::media::{MediaCall, MediaFailure, MediaSide};
 use crate::message::{HeaderName, Method, NameAddr, SipMessage, SipUri};
 use crate::metrics::{Direction, ProxyMetrics};
@@ -278,7 +278,7 @@ impl Proxy {
         let Some(method) = msg.method() else { return };
         let id = self.next_id();
         let key = Self::server_key(msg, method_class(method, msg));
-        self.insert_server(now, id, key, msg, flow, source, ServerState::Proceeding);
+        self.insert_server(now, id, key, msg, flow, source);
         self.finish_server(now, id, data, code);
     }
 

@@ -7,6 +7,7 @@
 //! matching, CANCEL, routing, forwarding), `admit.rs` (which trunk may take a new call),
 //! `addressing.rs` (what a forwarded request looks like; recognising ourselves),
 //! `response.rs` (responses in, and what each timer does), `timer.rs` (the deadline heap),
+//! `finished.rs` (transactions past their final, kept as compact records for their timers),
 //! `auth.rs` (a trunk's 401/407 answered on the PBX's behalf; per-leg CSeq offsets),
 //! `register.rs` (outbound registration per trunk), `topology.rs` (topology hiding toward
 //! trunks, applied where messages leave and enter the core).
@@ -14,7 +15,8 @@
 //! fake clock; `tests.rs` (call flows), `tests_admission.rs` (limits, property test),
 //! `tests_accounts.rs` (limits shared by a provider account's trunks).
 //! `tests_auth.rs` (digest and CSeq mapping), `tests_register.rs` (registration),
-//! `tests_topology.rs`, `tests_topology_more.rs` (topology hiding).
+//! `tests_topology.rs`, `tests_topology_more.rs` (topology hiding), `tests_finished.rs`
+//! (finished transactions as compact records, `finished.rs`).
 
 mod addressing;
 mod admit;
@@ -22,6 +24,8 @@ mod auth;
 mod branch;
 mod dialog;
 pub mod event;
+mod finished;
+mod footprint;
 mod media;
 mod originate;
 mod parties;
@@ -49,6 +53,8 @@ mod tests_dialog;
 #[cfg(test)]
 mod tests_failover;
 #[cfg(test)]
+mod tests_finished;
+#[cfg(test)]
 mod tests_internal;
 #[cfg(test)]
 mod tests_ipv6;
@@ -73,8 +79,9 @@ use crate::routing::{Party, Routing, TrunkId, TrunkLoad};
 use crate::transport::{Flow, Transmit, Transport};
 use bytes::{Bytes, BytesMut};
 pub use event::{CallParties, EndReason, Event, Outcome, ProbeResult, Refusal, RegistrationResult};
+pub use footprint::Footprint;
 pub use register::RegistrationConfig;
-use state::{ClientTx, Dialog, ServerTx, Sub};
+use state::{ClientTx, Dialog, FinishedClient, FinishedServer, ServerTx, Sub};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -189,9 +196,16 @@ pub struct Proxy {
     next_id: u64,
     /// Random per process: makes our branches and tags unguessable and unique across restarts.
     salt: u64,
+    /// Server transactions before their final response.
     servers: HashMap<u64, ServerTx>,
-    server_index: HashMap<Vec<u8>, u64>,
+    /// Server transactions past their final response (compact records, `finished.rs`).
+    finished_servers: HashMap<u64, FinishedServer>,
+    /// Both kinds by key (RFC 3261 §17.2.3).
+    server_index: HashMap<Box<[u8]>, u64>,
+    /// Client transactions before their final response.
     clients: HashMap<(u64, Sub), ClientTx>,
+    /// Client transactions past their final response (compact records, `finished.rs`).
+    finished_clients: HashMap<(u64, Sub), FinishedClient>,
     dialogs: HashMap<u64, Dialog>,
     dialog_index: HashMap<Vec<u8>, u64>,
     /// Forked dialogs by Call-ID + caller tag + callee tag ([`dialog`]).
@@ -224,7 +238,9 @@ impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
             .field("servers", &self.servers.len())
+            .field("finished_servers", &self.finished_servers.len())
             .field("clients", &self.clients.len())
+            .field("finished_clients", &self.finished_clients.len())
             .field("dialogs", &self.dialogs.len())
             .finish_non_exhaustive()
     }
@@ -280,8 +296,10 @@ impl Proxy {
             next_id: 1,
             salt,
             servers: HashMap::new(),
+            finished_servers: HashMap::new(),
             server_index: HashMap::new(),
             clients: HashMap::new(),
+            finished_clients: HashMap::new(),
             dialogs: HashMap::new(),
             dialog_index: HashMap::new(),
             fork_index: HashMap::new(),
@@ -399,21 +417,21 @@ impl Proxy {
     /// (Timer C waits 180 s for calls answered in one). When stale entries clearly dominate,
     /// drop them: memory then follows the live transactions, not the call rate × 180 s.
     fn compact_timers(&mut self) {
-        let live = self.servers.len() + self.clients.len() + self.dialogs.len();
-        if self.timers.len() < 4 * live + 4096 {
+        let live = self.active_transactions() + self.dialogs.len();
+        if self.timers.len() < 2 * live + 4096 {
             return;
         }
         let (servers, clients, dialogs) = (&self.servers, &self.clients, &self.dialogs);
+        let (finished_servers, finished_clients) = (&self.finished_servers, &self.finished_clients);
         self.timers.retain(|timer| match *timer {
             Timer::ServerRetransmit(id) | Timer::ServerTimeout(id) | Timer::ServerExpire(id) => {
-                servers.contains_key(&id)
+                finished_servers.contains_key(&id)
             }
-            Timer::Trying(id) => servers
-                .get(&id)
-                .is_some_and(|s| s.state == state::ServerState::Proceeding),
-            Timer::ClientRetransmit(id, sub)
-            | Timer::ClientTimeout(id, sub)
-            | Timer::ClientExpire(id, sub) => clients.contains_key(&(id, sub)),
+            Timer::Trying(id) => servers.contains_key(&id),
+            Timer::ClientRetransmit(id, sub) | Timer::ClientTimeout(id, sub) => {
+                clients.contains_key(&(id, sub))
+            }
+            Timer::ClientExpire(id, sub) => finished_clients.contains_key(&(id, sub)),
             Timer::TimerC(id) | Timer::CancelGuard(id) | Timer::TryTimeout(id) => {
                 clients.get(&(id, Sub::Main)).is_some_and(|c| {
                     matches!(
@@ -423,9 +441,7 @@ impl Proxy {
                 })
             }
             Timer::ProbeTimeout(id) => clients.contains_key(&(id, Sub::Main)),
-            Timer::SetupTimeout(id) => servers
-                .get(&id)
-                .is_some_and(|s| s.state == state::ServerState::Proceeding),
+            Timer::SetupTimeout(id) => servers.contains_key(&id),
             Timer::DialogExpire(id) => dialogs.contains_key(&id),
             Timer::Register(_) => true,
         });
@@ -473,6 +489,15 @@ impl Proxy {
                 }
             }
         }
+        for answer in self
+            .finished_servers
+            .values_mut()
+            .filter_map(|s| s.answer.as_deref_mut())
+        {
+            if answer.flow == flow {
+                answer.flow.conn = None;
+            }
+        }
         for server in self.servers.values_mut() {
             if server.flow == flow {
                 server.flow.conn = None;
@@ -491,6 +516,15 @@ impl Proxy {
         for client in self.clients.values_mut() {
             if client.flow == flow {
                 client.flow.conn = None;
+            }
+        }
+        for ack in self
+            .finished_clients
+            .values_mut()
+            .filter_map(|c| c.ack.as_deref_mut())
+        {
+            if ack.flow == flow {
+                ack.flow.conn = None;
             }
         }
     }
@@ -513,7 +547,10 @@ impl Proxy {
 
     /// Transactions in flight (server and client).
     pub fn active_transactions(&self) -> usize {
-        self.servers.len() + self.clients.len()
+        self.servers.len()
+            + self.finished_servers.len()
+            + self.clients.len()
+            + self.finished_clients.len()
     }
 
     // ---- shared helpers ------------------------------------------------------------
@@ -723,7 +760,8 @@ impl Proxy {
         let mut lines: smallvec::SmallVec<[&[u8]; 4]> = smallvec::SmallVec::new();
         lines.extend_from_slice(extra);
         lines.push(self.server_header.as_bytes());
-        let mut out = BytesMut::with_capacity(512);
+        // Empty: `rewrite::response` reserves what it needs (a final is kept for Timer J).
+        let mut out = BytesMut::new();
         crate::message::rewrite::response(
             req,
             code,
@@ -754,15 +792,26 @@ impl Proxy {
         self.metrics.transactions.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Forget server transaction `id`, before or after its final.
     fn remove_server(&mut self, id: u64) {
-        if let Some(tx) = self.servers.remove(&id) {
-            self.server_index.remove(&tx.key);
-            self.tx_removed();
+        let key = match self.servers.remove(&id) {
+            Some(tx) => tx.key,
+            None => match self.finished_servers.remove(&id) {
+                Some(record) => record.key,
+                None => return,
+            },
+        };
+        if self.server_index.get(&key) == Some(&id) {
+            self.server_index.remove(&key);
         }
+        self.tx_removed();
     }
 
+    /// Forget client transaction `(id, sub)`, before or after its final.
     fn remove_client(&mut self, id: u64, sub: Sub) {
-        if self.clients.remove(&(id, sub)).is_some() {
+        if self.clients.remove(&(id, sub)).is_some()
+            || self.finished_clients.remove(&(id, sub)).is_some()
+        {
             self.tx_removed();
         }
     }

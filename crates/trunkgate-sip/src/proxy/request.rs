@@ -7,8 +7,8 @@ use super::event::{EndReason, Event, Refusal};
 use super::media::Role;
 use super::parties::call_parties;
 use super::state::{
-    ClientState, ClientTx, Dialog, Key, Leg, Owner, ResponseContext, ServerState, ServerTx, Sub,
-    dialog_key,
+    Answer, ClientState, ClientTx, Dialog, Key, Leg, Owner, ResponseContext, ServerState, ServerTx,
+    Sub, dialog_key,
 };
 use super::timer::Timer;
 use super::{BRANCH_PREFIX, Fnv, Proxy};
@@ -178,37 +178,43 @@ impl Proxy {
     /// Returns true when the ACK belonged to this transaction (absorbed).
     fn absorb_ack(&mut self, now: Instant, id: u64) -> bool {
         let t4 = self.config.timers.t4;
-        let Some(server) = self.servers.get_mut(&id) else {
+        let Some(server) = self.finished_servers.get_mut(&id) else {
+            // Still without a final: an ACK for a 2xx of an RFC 2543 peer; forwarded.
             return false;
         };
         match server.state {
             ServerState::Completed => {
                 server.state = ServerState::Confirmed;
-                let wait = if !server.flow.transport.is_reliable() {
-                    t4
-                } else {
-                    Default::default()
-                };
+                let reliable = server
+                    .answer
+                    .as_deref()
+                    .is_some_and(|a| a.flow.transport.is_reliable());
+                let wait = if reliable { Default::default() } else { t4 };
                 self.timers.arm(now + wait, Timer::ServerExpire(id));
                 true
             }
             ServerState::Confirmed => true,
             // RFC 2543 peers reuse the INVITE's branch key for the 2xx ACK: forward it.
-            ServerState::Accepted | ServerState::Proceeding => false,
+            ServerState::Accepted => false,
         }
     }
 
     fn retransmitted_request(&mut self, id: u64) {
         self.send_trying(id);
-        let Some(server) = self.servers.get(&id) else {
-            return;
+        let resend = match (self.servers.get(&id), self.finished_servers.get(&id)) {
+            (Some(server), _) => server
+                .last_response
+                .clone()
+                .map(|data| (server.flow, server.source, data)),
+            // Completed: the final again; Confirmed, Accepted: absorbed.
+            (None, Some(record)) => record
+                .answer
+                .as_deref()
+                .filter(|_| record.state == ServerState::Completed)
+                .map(|a| (a.flow, a.source, a.response.clone())),
+            (None, None) => None,
         };
-        let resend = match server.state {
-            ServerState::Proceeding | ServerState::Completed => server.last_response.clone(),
-            ServerState::Confirmed | ServerState::Accepted => None,
-        };
-        if let Some(data) = resend {
-            let (flow, source) = (server.flow, server.source);
+        if let Some((flow, source, data)) = resend {
             self.send(flow, source, data);
         }
     }
@@ -222,17 +228,24 @@ impl Proxy {
         let ok = self.respond_local(&msg, flow, source, 200, "OK", &[]);
         let key = Self::server_key(&msg, b'C');
         let id = self.next_id();
-        self.insert_server(now, id, key, &msg, flow, source, ServerState::Completed);
-        if let Some(server) = self.servers.get_mut(&id) {
-            server.last_response = Some(ok);
-        }
+        // Completed from the start: only the key and the 200 are remembered (Timer J).
+        let answer = Answer {
+            response: ok,
+            flow,
+            source,
+            retransmit: self.config.timers.t1,
+            cseq: msg.cseq().0,
+        };
+        self.insert_finished_server(id, &key, ServerState::Completed, Some(Box::new(answer)));
+        self.tx_created();
         let wait = self.wait_j(flow);
         self.timers.arm(now + wait, Timer::ServerExpire(id));
 
+        // Only an INVITE still without its final can be cancelled.
         let Some(invite) = self.servers.get_mut(&invite_id) else {
             return;
         };
-        if invite.state != ServerState::Proceeding || invite.canceled {
+        if invite.canceled {
             return;
         }
         invite.canceled = true;
@@ -244,10 +257,7 @@ impl Proxy {
         let Some(server) = self.servers.get(&id) else {
             return;
         };
-        if server.method != Method::Invite
-            || server.state != ServerState::Proceeding
-            || server.last_response.is_some()
-        {
+        if server.method != Method::Invite || server.last_response.is_some() {
             return;
         }
         let (flow, source) = (server.flow, server.source);
@@ -680,15 +690,7 @@ impl Proxy {
             return server_id;
         };
         let key = Self::server_key(msg, method_class(method, msg));
-        self.insert_server(
-            now,
-            server_id,
-            key,
-            msg,
-            flow,
-            source,
-            ServerState::Proceeding,
-        );
+        self.insert_server(now, server_id, key, msg, flow, source);
         if method == Method::Invite {
             self.timers
                 .arm(now + TRYING_DELAY, Timer::Trying(server_id));
@@ -712,22 +714,19 @@ impl Proxy {
         msg: &SipMessage,
         flow: Flow,
         source: SocketAddr,
-        state: ServerState,
     ) {
         let Some(method) = msg.method() else { return };
-        let key = key.to_vec();
+        let key: Box<[u8]> = key[..].into();
         self.server_index.insert(key.clone(), id);
         self.servers.insert(
             id,
             ServerTx {
                 key,
                 method,
-                state,
                 flow,
                 source,
                 request: Bytes::copy_from_slice(msg.as_bytes()),
                 last_response: None,
-                retransmit: self.config.timers.t1,
                 client: None,
                 context: None,
                 arrived: now,

@@ -5,7 +5,7 @@
 use super::Proxy;
 use super::addressing::contact_uri;
 use super::event::{EndReason, Event, Outcome, ProbeResult};
-use super::state::{ClientState, Owner, ServerState, Sub};
+use super::state::{Answer, ClientState, Owner, SentAck, ServerState, Sub};
 use super::timer::Timer;
 use crate::message::rewrite::{self, Edits};
 use crate::message::{HeaderName, Method, SipMessage};
@@ -38,6 +38,9 @@ impl Proxy {
             return;
         };
         let Some(client) = self.clients.get(&(id, sub)) else {
+            if self.finished_client_response(now, id, sub, flow, source, party, &msg) {
+                return;
+            }
             if cseq_method == Method::Invite && (200..300).contains(&code) {
                 self.forward_stray_2xx(now, flow, source, party, &msg);
             }
@@ -45,7 +48,7 @@ impl Proxy {
         };
         if sub == Sub::Cancel {
             if code >= 200 {
-                self.complete_client(now, id, sub);
+                self.complete_client(now, id, sub, None);
             }
             return;
         }
@@ -58,7 +61,7 @@ impl Proxy {
             }
             Owner::Own => {
                 if code >= 200 {
-                    self.complete_client(now, id, sub);
+                    self.complete_client(now, id, sub, None);
                 }
                 return;
             }
@@ -105,7 +108,7 @@ impl Proxy {
         let current = self
             .servers
             .get(&server_id)
-            .is_some_and(|s| s.state == ServerState::Proceeding && s.client == Some(id));
+            .is_some_and(|s| s.client == Some(id));
         if current {
             let data = self.relay_upstream(server_id, msg);
             if let (Some(data), Some(s)) = (data, self.servers.get_mut(&server_id)) {
@@ -137,21 +140,32 @@ impl Proxy {
         // `forward_stray_2xx`: the client transaction can go now instead of holding memory
         // for Timer M's 32 s.
         self.remove_client(id, Sub::Main);
+        self.relay_2xx(now, server, flow, msg);
+    }
+
+    /// Relay the 2xx `msg` of a branch of server transaction `server` (RFC 3261 §16.7 step
+    /// 10: every 2xx, also after the transaction's final), and confirm its dialog.
+    pub(super) fn relay_2xx(
+        &mut self,
+        now: Instant,
+        server: Option<u64>,
+        flow: Flow,
+        msg: &SipMessage,
+    ) {
         let Some(server_id) = server else { return };
         // Every 2xx is relayed (RFC 3261 §16.7 step 10).
         let Some(data) = self.relay_upstream(server_id, msg) else {
             self.forward_stray_2xx(now, flow, flow.local, Party::Unknown, msg);
             return;
         };
+        // A 2xx after the transaction's final changes nothing here.
         let Some(s) = self.servers.get(&server_id) else {
             return;
         };
         let dialog = s.dialog;
         let initial = s.initial;
         let arrived = s.arrived;
-        if s.state == ServerState::Proceeding {
-            self.finish_server(now, server_id, data, 200);
-        }
+        self.finish_server(now, server_id, data, 200);
         if let Some(dialog_id) = dialog {
             // The callee's route set, for BYEs of our own (anchored calls only).
             let anchored = self
@@ -191,62 +205,51 @@ impl Proxy {
         let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else {
             return;
         };
-        match client.state {
-            ClientState::Completed => {
-                // Retransmitted final: our ACK was lost; send it again.
-                self.send_ack(id, msg);
-                return;
-            }
-            ClientState::Calling | ClientState::Proceeding => {}
-        }
+        // (A retransmission of this final finds the finished record: its ACK is sent again
+        // there, `finished_client_response`.)
         client.state = ClientState::Completed;
         let abandoned = client.abandoned;
-        self.send_ack(id, msg);
+        let ack = self.send_ack(id, msg);
         if !abandoned {
             let code = msg.status().unwrap_or(500);
             self.branch_ended(now, id, Outcome::Final(code), Some(msg), true);
         }
-        self.complete_client(now, id, Sub::Main);
+        self.complete_client(now, id, Sub::Main, ack);
     }
 
     fn non_invite_response(&mut self, now: Instant, id: u64, code: u16, msg: &SipMessage) {
         let Some(client) = self.clients.get_mut(&(id, Sub::Main)) else {
             return;
         };
-        if client.state == ClientState::Completed {
-            return;
-        }
         let (server, abandoned) = (client.server(), client.abandoned);
         if code < 200 {
             client.state = ClientState::Proceeding;
             client.first_provisional.get_or_insert(now);
         } else {
+            // (A challenge may be answered with this request again, `auth.rs`: the request
+            // goes with the rest when the transaction is finished, after the decision.)
             client.state = ClientState::Completed;
-            // A challenge may be answered with this request again (`auth.rs`).
-            if !matches!(code, 401 | 407) {
-                client.request = Bytes::new();
-            }
         }
         if abandoned {
             if code >= 200 {
-                self.complete_client(now, id, Sub::Main);
+                self.complete_client(now, id, Sub::Main, None);
             }
             return;
         }
         if code >= 300 {
             self.branch_ended(now, id, Outcome::Final(code), Some(msg), true);
-            self.complete_client(now, id, Sub::Main);
+            self.complete_client(now, id, Sub::Main, None);
             return;
         }
         if code >= 200 {
             self.branch_ended(now, id, Outcome::Final(code), Some(msg), false);
-            self.complete_client(now, id, Sub::Main);
+            self.complete_client(now, id, Sub::Main, None);
         }
         let Some(server_id) = server else { return };
         let proceeding = self
             .servers
             .get(&server_id)
-            .is_some_and(|s| s.state == ServerState::Proceeding && s.client == Some(id));
+            .is_some_and(|s| s.client == Some(id));
         if !proceeding || code == 100 {
             return;
         }
@@ -263,41 +266,51 @@ impl Proxy {
         }
     }
 
-    /// Client transaction got its final answer: arm Timer D (INVITE) or K (others).
-    fn complete_client(&mut self, now: Instant, id: u64, sub: Sub) {
+    /// Client transaction got its final answer: it becomes a finished record (with `ack`,
+    /// the ACK of an INVITE's non-2xx final) until Timer D (INVITE) or K (others).
+    fn complete_client(&mut self, now: Instant, id: u64, sub: Sub, ack: Option<Box<SentAck>>) {
         let t = self.config.timers;
-        let Some(client) = self.clients.get_mut(&(id, sub)) else {
+        let Some(client) = self.clients.get(&(id, sub)) else {
             return;
         };
-        client.state = ClientState::Completed;
         let wait = match (client.flow.transport.is_reliable(), client.method) {
             (true, _) => Duration::ZERO,
             (false, Method::Invite) => Duration::from_secs(32).max(t.t1 * 64),
             (false, _) => t.t4,
         };
+        self.client_finished(id, sub, ack);
         self.timers.arm(now + wait, Timer::ClientExpire(id, sub));
     }
 
-    /// ACK for a non-2xx final response to the INVITE of client transaction `id`.
-    fn send_ack(&mut self, id: u64, response: &SipMessage) {
-        let Some(client) = self.clients.get(&(id, Sub::Main)) else {
-            return;
-        };
-        let (flow, destination) = (client.flow, client.destination);
-        let Ok(sent) = SipMessage::parse(client.request.clone(), &super::OWN_LIMITS) else {
-            return;
-        };
-        let mut out = BytesMut::with_capacity(sent.as_bytes().len() / 2);
+    /// ACK for a non-2xx final response to the INVITE of client transaction `id`; returns
+    /// it (with where it went) for the finished record.
+    fn send_ack(&mut self, id: u64, response: &SipMessage) -> Option<Box<SentAck>> {
+        let client = self.clients.get(&(id, Sub::Main))?;
+        let (flow, destination, party) = (client.flow, client.destination, client.party);
+        let sent = SipMessage::parse(client.request.clone(), &super::OWN_LIMITS).ok()?;
+        // Empty: `ack_or_cancel` reserves what it needs (the ACK is kept for Timer D).
+        let mut out = BytesMut::new();
         rewrite::ack_or_cancel(&sent, Method::Ack, Some(response), &mut out);
-        self.send(flow, destination, out.freeze());
+        let data = out.freeze();
+        self.send(flow, destination, data.clone());
+        Some(Box::new(SentAck {
+            data,
+            flow,
+            destination,
+            party,
+        }))
     }
 
     /// Relay a response upstream through server transaction `server_id`: pop our Via and
-    /// send it where the request came from. Returns the bytes sent.
+    /// send it where the request came from. Returns the bytes sent. After the
+    /// transaction's final non-2xx only a 2xx comes here (RFC 3261 §16.7 step 10).
     fn relay_upstream(&mut self, server_id: u64, msg: &SipMessage) -> Option<Bytes> {
-        let (flow, source, cseq) = {
-            let server = self.servers.get(&server_id)?;
-            (server.flow, server.source, server.cseq)
+        let (flow, source, cseq) = match self.servers.get(&server_id) {
+            Some(server) => (server.flow, server.source, server.cseq),
+            None => {
+                let answer = self.finished_servers.get(&server_id)?.answer.as_deref()?;
+                (answer.flow, answer.source, answer.cseq)
+            }
         };
         let body = self.anchor_response(server_id, msg);
         // A digest answer sent this branch with a higher CSeq: the caller sees its own.
@@ -312,7 +325,7 @@ impl Proxy {
     /// dialog. One from a peer that is not the dialog's callee (a branch we gave up, after
     /// its transaction ended), or for a call that is over, is ACKed and ended with BYE:
     /// the caller never sees a second answer. `party`: who sent it (`Unknown`: not known).
-    fn forward_stray_2xx(
+    pub(super) fn forward_stray_2xx(
         &mut self,
         now: Instant,
         flow: Flow,
@@ -370,34 +383,47 @@ impl Proxy {
     /// Completed/Accepted, arm Timers G/H/J/L, and end the dialog when this final ends it.
     pub(super) fn finish_server(&mut self, now: Instant, id: u64, data: Bytes, code: u16) {
         let t = self.config.timers;
-        let Some(s) = self.servers.get_mut(&id) else {
+        // Past Proceeding the request copy, the response context (candidates, the anchored
+        // offer) and the branch are never needed again: the transaction becomes a compact
+        // record for Timer G/H/J/L (32 s per call at thousands of calls/s), `finished.rs`.
+        let Some(s) = self.servers.remove(&id) else {
             return;
         };
-        if s.state != ServerState::Proceeding {
-            return;
-        }
         let udp = !s.flow.transport.is_reliable();
         let invite = s.method == Method::Invite;
-        // Past Proceeding the request copy and the response context (candidates, the
-        // anchored offer) are never needed again: free them now rather than after Timer J/L
-        // (32 s of memory per call at thousands of calls/s).
-        s.request = Bytes::new();
-        s.context = None;
-        // After a 2xx to INVITE nothing is resent from here (the UAS retransmits its 2xx).
-        s.last_response = (!(invite && (200..300).contains(&code))).then_some(data);
         let (dialog, initial, method, from_caller) = (s.dialog, s.initial, s.method, s.from_caller);
-        if invite && (200..300).contains(&code) {
-            s.state = ServerState::Accepted;
+        // After a 2xx to INVITE nothing is resent from here (the UAS retransmits its 2xx).
+        let accepted = invite && (200..300).contains(&code);
+        let answer = (!accepted).then(|| {
+            Box::new(Answer {
+                response: data,
+                flow: s.flow,
+                source: s.source,
+                retransmit: t.t1,
+                cseq: s.cseq,
+            })
+        });
+        let state = if accepted {
+            ServerState::Accepted
+        } else {
+            ServerState::Completed
+        };
+        self.finished_servers.insert(
+            id,
+            super::state::FinishedServer {
+                key: s.key,
+                state,
+                answer,
+            },
+        );
+        if accepted {
             self.timers.arm(now + t.t1 * 64, Timer::ServerExpire(id));
         } else if invite {
-            s.state = ServerState::Completed;
             if udp {
-                s.retransmit = t.t1;
                 self.timers.arm(now + t.t1, Timer::ServerRetransmit(id));
             }
             self.timers.arm(now + t.t1 * 64, Timer::ServerTimeout(id));
         } else {
-            s.state = ServerState::Completed;
             let wait = if udp { t.t1 * 64 } else { Duration::ZERO };
             self.timers.arm(now + wait, Timer::ServerExpire(id));
         }
@@ -433,9 +459,6 @@ impl Proxy {
         let Some(s) = self.servers.get(&id) else {
             return;
         };
-        if s.state != ServerState::Proceeding {
-            return;
-        }
         let (flow, source) = (s.flow, s.source);
         let Ok(req) = SipMessage::parse(s.request.clone(), &super::OWN_LIMITS) else {
             return;
@@ -448,24 +471,25 @@ impl Proxy {
         let t = self.config.timers;
         match timer {
             Timer::ServerRetransmit(id) => {
-                let Some(s) = self.servers.get_mut(&id) else {
+                let Some(s) = self.finished_servers.get_mut(&id) else {
                     return;
                 };
                 if s.state != ServerState::Completed {
                     return;
                 }
-                let Some(data) = s.last_response.clone() else {
+                let Some(a) = s.answer.as_deref_mut() else {
                     return;
                 };
-                s.retransmit = (s.retransmit * 2).min(t.t2);
-                let (flow, source, next) = (s.flow, s.source, s.retransmit);
+                a.retransmit = (a.retransmit * 2).min(t.t2);
+                let (flow, source, next, data) =
+                    (a.flow, a.source, a.retransmit, a.response.clone());
                 ProxyMetrics::inc(&self.metrics.retransmissions);
                 self.send(flow, source, data);
                 self.timers.arm(now + next, Timer::ServerRetransmit(id));
             }
             Timer::ServerTimeout(id) => {
                 if self
-                    .servers
+                    .finished_servers
                     .get(&id)
                     .is_some_and(|s| s.state == ServerState::Completed)
                 {
@@ -473,7 +497,11 @@ impl Proxy {
                     self.remove_server(id);
                 }
             }
-            Timer::ServerExpire(id) => self.remove_server(id),
+            Timer::ServerExpire(id) => {
+                if self.finished_servers.contains_key(&id) {
+                    self.remove_server(id);
+                }
+            }
             Timer::ClientRetransmit(id, sub) => {
                 let Some(c) = self.clients.get_mut(&(id, sub)) else {
                     return;
@@ -533,11 +561,7 @@ impl Proxy {
                 self.remove_client(id, sub);
             }
             Timer::ClientExpire(id, sub) => {
-                let done = self
-                    .clients
-                    .get(&(id, sub))
-                    .is_some_and(|c| c.state == ClientState::Completed);
-                if done {
+                if self.finished_clients.contains_key(&(id, sub)) {
                     self.remove_client(id, sub);
                 }
             }
@@ -635,7 +659,9 @@ pub(super) fn pop_via_cseq(msg: &SipMessage, body: Option<&[u8]>, cseq: Option<u
         cseq,
         ..Edits::default()
     };
-    let mut out = BytesMut::with_capacity(msg.as_bytes().len());
+    // Empty: `rewrite` reserves what the result needs, exactly (a capacity given here would
+    // be doubled by that reserve, and a relayed final is kept for Timer J).
+    let mut out = BytesMut::new();
     rewrite::rewrite(msg, &edits, &mut out);
     out.freeze()
 }

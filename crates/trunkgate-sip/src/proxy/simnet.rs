@@ -532,7 +532,10 @@ impl SimNet {
     pub fn proxy_is_idle(&self) -> bool {
         let p = &self.proxy;
         p.servers.is_empty()
+            && p.finished_servers.is_empty()
+            && p.server_index.is_empty()
             && p.clients.is_empty()
+            && p.finished_clients.is_empty()
             && p.dialogs.is_empty()
             && p.dialog_index.is_empty()
             && p.fork_index.is_empty()

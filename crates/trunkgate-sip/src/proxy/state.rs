@@ -9,11 +9,11 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Server transaction states (§17.2.1, §17.2.2, RFC 6026 `Accepted`).
+/// States of a server transaction past its final response (§17.2.1, §17.2.2, RFC 6026
+/// `Accepted`), held by a [`FinishedServer`]. Before its final a server transaction is a
+/// [`ServerTx`] (`Proceeding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ServerState {
-    /// Request received; no final response yet.
-    Proceeding,
     /// Final non-2xx sent; INVITE: waiting for ACK (Timer G/H); non-INVITE: absorbing
     /// retransmissions (Timer J).
     Completed,
@@ -23,19 +23,18 @@ pub(crate) enum ServerState {
     Accepted,
 }
 
-/// The upstream side of a forwarded request.
+/// The upstream side of a forwarded request, until its final response (`Proceeding`; then
+/// it becomes a [`FinishedServer`]).
 #[derive(Debug)]
 pub(crate) struct ServerTx {
-    pub key: Vec<u8>,
+    pub key: Box<[u8]>,
     pub method: Method,
-    pub state: ServerState,
     pub flow: Flow,
     pub source: SocketAddr,
     /// Our own copy of the request (the receive buffer is not pinned).
     pub request: Bytes,
-    /// Last response sent upstream, for retransmitted requests and Timer G.
+    /// Last provisional response sent upstream, for retransmitted requests.
     pub last_response: Option<Bytes>,
-    pub retransmit: Duration,
     /// The client transaction currently carrying this request downstream (the current
     /// branch).
     pub client: Option<u64>,
@@ -92,7 +91,9 @@ pub(crate) enum Owner {
 }
 
 /// Client transaction states (§17.1.1, §17.1.2). There is no `Accepted`: an INVITE client
-/// transaction ends at its first 2xx, later 2xx are relayed along the dialog.
+/// transaction ends at its first 2xx, later 2xx are relayed along the dialog. `Completed`
+/// lasts only while its final is being handled: then the transaction becomes a
+/// [`FinishedClient`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ClientState {
     /// INVITE `Calling` / non-INVITE `Trying`: retransmitting, no response yet.
@@ -148,6 +149,59 @@ impl ClientTx {
             Owner::Probe | Owner::Own | Owner::Register { .. } => None,
         }
     }
+}
+
+/// A server transaction that sent its final response, waiting out Timer H/I/J/L: only what
+/// a retransmitted request (or ACK) needs — its key, to match it, and for `Completed` the
+/// final to send again. The request copy, the response context and the rest of the
+/// [`ServerTx`] are gone ("Memory: finished transactions" in docs/design/sip.md).
+#[derive(Debug)]
+pub(crate) struct FinishedServer {
+    /// The key in the proxy's server index (removed with this record).
+    pub key: Box<[u8]>,
+    pub state: ServerState,
+    /// The final non-2xx response and where it went (`Completed`, and `Confirmed`, where
+    /// it is no longer sent again but a late 2xx still goes upstream the same way). `None`
+    /// in `Accepted`: nothing is sent from here after a 2xx.
+    pub answer: Option<Box<Answer>>,
+}
+
+/// The final response a `Completed` server transaction sends again: for each retransmitted
+/// request, and for an INVITE over UDP by Timer G until the ACK.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// The bytes as first sent (shared, not copied).
+    pub response: Bytes,
+    pub flow: Flow,
+    pub source: SocketAddr,
+    /// Timer G's current interval (INVITE over UDP).
+    pub retransmit: Duration,
+    /// The request's CSeq number (a late 2xx relayed upstream carries it, RFC 3261 §16.7).
+    pub cseq: u32,
+}
+
+/// A client transaction that got its final response, waiting out Timer D/K: absorbs
+/// retransmissions of that final, and for an INVITE sends its ACK again for each one
+/// (RFC 3261 §17.1.1.2). The request copy and the rest of the [`ClientTx`] are gone.
+#[derive(Debug)]
+pub(crate) struct FinishedClient {
+    pub owner: Owner,
+    pub invite: bool,
+    /// Given up by its server transaction before its final (a late 2xx is ended with BYE).
+    pub abandoned: bool,
+    /// INVITE: the ACK for its non-2xx final and where it went. `None` for other methods.
+    pub ack: Option<Box<SentAck>>,
+}
+
+/// The ACK of a finished INVITE client transaction, sent again for each retransmitted final.
+#[derive(Debug)]
+pub(crate) struct SentAck {
+    /// As built by the core (before topology hiding, which `send` applies again, the same
+    /// way each time).
+    pub data: Bytes,
+    pub flow: Flow,
+    pub destination: SocketAddr,
+    pub party: Party,
 }
 
 /// One side of a dialog.

@@ -608,38 +608,3 @@ fn toward_an_ipv6_trunk_our_ipv6_host_is_written_bracketed() {
         Some(&b"\"Alice\" <sip:201@[2001:db8::1]>"[..])
     );
 }
-
-#[test]
-#[ignore]
-fn cost_of_hiding() {
-    for round in 0..2 {
-        for hide in [false, true] {
-            let mut net = SimNet::new();
-            set_hiding(&mut net, hide);
-            let n = 5000;
-            let start = std::time::Instant::now();
-            for i in 0..n {
-                let mut call = Call::new(&format!("cost-{i}"), PBX, TRUNK);
-                net.send(PBX, &rich_invite(&mut call));
-                net.settle();
-                let inv = net.take_one(TRUNK);
-                net.send(TRUNK, &reply(&inv, 180, "Ringing", "callee1", TRUNK));
-                net.send(TRUNK, &reply(&inv, 200, "OK", "callee1", TRUNK));
-                net.settle();
-                net.take(PBX);
-                call.to_tag = Some("callee1".into());
-                net.send(PBX, &call.caller_request("ACK"));
-                net.send(PBX, &call.caller_request("BYE"));
-                net.settle();
-                let got = net.take(TRUNK);
-                net.send(TRUNK, &reply(&got[1], 200, "OK", "", ""));
-                net.settle();
-                net.take(PBX);
-            }
-            eprintln!(
-                "round {round} hide={hide}: {:?} per call",
-                start.elapsed() / n
-            );
-        }
-    }
-}

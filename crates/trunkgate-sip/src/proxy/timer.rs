@@ -56,6 +56,11 @@ impl TimerHeap {
         self.heap.len()
     }
 
+    /// Bytes the heap has allocated.
+    pub fn allocated_bytes(&self) -> usize {
+        self.heap.capacity() * std::mem::size_of::<Reverse<(Instant, u64, Timer)>>()
+    }
+
     /// Drop every timer for which `live` says it would do nothing when it fires. O(n); the
     /// caller runs it only when stale entries dominate (see `Proxy::compact_timers`).
     pub fn retain(&mut self, mut live: impl FnMut(&Timer) -> bool) {
