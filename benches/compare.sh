@@ -23,6 +23,10 @@
 #   media anchored (Trunkgate's relay, userspace; Kamailio's rtpengine module to an
 #     rtpengine-daemon, --table=-1): CPU per call at 2,500 calls/s and the clean rate on
 #     2,500 / 4,000 / 5,000, rates the descriptor limit cannot hold skipped (arithmetic printed);
+#   media anchored by Trunkgate's kernel fast path (media.fastpath = "kernel": BPF with
+#     sk_lookup, no socket per call, ports 16384-65535), same rates with no descriptor ceiling;
+#     Trunkgate only (the reference has no equivalent: rtpengine's kernel module cannot be
+#     built here). Needs root; --no-tg-kernel leaves it out;
 #   BYE -> 200 round trip through the proxy, p50, at 4,000 calls/s with ringing: tcpdump on lo
 #     for 3 s of the step (only the PBX's BYEs and the proxy's 200s to the PBX), time from the
 #     UAC's BYE to the proxy's 200 for the same Call-ID (SIPp's own rtd has 1 ms resolution).
@@ -67,6 +71,7 @@ WITH_TRUNKGATE=1
 WITH_KAMAILIO=1
 KAM_DEFINES=()
 CHECK_LIMIT=0
+TG_KERNEL=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke)
@@ -78,6 +83,7 @@ while [ $# -gt 0 ]; do
         --seconds) SECS="$2"; shift ;;
         --trunkgate-bin) TG_BIN="$2"; shift ;;
         --no-trunkgate) WITH_TRUNKGATE=0 ;;
+        --no-tg-kernel) TG_KERNEL=0 ;;
         --no-kamailio) WITH_KAMAILIO=0 ;;
         --kamailio-udp4-raw) KAM_DEFINES+=(-A WITH_UDP4_RAW) ;;
         --check-dialog-limit) CHECK_LIMIT=1 ;;
@@ -444,11 +450,19 @@ run_system() { # SYSTEM
         run_point "$sys" ring plain "$MEM_RATE" "$MEM_SECS" "$run" mem
     done
     ladder "$sys" ring anchor "$ANCHOR_RATES" "$ANCHOR_CPU_RATE" ""
+    if [ "$sys" = trunkgate ] && [ "$TG_KERNEL" = 1 ]; then
+        ladder "$sys" ring kanchor "$ANCHOR_LADDER" "$ANCHOR_CPU_RATE" ""
+    fi
     ladder "$sys" noring plain "$LADDER" "$CPU_RATE" ""
 }
 if [ "$WITH_TRUNKGATE" = 1 ]; then
     tg_config "$WORK/trunkgate-plain.toml" 0
     tg_config "$WORK/trunkgate-anchor.toml" 1
+    if [ "$TG_KERNEL" = 1 ]; then
+        tg_config "$WORK/trunkgate-kanchor.toml" 1
+        printf '[media]\nfastpath = "kernel"\nports = "16384-65535"\n' >> "$WORK/trunkgate-kanchor.toml"
+        "$TG_BIN" check --config "$WORK/trunkgate-kanchor.toml" >/dev/null
+    fi
     run_system trunkgate
 fi
 if [ "$WITH_KAMAILIO" = 1 ]; then
@@ -552,6 +566,13 @@ table() {
         anchor_met="– (the descriptor limit allows ≤ $(fmt_rate "$ANCHOR_CEILING") calls/s: below)"
     fi
     echo "| anchored media: highest clean rate, calls/s | $rt | $rk | $(rate_ratio "$rt" "$rk") | ≥ $(fmt_rate "$ANCHOR_TARGET") where the descriptor limit allows | $anchor_met |"
+    if [ "$WITH_TRUNKGATE" = 1 ] && [ "$TG_KERNEL" = 1 ]; then
+        tg_s=$(col trunkgate ring kanchor "$ANCHOR_CPU_RATE" cpu_us_per_call | summary)
+        a=${tg_s%% *}
+        echo "| anchored media, Trunkgate's kernel fast path (no socket per call): CPU µs per call at $(fmt_rate "$ANCHOR_CPU_RATE") calls/s | $(cell "$tg_s" 1) | – | – | ≤ 60 µs | $(yes_no "$(met "$a" "" 'a <= 60')") |"
+        rt=$(clean trunkgate ring kanchor "$ANCHOR_LADDER")
+        echo "| anchored media, Trunkgate's kernel fast path: highest clean rate, calls/s | $rt | – | – | ≥ $(fmt_rate "$ANCHOR_TARGET") | $(yes_no "$(met "$(num "$rt")" "" "a >= $ANCHOR_TARGET")") |"
+    fi
     tg_s=$(col trunkgate ring plain "$CPU_RATE" bye_rtt_p50_us | summary)
     kam_s=$(col kamailio ring plain "$CPU_RATE" bye_rtt_p50_us | summary)
     a=${tg_s%% *}; b=${kam_s%% *}

@@ -227,6 +227,8 @@ ports = "20000-39999"
 timeout = "60s"
 threads = $RELAY_THREADS
 # ---- end of media block ----------------------------------------------------------------------
+[records]
+path = "$WORK/trunkgate-records.sqlite"
 EOF
     "$TG_BIN" check --config "$WORK/trunkgate.toml"
     for mode in $FASTPATHS; do
@@ -234,7 +236,7 @@ EOF
         [ "$mode" = userspace ] || label="trunkgate-$mode"
         for ports in 20000-39999 16384-65535; do
             sed -e "s/^ports = .*/ports = \"$ports\"/" "$WORK/trunkgate.toml" > "$WORK/trunkgate-$mode-$ports.toml"
-            echo "fastpath = \"$mode\"" >> "$WORK/trunkgate-$mode-$ports.toml"
+            sed -i "s/^ports = .*/&\nfastpath = \"$mode\"/" "$WORK/trunkgate-$mode-$ports.toml"
         done
         echo "trunkgate: media relay, $RELAY_THREADS threads, media.fastpath = $mode"
         for n in $CALLS; do

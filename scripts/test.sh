@@ -80,11 +80,29 @@ cargo build --workspace --all-targets
 # cargo-nextest (part of the machine's Rust toolchain) runs the tests of all binaries side by
 # side (.config/nextest.toml: 4 at a time, the loads alone); without it, `cargo test` runs
 # the same tests one binary after another (slower, same verdict).
+#
+# The media relay runs in two modes (media.fastpath): the suite runs with the default,
+# "auto" — the kernel fast path where the machine allows it (root, Linux >= 6.6), as here —
+# and the relay crate's own tests in userspace mode (their default); then the media tests run
+# once more in the other mode: the end-to-end media tests (tests/e2e_media.rs: SIPp audio
+# both ways, DSCP, loss/jitter, dead calls, re-INVITE/hold, latching) with the relay in
+# userspace, and the relay crate's tests with the kernel path.
+SECOND_PASS_E2E=(-E 'binary(e2e_media)')
+SECOND_PASS_CRATE=(-p trunkgate-media)
 if cargo nextest --version >/dev/null 2>&1; then
     timeout --kill-after=30s 1200s cargo nextest run --workspace --no-fail-fast
+    echo "test.sh: media tests, second mode: e2e_media with media.fastpath = userspace, trunkgate-media with the kernel path" >&2
+    TRUNKGATE_MEDIA__FASTPATH=userspace timeout --kill-after=30s 300s \
+        cargo nextest run -p trunkgate --no-fail-fast "${SECOND_PASS_E2E[@]}"
+    TRUNKGATE_MEDIA_FASTPATH=kernel timeout --kill-after=30s 300s \
+        cargo nextest run "${SECOND_PASS_CRATE[@]}" --no-fail-fast
     # nextest does not run doc tests.
     timeout --kill-after=30s 300s cargo test --workspace --doc
 else
     echo "test.sh: cargo-nextest not found; running the suite with cargo test (one binary at a time)" >&2
     timeout --kill-after=30s 1200s cargo test --workspace --no-fail-fast
+    TRUNKGATE_MEDIA__FASTPATH=userspace timeout --kill-after=30s 300s \
+        cargo test -p trunkgate --test e2e_media --no-fail-fast
+    TRUNKGATE_MEDIA_FASTPATH=kernel timeout --kill-after=30s 300s \
+        cargo test "${SECOND_PASS_CRATE[@]}" --no-fail-fast
 fi

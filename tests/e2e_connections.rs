@@ -494,6 +494,35 @@ fn media_budget_refuses_the_51st_call_with_503() {
         &args,
         Duration::from_secs(40),
     );
+    // The kernel fast path with sk_lookup (TRUNKGATE_MEDIA__FASTPATH=kernel, the suite's
+    // second mode): anchored calls hold no socket, so the media share is not used and all 51
+    // calls are anchored.
+    let log = std::fs::read_to_string(dir.join("trunkgate.log")).unwrap_or_default();
+    if log.contains("anchored legs hold no socket of their own") {
+        let result = uac.wait();
+        let m = tg.metrics();
+        assert_eq!(
+            (result.successful, result.failed),
+            (51, 0),
+            "{}",
+            uac.report()
+        );
+        assert_eq!(
+            value(&m, "trunkgate_fd_budget_media_refusals_total", &[]),
+            0.0
+        );
+        assert_eq!(
+            value(
+                &m,
+                "trunkgate_fd_budget",
+                &[("share", "media"), ("kind", "used")]
+            ),
+            0.0
+        );
+        tg.assert_dialogs_drain(Duration::from_secs(10));
+        tg.stop(STOP_WITHIN);
+        return;
+    }
     let mut m = String::new();
     let full = poll(Duration::from_secs(10), || {
         m = tg.metrics();

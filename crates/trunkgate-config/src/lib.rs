@@ -344,14 +344,13 @@ pub struct MediaAddress {
 /// `media.fastpath`: where latched RTP is forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MediaFastPath {
-    /// The kernel (BPF at tc ingress) where it loads, else the userspace relay.
+    /// The kernel (BPF at tc ingress, sk_lookup) where it loads, else the userspace relay
+    /// (default).
+    #[default]
     Auto,
     /// The kernel, or Trunkgate does not start.
     Kernel,
-    /// The relay threads' sockets only (default: the kernel path is opt-in until the hang
-    /// seen with several processes attaching to one interface at once is understood —
-    /// docs/design/media.md).
-    #[default]
+    /// The relay threads' sockets only.
     Userspace,
 }
 

@@ -145,7 +145,7 @@ impl Check<'_, '_> {
                     "kernel" => Ok(MediaFastPath::Kernel),
                     "userspace" => Ok(MediaFastPath::Userspace),
                     _ => Err(Problem::new(format!("`{s}` is not a media fast path"))
-                        .hint("write \"userspace\" (default), \"auto\" or \"kernel\"")),
+                        .hint("write \"auto\" (default), \"kernel\" or \"userspace\"")),
                 })
             })
             .unwrap_or_default();
