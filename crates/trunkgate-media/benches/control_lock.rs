@@ -15,7 +15,8 @@
 //!
 //! Windows run in the order given (`--modes none,scrape,hammer,cpu,none`), each `--secs`.
 //! Per window: SIP-side latency p50/p99/p99.9/max of `update` (offer/answer) and `delete`
-//! together, the achieved rate, the reader's pass time (p50/max) and relay thread wake-ups
+//! together, of offers alone (they bind the sockets), of `idle()` (O(1) under the control
+//! lock: its tail is the lock wait plus scheduling), the achieved rate, the reader's pass time (p50/max) and relay thread wake-ups
 //! (voluntary context switches of `tg-media-*`) per SDP.
 //!
 //! `cargo bench -p trunkgate-media --bench control_lock -- [--calls N] [--rate R]
@@ -150,6 +151,16 @@ impl Sip {
         self.live.push_back(id);
     }
 
+    /// `idle()` of the oldest call: a SIP-side call doing O(1) work under the control lock,
+    /// so its latency is the lock wait (plus scheduling).
+    fn probe(&mut self, probes: &mut Vec<u64>) {
+        if let Some(&id) = self.live.front() {
+            let t = Instant::now();
+            std::hint::black_box(self.relay.idle(id));
+            probes.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+
     fn delete_oldest(&mut self, lat: &mut Vec<u64>) {
         if let Some(id) = self.live.pop_front() {
             let t = Instant::now();
@@ -215,6 +226,7 @@ fn window(sip: &mut Sip, o: &Opts, mode: &str) {
     };
     let mut lat = Vec::with_capacity((o.rate as f64 * o.secs * 3.0) as usize + 16);
     let mut offers = Vec::with_capacity((o.rate as f64 * o.secs) as usize + 16);
+    let mut probes = Vec::with_capacity((o.rate as f64 * o.secs) as usize + 16);
     let wake0 = relay_wakeups();
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(o.secs);
@@ -228,6 +240,7 @@ fn window(sip: &mut Sip, o: &Opts, mode: &str) {
         let due = ((now - start).as_secs_f64() * o.rate as f64) as u64;
         while done < due {
             sip.setup(&mut lat, &mut offers);
+            sip.probe(&mut probes);
             sip.delete_oldest(&mut lat);
             done += 1;
         }
@@ -239,6 +252,7 @@ fn window(sip: &mut Sip, o: &Opts, mode: &str) {
     let passes = r.join().unwrap();
     lat.sort_unstable();
     offers.sort_unstable();
+    probes.sort_unstable();
     let part = |i: usize| {
         let mut v: Vec<u64> = passes.iter().map(|p| p[i]).collect();
         v.sort_unstable();
@@ -249,7 +263,7 @@ fn window(sip: &mut Sip, o: &Opts, mode: &str) {
     let ms = |ns: u64| ns as f64 / 1e6;
     println!(
         "{mode:<6} {:>5.0}/s | all µs p50 {:>5.1} p99 {:>6.1} p99.9 {:>7.1} max {:>7.1} | \
-         offer p50 {:>5.1} p99 {:>6.1} | reader x{:<4} pass {:>5.1} calls() {:>5.1} \
+         offer p50 {:>5.1} p99 {:>6.1} | idle() p99 {:>6.1} max {:>7.1} | reader x{:<4} pass {:>5.1} calls() {:>5.1} \
          snapshot {:>5.2} ms p50, pass max {:>5.1} | wake/SDP {:.2}",
         done as f64 / elapsed,
         us(pct(&lat, 0.5)),
@@ -258,6 +272,8 @@ fn window(sip: &mut Sip, o: &Opts, mode: &str) {
         us(lat.last().copied().unwrap_or(0)),
         us(pct(&offers, 0.5)),
         us(pct(&offers, 0.99)),
+        us(pct(&probes, 0.99)),
+        us(probes.last().copied().unwrap_or(0)),
         passes.len(),
         ms(pct(&whole, 0.5)),
         ms(pct(&calls, 0.5)),
