@@ -13,7 +13,8 @@
 # has three windows of --window seconds each:
 #
 #   A1  no readers
-#   B   readers: `GET /calls` then `GET /metrics` (curl), every --interval ms
+#   B   readers: `GET /calls` then `GET /metrics` every --interval ms (one curl process per
+#       interval, both on one connection)
 #   A2  no readers
 #
 # The SIP round trip is SIPp's response time INVITE → 200 (the built-in uac's `rtd`, both
@@ -35,6 +36,8 @@
 #   to 127.0.190.x and the per-trunk limits raised out of the way.
 #
 # --bin PATH: run that Trunkgate binary instead of building this tree's (before/after runs).
+# --read "PATHS": what the readers GET each interval (default "/calls /metrics"); e.g.
+#   "/health /health" is the control: the same reader traffic at no cost inside Trunkgate.
 # --smoke: 1,000 calls/s, 600 concurrent, 8 s windows (shows the script works; not the figure).
 # Loopback only. Every process is bounded (`timeout`), only the PIDs started here are stopped,
 # on exit too. Results: target/bench/scrape_impact-<time>/.
@@ -47,6 +50,7 @@ CONCURRENT=3000
 WINDOW=10
 INTERVAL_MS=100
 TG_BIN=""
+READ="/calls /metrics"
 while [ $# -gt 0 ]; do
     case "$1" in
         --rate) RATE="$2"; shift ;;
@@ -54,8 +58,9 @@ while [ $# -gt 0 ]; do
         --window) WINDOW="$2"; shift ;;
         --interval) INTERVAL_MS="$2"; shift ;;
         --bin) TG_BIN="$2"; shift ;;
+        --read) READ="$2"; shift ;;
         --smoke) RATE=1000; CONCURRENT=600; WINDOW=8 ;;
-        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -98,7 +103,6 @@ mkdir -p "$WORK"
 PIDS=()
 cleanup() {
     local pid
-    touch "$WORK/stop-readers"
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     sleep 0.5
     for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
@@ -154,19 +158,28 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 
-# Readers: until the stop file appears, GET /calls and GET /metrics, every INTERVAL_MS.
+# Readers: per interval one curl process GETs the paths in turn on one kept-alive connection
+# (what a scraper does), started on an absolute schedule (a late start does not push the
+# next one back; a pass longer than the interval delays the next, as a scraper would).
+read -r -a PATHS <<< "$READ"
+for path in "${PATHS[@]}"; do
+    out=/dev/null
+    [ "$path" = /metrics ] && out="$WORK/metrics-last.txt"
+    printf 'url = "http://%s%s"\noutput = "%s"\n' "$ADMIN" "$path" "$out"
+done > "$WORK/readers.curl"
 readers() {
-    local t0 dt
-    while [ ! -e "$WORK/stop-readers" ]; do
-        t0=$(date +%s%N)
-        curl -s --max-time 5 -o "$WORK/calls.json" -w 'calls %{http_code} %{time_total} %{size_download}\n' \
-            "http://$ADMIN/calls" >> "$WORK/readers.txt" || true
-        curl -s --max-time 5 -o "$WORK/metrics.txt" -w 'metrics %{http_code} %{time_total} %{size_download}\n' \
-            "http://$ADMIN/metrics" >> "$WORK/readers.txt" || true
-        awk '$1 == "trunkgate_media_sessions" { print $2 }' "$WORK/metrics.txt" >> "$WORK/sessions.txt"
-        dt=$(( ($(date +%s%N) - t0) / 1000000 ))
-        if [ "$dt" -lt "$INTERVAL_MS" ]; then
-            sleep "$(awk -v ms=$((INTERVAL_MS - dt)) 'BEGIN { printf "%.3f", ms / 1000 }')"
+    local start next now
+    start=$(date +%s%N)
+    next=$start
+    while :; do
+        timeout 5 curl -s --max-time 4 -w '%{url_effective} %{http_code} %{time_total} %{size_download}\n' \
+            -K "$WORK/readers.curl" >> "$WORK/readers.txt" || true
+        next=$((next + INTERVAL_MS * 1000000))
+        now=$(date +%s%N)
+        if [ "$now" -lt "$next" ]; then
+            sleep "$(awk -v ns=$((next - now)) 'BEGIN { printf "%.3f", ns / 1e9 }')"
+        else
+            next=$now
         fi
     done
 }
@@ -186,9 +199,10 @@ A1=$(( $(now_ms) - T0 ))
 sleep "$WINDOW"
 B=$(( $(now_ms) - T0 ))
 readers &
-PIDS+=($!)
+READERS_PID=$!
+PIDS+=("$READERS_PID")
 sleep "$WINDOW"
-touch "$WORK/stop-readers"
+kill -TERM "$READERS_PID" 2>/dev/null || true
 A2=$(( $(now_ms) - T0 ))
 sleep "$WINDOW"
 END=$(( $(now_ms) - T0 ))
@@ -202,11 +216,12 @@ field() { # stat file column by name, last line
 }
 echo
 echo "SIPp: created $(field TotalCallCreated), successful $(field 'SuccessfulCall(C)'), failed $(field 'FailedCall(C)')"
-if [ -s "$WORK/sessions.txt" ]; then
-    sort -n "$WORK/sessions.txt" | awk '{ v[NR] = $1 } END { printf "anchored calls during B (trunkgate_media_sessions): %d-%d\n", v[1], v[NR] }'
+if [ -s "$WORK/metrics-last.txt" ]; then
+    awk '$1 == "trunkgate_media_sessions" { printf "anchored calls at the last scrape in B (trunkgate_media_sessions): %d\n", $2 }' \
+        "$WORK/metrics-last.txt"
 fi
 if [ -s "$WORK/readers.txt" ]; then
-    awk '{ n[$1]++; t[$1] += $3; s[$1] = $4; if ($2 != 200) bad[$1]++; if ($3 > max[$1]) max[$1] = $3 }
+    awk '$2 == "000" { next } { k = $1; sub(/.*\//, "", k); n[k]++; t[k] += $3; s[k] = $4; if ($2 != 200) bad[k]++; if ($3 > max[k]) max[k] = $3 }
         END { for (k in n) printf "readers: %d x GET /%s, mean %.1f ms, max %.1f ms, %d bytes, %d not 200\n",
             n[k], k, t[k] / n[k] * 1000, max[k] * 1000, s[k], bad[k] }' "$WORK/readers.txt" | sort
 fi
@@ -243,9 +258,9 @@ touch "$WORK/p99-A.txt" "$WORK/p99-B.txt"
 awk 'FNR == 1 { p[FILENAME ~ /-B/ ? "b" : "a"] = $1; m[FILENAME ~ /-B/ ? "b" : "a"] = $2 }
     END {
         if (!("a" in p) || !("b" in p)) { print "p99 ratio: no samples"; exit }
-        printf "mean: A %.2f ms, B %.2f ms, ratio B/A %.2f\n", m["a"], m["b"], m["a"] > 0 ? m["b"] / m["a"] : 0
+        printf "mean: A %.2f ms, B %.2f ms, ratio B/A %.2f\n", m["a"], m["b"], (m["a"] > 0 ? m["b"] / m["a"] : 0)
         if (p["a"] == 0) { printf "p99: A %d ms, B %d ms (A below SIPp resolution)\n", p["a"], p["b"]; exit }
         r = p["b"] / p["a"]
-        printf "p99: A %d ms, B %d ms, ratio B/A %.2f (%s the 1.10 bound)\n", p["a"], p["b"], r, r <= 1.10 ? "within" : "over"
+        printf "p99: A %d ms, B %d ms, ratio B/A %.2f (%s the 1.10 bound)\n", p["a"], p["b"], r, (r <= 1.10 ? "within" : "over")
     }' "$WORK/p99-A.txt" "$WORK/p99-B.txt"
 echo "results: $WORK"
