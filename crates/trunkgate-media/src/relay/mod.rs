@@ -8,6 +8,8 @@ mod quality;
 mod raw;
 mod shared;
 mod snapshot;
+#[cfg(test)]
+mod walk_tests;
 mod worker;
 
 pub use bind::raise_fd_limit;
@@ -20,7 +22,7 @@ pub use snapshot::{
     StreamSnapshot, StreamSummary,
 };
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -36,11 +38,12 @@ use crate::ports::PortPool;
 use crate::sdp::{self, MediaKind};
 use crate::{CallInfo, Event, Latch, MediaConfig, MediaError, SdpKind, Side};
 use bind::{BoundLeg, release_leg, take_leg};
-use metrics::Folded;
+use metrics::{Counts, Folded, Walk};
 use shared::{Cmd, LegInit, LegShared, PeerSpec};
 use worker::WorkerCtx;
 
 /// Control-side state of one leg.
+#[derive(Clone)]
 pub(crate) struct CtlLeg {
     /// Local RTP port (RTCP = +1).
     pub port: u16,
@@ -51,6 +54,7 @@ pub(crate) struct CtlLeg {
     pub peer: Option<PeerSpec>,
 }
 
+#[derive(Clone)]
 pub(crate) struct CtlStream {
     pub kind: MediaKind,
     pub rtp: bool,
@@ -61,7 +65,7 @@ pub(crate) struct CtlStream {
 }
 
 pub(crate) struct CtlSession {
-    pub call_id: String,
+    pub call_id: Arc<str>,
     pub slot: usize,
     pub inbound: bool,
     pub created: Instant,
@@ -74,14 +78,26 @@ pub(crate) struct CtlSession {
     pub sides: [crate::MediaAddress; 2],
 }
 
-/// Everything behind the control lock (never taken by relay threads).
+/// Everything behind the control lock (never taken by relay threads). The SIP thread holds it
+/// for one `update`/`delete`/`idle`; a reader (`/calls`, the scrape) for one chunk of at most
+/// [`WALK_CHUNK`] sessions at a time, copying or summing, never building output under it
+/// (docs/design/media.md, "The control path").
 pub(crate) struct Control {
-    pub sessions: HashMap<u64, CtlSession>,
+    /// By dialog id: ordered, so that a reader's walk can let go of the lock between chunks
+    /// and carry on from the next id.
+    pub sessions: BTreeMap<u64, CtlSession>,
     pub pool: PortPool,
+    /// Streams (m= lines with sockets) of all sessions.
+    pub streams: usize,
     pub folded: Vec<Folded>,
-    pub last_scrape: Vec<[u64; 7]>,
+    pub last_scrape: Vec<Counts>,
+    /// The metrics scrape walking the sessions now, if one is.
+    pub walk: Option<Walk>,
     pub next_thread: usize,
 }
+
+/// Sessions a reader visits per hold of the control lock.
+pub(crate) const WALK_CHUNK: usize = 128;
 
 struct WorkerHandle {
     tx: Sender<Cmd>,
@@ -261,10 +277,12 @@ impl Relay {
     ) -> io::Result<Relay> {
         let slots = trunk_names.len() + 1;
         let control = Arc::new(Mutex::new(Control {
-            sessions: HashMap::new(),
+            sessions: BTreeMap::new(),
             pool: PortPool::new(config.port_min, config.port_max, config.quarantine),
+            streams: 0,
             folded: vec![Folded::new(); slots],
             last_scrape: Vec::new(),
+            walk: None,
             next_thread: 0,
         }));
         let timeouts: Arc<[AtomicU64]> = (0..slots).map(|_| AtomicU64::new(0)).collect();
@@ -373,6 +391,7 @@ impl Relay {
         let trunk_names: TrunkNames = Arc::new(std::sync::RwLock::new(trunk_names));
         let metrics = Arc::new(MediaMetrics {
             control: control.clone(),
+            scrape: Mutex::new(()),
             timeouts,
             quality: counters,
             trunk_names: trunk_names.clone(),
@@ -406,21 +425,23 @@ impl Relay {
             .unwrap_or_default()
     }
 
-    /// Have the relay thread fold the kernel's counters of `s`'s legs in now (bounded wait):
-    /// what a call record or `/calls` reads then misses nothing the kernel forwarded.
-    fn fold_kernel(&self, call: u64, s: &CtlSession) {
-        if self.kernel.is_none() {
-            return;
-        }
-        let in_kernel = s
-            .streams
+    /// The relay thread to wait for before `s`'s figures are final or its new SDP is in
+    /// force: `Some` when one of its legs is in the kernel fast path now.
+    fn kernel_thread(&self, s: &CtlSession) -> Option<usize> {
+        self.kernel.as_ref()?;
+        s.streams
             .iter()
             .flatten()
-            .any(|st| st.legs.iter().any(|l| l.shared.in_kernel()));
-        if !in_kernel {
-            return;
-        }
-        if let Some(w) = self.workers.get(s.thread) {
+            .any(|st| st.legs.iter().any(|l| l.shared.in_kernel()))
+            .then_some(s.thread)
+    }
+
+    /// Have relay thread `thread` fold the kernel's counters of `call`'s legs in now (bounded
+    /// wait; commands run in order, so everything queued before has been applied too): what a
+    /// call record then reads misses nothing the kernel forwarded. Called without the control
+    /// lock.
+    fn fold_kernel(&self, call: u64, thread: Option<usize>) {
+        if let Some(w) = thread.and_then(|t| self.workers.get(t)) {
             fold_on(w, Some(call));
         }
     }
@@ -544,7 +565,7 @@ impl Relay {
             ctl.next_thread = ctl.next_thread.wrapping_add(1);
         }
         let session = ctl.sessions.entry(call.id).or_insert_with(|| CtlSession {
-            call_id: String::from_utf8_lossy(call.call_id).into_owned(),
+            call_id: Arc::from(String::from_utf8_lossy(call.call_id)),
             slot,
             inbound: call.inbound,
             created: now,
@@ -564,8 +585,9 @@ impl Relay {
             call: call.id,
             trunk: session.slot,
             at: self.nanos(now),
-            call_id: is_new.then(|| Arc::from(session.call_id.as_str())),
+            call_id: is_new.then(|| session.call_id.clone()),
         });
+        ctl.streams += fresh.len();
         for (i, legs) in fresh {
             let m = &parsed.media[i];
             let [(pa, socks_a), (pb, socks_b)] = legs;
@@ -663,11 +685,12 @@ impl Relay {
         // The body goes to the other side: it names that side's media address.
         let toward = session.sides[from.other().index()].advertised;
         w.wake.notify();
-        // A leg in the kernel forwards on its own: wait until the relay thread has taken it
-        // back for the new SDP (commands run in order), so no datagram after this update
-        // reaches the old destination.
-        self.fold_kernel(call.id, session);
+        let kernel = self.kernel_thread(session);
         drop(guard);
+        // A leg in the kernel forwards on its own: wait (outside the lock) until the relay
+        // thread has taken it back for the new SDP (commands run in order), so no datagram
+        // after this update reaches the old destination.
+        self.fold_kernel(call.id, kernel);
         sdp::rewrite(body, &parsed, toward, &ports, out);
         Ok(())
     }
@@ -682,23 +705,32 @@ impl Relay {
     /// [`Relay::delete`], returning what each of the call's streams carried (for the call
     /// record). `None`: unknown id.
     pub fn delete_with_summary(&self, call: u64) -> Option<Vec<StreamSummary>> {
+        // The kernel's share is folded in first, without the lock (the same dialog is only
+        // ever updated or deleted by one SIP thread, so nothing comes in between).
+        let kernel = self.kernel_thread(lock(&self.control).sessions.get(&call)?);
+        self.fold_kernel(call, kernel);
         let now = Instant::now();
         let mut guard = lock(&self.control);
         let ctl = &mut *guard;
-        if let Some(s) = ctl.sessions.get(&call) {
-            self.fold_kernel(call, s);
-        }
         let s = ctl.sessions.remove(&call)?;
+        ctl.streams = ctl
+            .streams
+            .saturating_sub(s.streams.iter().flatten().count());
         let summary = snapshot::summary(&s, now);
+        // A scrape walking the sessions that has not reached this one yet counts it at its
+        // final figures (it read the folded totals before this fold).
+        if let Some(w) = ctl.walk.as_mut().filter(|w| call >= w.next)
+            && let Some(late) = w.late.get_mut(s.slot)
+        {
+            for st in s.streams.iter().flatten() {
+                late.add(st);
+            }
+        }
         if let Some(f) = ctl.folded.get_mut(s.slot) {
             for st in s.streams.iter().flatten() {
+                f.counts.add(st);
                 for side in 0..2 {
                     let rx = &*st.legs[side].shared;
-                    let tx = &*st.legs[1 - side].shared;
-                    f.packets[side] += tx.tx_packets.load(Relaxed);
-                    f.bytes[side] += tx.tx_bytes.load(Relaxed);
-                    f.lost[side] += rx.lost.load(Relaxed);
-                    f.dropped += rx.dropped.load(Relaxed);
                     if st.rtp {
                         let expected = rx.expected.load(Relaxed);
                         if expected > 0 {
@@ -781,6 +813,11 @@ impl Relay {
     }
 
     /// Snapshot of every live call for the admin API (`GET /calls`), ordered by id.
+    ///
+    /// The sessions are copied [`WALK_CHUNK`] at a time under the control lock (values and
+    /// `Arc`s to the legs' counters) and the snapshots built after letting go of it, so the
+    /// SIP thread never waits for more than one chunk's copy. A call created or deleted
+    /// during the walk may be missing from the result or be in it.
     pub fn calls(&self) -> Vec<CallSnapshot> {
         if self.kernel.is_some() {
             // What the kernel forwarded since the relay threads' last tick, folded in.
@@ -788,16 +825,23 @@ impl Relay {
                 fold_on(w, None);
             }
         }
-        let now = Instant::now();
-        let ctl = lock(&self.control);
-        let now_n = self.nanos(now);
-        let mut v: Vec<CallSnapshot> = ctl
-            .sessions
-            .iter()
-            .map(|(&id, s)| snapshot::call(id, s, self, now, now_n))
-            .collect();
-        v.sort_by_key(|c| c.id);
-        v
+        let names = read_names(&self.trunk_names).clone();
+        let mut calls = Vec::new();
+        let mut views = Vec::with_capacity(WALK_CHUNK);
+        let mut next = Some(0);
+        while let Some(from) = next {
+            views.clear();
+            next =
+                snapshot::copy_views(&lock(&self.control).sessions, from, WALK_CHUNK, &mut views);
+            let now = Instant::now();
+            let now_n = self.nanos(now);
+            calls.extend(
+                views
+                    .drain(..)
+                    .map(|v| snapshot::call(&v, &names, now, now_n)),
+            );
+        }
+        calls
     }
 
     /// Shared metrics, read by the Prometheus collector at scrape time.
@@ -839,12 +883,6 @@ impl Relay {
         for id in ids {
             self.delete(id);
         }
-    }
-
-    pub(crate) fn trunk_name(&self, slot: usize) -> Option<String> {
-        slot.checked_sub(1)
-            .and_then(|i| read_names(&self.trunk_names).get(i).cloned())
-            .filter(|n| !n.is_empty())
     }
 
     /// New labels for the trunk slots (a policy reload added or removed trunks): `names[i]`

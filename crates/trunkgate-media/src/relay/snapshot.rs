@@ -1,12 +1,63 @@
-//! `GET /calls`: the JSON shape of a live call.
+//! `GET /calls`: the JSON shape of a live call, and the copy of a session a reader takes
+//! under the control lock to build it from afterwards.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
+
 use super::quality::Missing;
 use super::shared::{LegShared, RTCP_VALID};
-use super::{CtlLeg, CtlSession, Relay, media_name};
+use super::{CtlLeg, CtlSession, CtlStream, media_name};
+
+/// What `/calls` needs of one session, copied under the control lock (plain values and
+/// `Arc` handles to the legs' counters: no string copied, nothing formatted) so that the
+/// snapshot is built after the lock is released.
+pub(crate) struct SessionView {
+    id: u64,
+    call_id: Arc<str>,
+    slot: usize,
+    inbound: bool,
+    created: Instant,
+    last_update: Instant,
+    /// (m= index, stream)
+    streams: SmallVec<[(usize, CtlStream); 1]>,
+}
+
+/// Copy at most `max` sessions with ids from `from` on into `out` (ascending). Returns the
+/// id to continue from, `None` when the walk has reached the end.
+pub(crate) fn copy_views(
+    sessions: &BTreeMap<u64, CtlSession>,
+    from: u64,
+    max: usize,
+    out: &mut Vec<SessionView>,
+) -> Option<u64> {
+    let mut last = None;
+    for (&id, s) in sessions.range(from..).take(max) {
+        out.push(SessionView {
+            id,
+            call_id: s.call_id.clone(),
+            slot: s.slot,
+            inbound: s.inbound,
+            created: s.created,
+            last_update: s.last_update,
+            streams: s
+                .streams
+                .iter()
+                .enumerate()
+                .filter_map(|(i, st)| st.as_ref().map(|st| (i, st.clone())))
+                .collect(),
+        });
+        last = Some(id);
+    }
+    match last {
+        Some(id) if out.len() >= max => id.checked_add(1),
+        _ => None,
+    }
+}
 
 /// One anchored call.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -153,11 +204,8 @@ fn milli(v: u64) -> Option<f64> {
 }
 
 /// The session's one-way flag (written to the legs of its first active RTP stream).
-fn one_way(s: &CtlSession, now_n: u64) -> Option<OneWaySnapshot> {
-    let flag = s
-        .streams
-        .iter()
-        .flatten()
+fn one_way<'a>(streams: impl Iterator<Item = &'a CtlStream>, now_n: u64) -> Option<OneWaySnapshot> {
+    let flag = streams
         .flat_map(|st| st.legs.iter())
         .find_map(|l| Missing::unpack(l.shared.missing.load(Relaxed)))?;
     let (missing, since) = flag;
@@ -171,11 +219,17 @@ fn one_way(s: &CtlSession, now_n: u64) -> Option<OneWaySnapshot> {
 /// How long session `s` has been without media: since the newest datagram on any leg
 /// (`last_rx`, relay-epoch nanoseconds; 0 = none yet), or its newest `update()` if later.
 pub(crate) fn idle(s: &CtlSession, now: Instant, now_n: u64) -> Duration {
-    let since_update = now.saturating_duration_since(s.last_update);
-    let last = s
-        .streams
-        .iter()
-        .flatten()
+    idle_of(s.last_update, s.streams.iter().flatten(), now, now_n)
+}
+
+fn idle_of<'a>(
+    last_update: Instant,
+    streams: impl Iterator<Item = &'a CtlStream>,
+    now: Instant,
+    now_n: u64,
+) -> Duration {
+    let since_update = now.saturating_duration_since(last_update);
+    let last = streams
         .flat_map(|st| st.legs.iter())
         .map(|l| l.shared.last_rx.load(Relaxed))
         .max()
@@ -186,17 +240,12 @@ pub(crate) fn idle(s: &CtlSession, now: Instant, now_n: u64) -> Duration {
     Duration::from_nanos(now_n.saturating_sub(last)).min(since_update)
 }
 
-pub(crate) fn call(
-    id: u64,
-    s: &CtlSession,
-    relay: &Relay,
-    now: Instant,
-    now_n: u64,
-) -> CallSnapshot {
+/// Build one call's snapshot from its copy. `names`: trunk names by slot − 1.
+pub(crate) fn call(s: &SessionView, names: &[String], now: Instant, now_n: u64) -> CallSnapshot {
     let (mut active, mut held) = (0, 0);
-    let mut streams = Vec::new();
-    for (index, st) in s.streams.iter().enumerate() {
-        let Some(st) = st else { continue };
+    let mut streams = Vec::with_capacity(s.streams.len());
+    for (index, st) in &s.streams {
+        let index = *index;
         if !st.legs.iter().any(|l| l.peer.is_some_and(|p| !p.enabled)) {
             active += 1;
             if st.legs.iter().any(|l| l.peer.is_some_and(|p| p.hold)) {
@@ -215,17 +264,23 @@ pub(crate) fn call(
         .flat_map(|st| [st.a.mos, st.b.mos])
         .flatten()
         .reduce(f64::min);
+    let legs = || s.streams.iter().map(|(_, st)| st);
     CallSnapshot {
-        id,
-        call_id: s.call_id.clone(),
-        trunk: relay.trunk_name(s.slot),
+        id: s.id,
+        call_id: s.call_id.to_string(),
+        trunk: s
+            .slot
+            .checked_sub(1)
+            .and_then(|i| names.get(i))
+            .filter(|n| !n.is_empty())
+            .cloned(),
         direction: if s.inbound { "inbound" } else { "outbound" },
         age_secs: now.saturating_duration_since(s.created).as_secs_f64(),
-        idle_secs: idle(s, now, now_n).as_secs_f64(),
+        idle_secs: idle_of(s.last_update, legs(), now, now_n).as_secs_f64(),
         on_hold: active > 0 && held == active,
         quality: CallQuality {
             mos,
-            one_way: one_way(s, now_n),
+            one_way: one_way(legs(), now_n),
         },
         streams,
     }

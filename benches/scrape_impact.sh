@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Does reading the relay stall signaling? (issue 13 item 3, "done when": a `GET /calls` and a
+# metrics scrape during a 5,000 calls/s run with 3,000 anchored calls do not raise the SIP
+# round-trip p99 by more than 10 %.)
+#
+#   benches/scrape_impact.sh [--rate 5000] [--concurrent 3000] [--window 10] [--interval 100]
+#                            [--bin PATH] [--smoke]
+#
+# One SIPp run through a release Trunkgate with media anchored (every call's SDP rewritten,
+# 4 sockets bound per call): SIPp's built-in `uac` from the PBX address at --rate calls/s,
+# each call held (`-d`) concurrent/rate seconds so that ~--concurrent calls are anchored at
+# once, to SIPp's built-in `uas` on the carrier address. After a warm-up (hold + 3 s) the run
+# has three windows of --window seconds each:
+#
+#   A1  no readers
+#   B   readers: `GET /calls` then `GET /metrics` every --interval ms (one curl process per
+#       interval, both on one connection)
+#   A2  no readers
+#
+# The SIP round trip is SIPp's response time INVITE → 200 (the built-in uac's `rtd`, both
+# SDPs pass the relay on the way: offer and answer), per call from `-trace_rtt`, assigned to
+# a window by its time. Printed per window class (A = A1 + A2, B): calls, mean, p50, p99,
+# p99.9, max, and the shares of calls over 4 and 20 ms; then the ratios of the means and of
+# the p99s, B/A, against the 1.10 bound. SIPp's response times come in whole milliseconds,
+# on this machine in steps of 4 ms (printed): with round trips of a few ms the p99 moves in
+# coarse steps, so read the mean and the tail shares beside it.
+#
+# Descriptors: the hard open-files limit here is 20,000 and cannot be raised. Userspace
+# anchoring holds 4 sockets per call, so 3,000 concurrent calls are 12,000 descriptors in
+# Trunkgate (plus SIP, files and the relay's epoll: the default budget gives media 4,275 calls
+# at a limit of 20,000); SIPp runs in its single-socket UDP mode (a few descriptors). The
+# script refuses a --concurrent that does not fit (4 × concurrent + 2,000 > hard limit).
+#
+#   Trunkgate 127.0.190.1 (SIP :5060, admin :9091, media 20000-39999), PBX (SIPp uac)
+#   127.0.190.2, carrier-a (SIPp uas) 127.0.190.3: config/trunkgate.toml with 127.0.0.x moved
+#   to 127.0.190.x and the per-trunk limits raised out of the way.
+#
+# --bin PATH: run that Trunkgate binary instead of building this tree's (before/after runs).
+# --read "PATHS": what the readers GET each interval (default "/calls /metrics"); e.g.
+#   "/health /health" is the control: the same reader traffic at no cost inside Trunkgate.
+# --smoke: 1,000 calls/s, 600 concurrent, 8 s windows (shows the script works; not the figure).
+# Loopback only. Every process is bounded (`timeout`), only the PIDs started here are stopped,
+# on exit too. Results: target/bench/scrape_impact-<time>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+RATE=5000
+CONCURRENT=3000
+WINDOW=10
+INTERVAL_MS=100
+TG_BIN=""
+READ="/calls /metrics"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rate) RATE="$2"; shift ;;
+        --concurrent) CONCURRENT="$2"; shift ;;
+        --window) WINDOW="$2"; shift ;;
+        --interval) INTERVAL_MS="$2"; shift ;;
+        --bin) TG_BIN="$2"; shift ;;
+        --read) READ="$2"; shift ;;
+        --smoke) RATE=1000; CONCURRENT=600; WINDOW=8 ;;
+        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ "$WINDOW" -gt 60 ]; then
+    echo "--window is at most 60 s" >&2
+    exit 2
+fi
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v sipp >/dev/null 2>&1; then
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester
+fi
+command -v curl >/dev/null 2>&1 || {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl
+}
+
+HARD=$(ulimit -Hn)
+ulimit -n "$HARD"
+if [ "$HARD" != unlimited ] && [ $((CONCURRENT * 4 + 2000)) -gt "$HARD" ]; then
+    echo "$CONCURRENT concurrent anchored calls need $((CONCURRENT * 4)) sockets (4 per call) plus" \
+        "~2,000 other descriptors: over the hard limit of $HARD" >&2
+    exit 2
+fi
+
+SBC=127.0.190.1
+PBX=127.0.190.2
+CARRIER=127.0.190.3
+ADMIN="$SBC:9091"
+HOLD_MS=$((CONCURRENT * 1000 / RATE))
+WARMUP=$((HOLD_MS / 1000 + 3))
+TOTAL=$((WARMUP + 3 * WINDOW))
+CALLS=$((RATE * TOTAL))
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+WORK="$ROOT/target/bench/scrape_impact-$STAMP"
+mkdir -p "$WORK"
+
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    sleep 0.5
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "$TG_BIN" ]; then
+    echo "building trunkgate (release)..."
+    cargo build --release -p trunkgate
+    TG_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/trunkgate"
+fi
+
+sed -e 's/127\.0\.0\./127.0.190./g' \
+    -e 's/^max_cps *=.*/max_cps = 1000000/' \
+    -e 's/^max_sessions *=.*/max_sessions = 1000000/' \
+    -e 's/^shutdown_grace *=.*/shutdown_grace = "2s"/' \
+    config/trunkgate.toml > "$WORK/trunkgate.toml"
+cat >> "$WORK/trunkgate.toml" <<EOF
+
+# ---- added by benches/scrape_impact.sh ----------------------------------------------------
+[media]
+address = "$SBC"
+ports = "20000-39999"
+timeout = "60s"
+# ---- end ----------------------------------------------------------------------------------
+EOF
+"$TG_BIN" check --config "$WORK/trunkgate.toml" > /dev/null
+
+echo "Trunkgate $TG_BIN; $RATE calls/s held ${HOLD_MS} ms (~$CONCURRENT anchored, $((CONCURRENT * 4))" \
+    "media sockets of a hard limit of $HARD); warm-up ${WARMUP} s, windows A1/B/A2 of ${WINDOW} s;" \
+    "readers every ${INTERVAL_MS} ms in B"
+
+# Trunkgate, bounded: the run plus room to start and drain.
+(cd "$WORK" && exec timeout --kill-after=5s $((TOTAL + 60))s env RUST_LOG="${RUST_LOG:-warn}" \
+    "$TG_BIN" run --config "$WORK/trunkgate.toml") > "$WORK/trunkgate.log" 2>&1 &
+TG_PID=$!
+PIDS+=("$TG_PID")
+for _ in $(seq 100); do
+    curl -sf --max-time 1 -o /dev/null "http://$ADMIN/health" && break
+    kill -0 "$TG_PID" 2>/dev/null || { echo "trunkgate exited:" >&2; tail -20 "$WORK/trunkgate.log" >&2; exit 1; }
+    sleep 0.1
+done
+curl -sf --max-time 1 -o /dev/null "http://$ADMIN/health" \
+    || { echo "trunkgate /health not 200 after 10 s" >&2; exit 1; }
+
+(cd "$WORK" && exec timeout --kill-after=5s $((TOTAL + 40))s sipp -sn uas -i "$CARRIER" -p 5060 \
+    -nostdin -bind_local -buff_size 8388608 -timeout $((TOTAL + 30))s \
+    -trace_err -error_file "$WORK/uas-errors.log") > "$WORK/uas.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do
+    ss -lun 2>/dev/null | grep -q "$CARRIER:5060 " && break
+    sleep 0.1
+done
+
+# Readers: per interval one curl process GETs the paths in turn on one kept-alive connection
+# (what a scraper does), started on an absolute schedule (a late start does not push the
+# next one back; a pass longer than the interval delays the next, as a scraper would).
+read -r -a PATHS <<< "$READ"
+for path in "${PATHS[@]}"; do
+    out=/dev/null
+    [ "$path" = /metrics ] && out="$WORK/metrics-last.txt"
+    printf 'url = "http://%s%s"\noutput = "%s"\n' "$ADMIN" "$path" "$out"
+done > "$WORK/readers.curl"
+readers() {
+    local start next now
+    start=$(date +%s%N)
+    next=$start
+    while :; do
+        timeout 5 curl -s --max-time 4 -w '%{url_effective} %{http_code} %{time_total} %{size_download}\n' \
+            -K "$WORK/readers.curl" >> "$WORK/readers.txt" || true
+        next=$((next + INTERVAL_MS * 1000000))
+        now=$(date +%s%N)
+        if [ "$now" -lt "$next" ]; then
+            sleep "$(awk -v ns=$((next - now)) 'BEGIN { printf "%.3f", ns / 1e9 }')"
+        else
+            next=$now
+        fi
+    done
+}
+
+now_ms() { date +%s%3N; }
+T0=$(now_ms)
+(cd "$WORK" && exec timeout --kill-after=5s $((TOTAL + 30))s sipp -sn uac "$SBC:5060" -i "$PBX" -p 5060 \
+    -r "$RATE" -m "$CALLS" -d "$HOLD_MS" -l $((CONCURRENT * 2)) -nostdin -aa \
+    -buff_size 8388608 -timeout $((TOTAL + 20))s -recv_timeout 5000 \
+    -trace_rtt -rtt_freq 1000 -trace_stat -fd 1 -stf "$WORK/uac-stat.csv" \
+    -trace_err -error_file "$WORK/uac-errors.log") > "$WORK/uac.out" 2>&1 &
+UAC_PID=$!
+PIDS+=("$UAC_PID")
+
+sleep "$WARMUP"
+A1=$(( $(now_ms) - T0 ))
+sleep "$WINDOW"
+B=$(( $(now_ms) - T0 ))
+readers &
+READERS_PID=$!
+PIDS+=("$READERS_PID")
+sleep "$WINDOW"
+kill -TERM "$READERS_PID" 2>/dev/null || true
+A2=$(( $(now_ms) - T0 ))
+sleep "$WINDOW"
+END=$(( $(now_ms) - T0 ))
+wait "$UAC_PID" || true
+
+RTT=$(find "$WORK" -maxdepth 1 -name 'uac_*_rtt.csv' | head -1)
+[ -n "$RTT" ] || { echo "no SIPp rtt file (see $WORK/uac.out)" >&2; exit 1; }
+field() { # stat file column by name, last line
+    awk -F';' -v n="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == n) c = i } END { print $c }' \
+        "$WORK/uac-stat.csv"
+}
+echo
+echo "SIPp: created $(field TotalCallCreated), successful $(field 'SuccessfulCall(C)'), failed $(field 'FailedCall(C)')"
+if [ -s "$WORK/metrics-last.txt" ]; then
+    awk '$1 == "trunkgate_media_sessions" { printf "anchored calls at the last scrape in B (trunkgate_media_sessions): %d\n", $2 }' \
+        "$WORK/metrics-last.txt"
+fi
+if [ -s "$WORK/readers.txt" ]; then
+    awk '$2 == "000" { next } { k = $1; sub(/.*\//, "", k); n[k]++; t[k] += $3; s[k] = $4; if ($2 != 200) bad[k]++; if ($3 > max[k]) max[k] = $3 }
+        END { for (k in n) printf "readers: %d x GET /%s, mean %.1f ms, max %.1f ms, %d bytes, %d not 200\n",
+            n[k], k, t[k] / n[k] * 1000, max[k] * 1000, s[k], bad[k] }' "$WORK/readers.txt" | sort
+fi
+
+# Samples: "time_ms;rtt_ms;rtd_no" (rtd 1 = INVITE → 200), windows by time since SIPp start.
+summary() { # class samples p99-out
+    sort -n "$2" | awk -v c="$1" -v out="$3" '{ v[NR] = $1; s += $1; if ($1 > 4) over4++; if ($1 > 20) over20++ }
+        END {
+            if (NR == 0) { printf "%s: no samples\n", c; exit }
+            i50 = int((NR - 1) * 0.50 + 0.5) + 1; i99 = int((NR - 1) * 0.99 + 0.5) + 1
+            i999 = int((NR - 1) * 0.999 + 0.5) + 1
+            printf "%-12s calls %6d  mean %6.2f ms  p50 %3d  p99 %4d  p99.9 %4d  max %5d ms  > 4 ms %6.3f %%  > 20 ms %6.3f %%\n",
+                c, NR, s / NR, v[i50], v[i99], v[i999], v[NR], over4 * 100 / NR, over20 * 100 / NR
+            if (out != "") printf "%d %.4f\n", v[i99], s / NR > out
+        }'
+}
+awk -F';' -v a1="$A1" -v b="$B" -v a2="$A2" -v e="$END" -v dir="$WORK" 'NR > 1 && $3 == 1 {
+        t = $1 + 0
+        if (t >= a1 && t < b) w = "A1"; else if (t >= b && t < a2) w = "B"; else if (t >= a2 && t < e) w = "A2"
+        else next
+        print $2 > (dir "/rtt-" w ".txt")
+        if (w != "B") print $2 > (dir "/rtt-A.txt")
+        if ($2 > 0 && (step == "" || $2 < step)) step = $2
+    } END { print step + 0 > (dir "/rtt-step.txt") }' "$RTT"
+touch "$WORK/rtt-A.txt" "$WORK/rtt-B.txt" "$WORK/rtt-A1.txt" "$WORK/rtt-A2.txt"
+echo "SIP round trip INVITE → 200 (SIPp response times; here in steps of $(cat "$WORK/rtt-step.txt") ms:" \
+    "read the mean and the tail shares beside the p99):"
+summary "A1 (no read)" "$WORK/rtt-A1.txt" ""
+summary "B (readers)" "$WORK/rtt-B.txt" ""
+summary "A2 (no read)" "$WORK/rtt-A2.txt" ""
+summary "A = A1 + A2" "$WORK/rtt-A.txt" "$WORK/p99-A.txt"
+summary "B" "$WORK/rtt-B.txt" "$WORK/p99-B.txt" > /dev/null
+touch "$WORK/p99-A.txt" "$WORK/p99-B.txt"
+awk 'FNR == 1 { p[FILENAME ~ /-B/ ? "b" : "a"] = $1; m[FILENAME ~ /-B/ ? "b" : "a"] = $2 }
+    END {
+        if (!("a" in p) || !("b" in p)) { print "p99 ratio: no samples"; exit }
+        printf "mean: A %.2f ms, B %.2f ms, ratio B/A %.2f\n", m["a"], m["b"], (m["a"] > 0 ? m["b"] / m["a"] : 0)
+        if (p["a"] == 0) { printf "p99: A %d ms, B %d ms (A below SIPp resolution)\n", p["a"], p["b"]; exit }
+        r = p["b"] / p["a"]
+        printf "p99: A %d ms, B %d ms, ratio B/A %.2f (%s the 1.10 bound)\n", p["a"], p["b"], r, (r <= 1.10 ? "within" : "over")
+    }' "$WORK/p99-A.txt" "$WORK/p99-B.txt"
+echo "results: $WORK"
