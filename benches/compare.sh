@@ -20,7 +20,7 @@
 #     2,000 .. 12,000 calls/s, ringing and no ringing; a rate with one unclean run stops its
 #     point (the CPU rate always gets all runs); two unclean rates in a row end the ladder;
 #   memory: PSS peak (sampled every second) while 12,000 calls/s run for 15 s;
-#   media anchored (Trunkgate's relay, userspace; Kamailio's rtpengine module to an
+#   media anchored (Trunkgate's relay, media.fastpath = "userspace"; Kamailio's rtpengine module to an
 #     rtpengine-daemon, --table=-1): CPU per call at 2,500 calls/s and the clean rate on
 #     2,500 / 4,000 / 5,000, rates the descriptor limit cannot hold skipped (arithmetic printed);
 #   media anchored by Trunkgate's kernel fast path (media.fastpath = "kernel": BPF with
@@ -458,6 +458,10 @@ run_system() { # SYSTEM
 if [ "$WITH_TRUNKGATE" = 1 ]; then
     tg_config "$WORK/trunkgate-plain.toml" 0
     tg_config "$WORK/trunkgate-anchor.toml" 1
+    # The userspace relay for the row beside Kamailio + rtpengine (the default, "auto", would
+    # take the kernel path where it loads: that is the kanchor row).
+    printf '[media]\nfastpath = "userspace"\n' >> "$WORK/trunkgate-anchor.toml"
+    "$TG_BIN" check --config "$WORK/trunkgate-anchor.toml" >/dev/null
     if [ "$TG_KERNEL" = 1 ]; then
         tg_config "$WORK/trunkgate-kanchor.toml" 1
         printf '[media]\nfastpath = "kernel"\nports = "16384-65535"\n' >> "$WORK/trunkgate-kanchor.toml"

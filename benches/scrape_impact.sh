@@ -25,6 +25,13 @@
 # on this machine in steps of 4 ms (printed): with round trips of a few ms the p99 moves in
 # coarse steps, so read the mean and the tail shares beside it.
 #
+# The same windows are also measured in µs, not SIPp's ms steps: tcpdump on lo captures
+# CAP_SECS (3) s of INVITEs and 200s from the middle of each window, and per call (Call-ID)
+# the proxy's own time on the INVITE round trip is taken from the capture — INVITE in from
+# the PBX → INVITE out to the carrier, plus 200 in from the carrier → 200 out to the PBX —
+# with the whole INVITE → 200 seen by the PBX beside it. Printed: p50/p99/p99.9 per window
+# and the p99 ratio B/A against the 1.10 bound: the figure the verdict is read from.
+#
 # Descriptors: the hard open-files limit here is 20,000 and cannot be raised. Userspace
 # anchoring holds 4 sockets per call, so 3,000 concurrent calls are 12,000 descriptors in
 # Trunkgate (plus SIP, files and the relay's epoll: the default budget gives media 4,275 calls
@@ -77,6 +84,9 @@ if ! command -v sipp >/dev/null 2>&1; then
 fi
 command -v curl >/dev/null 2>&1 || {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl
+}
+command -v tcpdump >/dev/null 2>&1 || {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tcpdump
 }
 
 HARD=$(ulimit -Hn)
@@ -194,16 +204,29 @@ T0=$(now_ms)
 UAC_PID=$!
 PIDS+=("$UAC_PID")
 
+CAP_SECS=${CAP_SECS:-3}
+[ "$CAP_SECS" -lt "$WINDOW" ] || CAP_SECS=$((WINDOW - 1))
+# capture NAME: CAP_SECS s of INVITEs and 200s on the test net from the middle of a window.
+capture() {
+    sleep "$(( (WINDOW - CAP_SECS) / 2 ))"
+    timeout -s INT --kill-after=3s "$CAP_SECS" tcpdump -i lo -nn -Z root -s 1500 -B 65536 \
+        -w "$WORK/cap-$1.pcap" \
+        "udp and net ${SBC%.*}.0/24 and (udp[8:4] = 0x494e5649 or (udp[8:4] = 0x5349502f and udp[16:4] = 0x32303020))" \
+        2> "$WORK/cap-$1.log" || true
+}
 sleep "$WARMUP"
 A1=$(( $(now_ms) - T0 ))
+capture A1 & PIDS+=($!)
 sleep "$WINDOW"
 B=$(( $(now_ms) - T0 ))
+capture B & PIDS+=($!)
 readers &
 READERS_PID=$!
 PIDS+=("$READERS_PID")
 sleep "$WINDOW"
 kill -TERM "$READERS_PID" 2>/dev/null || true
 A2=$(( $(now_ms) - T0 ))
+capture A2 & PIDS+=($!)
 sleep "$WINDOW"
 END=$(( $(now_ms) - T0 ))
 wait "$UAC_PID" || true
@@ -263,4 +286,60 @@ awk 'FNR == 1 { p[FILENAME ~ /-B/ ? "b" : "a"] = $1; m[FILENAME ~ /-B/ ? "b" : "
         r = p["b"] / p["a"]
         printf "p99: A %d ms, B %d ms, ratio B/A %.2f (%s the 1.10 bound)\n", p["a"], p["b"], r, (r <= 1.10 ? "within" : "over")
     }' "$WORK/p99-A.txt" "$WORK/p99-B.txt"
+
+# From a capture: per call whose INVITE and 200 were seen on both legs, "PROXY WHOLE" in µs.
+proxy_rtt() {
+    tcpdump -r "$1" -nn -tt -A 2>/dev/null | awk -v pbx="$PBX." -v uas="$CARRIER." '
+        function flush() {
+            if (cid != "" && inv && kind != "") {
+                k = kind (index(src, pbx) == 1 ? "_from_pbx" : index(dst, pbx) == 1 ? "_to_pbx" : index(src, uas) == 1 ? "_from_uas" : "_to_uas")
+                if (!((k, cid) in t)) { t[k, cid] = ts; if (k == "resp_to_pbx") order[++n] = cid }
+            }
+            kind = ""; cid = ""; inv = 0
+        }
+        /^[0-9]+\.[0-9]+ IP / {
+            flush(); split($1, a, "."); if (base == "") base = a[1]
+            ts = (a[1] - base) * 1000000 + a[2]; src = $3; dst = $5; next
+        }
+        kind == "" && index($0, "INVITE sip:") { kind = "req" }
+        kind == "" && index($0, "SIP/2.0 200") { kind = "resp" }
+        /^(Call-ID|i):/ { cid = $2; sub(/[.\r]+$/, "", cid) }
+        /^CSeq:/ && / INVITE/ { inv = 1 }
+        END {
+            flush()
+            for (i = 1; i <= n; i++) {
+                c = order[i]
+                if (!(("req_from_pbx", c) in t) || !(("req_to_uas", c) in t) || !(("resp_from_uas", c) in t)) continue
+                proxy = (t["req_to_uas", c] - t["req_from_pbx", c]) + (t["resp_to_pbx", c] - t["resp_from_uas", c])
+                print proxy, t["resp_to_pbx", c] - t["req_from_pbx", c]
+            }
+        }'
+}
+us_summary() { # LABEL FILE COLUMN -> prints a line, writes "p99" to FILE.p99
+    awk -v c="$3" '{ print $c }' "$2" | sort -g | awk -v l="$1" -v out="$2.p99.$3" '{ v[NR] = $1; s += $1 }
+        END {
+            if (NR == 0) { printf "%-14s no samples\n", l; exit }
+            i50 = int((NR - 1) * 0.50 + 0.5) + 1; i99 = int((NR - 1) * 0.99 + 0.5) + 1
+            i999 = int((NR - 1) * 0.999 + 0.5) + 1
+            printf "%-14s calls %6d  mean %7.1f  p50 %6d  p99 %7d  p99.9 %7d  max %8d µs\n", l, NR, s / NR, v[i50], v[i99], v[i999], v[NR]
+            print v[i99] > out
+        }'
+}
+for w in A1 B A2; do
+    if [ -s "$WORK/cap-$w.pcap" ]; then proxy_rtt "$WORK/cap-$w.pcap" > "$WORK/us-$w.txt"; else : > "$WORK/us-$w.txt"; fi
+done
+cat "$WORK/us-A1.txt" "$WORK/us-A2.txt" > "$WORK/us-A.txt"
+for col in 1 2; do
+    if [ "$col" = 1 ]; then
+        echo "INVITE round trip inside the proxy (capture, µs: INVITE in → out + 200 in → out):"
+    else
+        echo "INVITE → 200 as the PBX sees it (capture, µs, the carrier's turnaround included):"
+    fi
+    for w in A1 B A2 A; do
+        us_summary "$w$( [ "$w" = B ] && echo ' (readers)')" "$WORK/us-$w.txt" "$col"
+    done
+    a=$(cat "$WORK/us-A.txt.p99.$col" 2>/dev/null || echo 0); b=$(cat "$WORK/us-B.txt.p99.$col" 2>/dev/null || echo 0)
+    awk -v a="$a" -v b="$b" 'BEGIN { if (a == 0) { print "  p99 ratio: no samples"; exit }
+        r = b / a; printf "  p99 B/A = %d / %d µs = %.2f (%s the 1.10 bound)\n", b, a, r, (r <= 1.10 ? "within" : "over") }'
+done
 echo "results: $WORK"
