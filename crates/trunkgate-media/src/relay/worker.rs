@@ -209,6 +209,36 @@ fn to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
     Some(SocketAddr::new(a.ip().to_canonical(), a.port()))
 }
 
+/// One `recvmmsg` of up to [`BATCH`] datagrams on `fd`: per datagram its length and source
+/// (`None` when truncated) into `meta`, and, for a steered socket (`dst`), its original
+/// destination. Returns how many arrived.
+fn receive(
+    fd: std::os::fd::RawFd,
+    hdrs: &mut MultiHeaders<SockaddrStorage>,
+    bufs: &mut [[u8; BUF]; BATCH],
+    meta: &mut [(usize, Option<SocketAddr>); BATCH],
+    mut dst: Option<&mut [Option<SocketAddr>; BATCH]>,
+) -> usize {
+    let mut iovs = bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
+    let Ok(msgs) = recvmmsg(fd, hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) else {
+        return 0;
+    };
+    let mut n = 0;
+    for m in msgs {
+        let addr = if m.flags.contains(MsgFlags::MSG_TRUNC) {
+            None
+        } else {
+            m.address.as_ref().and_then(to_std)
+        };
+        if let Some(dst) = dst.as_deref_mut() {
+            dst[n] = m.cmsgs().ok().and_then(|mut c| c.find_map(orig_dst));
+        }
+        meta[n] = (m.bytes, addr);
+        n += 1;
+    }
+    n
+}
+
 /// A steered leg's RTP address and its RTCP address (port + 1), canonical.
 fn steered_pair(local: SocketAddr) -> (SocketAddr, SocketAddr) {
     let ip = local.ip().to_canonical();
@@ -715,24 +745,8 @@ impl Worker {
         } else {
             rtp.as_raw_fd()
         };
-        let n = {
-            let mut iovs = io.bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
-            let hdrs = if x.v6 { &mut io.hdrs_v6 } else { &mut io.hdrs };
-            let res = recvmmsg(fd, hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None);
-            let mut n = 0;
-            if let Ok(msgs) = res {
-                for m in msgs {
-                    let addr = if m.flags.contains(MsgFlags::MSG_TRUNC) {
-                        None
-                    } else {
-                        m.address.as_ref().and_then(to_std)
-                    };
-                    io.meta[n] = (m.bytes, addr);
-                    n += 1;
-                }
-            }
-            n
-        };
+        let hdrs = if x.v6 { &mut io.hdrs_v6 } else { &mut io.hdrs };
+        let n = receive(fd, hdrs, &mut io.bufs, &mut io.meta, None);
         if n == 0 {
             return;
         }
@@ -757,24 +771,7 @@ impl Worker {
         let Some(hdrs) = io.hdrs_shared.get_mut(index) else {
             return;
         };
-        let n = {
-            let mut iovs = io.bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..])]);
-            let res = recvmmsg(fd, hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None);
-            let mut n = 0;
-            if let Ok(msgs) = res {
-                for m in msgs {
-                    let addr = if m.flags.contains(MsgFlags::MSG_TRUNC) {
-                        None
-                    } else {
-                        m.address.as_ref().and_then(to_std)
-                    };
-                    io.dst[n] = m.cmsgs().ok().and_then(|mut c| c.find_map(orig_dst));
-                    io.meta[n] = (m.bytes, addr);
-                    n += 1;
-                }
-            }
-            n
-        };
+        let n = receive(fd, hdrs, &mut io.bufs, &mut io.meta, Some(&mut io.dst));
         let mut reports: SmallVec<[ReportBlock; 4]> = SmallVec::new();
         for i in 0..n {
             let (len, src) = io.meta[i];
