@@ -92,10 +92,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/benches/lib.sh"
 if [ "$WITH_RTPENGINE" = 1 ] && ! command -v rtpengine >/dev/null 2>&1; then
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rtpengine-daemon
+    apt_install rtpengine-daemon
     # The package enables its systemd unit; this benchmark runs its own instance only.
     as_root systemctl disable --now rtpengine-daemon >/dev/null 2>&1 || true
 fi
@@ -114,33 +114,11 @@ RESULTS="$WORK/results.jsonl"
 : > "$RESULTS"
 CLK_TCK=$(getconf CLK_TCK)
 
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
-
-stop_pid() { # pid: TERM, up to 10 s, then KILL
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'; }
 
-# Minimal HTTP GET over bash's /dev/tcp: http_get HOST PORT PATH
-http_get() {
-    timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$3" "$1" >&3 && cat <&3' \
-        http_get "$1" "$2" "$3"
-}
 
 # run_point LABEL RELAY_PID CALLS MODE-ARGS...: one tool run against a running relay.
 run_point() {

@@ -77,17 +77,11 @@ if [ "$WINDOW" -gt 60 ]; then
     exit 2
 fi
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! command -v sipp >/dev/null 2>&1; then
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester
-fi
-command -v curl >/dev/null 2>&1 || {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends curl
-}
-command -v tcpdump >/dev/null 2>&1 || {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tcpdump
-}
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$ROOT/benches/lib.sh"
+command -v sipp >/dev/null 2>&1 || apt_install sip-tester
+command -v curl >/dev/null 2>&1 || apt_install curl
+command -v tcpdump >/dev/null 2>&1 || apt_install tcpdump
 
 HARD=$(ulimit -Hn)
 ulimit -n "$HARD"
@@ -110,14 +104,7 @@ STAMP=$(date +%Y%m%d-%H%M%S)
 WORK="$ROOT/target/bench/scrape_impact-$STAMP"
 mkdir -p "$WORK"
 
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "$TG_BIN" ]; then
