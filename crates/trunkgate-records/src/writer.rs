@@ -10,11 +10,14 @@ use crate::store::{Store, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How often retention runs.
 const RETAIN_EVERY: Duration = Duration::from_secs(60);
+/// While a batch is open, the queue is drained this often (the queue holds
+/// [`WriterConfig::queue`] records: 8,192 in 20 ms is 400,000 records/s).
+const COLLECT_STEP: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -164,17 +167,33 @@ fn run(mut store: Store, config: WriterConfig, rx: Receiver<Msg>, counters: &Cou
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
             Err(RecvTimeoutError::Timeout) => {}
         }
+        // The rest of the batch is collected by draining the queue every COLLECT_STEP, not
+        // by waiting in `recv` for each record: a sender's `try_send` wakes this thread
+        // (a futex wake on the SIP thread) only while it is blocked in `recv`, so one
+        // wake-up takes a whole batch. Measured at 4,000 calls/s: a wake-up per record cost
+        // the SIP thread ~6,000 futex calls every 4 s.
         let deadline = Instant::now() + config.flush;
         while !stop && !batch.is_empty() && batch.len() < config.batch {
+            loop {
+                match rx.try_recv() {
+                    Ok(Msg::Record(r)) => {
+                        batch.push(r);
+                        if batch.len() >= config.batch {
+                            break;
+                        }
+                    }
+                    Ok(Msg::Stop) | Err(TryRecvError::Disconnected) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if stop || batch.len() >= config.batch || left.is_zero() {
                 break;
             }
-            match rx.recv_timeout(left) {
-                Ok(Msg::Record(r)) => batch.push(r),
-                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
-                Err(RecvTimeoutError::Timeout) => break,
-            }
+            std::thread::sleep(left.min(COLLECT_STEP));
         }
         if stop {
             // Whatever is still queued (a Stop is the last message a finishing daemon sends).
