@@ -64,4 +64,8 @@ pub trait MediaRelay: Send + Sync {
     /// How long the dialog's media has been silent in both directions (since its newest
     /// packet or SDP); `None` when it has no media session.
     fn idle(&self, dialog: u64) -> Option<std::time::Duration>;
+    /// The end of an input batch: hand the relay what the calls above queued (one wake-up
+    /// of its threads per batch, not per SDP). The shell calls it through
+    /// [`crate::Proxy::flush_media`].
+    fn flush(&self) {}
 }

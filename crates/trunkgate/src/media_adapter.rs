@@ -16,7 +16,10 @@ pub struct RelayAdapter {
 }
 
 impl RelayAdapter {
+    /// The adapter holds the relay's wake-ups until [`MediaRelay::flush`] (the SIP shell
+    /// flushes after every input batch).
     pub fn new(relay: std::sync::Arc<Relay>) -> RelayAdapter {
+        relay.hold_wakes(true);
         RelayAdapter {
             relay,
             budget: None,
@@ -125,5 +128,9 @@ impl MediaRelay for RelayAdapter {
 
     fn idle(&self, dialog: u64) -> Option<std::time::Duration> {
         self.relay.idle(dialog)
+    }
+
+    fn flush(&self) {
+        self.relay.release_wakes();
     }
 }

@@ -199,7 +199,7 @@ fn sides_for(
 fn fold_on(w: &WorkerHandle, call: Option<u64>) {
     let (done, wait) = std::sync::mpsc::sync_channel(1);
     if w.tx.send(Cmd::Fold { call, done }).is_ok() {
-        w.wake.notify();
+        w.wake.now();
         let _ = wait.recv_timeout(Duration::from_millis(50));
     }
 }
@@ -440,6 +440,24 @@ impl Relay {
     /// wait; commands run in order, so everything queued before has been applied too): what a
     /// call record then reads misses nothing the kernel forwarded. Called without the control
     /// lock.
+    /// Hold the relay threads' wake-ups after commands until [`Relay::release_wakes`]
+    /// (`true`), or send each at once again (`false`, the default). The daemon's SIP thread
+    /// holds them and releases once per input batch, so a batch of SDPs costs one wake-up
+    /// per relay thread, not one per SDP. Commands whose wake-up is never released still run
+    /// within the relay thread's check interval (≤ 1 s).
+    pub fn hold_wakes(&self, on: bool) {
+        for w in &self.workers {
+            w.wake.hold(on);
+        }
+    }
+
+    /// Send the wake-ups held since the last release.
+    pub fn release_wakes(&self) {
+        for w in &self.workers {
+            w.wake.release();
+        }
+    }
+
     fn fold_kernel(&self, call: u64, thread: Option<usize>) {
         if let Some(w) = thread.and_then(|t| self.workers.get(t)) {
             fold_on(w, Some(call));

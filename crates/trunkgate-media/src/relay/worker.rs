@@ -46,9 +46,16 @@ pub(crate) type Events = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// A relay thread's wake-up: an eventfd written only when no wake-up is pending, so a burst
 /// of commands (offer, answer, delete of many calls) costs one write and one wake-up.
+///
+/// Held ([`Wake::hold`], the daemon's SIP thread): `notify` only marks the wake-up due and
+/// [`Wake::release`] sends it, once per input batch of the SIP thread instead of once per
+/// SDP. Measured at 2,500 anchored calls/s (kernel fast path): the eventfd writes were 8 % of
+/// the SIP thread's samples, about four per call (offer, answer, answered, delete).
 pub(crate) struct Wake {
     fd: EventFd,
     pending: AtomicBool,
+    held: AtomicBool,
+    due: AtomicBool,
 }
 
 impl Wake {
@@ -57,13 +64,41 @@ impl Wake {
         Ok(Wake {
             fd: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?,
             pending: AtomicBool::new(false),
+            held: AtomicBool::new(false),
+            due: AtomicBool::new(false),
         })
     }
 
-    /// After queueing commands: wake the thread unless a wake-up is already on its way.
+    /// After queueing commands: wake the thread unless a wake-up is already on its way (or,
+    /// held, at the next [`Wake::release`]).
     pub fn notify(&self) {
+        if self.held.load(Relaxed) {
+            self.due.store(true, SeqCst);
+        } else {
+            self.now();
+        }
+    }
+
+    /// Wake the thread now unless a wake-up is already on its way, held or not (a caller
+    /// about to wait for the thread's answer).
+    pub fn now(&self) {
         if !self.pending.swap(true, SeqCst) {
             let _ = self.fd.write(1);
+        }
+    }
+
+    /// Hold wake-ups from now on, or send them at once again.
+    pub fn hold(&self, on: bool) {
+        self.held.store(on, SeqCst);
+        if !on {
+            self.release();
+        }
+    }
+
+    /// Send the wake-up held since the last release, if any.
+    pub fn release(&self) {
+        if self.due.swap(false, SeqCst) {
+            self.now();
         }
     }
 
@@ -531,6 +566,9 @@ impl Worker {
                 }
             }
             if Instant::now() >= next_check {
+                // Commands whose wake-up was held and never released (no further input
+                // on the SIP thread) still run, at the latest one interval later.
+                self.commands();
                 self.fold_kernel();
                 self.check_idle();
                 self.check_quality();

@@ -330,6 +330,14 @@ impl Proxy {
         self
     }
 
+    /// After an input batch (and what it sent): let the media relay act on what the batch
+    /// asked of it ([`MediaRelay::flush`]).
+    pub fn flush_media(&self) {
+        if let Some(media) = &self.media {
+            media.flush();
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn set_media(&mut self, media: Arc<dyn MediaRelay>) {
         self.media = Some(media);

@@ -481,6 +481,8 @@ impl SipShell {
         if !self.udp_batch.is_empty() {
             self.send_udp_batch();
         }
+        // The relay threads act on this batch's SDPs and deletes now (one wake-up each).
+        self.proxy.flush_media();
     }
 
     /// Send the collected UDP transmits: consecutive runs for the same socket go out in one
