@@ -600,7 +600,9 @@ table() {
     table
     echo
     echo "Anchored rows: $FD_NOTE."
-    [ "$MODE" = smoke ] && echo "Smoke run: tiny rates, the figures say nothing about the targets."
+    if [ "$MODE" = smoke ]; then
+        echo "Smoke run: tiny rates, the figures say nothing about the targets."
+    fi
 } | tee "$WORK/table.md"
 echo
 echo "results: $CSV" >&2
