@@ -222,6 +222,7 @@ pub(crate) struct RawSip {
     pub max_via: Option<Field>,
     pub overflow_retry_after: Option<Field>,
     pub dialog_timeout: Option<Field>,
+    pub nice: Option<Field>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -544,6 +545,7 @@ pub(crate) const SIP_KEYS: &[&str] = &[
     "max_via",
     "overflow_retry_after",
     "dialog_timeout",
+    "nice",
 ];
 pub(crate) const ADMIN_KEYS: &[&str] = &["listen", "token_file"];
 pub(crate) const DRILL_KEYS: &[&str] = &["max_duration"];
@@ -689,6 +691,7 @@ impl RawPolicy {
                     "max_via" => &mut t.max_via,
                     "overflow_retry_after" => &mut t.overflow_retry_after,
                     "dialog_timeout" => &mut t.dialog_timeout,
+                    "nice" => &mut t.nice,
                     _ => return Err(UnknownName::Key(SIP_KEYS)),
                 }
             }

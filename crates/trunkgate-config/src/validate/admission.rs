@@ -412,6 +412,17 @@ retry_after_max = "10s"
     }
 
     #[test]
+    fn sip_nice_defaults_to_minus_5_and_is_a_nice_value() {
+        let p = Policy::from_toml(BASE, "p.toml").unwrap();
+        assert_eq!(p.sip.nice, -5);
+        let src = format!("{BASE}[sip]\nnice = 0\n");
+        assert_eq!(Policy::from_toml(&src, "p.toml").unwrap().sip.nice, 0);
+        let src = format!("{BASE}[sip]\nnice = -30\n");
+        let e = Policy::from_toml(&src, "p.toml").unwrap_err().to_string();
+        assert!(e.contains("sip.nice") && e.contains(":12:"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_in_new_tables_lists_its_keys() {
         let src = format!("{BASE}[flood]\nrat = 10\n");
         let e = assert_refused(&src, 12, 1, "unknown key `rat` in [flood]");

@@ -37,6 +37,8 @@ pub(crate) mod defaults {
     pub const TCP_HEADER_TIMEOUT: &str = "10s";
     pub const SHUTDOWN_GRACE: &str = "30s";
     pub const DIALOG_TIMEOUT: &str = "12h";
+    /// The SIP core thread's nice value: ahead of ordinary processes, behind media (-10).
+    pub const SIP_NICE: i8 = -5;
     pub const ADMIN_LISTEN: &str = "127.0.0.1:9091";
     pub const DRILL_MAX_DURATION: &str = "30m";
     pub const MAX_HEADERS: i64 = 512;
@@ -481,7 +483,12 @@ impl Check<'_, '_> {
                 ),
             );
         }
+        let nice = field(|t| &t.nice)
+            .and_then(|f| self.integer(f, "sip.nice", -20..=19))
+            .and_then(|n| i8::try_from(n).ok())
+            .unwrap_or(defaults::SIP_NICE);
         SipSettings {
+            nice,
             t1,
             t2,
             t4,

@@ -16,6 +16,7 @@ pub use bind::raise_fd_limit;
 pub use metrics::{
     Histogram, JITTER_BUCKETS, LOSS_BUCKETS, MediaMetrics, MediaMetricsSnapshot, TrunkMedia,
 };
+pub use priority::set_current_thread_nice;
 pub use quality::{MOS_BUCKETS, Missing, QualityConfig};
 pub use snapshot::{
     CallQuality, CallSnapshot, LegSnapshot, LegSummary, OneWaySnapshot, RtcpSnapshot,

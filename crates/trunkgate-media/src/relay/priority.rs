@@ -4,25 +4,35 @@
 /// contention a preempted relay thread is milliseconds of added latency; measured p99 at
 /// 1,000 calls on 2 cores: 1.3–4.9 ms at nice 0, 0.46–0.66 ms at nice -10).
 pub(crate) fn set_nice(n: usize, nice: i8) {
+    match set_current_thread_nice(nice) {
+        Ok(true) => tracing::debug!(thread = n, nice, "media relay thread priority set"),
+        Ok(false) => {}
+        Err(error) => tracing::warn!(
+            thread = n,
+            nice,
+            %error,
+            "media relay thread keeps the default priority (media.nice needs CAP_SYS_NICE)"
+        ),
+    }
+}
+
+/// Give the calling thread the nice value `nice` (0: leave it). `Ok(false)`: nothing to do;
+/// `Err`: refused (lowering a nice value needs CAP_SYS_NICE). Also used for the SIP thread
+/// (`sip.nice`).
+pub fn set_current_thread_nice(nice: i8) -> Result<bool, String> {
     use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
     if nice == 0 {
-        return;
+        return Ok(false);
     }
     // thread-priority maps its 0..=99 scale onto nice -20..=19 for normal scheduling; pick
     // the value that lands on `nice`.
     let value = (0..=99u8).find(|&p| nice_of(p) == i32::from(nice));
     let Some(value) = value.and_then(|p| ThreadPriorityValue::try_from(p).ok()) else {
-        return;
+        return Err(format!("no priority value gives nice {nice}"));
     };
-    match set_current_thread_priority(ThreadPriority::Crossplatform(value)) {
-        Ok(()) => tracing::debug!(thread = n, nice, "media relay thread priority set"),
-        Err(error) => tracing::warn!(
-            thread = n,
-            nice,
-            ?error,
-            "media relay thread keeps the default priority (media.nice needs CAP_SYS_NICE)"
-        ),
-    }
+    set_current_thread_priority(ThreadPriority::Crossplatform(value))
+        .map(|()| true)
+        .map_err(|e| format!("{e:?}"))
 }
 
 /// The nice value thread-priority 3 derives from its cross-platform value `p`
