@@ -47,14 +47,18 @@ fn systemd_unit_runs_unprivileged_and_reloads_with_sighup() {
     assert_eq!(one(&unit, "NoNewPrivileges"), "yes");
     assert!(one(&unit, "ExecStart").ends_with("run --config /etc/trunkgate/trunkgate.toml"));
     assert!(one(&unit, "ExecStartPre").contains(" check --config "));
-    // Only what the binary uses: media.nice (CAP_SYS_NICE); never NET_ADMIN or SYS_ADMIN.
+    // Only what the binary uses: media.nice and sip.nice (CAP_SYS_NICE), the kernel fast path
+    // of media.fastpath = "auto" (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW); never SYS_ADMIN.
     let ambient: Vec<&str> = one(&unit, "AmbientCapabilities")
         .split_whitespace()
         .collect();
     let bounding: Vec<&str> = one(&unit, "CapabilityBoundingSet")
         .split_whitespace()
         .collect();
-    assert_eq!(ambient, ["CAP_SYS_NICE"]);
+    assert_eq!(
+        ambient,
+        ["CAP_SYS_NICE", "CAP_BPF", "CAP_NET_ADMIN", "CAP_NET_RAW"]
+    );
     assert_eq!(bounding, ambient, "the bounding set is the ambient set");
     let docs = read("docs/deploy.md");
     assert!(docs.contains("/var/lib/trunkgate/records.sqlite"));
