@@ -244,7 +244,12 @@ impl MediaMetrics {
     pub fn snapshot(&self) -> MediaMetricsSnapshot {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         let mut scrape = self.begin();
-        while !self.step(&mut scrape) {}
+        while !self.step(&mut scrape) {
+            // Let a waiting SIP thread take the lock between chunks: std's mutex lets the
+            // releasing thread take it straight back, so without this the walk could hold
+            // the SIP thread through many chunks.
+            std::thread::yield_now();
+        }
         self.finish(scrape)
     }
 
