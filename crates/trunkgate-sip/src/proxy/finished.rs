@@ -32,7 +32,7 @@ impl Proxy {
         state: ServerState,
         answer: Option<Box<Answer>>,
     ) {
-        let key: Box<[u8]> = key.into();
+        let key: std::sync::Arc<[u8]> = key.into();
         self.server_index.insert(key.clone(), id);
         self.finished_servers
             .insert(id, FinishedServer { key, state, answer });

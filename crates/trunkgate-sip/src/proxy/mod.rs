@@ -206,7 +206,7 @@ pub struct Proxy {
     /// Server transactions past their final response (compact records, `finished.rs`).
     finished_servers: IdMap<u64, FinishedServer>,
     /// Both kinds by key (RFC 3261 §17.2.3).
-    server_index: HashMap<Box<[u8]>, u64>,
+    server_index: HashMap<Arc<[u8]>, u64>,
     /// Client transactions before their final response.
     clients: IdMap<(u64, Sub), ClientTx>,
     /// Client transactions past their final response (compact records, `finished.rs`).

@@ -716,7 +716,7 @@ impl Proxy {
         source: SocketAddr,
     ) {
         let Some(method) = msg.method() else { return };
-        let key: Box<[u8]> = key[..].into();
+        let key: std::sync::Arc<[u8]> = key[..].into();
         self.server_index.insert(key.clone(), id);
         self.servers.insert(
             id,

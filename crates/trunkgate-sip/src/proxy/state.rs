@@ -27,7 +27,8 @@ pub(crate) enum ServerState {
 /// it becomes a [`FinishedServer`]).
 #[derive(Debug)]
 pub(crate) struct ServerTx {
-    pub key: Box<[u8]>,
+    /// Shared with the proxy's server index (one allocation for both).
+    pub key: std::sync::Arc<[u8]>,
     pub method: Method,
     pub flow: Flow,
     pub source: SocketAddr,
@@ -157,8 +158,8 @@ impl ClientTx {
 /// [`ServerTx`] are gone ("Memory: finished transactions" in docs/design/sip.md).
 #[derive(Debug)]
 pub(crate) struct FinishedServer {
-    /// The key in the proxy's server index (removed with this record).
-    pub key: Box<[u8]>,
+    /// The key in the proxy's server index (removed with this record; the same allocation).
+    pub key: std::sync::Arc<[u8]>,
     pub state: ServerState,
     /// The final non-2xx response and where it went (`Completed`, and `Confirmed`, where
     /// it is no longer sent again but a late 2xx still goes upstream the same way). `None`
