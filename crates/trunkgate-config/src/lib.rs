@@ -386,7 +386,7 @@ pub struct SipSettings {
     /// A confirmed call with no in-dialog request for this long is forgotten: its session
     /// is freed (a lost BYE must not hold a trunk's capacity forever).
     pub dialog_timeout: Duration,
-    /// `sip.nice`: the SIP core thread's nice value, -20..=19 (default -5; 0 = unchanged).
+    /// `sip.nice`: the SIP core thread's nice value, -20..=19 (default 0 = unchanged).
     pub nice: i8,
 }
 

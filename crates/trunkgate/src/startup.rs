@@ -593,9 +593,9 @@ async fn serve(
     std::thread::Builder::new()
         .name("trunkgate-sip".into())
         .spawn(move || {
-            // Signaling ahead of ordinary processes on the box (sip.nice; measured: the
-            // proxy's own part of a BYE round trip at 4,000 calls/s on 2 cores shared with
-            // SIPp, see docs/performance.md).
+            // sip.nice: signaling ahead of other processes on the box when set (default 0:
+            // it lowers the round trip under CPU contention but costs CPU per call, see
+            // docs/performance.md).
             match trunkgate_media::set_current_thread_nice(sip_nice) {
                 Ok(true) => tracing::debug!(nice = sip_nice, "SIP thread priority set"),
                 Ok(false) => {}

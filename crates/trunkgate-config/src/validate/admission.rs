@@ -412,11 +412,11 @@ retry_after_max = "10s"
     }
 
     #[test]
-    fn sip_nice_defaults_to_minus_5_and_is_a_nice_value() {
+    fn sip_nice_defaults_to_0_and_is_a_nice_value() {
         let p = Policy::from_toml(BASE, "p.toml").unwrap();
-        assert_eq!(p.sip.nice, -5);
-        let src = format!("{BASE}[sip]\nnice = 0\n");
-        assert_eq!(Policy::from_toml(&src, "p.toml").unwrap().sip.nice, 0);
+        assert_eq!(p.sip.nice, 0);
+        let src = format!("{BASE}[sip]\nnice = -5\n");
+        assert_eq!(Policy::from_toml(&src, "p.toml").unwrap().sip.nice, -5);
         let src = format!("{BASE}[sip]\nnice = -30\n");
         let e = Policy::from_toml(&src, "p.toml").unwrap_err().to_string();
         assert!(e.contains("sip.nice") && e.contains(":12:"), "{e}");
