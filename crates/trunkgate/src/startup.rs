@@ -596,15 +596,7 @@ async fn serve(
             // sip.nice: signaling ahead of other processes on the box when set (default 0:
             // it lowers the round trip under CPU contention but costs CPU per call, see
             // docs/performance.md).
-            match trunkgate_media::set_current_thread_nice(sip_nice) {
-                Ok(true) => tracing::debug!(nice = sip_nice, "SIP thread priority set"),
-                Ok(false) => {}
-                Err(error) => tracing::warn!(
-                    nice = sip_nice,
-                    %error,
-                    "SIP thread keeps the default priority (sip.nice needs CAP_SYS_NICE)"
-                ),
-            }
+            trunkgate_media::apply_nice("the SIP thread", "sip.nice", sip_nice);
             let result = (|| -> anyhow::Result<Ended> {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()

@@ -16,7 +16,7 @@ pub use bind::raise_fd_limit;
 pub use metrics::{
     Histogram, JITTER_BUCKETS, LOSS_BUCKETS, MediaMetrics, MediaMetricsSnapshot, TrunkMedia,
 };
-pub use priority::set_current_thread_nice;
+pub use priority::apply_nice;
 pub use quality::{MOS_BUCKETS, Missing, QualityConfig};
 pub use snapshot::{
     CallQuality, CallSnapshot, LegSnapshot, LegSummary, OneWaySnapshot, RtcpSnapshot,
@@ -437,10 +437,6 @@ impl Relay {
             .then_some(s.thread)
     }
 
-    /// Have relay thread `thread` fold the kernel's counters of `call`'s legs in now (bounded
-    /// wait; commands run in order, so everything queued before has been applied too): what a
-    /// call record then reads misses nothing the kernel forwarded. Called without the control
-    /// lock.
     /// Hold the relay threads' wake-ups after commands until [`Relay::release_wakes`]
     /// (`true`), or send each at once again (`false`, the default). The daemon's SIP thread
     /// holds them and releases once per input batch, so a batch of SDPs costs one wake-up
@@ -459,6 +455,10 @@ impl Relay {
         }
     }
 
+    /// Have relay thread `thread` fold the kernel's counters of `call`'s legs in now (bounded
+    /// wait; commands run in order, so everything queued before has been applied too): what a
+    /// call record then reads misses nothing the kernel forwarded. Called without the control
+    /// lock.
     fn fold_kernel(&self, call: u64, thread: Option<usize>) {
         if let Some(w) = thread.and_then(|t| self.workers.get(t)) {
             fold_on(w, Some(call));

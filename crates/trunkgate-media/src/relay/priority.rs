@@ -4,21 +4,25 @@
 /// contention a preempted relay thread is milliseconds of added latency; measured p99 at
 /// 1,000 calls on 2 cores: 1.3–4.9 ms at nice 0, 0.46–0.66 ms at nice -10).
 pub(crate) fn set_nice(n: usize, nice: i8) {
+    apply_nice(&format!("media relay thread {n}"), "media.nice", nice);
+}
+
+/// Give the calling thread (`thread`, for the log) the nice value `nice` of setting `key`;
+/// 0 leaves it. A refusal (lowering a nice value needs CAP_SYS_NICE) is one `warn` line,
+/// never fatal. Used by the relay threads (`media.nice`) and the SIP thread (`sip.nice`).
+pub fn apply_nice(thread: &str, key: &str, nice: i8) {
     match set_current_thread_nice(nice) {
-        Ok(true) => tracing::debug!(thread = n, nice, "media relay thread priority set"),
+        Ok(true) => tracing::debug!(thread, nice, "thread priority set"),
         Ok(false) => {}
         Err(error) => tracing::warn!(
-            thread = n,
+            thread,
             nice,
             %error,
-            "media relay thread keeps the default priority (media.nice needs CAP_SYS_NICE)"
+            "{thread} keeps the default priority ({key} needs CAP_SYS_NICE)"
         ),
     }
 }
 
-/// Give the calling thread the nice value `nice` (0: leave it). `Ok(false)`: nothing to do;
-/// `Err`: refused (lowering a nice value needs CAP_SYS_NICE). Also used for the SIP thread
-/// (`sip.nice`).
 pub fn set_current_thread_nice(nice: i8) -> Result<bool, String> {
     use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
     if nice == 0 {
